@@ -1,0 +1,354 @@
+//! The server's configuration: parsed once from the command line, validated,
+//! then read-only. Every default is named and documented here.
+//!
+//! It never opens sockets; it checks what can be checked before binding
+//! (the root exists, the users file parses) so that `main` can print one
+//! clear line and exit 2.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the server listens by default: loopback only, an unprivileged port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
+/// Time to log in before the connection is closed.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle control connection timeout (vsftpd and pyftpdlib use 300 s).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Time for the data connection to be made after PASV/PORT (Twisted's `dtpTimeout`).
+pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// A transfer with no progress for this long is aborted (`426`).
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Delay before a failed login is answered (`530`), doubled for each further
+/// failure on the same connection.
+pub const DEFAULT_LOGIN_FAIL_DELAY: Duration = Duration::from_secs(1);
+/// Failed logins allowed on one connection before it is closed.
+pub const DEFAULT_MAX_LOGIN_FAILS: u32 = 3;
+/// How long SIGTERM/SIGINT waits for transfers in flight.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Control connections at once.
+pub const DEFAULT_MAX_CLIENTS: usize = 2000;
+/// Control connections at once from one IP address.
+pub const DEFAULT_MAX_PER_IP: usize = 200;
+
+/// Log verbosity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Sessions and transfers (the default).
+    Info,
+    /// Every command.
+    Debug,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The directory served to anonymous users; relative homes in the users
+    /// file are relative to it.
+    pub root: PathBuf,
+    /// Control listen address (IPv4 or IPv6).
+    pub listen: SocketAddr,
+    /// Users file (`name:hash:home:perms`), if any.
+    pub users: Option<PathBuf>,
+    /// Whether `anonymous`/`ftp` may log in (read-only at `root`).
+    pub anonymous: bool,
+    /// Whether anonymous users may write.
+    pub anonymous_write: bool,
+    /// Passive port range; `None` lets the kernel choose.
+    pub passive_ports: Option<(u16, u16)>,
+    /// Address advertised in PASV replies (behind NAT); default: the control
+    /// connection's local address.
+    pub passive_address: Option<IpAddr>,
+    /// See `DEFAULT_LOGIN_TIMEOUT`.
+    pub login_timeout: Duration,
+    /// See `DEFAULT_IDLE_TIMEOUT`.
+    pub idle_timeout: Duration,
+    /// See `DEFAULT_DATA_TIMEOUT`.
+    pub data_timeout: Duration,
+    /// See `DEFAULT_STALL_TIMEOUT`.
+    pub stall_timeout: Duration,
+    /// See `DEFAULT_LOGIN_FAIL_DELAY`.
+    pub login_fail_delay: Duration,
+    /// See `DEFAULT_MAX_LOGIN_FAILS`.
+    pub max_login_fails: u32,
+    /// See `DEFAULT_SHUTDOWN_GRACE`.
+    pub shutdown_grace: Duration,
+    /// See `DEFAULT_MAX_CLIENTS`.
+    pub max_clients: usize,
+    /// See `DEFAULT_MAX_PER_IP`.
+    pub max_per_ip: usize,
+    /// Longest command line accepted (`crate::line::MAX_LINE_BYTES`).
+    pub max_line_bytes: usize,
+    /// Accept passive data connections from any address (FTP bounce/theft risk).
+    pub insecure_pasv_any_peer: bool,
+    /// Allow PORT/EPRT to any host and to ports below 1024 (FTP bounce risk).
+    pub insecure_port_any_host: bool,
+    /// Log verbosity.
+    pub log_level: LogLevel,
+}
+
+impl Config {
+    /// The defaults for serving `root`.
+    pub fn new(root: PathBuf) -> Config {
+        Config {
+            root,
+            listen: DEFAULT_LISTEN.parse().expect("default listen address is valid"),
+            users: None,
+            anonymous: true,
+            anonymous_write: false,
+            passive_ports: None,
+            passive_address: None,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            data_timeout: DEFAULT_DATA_TIMEOUT,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            login_fail_delay: DEFAULT_LOGIN_FAIL_DELAY,
+            max_login_fails: DEFAULT_MAX_LOGIN_FAILS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
+            max_line_bytes: crate::line::MAX_LINE_BYTES,
+            insecure_pasv_any_peer: false,
+            insecure_port_any_host: false,
+            log_level: LogLevel::Info,
+        }
+    }
+
+    /// Parse the command line (without the program name).
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageError> {
+        let mut root: Option<PathBuf> = None;
+        let mut anonymous_flag = false;
+        let mut c = Config::new(PathBuf::new());
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| -> Result<String, UsageError> {
+                inline.clone().or_else(|| args.next()).ok_or_else(|| UsageError(format!("{name} needs a value")))
+            };
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(Parsed::Help),
+                "-V" | "--version" => return Ok(Parsed::Version),
+                "--root" => root = Some(PathBuf::from(value("--root")?)),
+                "--listen" => {
+                    let v = value("--listen")?;
+                    c.listen = v.parse().map_err(|_| {
+                        UsageError(format!("--listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:2121 or [::1]:2121"))
+                    })?;
+                }
+                "--users" => c.users = Some(PathBuf::from(value("--users")?)),
+                "--anonymous" => anonymous_flag = true,
+                "--anonymous-write" => {
+                    anonymous_flag = true;
+                    c.anonymous_write = true;
+                }
+                "--passive-ports" => c.passive_ports = Some(parse_range(&value("--passive-ports")?)?),
+                "--passive-address" => {
+                    let v = value("--passive-address")?;
+                    c.passive_address =
+                        Some(v.parse().map_err(|_| UsageError(format!("--passive-address {v}: not an IP address")))?);
+                }
+                "--login-timeout" => c.login_timeout = parse_secs("--login-timeout", &value("--login-timeout")?)?,
+                "--idle-timeout" => c.idle_timeout = parse_secs("--idle-timeout", &value("--idle-timeout")?)?,
+                "--data-timeout" => c.data_timeout = parse_secs("--data-timeout", &value("--data-timeout")?)?,
+                "--stall-timeout" => c.stall_timeout = parse_secs("--stall-timeout", &value("--stall-timeout")?)?,
+                "--login-fail-delay" => {
+                    c.login_fail_delay = parse_secs_allow_zero("--login-fail-delay", &value("--login-fail-delay")?)?
+                }
+                "--max-login-fails" => c.max_login_fails = parse_num("--max-login-fails", &value("--max-login-fails")?)?,
+                "--shutdown-grace" => {
+                    c.shutdown_grace = parse_secs_allow_zero("--shutdown-grace", &value("--shutdown-grace")?)?
+                }
+                "--max-clients" => c.max_clients = parse_num("--max-clients", &value("--max-clients")?)?,
+                "--max-per-ip" => c.max_per_ip = parse_num("--max-per-ip", &value("--max-per-ip")?)?,
+                "--max-line" => {
+                    c.max_line_bytes = parse_num("--max-line", &value("--max-line")?)?;
+                    if c.max_line_bytes < 64 {
+                        return Err(UsageError("--max-line must be at least 64".into()));
+                    }
+                }
+                "--log-level" => {
+                    c.log_level = match value("--log-level")?.as_str() {
+                        "error" => LogLevel::Error,
+                        "warn" => LogLevel::Warn,
+                        "info" => LogLevel::Info,
+                        "debug" => LogLevel::Debug,
+                        v => return Err(UsageError(format!("--log-level {v}: expected error, warn, info or debug"))),
+                    }
+                }
+                "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
+                "--insecure-port-any-host" => c.insecure_port_any_host = true,
+                other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
+            }
+        }
+        c.root = root.ok_or_else(|| UsageError("--root DIR is required (the directory to serve)".into()))?;
+        // Anonymous is on by default only when there is no users file.
+        c.anonymous = c.users.is_none() || anonymous_flag;
+        c.validate()?;
+        Ok(Parsed::Run(Box::new(c)))
+    }
+
+    /// Checks that need the filesystem.
+    pub fn validate(&mut self) -> Result<(), UsageError> {
+        let meta = std::fs::metadata(&self.root)
+            .map_err(|e| UsageError(format!("--root {}: {e}", self.root.display())))?;
+        if !meta.is_dir() {
+            return Err(UsageError(format!("--root {}: not a directory", self.root.display())));
+        }
+        self.root = std::fs::canonicalize(&self.root)
+            .map_err(|e| UsageError(format!("--root {}: {e}", self.root.display())))?;
+        if self.max_clients == 0 || self.max_per_ip == 0 {
+            return Err(UsageError("--max-clients and --max-per-ip must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run the server.
+    Run(Box<Config>),
+    /// Print help and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// A bad command line or configuration: printed as one line, exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn parse_range(v: &str) -> Result<(u16, u16), UsageError> {
+    let bad = || UsageError(format!("--passive-ports {v}: expected MIN-MAX with 1024 <= MIN <= MAX <= 65535"));
+    let (a, b) = v.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a < 1024 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, UsageError> {
+    v.parse().map_err(|_| UsageError(format!("{name} {v}: expected a number")))
+}
+
+fn parse_secs(name: &str, v: &str) -> Result<Duration, UsageError> {
+    let d = parse_secs_allow_zero(name, v)?;
+    if d.is_zero() {
+        return Err(UsageError(format!("{name}: must be more than 0 seconds")));
+    }
+    Ok(d)
+}
+
+fn parse_secs_allow_zero(name: &str, v: &str) -> Result<Duration, UsageError> {
+    let secs: f64 = v.parse().map_err(|_| UsageError(format!("{name} {v}: expected seconds")))?;
+    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(UsageError(format!("{name} {v}: out of range")));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The `--help` text.
+pub const HELP: &str = "\
+leanftpd — a small, single-threaded FTP server
+
+USAGE:
+    leanftpd --root DIR [OPTIONS]
+
+Serves DIR read-only to anonymous clients on 127.0.0.1:2121 unless told otherwise.
+
+OPTIONS:
+    --root DIR                 directory to serve (required); relative user homes are under it
+    --listen ADDR:PORT         control address, IPv4 or IPv6 [default: 127.0.0.1:2121]
+    --users FILE               users file, one `name:hash:home:perms` a line; hash as written by
+                               `openssl passwd -6` or `htpasswd -nbB`; perms `r` or `rw`.
+                               With --users, anonymous is refused unless --anonymous is given.
+    --anonymous                let `anonymous`/`ftp` log in read-only at --root
+    --anonymous-write          let anonymous users write too (implies --anonymous)
+    --passive-ports MIN-MAX    passive data ports [default: chosen by the kernel]
+    --passive-address IP       address advertised in PASV replies (behind NAT)
+    --login-timeout SECS       time to log in [default: 60]
+    --idle-timeout SECS        idle control connection timeout [default: 300]
+    --data-timeout SECS        time for a data connection to be made [default: 30]
+    --stall-timeout SECS       abort a transfer without progress for this long [default: 120]
+    --login-fail-delay SECS    delay before a failed login is answered, doubled per failure [default: 1]
+    --max-login-fails N        failed logins before the connection is closed [default: 3]
+    --max-clients N            control connections at once [default: 2000]
+    --max-per-ip N             control connections at once from one address [default: 200]
+    --max-line BYTES           longest command line [default: 8192]
+    --shutdown-grace SECS      on SIGTERM/SIGINT, time for transfers to finish [default: 10]
+    --log-level LEVEL          error, warn, info or debug [default: info]
+    --insecure-pasv-any-peer   accept passive data connections from any address
+    --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
+    -h, --help                 print this help
+    -V, --version              print the version
+
+SIGNALS:
+    SIGTERM, SIGINT            stop accepting, let transfers finish (grace period), exit 0
+    SIGHUP                     reload the users file
+
+EXIT CODES:
+    0 clean shutdown, 1 runtime error (e.g. address in use), 2 bad usage or configuration
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(a: &[&str]) -> Result<Config, UsageError> {
+        match Config::from_args(args(a))? {
+            Parsed::Run(c) => Ok(*c),
+            other => panic!("expected Run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn root_alone_serves_anonymous_read_only_on_localhost_2121() {
+        let c = run(&["--root", "/tmp"]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2121".parse().unwrap());
+        assert!(c.anonymous && !c.anonymous_write);
+    }
+
+    #[test]
+    fn users_file_turns_anonymous_off_unless_asked() {
+        assert!(!run(&["--root", "/tmp", "--users", "/x"]).unwrap().anonymous);
+        assert!(run(&["--root", "/tmp", "--users", "/x", "--anonymous"]).unwrap().anonymous);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(run(&[]).is_err());
+        assert!(run(&["--root", "/nonexistent-leanftpd"]).is_err());
+        assert!(run(&["--root", "/tmp", "--listen", "nope"]).is_err());
+        assert!(run(&["--root", "/tmp", "--passive-ports", "5000-4000"]).is_err());
+        assert!(run(&["--root", "/tmp", "--passive-ports", "80-90"]).is_err());
+        assert!(run(&["--root", "/tmp", "--bogus"]).is_err());
+        assert!(run(&["--root", "/tmp", "--idle-timeout", "0"]).is_err());
+    }
+
+    #[test]
+    fn ipv6_listen_and_inline_values_parse() {
+        let c = run(&["--root=/tmp", "--listen=[::1]:0", "--passive-ports", "40000-40100"]).unwrap();
+        assert!(c.listen.is_ipv6());
+        assert_eq!(c.passive_ports, Some((40000, 40100)));
+    }
+}

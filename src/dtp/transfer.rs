@@ -1,0 +1,348 @@
+//! The DTP's transfers: moving the bytes of one RETR, STOR or listing over
+//! an established data connection.
+//!
+//! Owns the transfer's file (or listing buffer) and its progress. It does
+//! I/O on the data socket and the file, but never registers anything with
+//! the poll, never reads the clock and never replies: the reactor calls
+//! `step` on readiness with a byte budget, and reports the outcome to the
+//! session.
+//!
+//! - RETR in binary mode is `sendfile(2)`: no user-space buffer at all.
+//! - RETR in ASCII mode converts LF to CRLF (RFC 959 §3.1.1.1) through a
+//!   buffer allocated once at the start of the transfer.
+//! - STOR writes what arrives into the upload's temporary file (converting
+//!   CRLF to LF in ASCII mode); `finish` renames it into place.
+//!
+//! # Invariants
+//! - `step` stops at `WouldBlock` or when `budget` bytes have moved, so that
+//!   one big transfer cannot starve the other clients.
+//! - A STOR's temporary file is removed unless `finish` committed it.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+
+use crate::vfs::{FsError, Upload};
+
+/// Size of the ASCII conversion buffer.
+const ASCII_CHUNK_BYTES: usize = 32 * 1024;
+
+/// What a transfer does, with its state.
+pub enum Transfer {
+    /// RETR, binary: `sendfile(2)` from `offset` to `end`.
+    SendFile {
+        /// The file being sent.
+        file: File,
+        /// Next byte to send.
+        offset: u64,
+        /// File size at open time: we send exactly this much.
+        end: u64,
+    },
+    /// RETR, ASCII: LF → CRLF.
+    AsciiOut {
+        /// The file being sent.
+        file: File,
+        /// Converted bytes not yet sent.
+        buf: Vec<u8>,
+        /// How much of `buf` is sent.
+        pos: usize,
+        /// The file is read to its end.
+        eof: bool,
+        /// The last byte read was CR (a following LF is already a CRLF).
+        prev_cr: bool,
+    },
+    /// LIST / NLST / MLSD: a buffer formatted at command time.
+    Buffer {
+        /// The listing.
+        buf: Vec<u8>,
+        /// How much is sent.
+        pos: usize,
+    },
+    /// STOR: into a temporary file beside the target.
+    Stor {
+        /// The temporary file and its target.
+        upload: Upload,
+        /// Convert CRLF → LF.
+        ascii: bool,
+        /// ASCII: a CR ended the previous chunk and is not written yet.
+        held_cr: bool,
+    },
+}
+
+/// How far a `step` got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Everything is moved (for STOR: the client closed its side).
+    Done,
+    /// The socket would block: wait for readiness.
+    Blocked,
+    /// The budget ran out before `WouldBlock`: call again soon.
+    Budget,
+}
+
+/// Why a transfer failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// The data connection could not be made (`425`).
+    CantOpen,
+    /// The peer reset or closed the data connection early (`426`).
+    ConnectionLost,
+    /// No progress within the stall timeout (`426`).
+    Stalled,
+    /// Aborted by the client (ABOR) or by shutdown (`426`).
+    Aborted,
+    /// The file side failed (`451`, `452`, `552`, …).
+    Local(FsError),
+}
+
+impl Transfer {
+    /// RETR in binary (`sendfile`) or ASCII mode, from `offset` of a file of `size` bytes.
+    pub fn retr(file: File, offset: u64, size: u64, ascii: bool) -> Transfer {
+        if ascii {
+            Transfer::AsciiOut { file, buf: Vec::new(), pos: 0, eof: false, prev_cr: false }
+        } else {
+            Transfer::SendFile { file, offset: offset.min(size), end: size }
+        }
+    }
+
+    /// A prepared buffer (listings).
+    pub fn buffer(buf: Vec<u8>) -> Transfer {
+        Transfer::Buffer { buf, pos: 0 }
+    }
+
+    /// STOR into `upload`.
+    pub fn stor(upload: Upload, ascii: bool) -> Transfer {
+        Transfer::Stor { upload, ascii, held_cr: false }
+    }
+
+    /// True if bytes flow from the client to us (wait for readable).
+    pub fn is_upload(&self) -> bool {
+        matches!(self, Transfer::Stor { .. })
+    }
+
+    /// Move up to `budget` bytes. `scratch` is the reactor's shared buffer.
+    /// `moved` is increased by the bytes moved over the network.
+    pub fn step<S: Read + Write + AsRawFd>(
+        &mut self,
+        sock: &mut S,
+        budget: usize,
+        scratch: &mut [u8],
+        moved: &mut u64,
+    ) -> Result<Progress, TransferError> {
+        match self {
+            Transfer::SendFile { file, offset, end } => send_file(file, offset, *end, sock, budget, moved),
+            Transfer::AsciiOut { file, buf, pos, eof, prev_cr } => {
+                let mut left = budget;
+                loop {
+                    if *pos == buf.len() {
+                        if *eof {
+                            return Ok(Progress::Done);
+                        }
+                        if buf.capacity() == 0 {
+                            buf.reserve_exact(2 * ASCII_CHUNK_BYTES);
+                        }
+                        buf.clear();
+                        *pos = 0;
+                        let n_max = ASCII_CHUNK_BYTES.min(scratch.len());
+                        let chunk = &mut scratch[..n_max];
+                        let n = retry(|| file.read(chunk)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
+                        if n == 0 {
+                            *eof = true;
+                            continue;
+                        }
+                        for &b in &chunk[..n] {
+                            if b == b'\n' && !*prev_cr {
+                                buf.push(b'\r');
+                            }
+                            buf.push(b);
+                            *prev_cr = b == b'\r';
+                        }
+                    }
+                    match write_some(sock, &buf[*pos..], &mut left, moved)? {
+                        Some(n) => *pos += n,
+                        None => return Ok(Progress::Blocked),
+                    }
+                    if left == 0 {
+                        return Ok(Progress::Budget);
+                    }
+                }
+            }
+            Transfer::Buffer { buf, pos } => {
+                let mut left = budget;
+                while *pos < buf.len() {
+                    match write_some(sock, &buf[*pos..], &mut left, moved)? {
+                        Some(n) => *pos += n,
+                        None => return Ok(Progress::Blocked),
+                    }
+                    if left == 0 && *pos < buf.len() {
+                        return Ok(Progress::Budget);
+                    }
+                }
+                Ok(Progress::Done)
+            }
+            Transfer::Stor { upload, ascii, held_cr } => {
+                let mut left = budget;
+                loop {
+                    let want = scratch.len().min(left.max(1));
+                    let n = match sock.read(&mut scratch[..want]) {
+                        Ok(0) => {
+                            if *held_cr {
+                                write_file(&mut upload.file, b"\r")?;
+                                *held_cr = false;
+                            }
+                            return Ok(Progress::Done);
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => return Err(TransferError::ConnectionLost),
+                    };
+                    *moved += n as u64;
+                    left = left.saturating_sub(n);
+                    if *ascii {
+                        write_ascii_in(&mut upload.file, &mut scratch[..n], held_cr)?;
+                    } else {
+                        write_file(&mut upload.file, &scratch[..n])?;
+                    }
+                    if left == 0 {
+                        return Ok(Progress::Budget);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Complete a successful transfer: for STOR, flush and rename the
+    /// temporary file into place.
+    pub fn finish(self) -> Result<(), TransferError> {
+        match self {
+            Transfer::Stor { upload, .. } => upload.commit().map_err(TransferError::Local),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+fn write_file(file: &mut File, bytes: &[u8]) -> Result<(), TransferError> {
+    file.write_all(bytes).map_err(|e| TransferError::Local(FsError::from_io(&e)))
+}
+
+/// CRLF → LF; a CR at the end of a chunk is held until the next byte is known.
+fn write_ascii_in(file: &mut File, chunk: &mut [u8], held_cr: &mut bool) -> Result<(), TransferError> {
+    let mut w = 0;
+    let mut i = 0;
+    if *held_cr {
+        *held_cr = false;
+        if chunk.first() != Some(&b'\n') {
+            write_file(file, b"\r")?;
+        }
+    }
+    while i < chunk.len() {
+        let b = chunk[i];
+        if b == b'\r' {
+            match chunk.get(i + 1) {
+                Some(&b'\n') => {
+                    i += 1;
+                    continue;
+                }
+                None => {
+                    *held_cr = true;
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        chunk[w] = b;
+        w += 1;
+        i += 1;
+    }
+    write_file(file, &chunk[..w])
+}
+
+/// Write from `bytes` within the budget. `Ok(None)` on WouldBlock.
+fn write_some<S: Write>(sock: &mut S, bytes: &[u8], left: &mut usize, moved: &mut u64) -> Result<Option<usize>, TransferError> {
+    let take = bytes.len().min((*left).max(1));
+    loop {
+        match sock.write(&bytes[..take]) {
+            Ok(0) => return Err(TransferError::ConnectionLost),
+            Ok(n) => {
+                *left = left.saturating_sub(n);
+                *moved += n as u64;
+                return Ok(Some(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(TransferError::ConnectionLost),
+        }
+    }
+}
+
+fn send_file<S: AsRawFd>(
+    file: &File,
+    offset: &mut u64,
+    end: u64,
+    sock: &mut S,
+    budget: usize,
+    moved: &mut u64,
+) -> Result<Progress, TransferError> {
+    let mut left = budget;
+    while *offset < end {
+        let count = ((end - *offset) as usize).min(left.max(1));
+        let before = *offset;
+        match crate::sys::sendfile(sock.as_raw_fd(), file.as_raw_fd(), offset, count) {
+            // The file shrank under us: send what there was.
+            Ok(0) => return Ok(Progress::Done),
+            Ok(_) => {
+                let n = (*offset - before) as usize;
+                *moved += n as u64;
+                left = left.saturating_sub(n);
+                if left == 0 && *offset < end {
+                    return Ok(Progress::Budget);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(match e.raw_os_error() {
+                    Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN) => TransferError::ConnectionLost,
+                    _ => TransferError::Local(FsError::from_io(&e)),
+                })
+            }
+        }
+    }
+    Ok(Progress::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpfile(name: &str) -> (std::path::PathBuf, File) {
+        let p = std::env::temp_dir().join(format!("leanftpd-xfer-{}-{name}", std::process::id()));
+        let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&p).unwrap();
+        (p, f)
+    }
+
+    #[test]
+    fn ascii_in_turns_crlf_into_lf_across_chunk_boundaries() {
+        let (p, mut f) = tmpfile("ascii-in");
+        let mut held = false;
+        let mut a = b"one\r".to_vec();
+        let mut b = b"\ntwo\r\nlone\rcr\r".to_vec();
+        write_ascii_in(&mut f, &mut a, &mut held).unwrap();
+        write_ascii_in(&mut f, &mut b, &mut held).unwrap();
+        assert!(held);
+        drop(f);
+        assert_eq!(std::fs::read(&p).unwrap(), b"one\ntwo\nlone\rcr");
+        std::fs::remove_file(p).unwrap();
+    }
+}

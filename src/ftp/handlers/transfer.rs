@@ -1,0 +1,157 @@
+//! TYPE, MODE, STRU, LIST, NLST, RETR, STOR.
+
+use crate::dtp::transfer::Transfer;
+use crate::ftp::error::CmdError;
+use crate::ftp::reply::{self, ReplyCode};
+use crate::ftp::session::{Action, Ctx, Session, XferKind};
+use crate::vfs::{listing, Kind};
+
+/// TYPE — RFC 959 §3.1.1: `A` (ASCII, optionally `A N`), `I` (image) and
+/// `L 8` (bytes of 8 bits = image). EBCDIC, `A T`, `A C` and other byte
+/// sizes: `504`.
+pub fn type_(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    let mut words = arg.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let first = words.next().unwrap_or(b"");
+    let second = words.next();
+    if words.next().is_some() {
+        return Err(CmdError::Syntax("Syntax error in TYPE."));
+    }
+    let ascii = match (first.to_ascii_uppercase().as_slice(), second.map(|w| w.to_ascii_uppercase())) {
+        (b"A", None) => true,
+        (b"A", Some(f)) if f == b"N" => true,
+        (b"I", None) => false,
+        (b"L", Some(n)) if n == b"8" => false,
+        (b"L8", None) => false,
+        (b"A" | b"E", Some(_)) | (b"E", None) | (b"L", _) => {
+            return Err(CmdError::NotForParameter("Only TYPE A, I and L 8 are supported."))
+        }
+        _ => return Err(CmdError::Syntax("Unknown TYPE.")),
+    };
+    s.ascii = ascii;
+    reply::reply(ctx.out, ReplyCode::Ok, if ascii { "Switching to ASCII mode." } else { "Switching to Binary mode." });
+    Ok(Action::None)
+}
+
+/// MODE — RFC 959 §3.4: only Stream (`S`); Block and Compressed: `504`.
+pub fn mode(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    match arg.trim_ascii().to_ascii_uppercase().as_slice() {
+        b"S" => {
+            reply::reply(ctx.out, ReplyCode::Ok, "Mode set to S.");
+            Ok(Action::None)
+        }
+        b"B" | b"C" | b"Z" => Err(CmdError::NotForParameter("Only MODE S is supported.")),
+        _ => Err(CmdError::Syntax("Unknown MODE.")),
+    }
+}
+
+/// STRU — RFC 959 §3.1.2: only File (`F`); Record and Page: `504`.
+pub fn stru(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    match arg.trim_ascii().to_ascii_uppercase().as_slice() {
+        b"F" => {
+            reply::reply(ctx.out, ReplyCode::Ok, "Structure set to F.");
+            Ok(Action::None)
+        }
+        b"R" | b"P" => Err(CmdError::NotForParameter("Only STRU F is supported.")),
+        _ => Err(CmdError::Syntax("Unknown STRU.")),
+    }
+}
+
+/// Split `LIST -la dir` into the path; the `ls` options that WinSCP,
+/// NetBeans, gFTP and lftp send (`-a`, `-l`, `-la`, `-al`, `-aL`, …) are
+/// accepted and ignored: every entry is always listed in long form. A word
+/// starting with `-` that is not made of `ls` option letters is a path
+/// (a file may be named `-x.txt`).
+fn list_path(arg: &[u8]) -> &[u8] {
+    let mut rest = arg;
+    loop {
+        let trimmed = rest.trim_ascii_start();
+        if trimmed.first() != Some(&b'-') {
+            return trimmed;
+        }
+        let word_end = trimmed.iter().position(|&b| b == b' ').unwrap_or(trimmed.len());
+        let word = &trimmed[1..word_end];
+        if word.is_empty() || !word.iter().all(|b| b"aAlLRdFhtrS1nC".contains(b)) {
+            return trimmed;
+        }
+        rest = &trimmed[word_end..];
+    }
+}
+
+/// LIST — RFC 959 §4.1.3: "causes a list to be sent from the server to the
+/// passive DTP", in the `ls -l` form that curl, lftp, wget and FileZilla
+/// parse. A missing path is `550` before any data connection is used.
+pub fn list(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    listing_common(s, arg, ctx, false)
+}
+
+/// NLST — RFC 959 §4.1.3: "a directory listing … the server will return a
+/// stream of names of files and no other information."
+pub fn nlst(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    listing_common(s, arg, ctx, true)
+}
+
+fn listing_common(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>, names_only: bool) -> Result<Action, CmdError> {
+    s.require_data()?;
+    let path = s.cwd.resolve(list_path(arg))?;
+    let entries = s.login()?.vfs.list(&path)?;
+    let mut buf = Vec::with_capacity(entries.len() * if names_only { 24 } else { 72 });
+    if names_only {
+        listing::write_nlst(&entries, &mut buf);
+    } else {
+        listing::write_list(&entries, ctx.now_unix, &mut buf);
+    }
+    Ok(s.start_transfer(XferKind::List, Transfer::buffer(buf), path))
+}
+
+/// RETR — RFC 959 §4.1.3: "causes the server-DTP to transfer a copy of the
+/// file, specified in the pathname, to the server- or user-DTP at the other
+/// end of the data connection." Binary mode is `sendfile(2)`.
+pub fn retr(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.require_data()?;
+    let path = s.cwd.resolve(arg)?;
+    let (file, meta) = s.login()?.vfs.open_file(&path)?;
+    if meta.kind != Kind::File {
+        return Err(CmdError::Refused("Not a regular file."));
+    }
+    let transfer = Transfer::retr(file, 0, meta.size, s.ascii);
+    Ok(s.start_transfer(XferKind::Retr, transfer, path))
+}
+
+/// STOR — RFC 959 §4.1.3: "causes the server-DTP to accept the data
+/// transferred via the data connection and to store the data as a file at
+/// the server site. If the file specified in the pathname exists at the
+/// server site, then its contents shall be replaced". The data go to a
+/// temporary file that replaces the target only when the transfer completes.
+pub fn stor(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.require_data()?;
+    let path = s.cwd.resolve(arg)?;
+    if path.is_root() {
+        return Err(CmdError::Fs(crate::vfs::FsError::IsADirectory));
+    }
+    let upload = s.login()?.vfs.create_upload(&path)?;
+    let transfer = Transfer::stor(upload, s.ascii);
+    Ok(s.start_transfer(XferKind::Stor, transfer, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_path;
+
+    #[test]
+    fn ls_options_that_clients_send_are_skipped() {
+        for (arg, path) in [
+            (&b"-a"[..], &b""[..]),
+            (b"-l", b""),
+            (b"-la", b""),
+            (b"-al", b""),
+            (b"-aL", b""),
+            (b"-la dir", b"dir"),
+            (b"-a -l my dir", b"my dir"),
+            (b"dir", b"dir"),
+            (b"-x.txt", b"-x.txt"),
+            (b"-", b"-"),
+        ] {
+            assert_eq!(list_path(arg), path, "{:?}", String::from_utf8_lossy(arg));
+        }
+    }
+}

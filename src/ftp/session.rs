@@ -1,0 +1,474 @@
+//! The protocol interpreter (Twisted's `ftp.FTP`): one `Session` per control
+//! connection, a state machine driven by command lines and by the outcomes
+//! of work the reactor did for it.
+//!
+//! The PI is sans-IO: it takes a cleaned line and returns replies (appended
+//! to `Ctx::out`) and an `Action` for the reactor — check a password on the
+//! helper thread, open a passive listener, run a transfer, close. It never
+//! touches a socket and never reads the clock; its tests drive it line by
+//! line, as Twisted's do with a string transport.
+//!
+//! States, as in Twisted: `Unauth` → `InAuth` (after USER) → `Authed` ⇄
+//! `Renaming` (after RNFR). Orthogonal to them, `Pending` says what the
+//! reactor is doing for the session: while it is not `Nothing` the reactor
+//! queues further command lines, so replies leave in command order.
+//!
+//! # Invariants
+//! - Every command line gets exactly one final reply (a 1xx is never final).
+//! - `handle` is only called while `pending` is `Nothing`.
+//! - An idle session at `/` owns no heap memory beyond its login record.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::command::{self, ParseError, Verb};
+use super::error::CmdError;
+use super::reply::{self, ReplyCode};
+use super::table::{self, Access, Arity};
+use crate::auth::{Grant, Password};
+use crate::config::Config;
+use crate::dtp::transfer::{Transfer, TransferError};
+use crate::vfs::{VirtualPath, Vfs};
+
+/// Unknown commands tolerated before login; then the connection is closed
+/// (vsftpd 3.0.4's defence against cross-protocol attacks such as ALPACA).
+pub const MAX_UNKNOWN_BEFORE_LOGIN: u8 = 3;
+
+/// What the whole server shares with every session (read-only).
+pub struct Env {
+    /// The configuration.
+    pub config: Config,
+    /// The anonymous users' filesystem, if anonymous login is allowed.
+    pub anonymous: Option<Rc<Vfs>>,
+    /// Whether a users file is loaded (otherwise only anonymous can log in).
+    pub has_users: bool,
+}
+
+/// Per-call context: where replies go, the shared environment, wall time.
+pub struct Ctx<'a> {
+    /// Replies are appended here; the reactor sends them.
+    pub out: &'a mut Vec<u8>,
+    /// The shared environment.
+    pub env: &'a Env,
+    /// Wall-clock time in Unix seconds (for listings), passed in.
+    pub now_unix: i64,
+}
+
+/// A logged-in user.
+pub struct Login {
+    /// The user name (for logs).
+    pub user: Box<str>,
+    /// The user's jailed filesystem.
+    pub vfs: Rc<Vfs>,
+}
+
+/// Authentication state (Twisted's UNAUTH / INAUTH / AUTHED / RENAMING).
+pub enum State {
+    /// Connected, nothing said.
+    Unauth,
+    /// USER given, PASS expected.
+    InAuth {
+        /// The name given by USER.
+        user: Box<[u8]>,
+    },
+    /// Logged in.
+    Authed(Login),
+    /// Logged in, RNFR given, RNTO expected.
+    Renaming(Login, VirtualPath),
+}
+
+/// What the reactor is doing for the session; lines are queued meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing: commands are handled as they come.
+    Nothing,
+    /// A password is being checked on the helper thread.
+    Login,
+    /// A failed login is being delayed.
+    LoginDelay,
+    /// A data transfer is being set up or running.
+    Transfer(XferKind),
+}
+
+/// The kinds of transfer, for replies and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XferKind {
+    /// RETR.
+    Retr,
+    /// STOR.
+    Stor,
+    /// LIST, NLST.
+    List,
+}
+
+/// How the next data connection is made (one-shot: reset after each transfer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataMode {
+    /// Neither PASV nor PORT given.
+    None,
+    /// The reactor holds a passive listener (or its accepted connection).
+    Passive,
+    /// Connect to this address (PORT/EPRT).
+    Active(SocketAddr),
+}
+
+/// A transfer the session asks the reactor to run.
+pub struct TransferRequest {
+    /// The bytes to move.
+    pub transfer: Transfer,
+    /// What it is.
+    pub kind: XferKind,
+    /// The file (for the log).
+    pub path: VirtualPath,
+}
+
+/// What the reactor must do after a command.
+pub enum Action {
+    /// Nothing beyond sending the replies.
+    None,
+    /// Send the replies, then close the control connection.
+    Close,
+    /// Check a password on the helper thread, then call `login_checked`.
+    CheckLogin {
+        /// The user name.
+        user: Box<[u8]>,
+        /// The password.
+        password: Password,
+    },
+    /// Pause reading for this long, then call `delay_over`.
+    Delay(Duration),
+    /// Close any data connection, open a passive listener, then call
+    /// `passive_opened` (RFC 2428 `EPSV` if `extended`).
+    OpenPassive {
+        /// EPSV rather than PASV.
+        extended: bool,
+    },
+    /// Close any passive listener or idle data connection (PORT/EPRT given).
+    DropData,
+    /// Get the data connection (`DataMode`), call `transfer_started`, move
+    /// the bytes, close the data connection, call `transfer_finished`.
+    Transfer(TransferRequest),
+}
+
+/// Which timeout applies to the control connection now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// Not logged in: the login timeout.
+    Login,
+    /// Logged in and idle: the idle timeout.
+    Idle,
+    /// Something is pending: its own timer runs instead.
+    None,
+}
+
+/// The protocol interpreter of one control connection.
+pub struct Session {
+    pub(in crate::ftp) state: State,
+    pub(in crate::ftp) pending: Pending,
+    pub(in crate::ftp) cwd: VirtualPath,
+    pub(in crate::ftp) ascii: bool,
+    pub(in crate::ftp) data: DataMode,
+    pub(in crate::ftp) epsv_all: bool,
+    pub(in crate::ftp) failed_logins: u32,
+    pub(in crate::ftp) unknown_before_login: u8,
+    pub(in crate::ftp) peer: SocketAddr,
+    pub(in crate::ftp) local: SocketAddr,
+}
+
+impl Session {
+    /// A new session for a connection from `peer` to our `local` address.
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> Session {
+        Session {
+            state: State::Unauth,
+            pending: Pending::Nothing,
+            cwd: VirtualPath::root(),
+            ascii: false,
+            data: DataMode::None,
+            epsv_all: false,
+            failed_logins: 0,
+            unknown_before_login: 0,
+            peer: canonical(peer),
+            local: canonical(local),
+        }
+    }
+
+    /// The `220` greeting. It names no version (nothing to look up in a CVE list).
+    pub fn greeting(&self, out: &mut Vec<u8>) {
+        reply::reply(out, ReplyCode::Ready, "leanftpd ready.");
+    }
+
+    /// Handle one cleaned command line.
+    pub fn handle(&mut self, line: &[u8], ctx: &mut Ctx<'_>) -> Action {
+        debug_assert_eq!(self.pending, Pending::Nothing, "lines are queued while pending");
+        if self.pending != Pending::Nothing {
+            CmdError::Internal.write(ctx.out);
+            return Action::None;
+        }
+        let cmd = match command::parse(line) {
+            Ok(cmd) => cmd,
+            Err(ParseError::Http) => {
+                reply::reply(ctx.out, ReplyCode::Unrecognized, "This is an FTP server, not an HTTP server.");
+                return Action::Close;
+            }
+            Err(ParseError::Empty | ParseError::Unknown) => {
+                reply::reply(ctx.out, ReplyCode::Unrecognized, "Unknown command.");
+                if !self.is_logged_in() {
+                    self.unknown_before_login += 1;
+                    if self.unknown_before_login >= MAX_UNKNOWN_BEFORE_LOGIN {
+                        reply::reply(ctx.out, ReplyCode::NotAvailable, "Too many unknown commands; closing.");
+                        return Action::Close;
+                    }
+                }
+                return Action::None;
+            }
+        };
+        let spec = table::spec(cmd.verb);
+        if spec.access == Access::LoggedIn && !self.is_logged_in() {
+            CmdError::NotLoggedIn.write(ctx.out);
+            return Action::None;
+        }
+        let Some(handler) = spec.handler else {
+            CmdError::NotImplemented.write(ctx.out);
+            return Action::None;
+        };
+        if spec.arity == Arity::Required && cmd.arg.is_empty() {
+            CmdError::Syntax("Syntax error: this command needs an argument.").write(ctx.out);
+            return Action::None;
+        }
+        // Any command but RNTO ends a pending rename (as vsftpd does).
+        if cmd.verb != Verb::Rnto {
+            self.end_rename();
+        }
+        match handler(self, cmd.arg, ctx) {
+            Ok(action) => action,
+            Err(e) => {
+                e.write(ctx.out);
+                Action::None
+            }
+        }
+    }
+
+    /// The helper thread's verdict on a password (`Err(())` = refused), with
+    /// the user's filesystem already opened by the reactor.
+    pub fn login_checked(&mut self, result: Result<(Grant, Rc<Vfs>), ()>, ctx: &mut Ctx<'_>) -> Action {
+        debug_assert_eq!(self.pending, Pending::Login);
+        self.pending = Pending::Nothing;
+        match result {
+            Ok((grant, vfs)) => {
+                self.state = State::Authed(Login { user: grant.name, vfs });
+                self.cwd = VirtualPath::root();
+                reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
+                Action::None
+            }
+            Err(()) => self.login_failed(ctx),
+        }
+    }
+
+    /// A failed login: delay the `530` (longer after each failure), never
+    /// answer at once, so that guessing is slow.
+    pub(in crate::ftp) fn login_failed(&mut self, ctx: &mut Ctx<'_>) -> Action {
+        self.state = State::Unauth;
+        self.failed_logins = self.failed_logins.saturating_add(1);
+        let base = ctx.env.config.login_fail_delay;
+        let delay = base.saturating_mul(1u32 << (self.failed_logins - 1).min(5));
+        if delay.is_zero() {
+            return self.delay_over(ctx);
+        }
+        self.pending = Pending::LoginDelay;
+        Action::Delay(delay)
+    }
+
+    /// The failed-login delay has passed: answer `530`, and close after too many.
+    pub fn delay_over(&mut self, ctx: &mut Ctx<'_>) -> Action {
+        self.pending = Pending::Nothing;
+        reply::reply(ctx.out, ReplyCode::NotLoggedIn, "Login incorrect.");
+        if self.failed_logins >= ctx.env.config.max_login_fails {
+            reply::reply(ctx.out, ReplyCode::NotAvailable, "Too many failed logins; closing.");
+            return Action::Close;
+        }
+        Action::None
+    }
+
+    /// The reactor's answer to `Action::OpenPassive`.
+    pub fn passive_opened(&mut self, result: std::io::Result<SocketAddr>, extended: bool, ctx: &mut Ctx<'_>) {
+        let addr = match result {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.data = DataMode::None;
+                CmdError::CantOpenData("Can't open passive connection.").write(ctx.out);
+                return;
+            }
+        };
+        self.data = DataMode::Passive;
+        let port = addr.port();
+        if extended {
+            // RFC 2428 §3: "229 Entering Extended Passive Mode (|||port|)".
+            reply::begin(ctx.out, ReplyCode::ExtendedPassive);
+            ctx.out.extend_from_slice(b"Entering Extended Passive Mode (|||");
+            reply::push_num(ctx.out, u64::from(port));
+            ctx.out.extend_from_slice(b"|).");
+            reply::end(ctx.out);
+            return;
+        }
+        let ip = match ctx.env.config.passive_address.unwrap_or(self.local.ip()) {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        let o = ip.octets();
+        reply::begin(ctx.out, ReplyCode::Passive);
+        ctx.out.extend_from_slice(b"Entering Passive Mode (");
+        for n in [o[0], o[1], o[2], o[3], (port >> 8) as u8] {
+            reply::push_num(ctx.out, u64::from(n));
+            ctx.out.push(b',');
+        }
+        reply::push_num(ctx.out, u64::from(port & 0xFF));
+        ctx.out.extend_from_slice(b").");
+        reply::end(ctx.out);
+    }
+
+    /// The data connection is up and the transfer begins: `150`, or `125`
+    /// if the connection was already open (RFC 959 §4.2).
+    pub fn transfer_started(&mut self, already_open: bool, ctx: &mut Ctx<'_>) {
+        let mode = if self.ascii { "ASCII" } else { "BINARY" };
+        let what = match self.pending {
+            Pending::Transfer(XferKind::List) => "Here comes the directory listing.",
+            Pending::Transfer(XferKind::Stor) => "Ok to send data.",
+            _ => "Opening data connection.",
+        };
+        if already_open {
+            reply::begin(ctx.out, ReplyCode::DataOpenStarting);
+        } else {
+            reply::begin(ctx.out, ReplyCode::AboutToOpenData);
+        }
+        ctx.out.extend_from_slice(mode.as_bytes());
+        ctx.out.extend_from_slice(b" mode. ");
+        ctx.out.extend_from_slice(what.as_bytes());
+        reply::end(ctx.out);
+    }
+
+    /// The transfer ended and its data connection is closed: `226` or the
+    /// failure's code. The data mode is one-shot and resets.
+    pub fn transfer_finished(&mut self, result: Result<u64, TransferError>, ctx: &mut Ctx<'_>) {
+        debug_assert!(matches!(self.pending, Pending::Transfer(_)));
+        self.pending = Pending::Nothing;
+        self.data = DataMode::None;
+        match result {
+            Ok(_) => reply::reply(ctx.out, ReplyCode::TransferComplete, "Transfer complete."),
+            Err(TransferError::CantOpen) => reply::reply(ctx.out, ReplyCode::CantOpenData, "Can't open data connection."),
+            Err(TransferError::ConnectionLost) => {
+                reply::reply(ctx.out, ReplyCode::TransferAborted, "Connection closed; transfer aborted.")
+            }
+            Err(TransferError::Stalled) => {
+                reply::reply(ctx.out, ReplyCode::TransferAborted, "Transfer stalled; connection closed.")
+            }
+            Err(TransferError::Aborted) => reply::reply(ctx.out, ReplyCode::TransferAborted, "Transfer aborted."),
+            Err(TransferError::Local(e)) => CmdError::Fs(e).write(ctx.out),
+        }
+    }
+
+    /// The control timer fired (login or idle timeout): `421` and close.
+    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Action {
+        let text = if self.is_logged_in() { "Idle timeout; closing control connection." } else { "Login timeout; closing control connection." };
+        reply::reply(ctx.out, ReplyCode::NotAvailable, text);
+        Action::Close
+    }
+
+    /// The server is shutting down: `421`.
+    pub fn shutting_down(&mut self, out: &mut Vec<u8>) {
+        reply::reply(out, ReplyCode::NotAvailable, "Server shutting down.");
+    }
+
+    /// What the reactor is doing for us.
+    pub fn pending(&self) -> Pending {
+        self.pending
+    }
+
+    /// True if lines must be queued rather than handled.
+    pub fn is_busy(&self) -> bool {
+        self.pending != Pending::Nothing
+    }
+
+    /// Which control timeout applies now.
+    pub fn deadline(&self) -> Deadline {
+        match (self.pending, self.is_logged_in()) {
+            (Pending::Nothing, true) => Deadline::Idle,
+            (Pending::Nothing, false) => Deadline::Login,
+            _ => Deadline::None,
+        }
+    }
+
+    /// How the next data connection is to be made.
+    pub fn data_mode(&self) -> DataMode {
+        self.data
+    }
+
+    /// True once logged in.
+    pub fn is_logged_in(&self) -> bool {
+        matches!(self.state, State::Authed(_) | State::Renaming(..))
+    }
+
+    /// The logged-in user's name, or "-" (for logs).
+    pub fn user(&self) -> &str {
+        match &self.state {
+            State::Authed(l) | State::Renaming(l, _) => &l.user,
+            _ => "-",
+        }
+    }
+
+    /// The client's address (IPv4-mapped addresses shown as IPv4).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Our end of the control connection.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The current login, or `Internal` (the gate makes that impossible).
+    pub(in crate::ftp) fn login(&self) -> Result<&Login, CmdError> {
+        match &self.state {
+            State::Authed(l) | State::Renaming(l, _) => Ok(l),
+            _ => Err(CmdError::Internal),
+        }
+    }
+
+    /// Leave `Renaming` for `Authed`, dropping the RNFR path.
+    pub(in crate::ftp) fn end_rename(&mut self) {
+        if let State::Renaming(..) = self.state {
+            if let State::Renaming(login, _) = std::mem::replace(&mut self.state, State::Unauth) {
+                self.state = State::Authed(login);
+            }
+        }
+    }
+
+    /// Check that a data connection was asked for, then hand the transfer
+    /// to the reactor.
+    pub(in crate::ftp) fn start_transfer(&mut self, kind: XferKind, transfer: Transfer, path: VirtualPath) -> Action {
+        debug_assert!(self.data != DataMode::None, "checked by require_data first");
+        self.pending = Pending::Transfer(kind);
+        Action::Transfer(TransferRequest { transfer, kind, path })
+    }
+
+    /// `425` unless PASV/EPSV/PORT/EPRT came first; checked before any file
+    /// is opened, so a refused transfer has no side effect.
+    pub(in crate::ftp) fn require_data(&self) -> Result<(), CmdError> {
+        match self.data {
+            DataMode::None => Err(CmdError::CantOpenData("Use PORT, EPRT, PASV or EPSV first.")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from a dual-stack listener) as plain IPv4, so
+/// that address comparisons and PASV replies work.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}

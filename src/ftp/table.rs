@@ -1,0 +1,145 @@
+//! The one table of commands (redis's command table, Twisted's
+//! `PUBLIC_COMMANDS`): for every verb its handler, whether it needs a login,
+//! whether it takes an argument, its FEAT line and its HELP text. The gate,
+//! FEAT and HELP all read this table, so they cannot disagree.
+
+use super::command::Verb;
+use super::handlers::{self, Handler};
+
+/// Who may use a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Before login too.
+    Anyone,
+    /// Only after a successful login (`530` before).
+    LoggedIn,
+}
+
+/// Whether a command takes an argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// No argument (an argument is ignored, as clients add stray spaces).
+    None,
+    /// An argument is required (`501` without).
+    Required,
+    /// Either.
+    Optional,
+}
+
+/// One row of the table.
+pub struct Spec {
+    /// The verb.
+    pub verb: Verb,
+    /// Its handler; `None` means recognised but not implemented (`502`).
+    pub handler: Option<Handler>,
+    /// Login requirement.
+    pub access: Access,
+    /// Argument requirement.
+    pub arity: Arity,
+    /// The line this command adds to FEAT (RFC 2389), if any.
+    pub feat: Option<&'static str>,
+    /// HELP text: the syntax.
+    pub help: &'static str,
+}
+
+macro_rules! row {
+    ($verb:ident, $h:expr, $access:ident, $arity:ident, $feat:expr, $help:literal) => {
+        Spec { verb: Verb::$verb, handler: $h, access: Access::$access, arity: Arity::$arity, feat: $feat, help: $help }
+    };
+}
+
+use handlers::{dataconn as d, fileops as f, info as i, login as l, nav as n, transfer as t};
+
+/// Every verb of `Verb`, in the order HELP lists them.
+pub static COMMANDS: &[Spec] = &[
+    row!(User, Some(l::user), Anyone, Required, None, "USER <sp> username"),
+    row!(Pass, Some(l::pass), Anyone, Optional, None, "PASS <sp> password"),
+    row!(Acct, None, Anyone, Required, None, "ACCT (not implemented)"),
+    row!(Quit, Some(l::quit), Anyone, None, None, "QUIT (end the session)"),
+    row!(Rein, None, Anyone, None, None, "REIN (not implemented)"),
+    row!(Noop, Some(i::noop), Anyone, None, None, "NOOP"),
+    row!(Syst, Some(i::syst), Anyone, None, None, "SYST (system type)"),
+    row!(Feat, Some(i::feat), Anyone, None, None, "FEAT (list extensions)"),
+    row!(Opts, Some(i::opts), Anyone, Required, Some("UTF8"), "OPTS <sp> UTF8 ON|OFF"),
+    row!(Help, Some(i::help), Anyone, Optional, None, "HELP [<sp> command]"),
+    row!(Stat, None, LoggedIn, Optional, None, "STAT (not implemented yet)"),
+    row!(Site, None, LoggedIn, Required, None, "SITE (not implemented)"),
+    row!(Host, None, Anyone, Required, None, "HOST (not implemented)"),
+    row!(Lang, None, Anyone, Optional, None, "LANG (not implemented)"),
+    row!(Auth, None, Anyone, Required, None, "AUTH (TLS not implemented)"),
+    row!(Pbsz, None, Anyone, Required, None, "PBSZ (TLS not implemented)"),
+    row!(Prot, None, Anyone, Required, None, "PROT (TLS not implemented)"),
+    row!(Ccc, None, Anyone, None, None, "CCC (TLS not implemented)"),
+    row!(Pwd, Some(n::pwd), LoggedIn, None, None, "PWD (print working directory)"),
+    row!(Xpwd, Some(n::pwd), LoggedIn, None, None, "XPWD (same as PWD)"),
+    row!(Cwd, Some(n::cwd), LoggedIn, Required, None, "CWD <sp> pathname"),
+    row!(Xcwd, Some(n::cwd), LoggedIn, Required, None, "XCWD <sp> pathname (same as CWD)"),
+    row!(Cdup, Some(n::cdup), LoggedIn, None, None, "CDUP (change to parent directory)"),
+    row!(Xcup, Some(n::cdup), LoggedIn, None, None, "XCUP (same as CDUP)"),
+    row!(Smnt, None, LoggedIn, Required, None, "SMNT (not implemented)"),
+    row!(Mkd, Some(f::mkd), LoggedIn, Required, None, "MKD <sp> pathname"),
+    row!(Xmkd, Some(f::mkd), LoggedIn, Required, None, "XMKD <sp> pathname (same as MKD)"),
+    row!(Rmd, Some(f::rmd), LoggedIn, Required, None, "RMD <sp> pathname"),
+    row!(Xrmd, Some(f::rmd), LoggedIn, Required, None, "XRMD <sp> pathname (same as RMD)"),
+    row!(Dele, Some(f::dele), LoggedIn, Required, None, "DELE <sp> pathname"),
+    row!(Rnfr, Some(f::rnfr), LoggedIn, Required, None, "RNFR <sp> pathname"),
+    row!(Rnto, Some(f::rnto), LoggedIn, Required, None, "RNTO <sp> pathname"),
+    row!(Size, Some(f::size), LoggedIn, Required, Some("SIZE"), "SIZE <sp> pathname"),
+    row!(Mdtm, Some(f::mdtm), LoggedIn, Required, Some("MDTM"), "MDTM <sp> pathname"),
+    row!(Mfmt, None, LoggedIn, Required, None, "MFMT (not implemented yet)"),
+    row!(Type, Some(t::type_), LoggedIn, Required, None, "TYPE <sp> A|I|L 8"),
+    row!(Mode, Some(t::mode), LoggedIn, Required, None, "MODE <sp> S"),
+    row!(Stru, Some(t::stru), LoggedIn, Required, None, "STRU <sp> F"),
+    row!(Pasv, Some(d::pasv), LoggedIn, None, Some("PASV"), "PASV (passive mode, IPv4)"),
+    row!(Epsv, Some(d::epsv), LoggedIn, Optional, Some("EPSV"), "EPSV [<sp> 1|2|ALL]"),
+    row!(Port, Some(d::port), LoggedIn, Required, None, "PORT <sp> h1,h2,h3,h4,p1,p2"),
+    row!(Eprt, Some(d::eprt), LoggedIn, Required, Some("EPRT"), "EPRT <sp> |proto|addr|port|"),
+    row!(List, Some(t::list), LoggedIn, Optional, None, "LIST [<sp> pathname]"),
+    row!(Nlst, Some(t::nlst), LoggedIn, Optional, None, "NLST [<sp> pathname]"),
+    row!(Mlsd, None, LoggedIn, Optional, None, "MLSD (not implemented yet)"),
+    row!(Mlst, None, LoggedIn, Optional, None, "MLST (not implemented yet)"),
+    row!(Retr, Some(t::retr), LoggedIn, Required, None, "RETR <sp> pathname"),
+    row!(Stor, Some(t::stor), LoggedIn, Required, None, "STOR <sp> pathname"),
+    row!(Appe, None, LoggedIn, Required, None, "APPE (not implemented yet)"),
+    row!(Stou, None, LoggedIn, Optional, None, "STOU (not implemented yet)"),
+    row!(Rest, None, LoggedIn, Required, None, "REST (not implemented yet)"),
+    row!(Allo, None, LoggedIn, Optional, None, "ALLO (not implemented yet)"),
+    row!(Abor, None, LoggedIn, None, None, "ABOR (not implemented yet)"),
+];
+
+/// The row of `verb`.
+pub fn spec(verb: Verb) -> &'static Spec {
+    // The table is small and in `Verb` order; a linear scan would do, but
+    // the index is direct when the order holds (checked by a test).
+    let i = verb as usize;
+    match COMMANDS.get(i) {
+        Some(s) if s.verb == verb => s,
+        _ => COMMANDS.iter().find(|s| s.verb == verb).unwrap_or(&COMMANDS[0]),
+    }
+}
+
+/// The extra FEAT lines that do not belong to one verb.
+pub const EXTRA_FEATURES: &[&str] = &["TVFS"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_every_verb_once_in_verb_order() {
+        assert_eq!(COMMANDS.len(), Verb::ALL.len());
+        for (i, &v) in Verb::ALL.iter().enumerate() {
+            assert_eq!(COMMANDS[i].verb, v, "row {i}");
+            assert_eq!(spec(v).verb, v);
+        }
+    }
+
+    #[test]
+    fn feat_lines_belong_to_implemented_commands() {
+        for s in COMMANDS {
+            if s.feat.is_some() {
+                assert!(s.handler.is_some(), "{:?} advertised but not implemented", s.verb);
+            }
+        }
+    }
+}

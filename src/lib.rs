@@ -1,0 +1,53 @@
+//! leanftpd: an FTP server built as a single-threaded, event-driven reactor
+//! in the style of Twisted, for small machines that must hold many idle
+//! clients cheaply.
+//!
+//! # The life of a session
+//! 1. The control listener (an entry of the reactor's slab) is readable: the
+//!    reactor accepts, checks the connection limits, creates a `Control`
+//!    entry holding a `Session` (the protocol interpreter), sends `220`, and
+//!    schedules the login timeout in the timing wheel.
+//! 2. Bytes arrive: the reactor reads them into its own scratch buffer,
+//!    frames lines (`line`), and hands each to `Session::handle`, which
+//!    parses (`ftp::command`), checks the gate (`ftp::table`: login,
+//!    arity), runs the handler and appends replies to a buffer the reactor
+//!    writes straight to the socket. Only a partial line or an unsent reply
+//!    tail is kept in the session; an idle session holds no buffer.
+//! 3. PASS for a real user becomes an action: the helper thread checks the
+//!    hash and wakes the reactor; a failure is answered after a delay from
+//!    the wheel.
+//! 4. PASV opens a passive listener entry (one connection, from the client's
+//!    address only); RETR/STOR/LIST become a `TransferRequest` that the
+//!    reactor attaches to the data connection. RETR in binary mode is
+//!    `sendfile(2)` on writable readiness, a bounded slice per event.
+//! 5. The transfer ends: the data connection is closed, the session replies
+//!    `226`, and any command lines that arrived meanwhile are handled, in
+//!    order.
+//! 6. QUIT, a timeout or an error closes the control entry and everything
+//!    it owns.
+//!
+//! # Layers
+//! - [`reactor`]: poll, slab, dispatch, signals, helper thread.
+//! - [`timer`]: the hashed timing wheel.
+//! - [`line`]: CRLF framing, Telnet IAC removal, line length limit.
+//! - [`ftp`]: the protocol interpreter (sans-IO).
+//! - [`dtp`]: passive ports and transfers.
+//! - [`vfs`]: virtual paths, the jail, listings.
+//! - [`auth`]: anonymous login and the users file.
+//! - [`config`]: the command line.
+//! - [`sys`]: the system calls (the only `unsafe`).
+
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod dtp;
+pub mod ftp;
+pub mod line;
+pub mod reactor;
+pub mod sys;
+pub mod timer;
+pub mod vfs;
+
+pub use config::Config;
+pub use reactor::{Server, StopHandle};

@@ -1,0 +1,250 @@
+//! The control connection's line framer: Twisted's `LineReceiver`.
+//!
+//! It owns the bytes of a partial (or queued) command line and nothing else:
+//! the reactor reads into its own scratch buffer and hands the bytes here only
+//! when a line is incomplete or the session is busy, so an idle session holds
+//! no buffer at all.
+//!
+//! Framing rules (RFC 959 §4.1.1, RFC 854):
+//! - a line ends with CRLF; a bare LF is accepted too (many scripts send it);
+//! - Telnet IAC sequences are dropped (`IAC IAC` is a literal 0xFF byte,
+//!   `IAC WILL/WONT/DO/DONT x` is three bytes, other `IAC x` two), so the
+//!   "Telnet IP / Synch" that clients put before ABOR never reaches the parser;
+//! - a line longer than the maximum is an error: the caller replies `500` and
+//!   closes the connection (Twisted's `lineLengthExceeded`).
+//!
+//! It never touches a socket and never reads the clock.
+//!
+//! # Invariants
+//! - `pending` has capacity 0 whenever it is empty (`release` frees it).
+//! - `start <= pending.len()`; bytes before `start` were consumed.
+
+/// Default maximum length of one command line, terminator excluded.
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+
+const IAC: u8 = 255;
+const WILL: u8 = 251;
+const DONT: u8 = 254;
+
+/// What framing found at the front of some bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line: its content is `input[..end]` (terminator excluded,
+    /// CR included if present) and `consumed` bytes including the LF.
+    Line {
+        /// Length of the line content (without LF).
+        end: usize,
+        /// Bytes to consume, LF included.
+        consumed: usize,
+    },
+    /// No LF yet and still within the limit: wait for more bytes.
+    Partial,
+    /// No LF within the limit: protocol violation.
+    TooLong,
+}
+
+/// Find the first line at the front of `input`.
+pub fn frame(input: &[u8], max_line_bytes: usize) -> Frame {
+    // +1 allows the CR of a CRLF at exactly the limit.
+    let window = &input[..input.len().min(max_line_bytes + 2)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(lf) if lf <= max_line_bytes + 1 => {
+            let end = if lf > 0 && window[lf - 1] == b'\r' { lf - 1 } else { lf };
+            if end > max_line_bytes {
+                return Frame::TooLong;
+            }
+            Frame::Line { end: lf, consumed: lf + 1 }
+        }
+        _ if input.len() > max_line_bytes + 1 => Frame::TooLong,
+        _ => Frame::Partial,
+    }
+}
+
+/// Copy a framed line into `out` with the trailing CR and every Telnet IAC
+/// sequence removed. `out` is cleared first; it is the reactor's scratch and
+/// keeps its capacity, so this does not allocate once warmed up.
+pub fn clean(line: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if b != IAC {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        match line.get(i + 1) {
+            Some(&IAC) => {
+                out.push(IAC);
+                i += 2;
+            }
+            Some(&c) if (WILL..=DONT).contains(&c) => i += 3,
+            Some(_) => i += 2,
+            None => i += 1,
+        }
+    }
+    // A CR left in the middle (e.g. "NOOP\r\r\n") is not part of a command.
+    while out.last() == Some(&b'\r') {
+        out.pop();
+    }
+}
+
+/// The bytes of a connection that are not yet consumed: a partial line, or
+/// whole lines queued while the session is busy.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    pending: Vec<u8>,
+    start: usize,
+}
+
+impl LineBuffer {
+    /// An empty buffer; allocates nothing.
+    pub const fn new() -> LineBuffer {
+        LineBuffer { pending: Vec::new(), start: 0 }
+    }
+
+    /// True if no bytes are waiting.
+    pub fn is_empty(&self) -> bool {
+        self.start >= self.pending.len()
+    }
+
+    /// Number of bytes waiting.
+    pub fn len(&self) -> usize {
+        self.pending.len() - self.start
+    }
+
+    /// Keep `bytes` after whatever is already waiting.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.pending.len() {
+            self.pending.clear();
+            self.start = 0;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The unconsumed bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.pending[self.start..]
+    }
+
+    /// Mark `n` bytes as consumed; frees the buffer when it becomes empty.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.pending.len());
+        if self.is_empty() {
+            self.release();
+        }
+    }
+
+    /// Drop everything and give the memory back.
+    pub fn release(&mut self) {
+        self.pending = Vec::new();
+        self.start = 0;
+    }
+
+    /// Heap bytes held (for the idle-memory checks).
+    pub fn capacity(&self) -> usize {
+        self.pending.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `input` in the given chunks through a LineBuffer and collect the
+    /// cleaned lines, as the reactor does.
+    fn run(chunks: &[&[u8]], max: usize) -> Result<Vec<Vec<u8>>, ()> {
+        let mut buf = LineBuffer::new();
+        let mut lines = Vec::new();
+        let mut scratch = Vec::new();
+        for chunk in chunks {
+            buf.push(chunk);
+            loop {
+                match frame(buf.bytes(), max) {
+                    Frame::Line { end, consumed } => {
+                        clean(&buf.bytes()[..end], &mut scratch);
+                        lines.push(scratch.clone());
+                        buf.consume(consumed);
+                    }
+                    Frame::Partial => break,
+                    Frame::TooLong => return Err(()),
+                }
+            }
+        }
+        assert!(buf.is_empty() || buf.capacity() > 0);
+        Ok(lines)
+    }
+
+    const DIALOGUE: &[u8] = b"USER anonymous\r\nPASS x@y\r\nNOOP\nCWD a b \r\n";
+
+    fn expected() -> Vec<Vec<u8>> {
+        vec![b"USER anonymous".to_vec(), b"PASS x@y".to_vec(), b"NOOP".to_vec(), b"CWD a b ".to_vec()]
+    }
+
+    #[test]
+    fn whole_input_gives_every_line() {
+        assert_eq!(run(&[DIALOGUE], MAX_LINE_BYTES).unwrap(), expected());
+    }
+
+    #[test]
+    fn byte_by_byte_gives_the_same_lines() {
+        let chunks: Vec<&[u8]> = DIALOGUE.chunks(1).collect();
+        assert_eq!(run(&chunks, MAX_LINE_BYTES).unwrap(), expected());
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_lines() {
+        for at in 0..=DIALOGUE.len() {
+            let (a, b) = DIALOGUE.split_at(at);
+            assert_eq!(run(&[a, b], MAX_LINE_BYTES).unwrap(), expected(), "split at {at}");
+        }
+    }
+
+    #[test]
+    fn bare_lf_ends_a_line() {
+        assert_eq!(run(&[b"NOOP\n"], 100).unwrap(), vec![b"NOOP".to_vec()]);
+    }
+
+    #[test]
+    fn line_at_the_limit_is_accepted_and_one_more_byte_is_too_long() {
+        let mut ok = vec![b'A'; 10];
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(run(&[&ok], 10).unwrap(), vec![vec![b'A'; 10]]);
+        let mut long = vec![b'A'; 11];
+        long.extend_from_slice(b"\r\n");
+        assert!(run(&[&long], 10).is_err());
+    }
+
+    #[test]
+    fn endless_line_without_lf_is_too_long_before_it_grows_further() {
+        let junk = vec![b'x'; 20];
+        assert_eq!(frame(&junk, 10), Frame::TooLong);
+        assert_eq!(frame(&junk[..11], 10), Frame::Partial);
+    }
+
+    #[test]
+    fn telnet_ip_and_synch_before_abor_are_dropped() {
+        // IAC IP IAC DM ABOR (RFC 959 §4.1.3), and option negotiation.
+        let line = [255, 244, 255, 242, b'A', b'B', b'O', b'R', b'\r', b'\n'];
+        assert_eq!(run(&[&line], 100).unwrap(), vec![b"ABOR".to_vec()]);
+        let neg = [255, 251, 1, b'N', b'O', b'O', b'P', b'\n'];
+        assert_eq!(run(&[&neg], 100).unwrap(), vec![b"NOOP".to_vec()]);
+    }
+
+    #[test]
+    fn doubled_iac_is_a_literal_ff_byte() {
+        let line = [b'R', b'E', b'T', b'R', b' ', 255, 255, b'\n'];
+        assert_eq!(run(&[&line], 100).unwrap(), vec![vec![b'R', b'E', b'T', b'R', b' ', 255]]);
+    }
+
+    #[test]
+    fn buffer_is_freed_when_drained() {
+        let mut buf = LineBuffer::new();
+        assert_eq!(buf.capacity(), 0);
+        buf.push(b"NOOP\r\n");
+        buf.consume(6);
+        assert!(buf.is_empty());
+        assert_eq!(buf.capacity(), 0);
+    }
+}

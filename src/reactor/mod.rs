@@ -1,0 +1,1253 @@
+//! The reactor: one `mio::Poll`, one `Slab` of entries, one timing wheel,
+//! and the dispatch of readiness, timers, signals and helper results to the
+//! entries. Everything with a socket happens here or in the DTP; the
+//! protocol interpreter only returns actions.
+//!
+//! # Draining readiness
+//! mio is edge-triggered: a source that was not read or written until
+//! `WouldBlock` gets no new event. Every loop over a socket therefore stops
+//! either at `WouldBlock` or at its byte budget; a source cut short by its
+//! budget goes on `still_ready`, and the next poll uses a zero timeout.
+//!
+//! # Closing
+//! Closing an entry deregisters it, drops its socket and leaves a `Closed`
+//! tombstone that is removed at the end of the loop iteration (redis's
+//! `freeClientAsync`), so a slab key is never reused while events for it may
+//! still be in the same batch.
+//!
+//! # Invariants
+//! - Nothing here blocks on the network; disk I/O is bounded per event.
+//! - A control connection owns at most one data entry (`Control::data`),
+//!   and a data entry's `owner` is always a live control connection.
+//! - Every wait has a deadline in the wheel: login, idle, failed-login
+//!   delay, data connection, stalled transfer, shutdown grace.
+
+pub mod entry;
+pub mod helper;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::auth::Users;
+use crate::config::Config;
+use crate::dtp::ports::PortPicker;
+use crate::dtp::transfer::{Progress, TransferError};
+use crate::ftp::session::{self, Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest};
+use crate::line::{self, Frame, LineBuffer};
+use crate::timer::Wheel;
+use crate::vfs::Vfs;
+use entry::{Control, DataConn, DataState, Entry, PasvListener};
+use helper::{Helper, Job, Verdict};
+use stream::{interrupted, would_block, Stream};
+
+/// Token of the signal pipe.
+const SIGNAL: Token = Token(usize::MAX - 1);
+/// Token of the waker (helper results, stop requests).
+const WAKER: Token = Token(usize::MAX - 2);
+/// Timer payload: retry `accept` after EMFILE.
+const ACCEPT_RETRY: usize = usize::MAX - 3;
+/// Timer payload: the shutdown grace period is over.
+const SHUTDOWN_DEADLINE: usize = usize::MAX - 4;
+
+/// Bytes read from one control connection per readiness event.
+const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
+/// Bytes moved on one data connection per readiness event: large enough
+/// for `sendfile` to be efficient, small enough that 8 big transfers leave
+/// room for everyone else.
+const DATA_BUDGET_BYTES: usize = 1024 * 1024;
+/// Connections accepted per readiness event of a listener.
+const ACCEPT_BUDGET: usize = 256;
+/// Scratch buffer for control reads and STOR data.
+const SCRATCH_BYTES: usize = 128 * 1024;
+/// Pause before retrying `accept` after running out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+/// Wheel geometry: 100 ms ticks, 512 slots (51 s per rotation).
+const WHEEL_TICK: Duration = Duration::from_millis(100);
+const WHEEL_SLOTS: usize = 512;
+
+/// The log prefix of a session: `[c17 10.0.0.2:5123 anonymous]`.
+macro_rules! ctx_log {
+    ($lvl:ident, $key:expr, $s:expr, $($arg:tt)*) => {
+        $lvl!("[c{} {} {}] {}", $key, $s.peer(), $s.user(), format_args!($($arg)*))
+    };
+}
+
+/// Why the server could not start (printed by `main`, exit code 1 or 2).
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A handle to stop a running server from another thread (tests, embedders).
+#[derive(Clone)]
+pub struct StopHandle {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StopHandle {
+    /// Ask the server to shut down as on SIGTERM.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+/// The server: bound, ready to `run`.
+pub struct Server {
+    poll: Poll,
+    events: Events,
+    slab: Slab<Entry>,
+    wheel: Wheel<usize>,
+    still_ready: Vec<usize>,
+    next_ready: Vec<usize>,
+    closed: Vec<usize>,
+    env: Env,
+    users: Arc<Users>,
+    vfs_cache: HashMap<(PathBuf, bool), Rc<Vfs>>,
+    helper: Helper,
+    verdicts: Vec<Verdict>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    listener_key: Option<usize>,
+    local_addr: SocketAddr,
+    ports: PortPicker,
+    per_ip: HashMap<IpAddr, u32>,
+    ctrl_count: usize,
+    serial: u64,
+    scratch: Vec<u8>,
+    cleaned: Vec<u8>,
+    out: Vec<u8>,
+    now: Instant,
+    shutting_down: bool,
+    accept_paused: bool,
+}
+
+impl Server {
+    /// Bind the control listener and prepare everything; no client is
+    /// served until `run`.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        let users = match &config.users {
+            Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
+            None => Users::empty(),
+        };
+        let anonymous = if config.anonymous {
+            let vfs = Vfs::open(&config.root, config.anonymous_write)
+                .map_err(|e| StartError(format!("--root {}: {e}", config.root.display())))?;
+            Some(Rc::new(vfs))
+        } else {
+            None
+        };
+        let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
+        let mut listener = TcpListener::bind(config.listen)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+        let mut slab = Slab::with_capacity(config.max_clients.min(65_536) + 16);
+        let key = slab.vacant_key();
+        poll.registry()
+            .register(&mut listener, Token(key), Interest::READABLE)
+            .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
+        slab.insert(Entry::Listener(listener));
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| StartError(e.to_string()))?);
+        let helper = Helper::spawn(waker.clone()).map_err(|e| StartError(format!("cannot start helper thread: {e}")))?;
+        let now = Instant::now();
+        let has_users = users.len() > 0;
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(1024),
+            slab,
+            wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, now, 1024),
+            still_ready: Vec::with_capacity(64),
+            next_ready: Vec::with_capacity(64),
+            closed: Vec::with_capacity(64),
+            env: Env { anonymous, has_users, config },
+            users: Arc::new(users),
+            vfs_cache: HashMap::new(),
+            helper,
+            verdicts: Vec::new(),
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+            signals: None,
+            listener_key: Some(key),
+            local_addr,
+            ports: PortPicker::new(),
+            per_ip: HashMap::new(),
+            ctrl_count: 0,
+            serial: 0,
+            scratch: vec![0; SCRATCH_BYTES],
+            cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
+            out: Vec::with_capacity(4096),
+            now,
+            shutting_down: false,
+            accept_paused: false,
+        })
+    }
+
+    /// The address the control listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle { waker: self.waker.clone(), stop: self.stop.clone() }
+    }
+
+    /// Handle SIGINT/SIGTERM (drain and exit) and SIGHUP (reload users).
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        self.poll.registry().register(&mut signals, SIGNAL, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Serve until shut down (signal or `StopHandle`) and every session is gone.
+    pub fn run(mut self) -> io::Result<()> {
+        info!("listening on {} (root {}, anonymous {})", self.local_addr, self.env.config.root.display(),
+            match (self.env.anonymous.is_some(), self.env.config.anonymous_write) {
+                (false, _) => "off",
+                (true, false) => "read-only",
+                (true, true) => "read-write",
+            });
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        loop {
+            let timeout = if self.still_ready.is_empty() {
+                self.wheel.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if !interrupted(&e) {
+                    return Err(e);
+                }
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL => self.on_signals(),
+                    WAKER => self.on_wake(),
+                    Token(key) => self.ready(key, event.is_readable() || event.is_read_closed() || event.is_error(), event.is_writable() || event.is_error()),
+                }
+            }
+            let mut again = std::mem::take(&mut self.still_ready);
+            for key in again.drain(..) {
+                self.ready(key, true, true);
+            }
+            self.still_ready.append(&mut self.next_ready);
+            if self.still_ready.is_empty() {
+                self.still_ready = again;
+            }
+            while let Some(key) = self.wheel.poll(self.now) {
+                self.timeout(key);
+            }
+            self.reap();
+            if self.shutting_down && self.slab.len() == 0 {
+                break;
+            }
+        }
+        info!("shut down");
+        Ok(())
+    }
+
+    // ----- dispatch -------------------------------------------------------
+
+    fn ready(&mut self, key: usize, readable: bool, writable: bool) {
+        match self.slab.get(key) {
+            Some(Entry::Listener(_)) => self.accept_control(key),
+            Some(Entry::Ctrl(_)) => {
+                if writable {
+                    self.flush(key);
+                }
+                if readable {
+                    self.read_control(key);
+                }
+            }
+            Some(Entry::Pasv(_)) => self.accept_data(key),
+            Some(Entry::Data(_)) => self.data_ready(key),
+            Some(Entry::Closed) | None => {}
+        }
+    }
+
+    fn wake_later(&mut self, key: usize) {
+        if !self.next_ready.contains(&key) {
+            self.next_ready.push(key);
+        }
+    }
+
+    fn timeout(&mut self, key: usize) {
+        match key {
+            ACCEPT_RETRY => {
+                self.accept_paused = false;
+                if let Some(l) = self.listener_key {
+                    self.accept_control(l);
+                }
+                return;
+            }
+            SHUTDOWN_DEADLINE => {
+                let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
+                for k in keys {
+                    self.abort_transfer(k, TransferError::Aborted);
+                    self.close_control(k, "shutdown grace period over");
+                }
+                return;
+            }
+            _ => {}
+        }
+        match self.slab.get_mut(key) {
+            Some(Entry::Ctrl(c)) => {
+                c.timer = None;
+                let action = {
+                    let mut out = std::mem::take(&mut self.out);
+                    out.clear();
+                    let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: unix_now() };
+                    let action = match c.session.pending() {
+                        Pending::LoginDelay => c.session.delay_over(&mut ctx),
+                        Pending::Nothing => {
+                            ctx_log!(info, key, c.session, "timeout");
+                            c.session.timed_out(&mut ctx)
+                        }
+                        _ => Action::None,
+                    };
+                    self.out = out;
+                    action
+                };
+                self.after_step(key, action);
+                self.drain_lines(key);
+            }
+            Some(Entry::Pasv(p)) => {
+                p.timer = None;
+                let owner = p.owner;
+                let had_transfer = p.pending.is_some();
+                self.close_entry(key);
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                    c.data = None;
+                }
+                if had_transfer {
+                    self.finish_transfer_reply(owner, None, Err(TransferError::CantOpen));
+                }
+            }
+            Some(Entry::Data(d)) => {
+                d.timer = None;
+                match d.state {
+                    DataState::Connecting(_) => self.end_transfer(key, Err(TransferError::CantOpen)),
+                    DataState::Running(_) => {
+                        let stall = self.env.config.stall_timeout;
+                        let due = d.last_progress + stall;
+                        if self.now >= due {
+                            self.end_transfer(key, Err(TransferError::Stalled));
+                        } else {
+                            d.timer = Some(self.wheel.schedule(due, key));
+                        }
+                    }
+                    DataState::Idle => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- control connections -------------------------------------------
+
+    fn accept_control(&mut self, key: usize) {
+        if self.accept_paused || self.shutting_down {
+            return;
+        }
+        for _ in 0..ACCEPT_BUDGET {
+            let accepted = match self.slab.get(key) {
+                Some(Entry::Listener(l)) => l.accept(),
+                _ => return,
+            };
+            match accepted {
+                Ok((tcp, peer)) => self.new_control(tcp, peer),
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS: back off instead of spinning
+                    // on a listener that stays readable.
+                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused = true;
+                    self.wheel.schedule(self.now + ACCEPT_BACKOFF, ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+        self.wake_later(key);
+    }
+
+    fn new_control(&mut self, tcp: TcpStream, peer: SocketAddr) {
+        let peer = session::canonical(peer);
+        let cfg = &self.env.config;
+        let from_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        if self.ctrl_count >= cfg.max_clients || from_ip as usize >= cfg.max_per_ip {
+            // Refused before any per-session allocation.
+            let mut tcp = tcp;
+            let _ = tcp.write(b"421 Too many connections; try again later.\r\n");
+            debug!("refused {peer}: too many connections");
+            return;
+        }
+        let local = match tcp.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        };
+        let mut stream = Stream::plain(tcp);
+        let key = self.slab.vacant_key();
+        if let Err(e) = stream.register(self.poll.registry(), Token(key)) {
+            warn!("register {peer}: {e}");
+            return;
+        }
+        self.serial += 1;
+        let session = Session::new(peer, local);
+        let deadline = self.now + cfg.login_timeout;
+        let timer = Some(self.wheel.schedule(deadline, key));
+        let ctrl = Control {
+            stream,
+            session,
+            line: LineBuffer::new(),
+            out: Vec::new(),
+            timer,
+            data: None,
+            serial: self.serial,
+            close_after_flush: false,
+            read_paused: false,
+            started: self.now,
+        };
+        ctx_log!(info, key, ctrl.session, "connected");
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        ctrl.session.greeting(&mut out);
+        self.slab.insert(Entry::Ctrl(ctrl));
+        *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
+        self.ctrl_count += 1;
+        self.send(key, &out);
+        self.out = out;
+    }
+
+    /// Write replies, straight to the socket when nothing is queued; only an
+    /// unsent tail is copied into the session.
+    fn send(&mut self, key: usize, bytes: &[u8]) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        if bytes.is_empty() && c.out.is_empty() {
+            if c.close_after_flush {
+                self.close_control(key, "closed by server");
+            }
+            return;
+        }
+        if !c.out.is_empty() {
+            c.out.extend_from_slice(bytes);
+            self.flush(key);
+            return;
+        }
+        let mut sent = 0;
+        while sent < bytes.len() {
+            match c.stream.write(&bytes[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) if would_block(&e) => break,
+                Err(e) => {
+                    debug!("[c{key}] write: {e}");
+                    self.close_control(key, "connection lost");
+                    return;
+                }
+            }
+        }
+        if sent < bytes.len() {
+            c.out.extend_from_slice(&bytes[sent..]);
+        } else if c.close_after_flush {
+            self.close_control(key, "closed by server");
+        }
+    }
+
+    fn flush(&mut self, key: usize) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        let mut sent = 0;
+        while sent < c.out.len() {
+            match c.stream.write(&c.out[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) if would_block(&e) => break,
+                Err(e) => {
+                    debug!("[c{key}] write: {e}");
+                    self.close_control(key, "connection lost");
+                    return;
+                }
+            }
+        }
+        c.out.drain(..sent);
+        if c.out.is_empty() {
+            c.out = Vec::new();
+            if c.close_after_flush {
+                self.close_control(key, "closed by server");
+            }
+        }
+    }
+
+    fn read_control(&mut self, key: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut budget = CTRL_READ_BUDGET_BYTES;
+        loop {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { break };
+            if c.read_paused || c.close_after_flush {
+                break;
+            }
+            let want = scratch.len().min(budget);
+            match c.stream.read(&mut scratch[..want]) {
+                Ok(0) => {
+                    self.close_control(key, "client closed");
+                    break;
+                }
+                Ok(n) => {
+                    self.on_bytes(key, &scratch[..n]);
+                    budget -= n;
+                    if budget == 0 {
+                        self.wake_later(key);
+                        break;
+                    }
+                }
+                Err(e) if interrupted(&e) => continue,
+                Err(e) if would_block(&e) => break,
+                Err(e) => {
+                    debug!("[c{key}] read: {e}");
+                    self.close_control(key, "connection lost");
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Frame and handle lines straight from the read buffer; only a partial
+    /// line, or lines that must wait while the session is busy, are copied
+    /// into the session's `LineBuffer`.
+    fn on_bytes(&mut self, key: usize, bytes: &[u8]) {
+        let max = self.env.config.max_line_bytes;
+        {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            if !c.line.is_empty() {
+                c.line.push(bytes);
+                self.drain_lines(key);
+                return;
+            }
+        }
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            if c.close_after_flush {
+                return;
+            }
+            if c.session.is_busy() {
+                c.line.push(&bytes[pos..]);
+                self.check_queue(key);
+                return;
+            }
+            match line::frame(&bytes[pos..], max) {
+                Frame::Line { end, consumed } => {
+                    line::clean(&bytes[pos..pos + end], &mut self.cleaned);
+                    pos += consumed;
+                    self.run_line(key);
+                }
+                Frame::Partial => {
+                    c.line.push(&bytes[pos..]);
+                    return;
+                }
+                Frame::TooLong => {
+                    self.line_too_long(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handle queued lines while the session is free.
+    fn drain_lines(&mut self, key: usize) {
+        let max = self.env.config.max_line_bytes;
+        loop {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            if c.close_after_flush {
+                return;
+            }
+            if c.session.is_busy() {
+                self.check_queue(key);
+                return;
+            }
+            if c.read_paused {
+                c.read_paused = false;
+                self.wake_later(key);
+                continue;
+            }
+            match line::frame(c.line.bytes(), max) {
+                Frame::Line { end, consumed } => {
+                    line::clean(&c.line.bytes()[..end], &mut self.cleaned);
+                    c.line.consume(consumed);
+                    self.run_line(key);
+                }
+                Frame::Partial => return,
+                Frame::TooLong => {
+                    self.line_too_long(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// While busy, stop reading once a few lines are queued (backpressure:
+    /// the kernel's socket buffer holds the rest).
+    fn check_queue(&mut self, key: usize) {
+        let max = self.env.config.max_line_bytes;
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            if c.line.len() > max {
+                c.read_paused = true;
+            }
+        }
+    }
+
+    fn line_too_long(&mut self, key: usize) {
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            ctx_log!(info, key, c.session, "command line too long; closing");
+            c.line.release();
+        }
+        self.send_and_close(key, b"500 Command line too long.\r\n");
+    }
+
+    fn send_and_close(&mut self, key: usize, bytes: &[u8]) {
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            c.close_after_flush = true;
+        }
+        self.send(key, bytes);
+    }
+
+    /// Hand the line in `self.cleaned` to the session, with a panic in its
+    /// handling contained to this session.
+    fn run_line(&mut self, key: usize) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        if log::log_enabled!(log::Level::Debug) {
+            let shown = if self.cleaned.len() >= 5 && self.cleaned[..5].eq_ignore_ascii_case(b"PASS ") {
+                "PASS <redacted>".to_string()
+            } else {
+                sanitize(&self.cleaned)
+            };
+            ctx_log!(debug, key, c.session, "<- {shown}");
+        }
+        let session = &mut c.session;
+        let line = &self.cleaned;
+        let env = &self.env;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut ctx = Ctx { out: &mut out, env, now_unix: unix_now() };
+            session.handle(line, &mut ctx)
+        }));
+        let action = match result {
+            Ok(a) => a,
+            Err(_) => {
+                error!("[c{key}] BUG: panic while handling a command; closing this session only");
+                out.clear();
+                out.extend_from_slice(b"421 Internal error; closing connection.\r\n");
+                Action::Close
+            }
+        };
+        self.out = out;
+        self.after_step(key, action);
+    }
+
+    /// Carry out an action (adding replies to `self.out`), send the replies,
+    /// and set the control deadline for the session's new state.
+    fn after_step(&mut self, key: usize, action: Action) {
+        let mut out = std::mem::take(&mut self.out);
+        self.perform(key, action, &mut out);
+        self.send(key, &out);
+        out.clear();
+        self.out = out;
+        self.refresh_deadline(key);
+    }
+
+    fn perform(&mut self, key: usize, action: Action, out: &mut Vec<u8>) {
+        match action {
+            Action::None => {}
+            Action::Close => {
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                    c.close_after_flush = true;
+                }
+            }
+            Action::CheckLogin { user, password } => {
+                let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return };
+                self.helper.submit(Job { key, serial: c.serial, user, password, users: self.users.clone() });
+            }
+            Action::Delay(d) => {
+                let at = self.now + d;
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                    set_timer(&mut self.wheel, &mut c.timer, at, key);
+                }
+            }
+            Action::OpenPassive { extended } => {
+                self.drop_data(key);
+                let result = self.open_passive(key);
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                    let mut ctx = Ctx { out, env: &self.env, now_unix: 0 };
+                    c.session.passive_opened(result, extended, &mut ctx);
+                }
+            }
+            Action::DropData => self.drop_data(key),
+            Action::Transfer(req) => self.start_transfer(key, req, out),
+        }
+    }
+
+    fn refresh_deadline(&mut self, key: usize) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        let cfg = &self.env.config;
+        match c.session.deadline() {
+            Deadline::Login => set_timer(&mut self.wheel, &mut c.timer, self.now + cfg.login_timeout, key),
+            Deadline::Idle => set_timer(&mut self.wheel, &mut c.timer, self.now + cfg.idle_timeout, key),
+            Deadline::None => {
+                // The failed-login delay keeps its timer; transfers have their own.
+                if c.session.pending() != Pending::LoginDelay {
+                    if let Some(id) = c.timer.take() {
+                        self.wheel.cancel(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_control(&mut self, key: usize, why: &str) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        if let Some(id) = c.timer.take() {
+            self.wheel.cancel(id);
+        }
+        let secs = self.now.saturating_duration_since(c.started).as_secs_f64();
+        ctx_log!(info, key, c.session, "disconnected ({why}) after {secs:.1}s");
+        let ip = c.session.peer().ip();
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+        self.ctrl_count -= 1;
+        self.drop_data(key);
+        self.close_entry(key);
+    }
+
+    /// Deregister, drop the socket, leave a tombstone.
+    fn close_entry(&mut self, key: usize) {
+        let Some(entry) = self.slab.get_mut(key) else { return };
+        let old = std::mem::replace(entry, Entry::Closed);
+        match old {
+            Entry::Ctrl(mut c) => c.stream.deregister(self.poll.registry()),
+            Entry::Pasv(mut p) => {
+                let _ = self.poll.registry().deregister(&mut p.listener);
+                if let Some(id) = p.timer {
+                    self.wheel.cancel(id);
+                }
+            }
+            Entry::Data(mut d) => {
+                d.stream.deregister(self.poll.registry());
+                if let Some(id) = d.timer {
+                    self.wheel.cancel(id);
+                }
+                // Dropping a STOR's transfer removes its temporary file.
+            }
+            Entry::Listener(mut l) => {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
+            Entry::Closed => return,
+        }
+        self.closed.push(key);
+    }
+
+    fn reap(&mut self) {
+        for key in self.closed.drain(..) {
+            if matches!(self.slab.get(key), Some(Entry::Closed)) {
+                self.slab.remove(key);
+            }
+        }
+    }
+
+    // ----- data connections ----------------------------------------------
+
+    /// Close the session's passive listener or data connection, if any.
+    fn drop_data(&mut self, key: usize) {
+        let data = match self.slab.get_mut(key) {
+            Some(Entry::Ctrl(c)) => c.data.take(),
+            _ => None,
+        };
+        if let Some(d) = data {
+            self.close_entry(d);
+        }
+    }
+
+    fn open_passive(&mut self, key: usize) -> io::Result<SocketAddr> {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
+        let ip = c.session.local().ip();
+        let mut listener = self.ports.bind(ip, self.env.config.passive_ports)?;
+        let addr = listener.local_addr()?;
+        let pkey = self.slab.vacant_key();
+        self.poll.registry().register(&mut listener, Token(pkey), Interest::READABLE)?;
+        let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
+        self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            c.data = Some(pkey);
+        }
+        Ok(addr)
+    }
+
+    fn accept_data(&mut self, pkey: usize) {
+        loop {
+            let Some(Entry::Pasv(p)) = self.slab.get(pkey) else { return };
+            let owner = p.owner;
+            let accepted = p.listener.accept();
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    debug!("[c{owner}] passive accept: {e}");
+                    return;
+                }
+            };
+            let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
+            let peer = session::canonical(peer);
+            if peer.ip() != c.session.peer().ip() && !self.env.config.insecure_pasv_any_peer {
+                ctx_log!(warn, owner, c.session, "refused data connection from foreign address {peer}");
+                drop(tcp);
+                continue;
+            }
+            // One connection per PASV: the listener goes, the port is free.
+            let pending = match self.slab.get_mut(pkey) {
+                Some(Entry::Pasv(p)) => p.pending.take(),
+                _ => None,
+            };
+            self.close_entry(pkey);
+            let mut stream = Stream::plain(tcp);
+            let dkey = self.slab.vacant_key();
+            if stream.register(self.poll.registry(), Token(dkey)).is_err() {
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                    c.data = None;
+                }
+                if pending.is_some() {
+                    self.finish_transfer_reply(owner, None, Err(TransferError::CantOpen));
+                }
+                return;
+            }
+            let running = pending.is_some();
+            let state = match pending {
+                Some(req) => DataState::Running(req),
+                None => DataState::Idle,
+            };
+            let timer = running.then(|| self.wheel.schedule(self.now + self.env.config.stall_timeout, dkey));
+            self.slab.insert(Entry::Data(DataConn {
+                stream,
+                owner,
+                state,
+                timer,
+                last_progress: self.now,
+                started: self.now,
+                bytes: 0,
+            }));
+            if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                c.data = Some(dkey);
+            }
+            if running {
+                self.announce_start(owner, false);
+                self.wake_later(dkey);
+            }
+            return;
+        }
+    }
+
+    /// `150`/`125` for a transfer that is starting.
+    fn announce_start(&mut self, owner: usize, already_open: bool) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
+        c.session.transfer_started(already_open, &mut ctx);
+        self.send(owner, &out);
+        out.clear();
+        self.out = out;
+    }
+
+    fn start_transfer(&mut self, key: usize, req: TransferRequest, out: &mut Vec<u8>) {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return };
+        let mode = c.session.data_mode();
+        let data = c.data;
+        match (mode, data) {
+            (DataMode::Passive, Some(k)) => match self.slab.get_mut(k) {
+                Some(Entry::Pasv(p)) => p.pending = Some(req),
+                Some(Entry::Data(d)) if matches!(d.state, DataState::Idle) => {
+                    d.state = DataState::Running(req);
+                    d.started = self.now;
+                    d.last_progress = self.now;
+                    set_timer(&mut self.wheel, &mut d.timer, self.now + self.env.config.stall_timeout, k);
+                    if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                        let mut ctx = Ctx { out, env: &self.env, now_unix: 0 };
+                        c.session.transfer_started(true, &mut ctx);
+                    }
+                    self.wake_later(k);
+                }
+                _ => self.fail_start(key, req, out),
+            },
+            (DataMode::Active(addr), _) => {
+                self.drop_data(key);
+                match TcpStream::connect(addr) {
+                    Ok(tcp) => {
+                        let mut stream = Stream::plain(tcp);
+                        let dkey = self.slab.vacant_key();
+                        if stream.register(self.poll.registry(), Token(dkey)).is_err() {
+                            self.fail_start(key, req, out);
+                            return;
+                        }
+                        let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, dkey));
+                        self.slab.insert(Entry::Data(DataConn {
+                            stream,
+                            owner: key,
+                            state: DataState::Connecting(req),
+                            timer,
+                            last_progress: self.now,
+                            started: self.now,
+                            bytes: 0,
+                        }));
+                        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                            c.data = Some(dkey);
+                        }
+                    }
+                    Err(_) => self.fail_start(key, req, out),
+                }
+            }
+            _ => self.fail_start(key, req, out),
+        }
+    }
+
+    /// The data connection is gone or could not be made: `425`.
+    fn fail_start(&mut self, key: usize, req: TransferRequest, out: &mut Vec<u8>) {
+        drop(req);
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            c.data = None;
+            let mut ctx = Ctx { out, env: &self.env, now_unix: 0 };
+            c.session.transfer_finished(Err(TransferError::CantOpen), &mut ctx);
+        }
+    }
+
+    fn data_ready(&mut self, dkey: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let outcome = {
+            let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else {
+                self.scratch = scratch;
+                return;
+            };
+            match &mut d.state {
+                DataState::Idle => None,
+                DataState::Connecting(_) => match d.stream.take_error() {
+                    Ok(Some(_)) | Err(_) => Some(Err(TransferError::CantOpen)),
+                    Ok(None) => match d.stream.peer_addr() {
+                        Ok(_) => {
+                            let DataState::Connecting(req) = std::mem::replace(&mut d.state, DataState::Idle) else {
+                                unreachable!()
+                            };
+                            d.state = DataState::Running(req);
+                            d.started = self.now;
+                            d.last_progress = self.now;
+                            set_timer(&mut self.wheel, &mut d.timer, self.now + self.env.config.stall_timeout, dkey);
+                            let owner = d.owner;
+                            self.scratch = scratch;
+                            self.announce_start(owner, false);
+                            self.wake_later(dkey);
+                            return;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+                        Err(_) => Some(Err(TransferError::CantOpen)),
+                    },
+                },
+                DataState::Running(req) => {
+                    let mut moved = 0;
+                    let r = req.transfer.step(&mut d.stream, DATA_BUDGET_BYTES, &mut scratch, &mut moved);
+                    d.bytes += moved;
+                    if moved > 0 {
+                        d.last_progress = self.now;
+                    }
+                    match r {
+                        Ok(Progress::Done) => Some(Ok(())),
+                        Ok(Progress::Blocked) => None,
+                        Ok(Progress::Budget) => {
+                            self.next_ready.push(dkey);
+                            None
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                }
+            }
+        };
+        self.scratch = scratch;
+        if let Some(result) = outcome {
+            self.end_transfer(dkey, result);
+        }
+    }
+
+    /// A transfer ended: commit (STOR), close the data connection, log, and
+    /// only then reply (the data connection is closed before `226`).
+    fn end_transfer(&mut self, dkey: usize, result: Result<(), TransferError>) {
+        let Some(entry) = self.slab.get_mut(dkey) else { return };
+        let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else {
+            // Not a data connection after all: put it back untouched.
+            return;
+        };
+        self.closed.push(dkey);
+        let DataConn { mut stream, owner, state, timer, started, bytes, .. } = d;
+        stream.deregister(self.poll.registry());
+        if let Some(id) = timer {
+            self.wheel.cancel(id);
+        }
+        let (req, result) = match state {
+            DataState::Running(req) | DataState::Connecting(req) => {
+                let TransferRequest { transfer, kind, path } = req;
+                let result = match result {
+                    Ok(()) => transfer.finish(),
+                    Err(e) => Err(e),
+                };
+                (Some((kind, path)), result)
+            }
+            DataState::Idle => (None, result),
+        };
+        if result.is_ok() {
+            stream.shutdown_write();
+        }
+        drop(stream);
+        let secs = self.now.saturating_duration_since(started).as_secs_f64();
+        if let (Some(Entry::Ctrl(c)), Some((kind, path))) = (self.slab.get(owner), &req) {
+            ctx_log!(info, owner, c.session, "{:?} {} {} bytes in {:.3}s: {}", kind,
+                sanitize(path.as_bytes()), bytes, secs,
+                match &result { Ok(()) => "ok".to_string(), Err(e) => format!("{e:?}") });
+        }
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+            if c.data == Some(dkey) {
+                c.data = None;
+            }
+        }
+        if req.is_some() {
+            self.finish_transfer_reply(owner, Some(bytes), result.map(|_| bytes));
+        }
+    }
+
+    /// Tell the session how its transfer ended, then go on with its queue.
+    fn finish_transfer_reply(&mut self, owner: usize, _bytes: Option<u64>, result: Result<u64, TransferError>) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
+        if !matches!(c.session.pending(), Pending::Transfer(_)) {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
+        c.session.transfer_finished(result, &mut ctx);
+        if self.shutting_down {
+            c.session.shutting_down(&mut out);
+            c.close_after_flush = true;
+        }
+        self.send(owner, &out);
+        out.clear();
+        self.out = out;
+        self.refresh_deadline(owner);
+        self.drain_lines(owner);
+    }
+
+    /// Abort the session's transfer, if one is running or waiting.
+    fn abort_transfer(&mut self, key: usize, why: TransferError) {
+        let data = match self.slab.get(key) {
+            Some(Entry::Ctrl(c)) => c.data,
+            _ => None,
+        };
+        match data.and_then(|d| self.slab.get(d).map(|e| (d, matches!(e, Entry::Data(_))))) {
+            Some((d, true)) => self.end_transfer(d, Err(why)),
+            Some((d, false)) => {
+                let had = matches!(self.slab.get(d), Some(Entry::Pasv(p)) if p.pending.is_some());
+                self.close_entry(d);
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                    c.data = None;
+                }
+                if had {
+                    self.finish_transfer_reply(key, None, Err(why));
+                }
+            }
+            None => {}
+        }
+    }
+
+    // ----- helper thread, signals ------------------------------------------
+
+    fn on_wake(&mut self) {
+        if self.stop.swap(false, Ordering::SeqCst) {
+            self.begin_shutdown();
+        }
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        self.helper.drain(&mut verdicts);
+        for v in verdicts.drain(..) {
+            self.on_verdict(v);
+        }
+        self.verdicts = verdicts;
+    }
+
+    fn on_verdict(&mut self, v: Verdict) {
+        match self.slab.get(v.key) {
+            Some(Entry::Ctrl(c)) if c.serial == v.serial && c.session.pending() == Pending::Login => {}
+            _ => return,
+        }
+        let result = match v.grant {
+            Some(grant) => match self.user_vfs(&grant.home, grant.perm.is_writable()) {
+                Ok(vfs) => Ok((grant, vfs)),
+                Err(e) => {
+                    error!("[c{}] home {} of {} unavailable: {e}", v.key, grant.home.display(), grant.name);
+                    Err(())
+                }
+            },
+            None => Err(()),
+        };
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(v.key) else { return };
+        let ok = result.is_ok();
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
+        let action = c.session.login_checked(result, &mut ctx);
+        if ok {
+            ctx_log!(info, v.key, c.session, "logged in");
+        } else {
+            ctx_log!(info, v.key, c.session, "failed login");
+        }
+        self.out = out;
+        // `after_step` sends what `login_checked` wrote, then the action's own.
+        let mut out = std::mem::take(&mut self.out);
+        self.perform(v.key, action, &mut out);
+        self.send(v.key, &out);
+        out.clear();
+        self.out = out;
+        self.refresh_deadline(v.key);
+        self.drain_lines(v.key);
+    }
+
+    /// One `Vfs` (one directory descriptor) per home and permission, shared
+    /// by all sessions of that user.
+    fn user_vfs(&mut self, home: &std::path::Path, writable: bool) -> io::Result<Rc<Vfs>> {
+        let key = (home.to_path_buf(), writable);
+        if let Some(v) = self.vfs_cache.get(&key) {
+            return Ok(v.clone());
+        }
+        let vfs = Rc::new(Vfs::open(home, writable)?);
+        self.vfs_cache.insert(key, vfs.clone());
+        Ok(vfs)
+    }
+
+    fn on_signals(&mut self) {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let pending: Vec<i32> = match &mut self.signals {
+            Some(s) => s.pending().collect(),
+            None => return,
+        };
+        for sig in pending {
+            match sig {
+                SIGINT | SIGTERM if self.shutting_down => {
+                    info!("signal {sig} again: cutting transfers now");
+                    self.timeout(SHUTDOWN_DEADLINE);
+                }
+                SIGINT | SIGTERM => {
+                    info!("signal {sig}: shutting down (grace {:?})", self.env.config.shutdown_grace);
+                    self.begin_shutdown();
+                }
+                SIGHUP => self.reload_users(),
+                _ => {}
+            }
+        }
+    }
+
+    fn reload_users(&mut self) {
+        let Some(path) = self.env.config.users.clone() else {
+            info!("SIGHUP: no users file to reload");
+            return;
+        };
+        match Users::load(&path, &self.env.config.root) {
+            Ok(users) => {
+                info!("SIGHUP: reloaded {} users from {}", users.len(), path.display());
+                self.env.has_users = users.len() > 0;
+                self.users = Arc::new(users);
+                // New logins open homes afresh; live sessions keep theirs.
+                self.vfs_cache.clear();
+            }
+            Err(e) => error!("SIGHUP: keeping the old users: {e}"),
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        if let Some(l) = self.listener_key.take() {
+            self.close_entry(l);
+        }
+        let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { continue };
+            if matches!(c.session.pending(), Pending::Transfer(_)) {
+                continue; // finishes, or is cut at the deadline
+            }
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            c.session.shutting_down(&mut out);
+            c.close_after_flush = true;
+            self.send(key, &out);
+            self.out = out;
+        }
+        let grace = self.env.config.shutdown_grace;
+        self.wheel.schedule(self.now + grace, SHUTDOWN_DEADLINE);
+        // Everything may already be gone.
+        self.reap();
+    }
+}
+
+/// Schedule or move a timer.
+fn set_timer(wheel: &mut Wheel<usize>, slot: &mut Option<crate::timer::TimerId>, at: Instant, key: usize) {
+    match slot {
+        Some(id) if wheel.reset(*id, at) => {}
+        _ => *slot = Some(wheel.schedule(at, key)),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Client bytes for a log line: printable ASCII kept, the rest escaped,
+/// truncated to 128 bytes.
+fn sanitize(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len().min(128) + 3);
+    for &b in bytes.iter().take(128) {
+        if (0x20..0x7f).contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if bytes.len() > 128 {
+        s.push_str("...");
+    }
+    s
+}

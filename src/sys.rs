@@ -1,0 +1,487 @@
+//! Thin, safe wrappers around the Linux system calls that leanftpd needs
+//! and that `std` does not expose (`openat2`, `*at` calls on directory
+//! handles, `getdents64`, `sendfile`, `getrandom`, timestamps).
+//!
+//! This is the only module of the crate that contains `unsafe` code. Every
+//! wrapper takes borrowed file descriptors and `&CStr` names, retries on
+//! `EINTR`, and turns a failure into an [`io::Error`] carrying the raw
+//! errno, so that callers (notably [`crate::vfs::FsError::from_io`]) can map
+//! it in one place.
+//!
+//! It owns no state and never decides policy: it does not know about the
+//! jail, FTP replies, or which paths are allowed. The jail rules live in
+//! `crate::vfs`, which must go through [`openat2_in_root`] for every lookup.
+//!
+//! # Invariants
+//! - Every descriptor returned is owned (`OwnedFd`) and has `O_CLOEXEC` set.
+//! - [`openat2_in_root`] always passes `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`;
+//!   there is no way to call `openat2` with weaker resolve flags from here.
+//! - No wrapper follows a path from the process's working directory
+//!   (`AT_FDCWD` is never used).
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// `struct open_how` from `<linux/openat2.h>` (libc marks its own copy
+/// `#[non_exhaustive]`, so it cannot be built outside libc).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// How many times [`openat2_in_root`] retries when the kernel reports a
+/// concurrent rename/mount race with `EAGAIN`.
+const OPENAT2_EAGAIN_RETRIES: u32 = 16;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn is_eintr(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINTR)
+}
+
+/// Run `f` until it does not fail with `EINTR`.
+fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if is_eintr(&e) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Open `rel` beneath the directory `root` with
+/// `openat2(root, rel, {flags | O_CLOEXEC, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS})`.
+///
+/// `..` components and symbolic links (absolute or relative) are resolved as
+/// if `root` were `/`, so the result is always inside `root`'s tree; magic
+/// links (`/proc/*/fd/*`) fail with `ELOOP`. `mode` is only passed when
+/// `flags` contains `O_CREAT` or `O_TMPFILE` (the kernel rejects it
+/// otherwise). A leading `/` in `rel` is harmless: it names `root` too.
+/// `EAGAIN` (the kernel's answer to a racing rename) is retried a few times.
+pub fn openat2_in_root(
+    root: BorrowedFd<'_>,
+    rel: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_CLOEXEC;
+    let wants_mode = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    let how = OpenHow {
+        // The kernel reads the flags as an unsigned 64-bit value; a negative
+        // c_int must not be sign-extended into unknown high bits.
+        flags: u64::from(flags as u32),
+        mode: if wants_mode { u64::from(mode) } else { 0 },
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    let mut eagain = 0;
+    loop {
+        // SAFETY: `rel` is a valid NUL-terminated string and `how` a valid
+        // `open_how` of the size we pass; both outlive the call. The kernel
+        // does not retain either pointer.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                rel.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if ret >= 0 {
+            // SAFETY: the kernel just returned this new descriptor to us and
+            // nothing else owns it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) if eagain < OPENAT2_EAGAIN_RETRIES => eagain += 1,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC, mode)`: open a single name relative
+/// to an already-jailed directory handle. Callers pass `O_NOFOLLOW` when the
+/// final name must not be a symbolic link.
+pub fn openat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    retry(|| {
+        // SAFETY: `name` is NUL-terminated and valid for the call.
+        let fd = cvt(unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        })?;
+        // SAFETY: fresh descriptor returned by the kernel, owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+}
+
+/// `sendfile(out_fd, in_fd, &offset, count)`: copy up to `count` bytes from
+/// `in_fd` at `*offset` to `out_fd` inside the kernel, advancing `*offset`
+/// by the number of bytes sent (which is returned; 0 means end of file).
+/// A non-blocking `out_fd` that is full yields `ErrorKind::WouldBlock`.
+pub fn sendfile(out_fd: RawFd, in_fd: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
+    let mut off: libc::off_t = libc::off_t::try_from(*offset)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+    loop {
+        // SAFETY: `off` is a valid, exclusively borrowed off_t for the call;
+        // invalid descriptors are reported by the kernel as EBADF.
+        let ret = unsafe { libc::sendfile(out_fd, in_fd, &mut off, count) };
+        if ret >= 0 {
+            *offset = off as u64;
+            return Ok(ret as usize);
+        }
+        let err = io::Error::last_os_error();
+        if !is_eintr(&err) {
+            return Err(err);
+        }
+    }
+}
+
+/// `mkdirat(dir, name, mode)`.
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and valid for the call.
+    retry(|| {
+        cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) })
+            .map(drop)
+    })
+}
+
+/// `mkfifoat(dir, name, mode)` (used by tests to check that nothing blocks
+/// on a FIFO).
+pub fn mkfifoat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and valid for the call.
+    retry(|| {
+        cvt(unsafe { libc::mkfifoat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) })
+            .map(drop)
+    })
+}
+
+/// `unlinkat(dir, name, flags)`; pass `libc::AT_REMOVEDIR` to remove a
+/// directory, 0 for anything else (a directory then fails with `EISDIR`).
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and valid for the call.
+    retry(|| cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop))
+}
+
+/// `renameat(old_dir, old_name, new_dir, new_name)`: atomically replaces an
+/// existing non-directory `new_name`. Neither name is followed if it is a
+/// symbolic link (the link itself is renamed or replaced).
+pub fn renameat(
+    old_dir: BorrowedFd<'_>,
+    old_name: &CStr,
+    new_dir: BorrowedFd<'_>,
+    new_name: &CStr,
+) -> io::Result<()> {
+    retry(|| {
+        // SAFETY: both names are NUL-terminated and valid for the call.
+        cvt(unsafe {
+            libc::renameat(
+                old_dir.as_raw_fd(),
+                old_name.as_ptr(),
+                new_dir.as_raw_fd(),
+                new_name.as_ptr(),
+            )
+        })
+        .map(drop)
+    })
+}
+
+/// `fstatat(dir, name, flags)`; pass `libc::AT_SYMLINK_NOFOLLOW` for lstat
+/// semantics, `libc::AT_EMPTY_PATH` with an empty name to stat `dir` itself.
+pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    retry(|| {
+        // SAFETY: `st` points to writable storage for one `stat`; `name` is
+        // NUL-terminated.
+        cvt(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), flags) })
+            .map(drop)
+    })?;
+    // SAFETY: fstatat succeeded, so the kernel filled in the whole struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `fstat(fd)`; works on `O_PATH` descriptors too.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` points to writable storage for one `stat`.
+    retry(|| cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) }).map(drop))?;
+    // SAFETY: fstat succeeded, so the kernel filled in the whole struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `faccessat(dir, name, mode, AT_EACCESS)`: check access with the effective
+/// ids (e.g. `name = "."`, `mode = X_OK` asks "may we search `dir`?").
+pub fn faccessat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::c_int) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated and valid for the call.
+    retry(|| {
+        cvt(unsafe { libc::faccessat(dir.as_raw_fd(), name.as_ptr(), mode, libc::AT_EACCESS) })
+            .map(drop)
+    })
+}
+
+/// Clear `O_NONBLOCK` on `fd` (other status flags are kept).
+pub fn clear_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL takes no argument and only reads descriptor state.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK != 0 {
+        // SAFETY: F_SETFL takes an int argument.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
+    }
+    Ok(())
+}
+
+fn mtime_times(unix_secs: i64) -> [libc::timespec; 2] {
+    [
+        // atime: leave unchanged.
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: unix_secs as libc::time_t,
+            tv_nsec: 0,
+        },
+    ]
+}
+
+/// `futimens(fd, {UTIME_OMIT, unix_secs})`: set the modification time of an
+/// open (non-`O_PATH`) file, leaving the access time alone.
+pub fn futimens(fd: BorrowedFd<'_>, unix_secs: i64) -> io::Result<()> {
+    let times = mtime_times(unix_secs);
+    // SAFETY: `times` is an array of two valid timespecs.
+    retry(|| cvt(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) }).map(drop))
+}
+
+/// `utimensat(dir, name, {UTIME_OMIT, unix_secs}, flags)`: set the
+/// modification time of `name` relative to `dir`. With an empty `name` and
+/// `libc::AT_EMPTY_PATH` it acts on `dir` itself (works for `O_PATH`
+/// descriptors on kernels that support it; older ones answer `EINVAL`).
+pub fn utimensat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    unix_secs: i64,
+    flags: libc::c_int,
+) -> io::Result<()> {
+    let times = mtime_times(unix_secs);
+    // SAFETY: `name` is NUL-terminated; `times` is two valid timespecs.
+    retry(|| {
+        cvt(unsafe { libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), flags) })
+            .map(drop)
+    })
+}
+
+/// Fill `buf` with bytes from the kernel's CSPRNG (`getrandom(2)`).
+pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes.
+        let ret = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if is_eintr(&err) {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += ret as usize;
+    }
+    Ok(())
+}
+
+/// One name read from a directory by [`read_dir`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawDirEntry {
+    /// The name (never `.` or `..`, never contains `/` or NUL).
+    pub name: Box<[u8]>,
+    /// Inode number as reported by the directory.
+    pub ino: u64,
+    /// `d_type` (`libc::DT_DIR`, `libc::DT_LNK`, ..., or `DT_UNKNOWN`).
+    pub d_type: u8,
+}
+
+/// Read every entry of the directory open on `dir` (opened with
+/// `O_RDONLY | O_DIRECTORY`, not `O_PATH`) with `getdents64`, skipping `.`
+/// and `..`, in the order the filesystem returns them. Reads from the
+/// descriptor's current position, so pass a freshly opened descriptor.
+pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
+    // Header of `struct linux_dirent64`: d_ino u64, d_off i64, d_reclen u16,
+    // d_type u8, then the NUL-terminated name.
+    const HEADER: usize = 19;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut out = Vec::new();
+    loop {
+        let n = loop {
+            // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes;
+            // the kernel writes at most that many.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if ret >= 0 {
+                break ret as usize;
+            }
+            let err = io::Error::last_os_error();
+            if !is_eintr(&err) {
+                return Err(err);
+            }
+        };
+        if n == 0 {
+            return Ok(out);
+        }
+        let mut pos = 0;
+        while pos + HEADER <= n {
+            let rec = &buf[pos..n];
+            let ino = u64::from_ne_bytes(rec[0..8].try_into().expect("8 bytes"));
+            let reclen = usize::from(u16::from_ne_bytes(rec[16..18].try_into().expect("2 bytes")));
+            let d_type = rec[18];
+            if reclen < HEADER || reclen > rec.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed getdents64 record",
+                ));
+            }
+            let name_area = &rec[HEADER..reclen];
+            let name_len = name_area
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(name_area.len());
+            let name = &name_area[..name_len];
+            if name != b"." && name != b".." && !name.is_empty() {
+                out.push(RawDirEntry {
+                    name: name.into(),
+                    ino,
+                    d_type,
+                });
+            }
+            pos += reclen;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    fn cdir() -> std::fs::File {
+        std::fs::File::open("/").unwrap()
+    }
+
+    #[test]
+    fn getrandom_fills_whole_buffer_with_varying_bytes() {
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
+        getrandom(&mut a).unwrap();
+        getrandom(&mut b).unwrap();
+        assert_ne!(a, b);
+        getrandom(&mut []).unwrap();
+    }
+
+    #[test]
+    fn openat2_resolves_dotdot_at_root_to_root() {
+        let root = cdir();
+        let fd = openat2_in_root(
+            root.as_fd(),
+            c"../../..",
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .unwrap();
+        let a = fstat(fd.as_fd()).unwrap();
+        let b = fstat(root.as_fd()).unwrap();
+        assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
+    }
+
+    #[test]
+    fn openat2_refuses_magic_links() {
+        let root = cdir();
+        let e = openat2_in_root(root.as_fd(), c"proc/self/fd/0", libc::O_PATH, 0).unwrap_err();
+        // ELOOP from RESOLVE_NO_MAGICLINKS (or ENOENT without procfs).
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOENT)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn read_dir_lists_names_without_dots() {
+        let root = cdir();
+        let fd =
+            openat2_in_root(root.as_fd(), c"/", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
+        let names = read_dir(fd.as_fd()).unwrap();
+        assert!(names
+            .iter()
+            .any(|e| &*e.name == b"proc" || &*e.name == b"tmp"));
+        assert!(names.iter().all(|e| &*e.name != b"." && &*e.name != b".."));
+    }
+
+    #[test]
+    fn sendfile_copies_and_advances_offset() {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir();
+        let p = dir.join(format!("leanftpd-sys-sendfile-{}", std::process::id()));
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(b"hello sendfile")
+            .unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        let (mut r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut off = 6u64;
+        let n = sendfile(w.as_raw_fd(), f.as_raw_fd(), &mut off, 100).unwrap();
+        assert_eq!(n, 8);
+        assert_eq!(off, 14);
+        assert_eq!(
+            sendfile(w.as_raw_fd(), f.as_raw_fd(), &mut off, 100).unwrap(),
+            0
+        );
+        drop(w);
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "sendfile");
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn utimensat_empty_path_sets_mtime_of_an_o_path_descriptor() {
+        let p = std::env::temp_dir().join(format!("leanftpd-sys-utimens-{}", std::process::id()));
+        std::fs::write(&p, b"x").unwrap();
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&p)
+            .unwrap();
+        match utimensat(fd.as_fd(), c"", 123_456, libc::AT_EMPTY_PATH) {
+            Ok(()) => assert_eq!(fstat(fd.as_fd()).unwrap().st_mtime, 123_456),
+            // Older kernels: the Vfs falls back to a parent + name call.
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL)),
+        }
+        std::fs::remove_file(&p).unwrap();
+    }
+}

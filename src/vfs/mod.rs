@@ -1,0 +1,1390 @@
+//! The virtual filesystem a logged-in FTP user sees: a directory tree
+//! jailed beneath the user's root directory.
+//!
+//! This module owns the file operations the protocol needs (stat, open for
+//! reading, upload through a temp file, mkdir, rmdir, delete, rename, set
+//! mtime, directory listing) and the single mapping from `errno` to an
+//! FTP reply ([`FsError::from_errno`], [`FsError::code`], [`FsError::text`]).
+//! Submodules: [`path`] (lexical virtual paths), [`jail`] (the root handle
+//! and `openat2` lookups), [`listing`] (LIST/NLST/MDTM text formats).
+//!
+//! It never touches sockets, never knows about sessions or users beyond a
+//! root directory and a writable flag, uses no `unsafe` (system calls are in
+//! [`crate::sys`]), and never resolves a path except through the [`jail`].
+//! Calls are blocking file-system calls made on the reactor thread; none of
+//! them opens a FIFO or device for I/O (non-regular files are refused
+//! after an `O_PATH` look), so none can block on a peer.
+//!
+//! # Invariants
+//! - Escaping the root is impossible through `..`, absolute or relative
+//!   symbolic links, symlinked directories, or rename targets: every lookup
+//!   is `openat2(root, rel, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, and an
+//!   operation on a final name works on the parent directory handle with a
+//!   single component (`mkdirat`, `unlinkat`, `renameat`,
+//!   `openat(O_NOFOLLOW)`).
+//! - A read-only [`Vfs`] refuses every mutation with [`FsError::ReadOnly`]
+//!   before touching the filesystem.
+//! - Names created by clients never contain CR or LF and never start with
+//!   [`UPLOAD_TEMP_PREFIX`]; listings hide names with that prefix.
+//! - An [`Upload`] either commits (one atomic `renameat` over the target)
+//!   or leaves no trace (its temp file is unlinked on drop).
+//! - `errno` is turned into an FTP reply code and text in exactly one place:
+//!   [`FsError`].
+#![forbid(unsafe_code)]
+
+pub mod jail;
+pub mod listing;
+pub mod path;
+
+pub use jail::Jail;
+pub use listing::{civil_from_unix, format_mdtm, parse_mdtm, write_list, write_nlst};
+pub use path::VirtualPath;
+
+use crate::sys;
+use jail::c_name;
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+/// Why a filesystem operation failed, in the terms an FTP reply needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsError {
+    /// No such file or directory (`ENOENT`; also a path that would leave the jail).
+    NotFound,
+    /// Access refused by permissions or by the jail (`EACCES`, `EPERM`, `EXDEV`, `ELOOP`).
+    PermissionDenied,
+    /// The user (or the file system, `EROFS`) is read-only.
+    ReadOnly,
+    /// The target already exists (`EEXIST`).
+    AlreadyExists,
+    /// A directory was required (`ENOTDIR`).
+    NotADirectory,
+    /// A non-directory was required (`EISDIR`).
+    IsADirectory,
+    /// The directory is not empty (`ENOTEMPTY`).
+    NotEmpty,
+    /// Out of disk space (`ENOSPC`).
+    NoSpace,
+    /// Disk quota exceeded (`EDQUOT`).
+    QuotaExceeded,
+    /// The name is not allowed (NUL, CR/LF, reserved prefix, `EILSEQ`, moving a directory into itself).
+    InvalidName,
+    /// A name or path is too long (`ENAMETOOLONG`).
+    NameTooLong,
+    /// The file is busy (`EBUSY`, `ETXTBSY`).
+    Busy,
+    /// Any other error, with its errno (0 if none was available).
+    Io(i32),
+}
+
+impl FsError {
+    /// Map an errno: `ENOENT`→NotFound, `EACCES`/`EPERM`→PermissionDenied,
+    /// `EROFS`→ReadOnly, `EEXIST`→AlreadyExists, `ENOTDIR`→NotADirectory,
+    /// `EISDIR`→IsADirectory, `ENOTEMPTY`→NotEmpty, `ENOSPC`→NoSpace,
+    /// `EDQUOT`→QuotaExceeded, `ENAMETOOLONG`→NameTooLong, `EILSEQ`→InvalidName,
+    /// `EXDEV`/`ELOOP` (cross-device rename, `openat2` refusing an escape or a
+    /// magic link, too many links, `O_NOFOLLOW` on a link)→PermissionDenied,
+    /// `EBUSY`/`ETXTBSY`→Busy, anything else→`Io(errno)`.
+    pub fn from_errno(errno: i32) -> FsError {
+        match errno {
+            libc::ENOENT => FsError::NotFound,
+            libc::EACCES | libc::EPERM => FsError::PermissionDenied,
+            libc::EROFS => FsError::ReadOnly,
+            libc::EEXIST => FsError::AlreadyExists,
+            libc::ENOTDIR => FsError::NotADirectory,
+            libc::EISDIR => FsError::IsADirectory,
+            libc::ENOTEMPTY => FsError::NotEmpty,
+            libc::ENOSPC => FsError::NoSpace,
+            libc::EDQUOT => FsError::QuotaExceeded,
+            libc::ENAMETOOLONG => FsError::NameTooLong,
+            libc::EILSEQ => FsError::InvalidName,
+            libc::EXDEV | libc::ELOOP => FsError::PermissionDenied,
+            libc::EBUSY | libc::ETXTBSY => FsError::Busy,
+            other => FsError::Io(other),
+        }
+    }
+
+    /// Map an `io::Error`: its raw errno if it has one, else its kind.
+    pub fn from_io(e: &io::Error) -> FsError {
+        match e.raw_os_error() {
+            Some(errno) => FsError::from_errno(errno),
+            None => match e.kind() {
+                io::ErrorKind::NotFound => FsError::NotFound,
+                io::ErrorKind::PermissionDenied => FsError::PermissionDenied,
+                io::ErrorKind::AlreadyExists => FsError::AlreadyExists,
+                _ => FsError::Io(0),
+            },
+        }
+    }
+
+    /// FTP reply code: 550 for most; NoSpace 452 (RFC 959 "insufficient
+    /// storage space"); QuotaExceeded 552; InvalidName/NameTooLong 553
+    /// ("file name not allowed"); Io 451 ("local error in processing");
+    /// Busy 450.
+    pub fn code(self) -> u16 {
+        match self {
+            FsError::NoSpace => 452,
+            FsError::QuotaExceeded => 552,
+            FsError::InvalidName | FsError::NameTooLong => 553,
+            FsError::Io(_) => 451,
+            FsError::Busy => 450,
+            FsError::NotFound
+            | FsError::PermissionDenied
+            | FsError::ReadOnly
+            | FsError::AlreadyExists
+            | FsError::NotADirectory
+            | FsError::IsADirectory
+            | FsError::NotEmpty => 550,
+        }
+    }
+
+    /// Short reply text, e.g. "No such file or directory"; never contains CR/LF.
+    pub fn text(self) -> &'static str {
+        match self {
+            FsError::NotFound => "No such file or directory",
+            FsError::PermissionDenied => "Permission denied",
+            FsError::ReadOnly => "Permission denied (read-only)",
+            FsError::AlreadyExists => "File exists",
+            FsError::NotADirectory => "Not a directory",
+            FsError::IsADirectory => "Is a directory",
+            FsError::NotEmpty => "Directory not empty",
+            FsError::NoSpace => "Insufficient storage space",
+            FsError::QuotaExceeded => "Disk quota exceeded",
+            FsError::InvalidName => "File name not allowed",
+            FsError::NameTooLong => "File name too long",
+            FsError::Busy => "File busy",
+            FsError::Io(_) => "Local error in processing",
+        }
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsError::Io(errno) => write!(f, "{} (errno {errno})", self.text()),
+            _ => f.write_str(self.text()),
+        }
+    }
+}
+
+impl std::error::Error for FsError {}
+
+impl From<io::Error> for FsError {
+    fn from(e: io::Error) -> FsError {
+        FsError::from_io(&e)
+    }
+}
+
+/// What kind of object a directory entry or path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (only reported for links that do not resolve inside the jail).
+    Symlink,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+impl Kind {
+    /// The kind encoded in an `st_mode`.
+    pub fn from_mode(mode: u32) -> Kind {
+        match mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// File metadata, copied from a `stat`.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    /// Kind of object.
+    pub kind: Kind,
+    /// Size in bytes (`st_size`; 0 for a dangling or escaping symlink).
+    pub size: u64,
+    /// Modification time, unix seconds.
+    pub mtime: i64,
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Inode number.
+    pub ino: u64,
+    /// Device number.
+    pub dev: u64,
+}
+
+impl Meta {
+    /// Copy the fields we use out of a `stat`.
+    #[allow(clippy::unnecessary_cast)] // field widths differ between architectures
+    pub fn from_stat(st: &libc::stat) -> Meta {
+        Meta {
+            kind: Kind::from_mode(st.st_mode),
+            size: st.st_size.max(0) as u64,
+            mtime: st.st_mtime as i64,
+            mode: st.st_mode,
+            nlink: st.st_nlink as u64,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            ino: st.st_ino as u64,
+            dev: st.st_dev as u64,
+        }
+    }
+}
+
+/// One listed name and its metadata.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The name within its directory (raw bytes; may contain CR/LF, which
+    /// the listing writers replace).
+    pub name: Box<[u8]>,
+    /// Its metadata (of the symlink's target when it resolves inside the jail).
+    pub meta: Meta,
+}
+
+/// Names of in-progress upload temp files start with this; LIST/NLST hide them.
+pub const UPLOAD_TEMP_PREFIX: &[u8] = b".leanftpd-upload-";
+
+/// How many random temp names [`Vfs::create_upload`] tries before giving up.
+const TEMP_NAME_ATTEMPTS: usize = 8;
+
+/// Refuse names a client may not create: CR/LF (they would break reply and
+/// listing lines) and the upload temp prefix (such files would be hidden).
+fn check_new_name(name: &[u8]) -> Result<(), FsError> {
+    if name.iter().any(|&b| b == b'\r' || b == b'\n') || name.starts_with(UPLOAD_TEMP_PREFIX) {
+        Err(FsError::InvalidName)
+    } else {
+        Ok(())
+    }
+}
+
+fn io_err(e: io::Error) -> FsError {
+    FsError::from_io(&e)
+}
+
+/// A user's jailed view of the filesystem.
+#[derive(Debug)]
+pub struct Vfs {
+    /// The root handle (`O_PATH | O_DIRECTORY`) and its lookups.
+    jail: Jail,
+    /// Whether mutations are allowed.
+    writable: bool,
+}
+
+impl Vfs {
+    /// Open `root` as a jail. Errors if it is not a directory; probes
+    /// `openat2` once and returns a clear `io::Error` ("kernel lacks openat2
+    /// (Linux >= 5.6 required)") if the kernel lacks it (`ENOSYS`).
+    pub fn open(root: &Path, writable: bool) -> io::Result<Vfs> {
+        Ok(Vfs {
+            jail: Jail::new(root)?,
+            writable,
+        })
+    }
+
+    /// Another `Vfs` on the same root directory handle (`dup`), with the
+    /// given write permission.
+    pub fn try_clone(&self, writable: bool) -> io::Result<Vfs> {
+        Ok(Vfs {
+            jail: self.jail.try_clone()?,
+            writable,
+        })
+    }
+
+    /// Whether this view allows mutations.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn require_writable(&self) -> Result<(), FsError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(FsError::ReadOnly)
+        }
+    }
+
+    /// Metadata of `p`, following symbolic links inside the jail only.
+    pub fn metadata(&self, p: &VirtualPath) -> Result<Meta, FsError> {
+        let fd = self.jail.open(p, libc::O_PATH)?;
+        Ok(Meta::from_stat(&sys::fstat(fd.as_fd()).map_err(io_err)?))
+    }
+
+    /// For CWD: `p` must be a directory (`NotADirectory` otherwise) that we
+    /// may search.
+    pub fn check_dir(&self, p: &VirtualPath) -> Result<(), FsError> {
+        let fd = self.jail.open(p, libc::O_PATH | libc::O_DIRECTORY)?;
+        sys::faccessat(fd.as_fd(), c".", libc::X_OK).map_err(io_err)
+    }
+
+    /// Open `p` for reading (RETR). `IsADirectory` for a directory;
+    /// `PermissionDenied` for anything but a regular file (FIFOs and
+    /// devices are never opened for I/O). The returned file is blocking.
+    pub fn open_file(&self, p: &VirtualPath) -> Result<(File, Meta), FsError> {
+        // Look before opening for I/O: opening a FIFO or device has effects.
+        let probe = self.metadata(p)?;
+        match probe.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(FsError::IsADirectory),
+            Kind::Symlink | Kind::Other => return Err(FsError::PermissionDenied),
+        }
+        // O_NONBLOCK so that an object swapped in since the look cannot
+        // block the open; checked again below.
+        let fd = self
+            .jail
+            .open(p, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
+        let meta = Meta::from_stat(&sys::fstat(fd.as_fd()).map_err(io_err)?);
+        match meta.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(FsError::IsADirectory),
+            Kind::Symlink | Kind::Other => return Err(FsError::PermissionDenied),
+        }
+        sys::clear_nonblocking(fd.as_fd()).map_err(io_err)?;
+        Ok((File::from(fd), meta))
+    }
+
+    /// STOR: `ReadOnly` unless writable; target dir must exist; target an
+    /// existing dir → `IsADirectory`; final name must not start with
+    /// [`UPLOAD_TEMP_PREFIX`] or contain CR/LF (`InvalidName`); creates a
+    /// temp file `UPLOAD_TEMP_PREFIX + random hex` beside the target
+    /// (`O_CREAT|O_EXCL|O_WRONLY|O_CLOEXEC|O_NOFOLLOW`, mode 0o644).
+    /// If the target is a symbolic link, commit replaces the link itself.
+    pub fn create_upload(&self, p: &VirtualPath) -> Result<Upload, FsError> {
+        self.require_writable()?;
+        let name = p.file_name().ok_or(FsError::IsADirectory)?;
+        check_new_name(name)?;
+        let (dir, final_name) = self.jail.open_parent(p)?;
+        match sys::fstatat(dir.as_fd(), &final_name, libc::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if Kind::from_mode(st.st_mode) == Kind::Dir => {
+                return Err(FsError::IsADirectory)
+            }
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+        for _ in 0..TEMP_NAME_ATTEMPTS {
+            let temp = random_temp_name()?;
+            let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
+            match sys::openat(dir.as_fd(), &temp, flags, 0o644) {
+                Ok(fd) => {
+                    return Ok(Upload {
+                        file: File::from(fd),
+                        dir,
+                        temp,
+                        final_name,
+                        done: false,
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Err(FsError::AlreadyExists)
+    }
+
+    /// MKD: `ReadOnly` unless writable; root → `AlreadyExists`;
+    /// `InvalidName` for CR/LF or the upload prefix in the name. Mode 0o755
+    /// (less umask).
+    pub fn mkdir(&self, p: &VirtualPath) -> Result<(), FsError> {
+        self.require_writable()?;
+        let name = p.file_name().ok_or(FsError::AlreadyExists)?;
+        check_new_name(name)?;
+        let (dir, name) = self.jail.open_parent(p)?;
+        sys::mkdirat(dir.as_fd(), &name, 0o755).map_err(io_err)
+    }
+
+    /// RMD: `ReadOnly` unless writable; root → `PermissionDenied`; a
+    /// non-empty directory → `NotEmpty`; a symlink → `NotADirectory`.
+    pub fn rmdir(&self, p: &VirtualPath) -> Result<(), FsError> {
+        self.require_writable()?;
+        if p.is_root() {
+            return Err(FsError::PermissionDenied);
+        }
+        let (dir, name) = self.jail.open_parent(p)?;
+        sys::unlinkat(dir.as_fd(), &name, libc::AT_REMOVEDIR).map_err(io_err)
+    }
+
+    /// DELE: `ReadOnly` unless writable; a directory (or the root) →
+    /// `IsADirectory`. A symbolic link is removed itself, never its target.
+    pub fn remove_file(&self, p: &VirtualPath) -> Result<(), FsError> {
+        self.require_writable()?;
+        if p.is_root() {
+            return Err(FsError::IsADirectory);
+        }
+        let (dir, name) = self.jail.open_parent(p)?;
+        sys::unlinkat(dir.as_fd(), &name, 0).map_err(io_err)
+    }
+
+    /// RNFR/RNTO: `ReadOnly` unless writable; either path the root →
+    /// `PermissionDenied`; CR/LF or the upload prefix in either name, or
+    /// moving a directory beneath itself → `InvalidName`. Replaces an
+    /// existing non-directory target atomically.
+    pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), FsError> {
+        self.require_writable()?;
+        let (Some(from_name), Some(to_name)) = (from.file_name(), to.file_name()) else {
+            return Err(FsError::PermissionDenied);
+        };
+        check_new_name(to_name)?;
+        if from_name.starts_with(UPLOAD_TEMP_PREFIX) || (to != from && to.starts_with(from)) {
+            return Err(FsError::InvalidName);
+        }
+        let (from_dir, from_name) = self.jail.open_parent(from)?;
+        let (to_dir, to_name) = self.jail.open_parent(to)?;
+        sys::renameat(from_dir.as_fd(), &from_name, to_dir.as_fd(), &to_name).map_err(io_err)
+    }
+
+    /// MFMT: set the modification time of `p` (symbolic links followed
+    /// inside the jail); `ReadOnly` unless writable.
+    pub fn set_mtime(&self, p: &VirtualPath, unix_secs: i64) -> Result<(), FsError> {
+        self.require_writable()?;
+        let fd = self.jail.open(p, libc::O_PATH)?;
+        match sys::utimensat(fd.as_fd(), c"", unix_secs, libc::AT_EMPTY_PATH) {
+            Ok(()) => Ok(()),
+            // Kernels before utimensat learnt AT_EMPTY_PATH: work on the
+            // resolved object through a name that cannot be followed.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let st = sys::fstat(fd.as_fd()).map_err(io_err)?;
+                if Kind::from_mode(st.st_mode) == Kind::Dir {
+                    sys::utimensat(fd.as_fd(), c".", unix_secs, libc::AT_SYMLINK_NOFOLLOW)
+                        .map_err(io_err)
+                } else {
+                    let (dir, name) = self.jail.open_parent(p)?;
+                    sys::utimensat(dir.as_fd(), &name, unix_secs, libc::AT_SYMLINK_NOFOLLOW)
+                        .map_err(io_err)
+                }
+            }
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// LIST/NLST/MLSD source: a directory → its entries (no "." / "..", no
+    /// upload temp files) sorted by name bytes; a file → one entry named by
+    /// its own file name. Each entry's meta is lstat'ed; a symlink is
+    /// followed INSIDE the jail (openat2 from root with the entry's full
+    /// virtual path) and reported with the target's meta and kind; a
+    /// dangling or escaping link is reported as `Kind::Symlink` with size 0.
+    /// Entries that vanish while listing are skipped.
+    pub fn list(&self, p: &VirtualPath) -> Result<Vec<Entry>, FsError> {
+        let dir = match self.jail.open(p, libc::O_RDONLY | libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(FsError::NotADirectory) => return self.list_single(p),
+            Err(e) => return Err(e),
+        };
+        let raw = sys::read_dir(dir.as_fd()).map_err(io_err)?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for r in raw {
+            if r.name.starts_with(UPLOAD_TEMP_PREFIX) {
+                continue;
+            }
+            let Ok(cname) = c_name(&r.name) else { continue };
+            let st = match sys::fstatat(dir.as_fd(), &cname, libc::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(_) => continue, // removed since readdir
+            };
+            let mut meta = Meta::from_stat(&st);
+            if meta.kind == Kind::Symlink {
+                match p.child(&r.name).map(|c| self.metadata(&c)) {
+                    Some(Ok(target)) => meta = target,
+                    _ => meta.size = 0,
+                }
+            }
+            entries.push(Entry { name: r.name, meta });
+        }
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// `list` of a path that is not a directory: one entry, its own name.
+    fn list_single(&self, p: &VirtualPath) -> Result<Vec<Entry>, FsError> {
+        let meta = self.metadata(p)?;
+        let name = p.file_name().ok_or(FsError::NotADirectory)?;
+        Ok(vec![Entry {
+            name: name.into(),
+            meta,
+        }])
+    }
+}
+
+/// `UPLOAD_TEMP_PREFIX` followed by 16 random hex digits.
+fn random_temp_name() -> Result<CString, FsError> {
+    let mut rnd = [0u8; 8];
+    sys::getrandom(&mut rnd).map_err(io_err)?;
+    let mut name = Vec::with_capacity(UPLOAD_TEMP_PREFIX.len() + 16);
+    name.extend_from_slice(UPLOAD_TEMP_PREFIX);
+    for b in rnd {
+        name.push(b"0123456789abcdef"[usize::from(b >> 4)]);
+        name.push(b"0123456789abcdef"[usize::from(b & 15)]);
+    }
+    c_name(&name)
+}
+
+/// An upload in progress: a temp file beside its target. Dropping it
+/// without commit removes the temp file.
+#[derive(Debug)]
+pub struct Upload {
+    /// The temp file, open for writing.
+    pub file: File,
+    /// The target's directory (`O_PATH`, resolved in the jail).
+    dir: OwnedFd,
+    /// The temp file's name in `dir`.
+    temp: CString,
+    /// The target's name in `dir`.
+    final_name: CString,
+    /// Set once the temp name no longer exists (committed or removed).
+    done: bool,
+}
+
+impl Upload {
+    /// Rename the temp file over the target (`renameat`, atomically
+    /// replacing an old file). Does not `fsync`. On error the temp file is
+    /// removed and an old target is left as it was.
+    pub fn commit(mut self) -> Result<(), FsError> {
+        sys::renameat(
+            self.dir.as_fd(),
+            &self.temp,
+            self.dir.as_fd(),
+            &self.final_name,
+        )
+        .map_err(io_err)?;
+        self.done = true;
+        Ok(())
+    }
+
+    /// Remove the temp file (also done on drop).
+    pub fn discard(self) {
+        drop(self);
+    }
+
+    /// The temp file's name (in the target's directory).
+    pub fn temp_name(&self) -> &[u8] {
+        self.temp.as_bytes()
+    }
+
+    /// The target's name (in the same directory).
+    pub fn final_name(&self) -> &[u8] {
+        self.final_name.as_bytes()
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            // Nothing useful to do on failure: the name is hidden anyway.
+            let _ = sys::unlinkat(self.dir.as_fd(), &self.temp, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A temp tree: `base/outside/canary` (must stay unreachable) and
+    /// `base/root/` (the jail) with files, dirs and hostile symlinks.
+    struct Fixture {
+        base: PathBuf,
+        root: PathBuf,
+        outside: PathBuf,
+    }
+
+    const CANARY: &[u8] = b"CANARY: outside the jail";
+
+    impl Fixture {
+        fn new(tag: &str) -> Fixture {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let base = std::env::temp_dir().join(format!(
+                "leanftpd-vfs-{}-{}-{tag}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&base);
+            let root = base.join("root");
+            let outside = base.join("outside");
+            std::fs::create_dir_all(outside.join("secret_dir")).unwrap();
+            std::fs::write(outside.join("canary"), CANARY).unwrap();
+            std::fs::create_dir_all(root.join("sub")).unwrap();
+            std::fs::create_dir_all(root.join("empty")).unwrap();
+            std::fs::write(root.join("file.txt"), b"hello").unwrap();
+            std::fs::write(root.join("sub/inner.txt"), b"inner").unwrap();
+            symlink("/etc/passwd", root.join("abs_passwd")).unwrap();
+            symlink(outside.join("canary"), root.join("abs_canary")).unwrap();
+            symlink("../outside/canary", root.join("rel_escape")).unwrap();
+            symlink("../../outside/canary", root.join("sub/escape")).unwrap();
+            symlink(&outside, root.join("outdir_abs")).unwrap();
+            symlink("../outside", root.join("outdir_rel")).unwrap();
+            symlink("sub", root.join("sub_link")).unwrap();
+            symlink("/file.txt", root.join("file_link")).unwrap();
+            symlink("nowhere", root.join("dangling")).unwrap();
+            symlink("/proc/self/root/etc/passwd", root.join("proc_link")).unwrap();
+            Fixture {
+                base,
+                root,
+                outside,
+            }
+        }
+
+        fn vfs(&self, writable: bool) -> Vfs {
+            Vfs::open(&self.root, writable).unwrap()
+        }
+
+        fn canary_intact(&self) {
+            assert_eq!(std::fs::read(self.outside.join("canary")).unwrap(), CANARY);
+            let names: Vec<_> = std::fs::read_dir(&self.outside)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                names.len(),
+                2,
+                "something landed outside the jail: {names:?}"
+            );
+        }
+
+        /// Real names in a real directory of the jail.
+        fn real_names(&self, rel: &str) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(self.root.join(rel))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+
+    fn vp(s: &str) -> VirtualPath {
+        VirtualPath::root().resolve(s.as_bytes()).unwrap()
+    }
+
+    fn read_all(vfs: &Vfs, p: &str) -> Result<Vec<u8>, FsError> {
+        let (mut f, _) = vfs.open_file(&vp(p))?;
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        Ok(v)
+    }
+
+    fn names(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| String::from_utf8(e.name.to_vec()).unwrap())
+            .collect()
+    }
+
+    fn entry<'a>(entries: &'a [Entry], name: &str) -> &'a Entry {
+        entries
+            .iter()
+            .find(|e| &*e.name == name.as_bytes())
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    // ---- The jail contract, run against every configuration. ----
+
+    /// The configurations under test: read-only, writable, and writable
+    /// opened through a symlinked root path.
+    fn configurations(fx: &Fixture) -> Vec<(&'static str, Vfs)> {
+        let link = fx.base.join("root_link");
+        let _ = symlink(&fx.root, &link);
+        vec![
+            ("read-only", fx.vfs(false)),
+            ("writable", fx.vfs(true)),
+            (
+                "writable via symlinked root",
+                Vfs::open(&link, true).unwrap(),
+            ),
+        ]
+    }
+
+    fn for_each_config(tag: &str, check: impl Fn(&Fixture, &Vfs)) {
+        let fx = Fixture::new(tag);
+        for (name, vfs) in configurations(&fx) {
+            eprintln!("configuration: {name}");
+            check(&fx, &vfs);
+            fx.canary_intact();
+        }
+    }
+
+    #[test]
+    fn absolute_symlink_to_etc_passwd_resolves_inside_the_jail() {
+        for_each_config("abs", |fx, vfs| {
+            assert_eq!(read_all(vfs, "/abs_passwd"), Err(FsError::NotFound));
+            assert_eq!(
+                vfs.metadata(&vp("/abs_passwd")).unwrap_err(),
+                FsError::NotFound
+            );
+            assert_eq!(read_all(vfs, "/abs_canary"), Err(FsError::NotFound));
+            // Give the jail its own /etc/passwd: the link now finds that one.
+            std::fs::create_dir_all(fx.root.join("etc")).unwrap();
+            std::fs::write(fx.root.join("etc/passwd"), b"JAILED").unwrap();
+            assert_eq!(read_all(vfs, "/abs_passwd").unwrap(), b"JAILED");
+            std::fs::remove_dir_all(fx.root.join("etc")).unwrap();
+        });
+    }
+
+    #[test]
+    fn relative_symlink_climbing_out_is_refused() {
+        for_each_config("rel", |fx, vfs| {
+            assert_eq!(read_all(vfs, "/sub/escape"), Err(FsError::NotFound));
+            assert_eq!(read_all(vfs, "/rel_escape"), Err(FsError::NotFound));
+            assert_eq!(
+                vfs.metadata(&vp("/sub/escape")).unwrap_err(),
+                FsError::NotFound
+            );
+            // `..` in a link target stops at the jail root: a decoy placed
+            // at /outside/canary inside the jail is what the links reach.
+            std::fs::create_dir_all(fx.root.join("outside")).unwrap();
+            std::fs::write(fx.root.join("outside/canary"), b"DECOY").unwrap();
+            assert_eq!(read_all(vfs, "/sub/escape").unwrap(), b"DECOY");
+            assert_eq!(read_all(vfs, "/rel_escape").unwrap(), b"DECOY");
+            std::fs::remove_dir_all(fx.root.join("outside")).unwrap();
+        });
+    }
+
+    #[test]
+    fn dotdot_components_cannot_reach_a_canary_outside() {
+        for_each_config("dotdot", |_fx, vfs| {
+            for arg in [
+                "../outside/canary",
+                "/../../outside/canary",
+                "sub/../../outside/canary",
+            ] {
+                let p = VirtualPath::root().resolve(arg.as_bytes()).unwrap();
+                assert_eq!(p.as_bytes(), b"/outside/canary");
+                assert_eq!(read_all(vfs, arg), Err(FsError::NotFound));
+                assert_eq!(vfs.list(&p).unwrap_err(), FsError::NotFound);
+            }
+            assert_eq!(vfs.check_dir(&vp("/../outside")), Err(FsError::NotFound));
+            // `..` from the root is the root itself.
+            let up = VirtualPath::root().resolve(b"..").unwrap();
+            assert!(names(&vfs.list(&up).unwrap()).contains(&"file.txt".to_string()));
+        });
+    }
+
+    #[test]
+    fn symlinked_directory_pointing_outside_cannot_be_listed_or_entered() {
+        for_each_config("outdir", |_fx, vfs| {
+            for d in ["/outdir_abs", "/outdir_rel"] {
+                assert_eq!(vfs.list(&vp(d)).unwrap_err(), FsError::NotFound, "{d}");
+                assert_eq!(vfs.check_dir(&vp(d)), Err(FsError::NotFound), "{d}");
+                assert_eq!(
+                    read_all(vfs, &format!("{d}/canary")),
+                    Err(FsError::NotFound)
+                );
+                assert_eq!(
+                    vfs.list(&vp(&format!("{d}/secret_dir"))).unwrap_err(),
+                    FsError::NotFound
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn magic_links_are_not_followed() {
+        for_each_config("magic", |_fx, vfs| {
+            // An absolute link into /proc is resolved in the jail, where
+            // there is no /proc.
+            assert_eq!(read_all(vfs, "/proc_link"), Err(FsError::NotFound));
+        });
+    }
+
+    #[test]
+    fn list_is_sorted_and_reports_links_by_their_jailed_target() {
+        for_each_config("list", |_fx, vfs| {
+            let es = vfs.list(&VirtualPath::root()).unwrap();
+            let got = names(&es);
+            let mut sorted = got.clone();
+            sorted.sort();
+            assert_eq!(got, sorted);
+            assert_eq!(
+                got,
+                [
+                    "abs_canary",
+                    "abs_passwd",
+                    "dangling",
+                    "empty",
+                    "file.txt",
+                    "file_link",
+                    "outdir_abs",
+                    "outdir_rel",
+                    "proc_link",
+                    "rel_escape",
+                    "sub",
+                    "sub_link"
+                ]
+            );
+            let file = entry(&es, "file.txt").meta;
+            assert_eq!((file.kind, file.size), (Kind::File, 5));
+            // An absolute link that resolves inside the jail shows its target.
+            let fl = entry(&es, "file_link").meta;
+            assert_eq!((fl.kind, fl.size, fl.ino), (Kind::File, 5, file.ino));
+            assert_eq!(entry(&es, "sub_link").meta.kind, Kind::Dir);
+            assert_eq!(entry(&es, "sub").meta.kind, Kind::Dir);
+            for bad in [
+                "abs_canary",
+                "abs_passwd",
+                "dangling",
+                "outdir_abs",
+                "outdir_rel",
+                "rel_escape",
+                "proc_link",
+            ] {
+                let m = entry(&es, bad).meta;
+                assert_eq!((m.kind, m.size), (Kind::Symlink, 0), "{bad}");
+            }
+        });
+    }
+
+    #[test]
+    fn list_of_a_file_is_a_single_entry_named_by_the_file() {
+        for_each_config("list1", |_fx, vfs| {
+            let es = vfs.list(&vp("/sub/inner.txt")).unwrap();
+            assert_eq!(names(&es), ["inner.txt"]);
+            assert_eq!((es[0].meta.kind, es[0].meta.size), (Kind::File, 5));
+            let es = vfs.list(&vp("/file_link")).unwrap();
+            assert_eq!(names(&es), ["file_link"]);
+            assert_eq!(es[0].meta.kind, Kind::File);
+            assert_eq!(
+                vfs.list(&vp("/file.txt/x")).unwrap_err(),
+                FsError::NotADirectory
+            );
+            assert_eq!(vfs.list(&vp("/missing")).unwrap_err(), FsError::NotFound);
+            assert_eq!(vfs.list(&vp("/dangling")).unwrap_err(), FsError::NotFound);
+            assert!(vfs.list(&vp("/empty")).unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn check_dir_accepts_directories_only() {
+        for_each_config("cwd", |_fx, vfs| {
+            assert_eq!(vfs.check_dir(&VirtualPath::root()), Ok(()));
+            assert_eq!(vfs.check_dir(&vp("/sub")), Ok(()));
+            assert_eq!(vfs.check_dir(&vp("/sub_link")), Ok(()));
+            assert_eq!(vfs.check_dir(&vp("/file.txt")), Err(FsError::NotADirectory));
+            assert_eq!(
+                vfs.check_dir(&vp("/file_link")),
+                Err(FsError::NotADirectory)
+            );
+            assert_eq!(vfs.check_dir(&vp("/missing")), Err(FsError::NotFound));
+        });
+    }
+
+    #[test]
+    fn open_file_reads_regular_files_only_and_never_blocks_on_a_fifo() {
+        for_each_config("open", |fx, vfs| {
+            let (mut f, meta) = vfs.open_file(&vp("/sub/inner.txt")).unwrap();
+            let mut s = String::new();
+            f.read_to_string(&mut s).unwrap();
+            assert_eq!((s.as_str(), meta.size, meta.kind), ("inner", 5, Kind::File));
+            assert_eq!(read_all(vfs, "/file_link").unwrap(), b"hello");
+            assert_eq!(
+                vfs.open_file(&vp("/sub")).unwrap_err(),
+                FsError::IsADirectory
+            );
+            assert_eq!(
+                vfs.open_file(&VirtualPath::root()).unwrap_err(),
+                FsError::IsADirectory
+            );
+            assert_eq!(
+                vfs.open_file(&vp("/missing")).unwrap_err(),
+                FsError::NotFound
+            );
+            let dir = File::open(&fx.root).unwrap();
+            if !fx.root.join("fifo").exists() {
+                sys::mkfifoat(dir.as_fd(), c"fifo", 0o644).unwrap();
+            }
+            // Would hang forever if the FIFO were opened for reading.
+            assert_eq!(
+                vfs.open_file(&vp("/fifo")).unwrap_err(),
+                FsError::PermissionDenied
+            );
+            let m = entry(&vfs.list(&VirtualPath::root()).unwrap(), "fifo").meta;
+            assert_eq!(m.kind, Kind::Other);
+        });
+    }
+
+    #[test]
+    fn metadata_follows_links_inside_the_jail() {
+        for_each_config("meta", |_fx, vfs| {
+            assert_eq!(vfs.metadata(&VirtualPath::root()).unwrap().kind, Kind::Dir);
+            assert_eq!(vfs.metadata(&vp("/file_link")).unwrap().size, 5);
+            assert_eq!(vfs.metadata(&vp("/sub_link")).unwrap().kind, Kind::Dir);
+            assert_eq!(
+                vfs.metadata(&vp("/dangling")).unwrap_err(),
+                FsError::NotFound
+            );
+        });
+    }
+
+    #[test]
+    fn upload_temp_files_are_hidden_from_list() {
+        let fx = Fixture::new("hidden");
+        std::fs::write(
+            fx.root.join(".leanftpd-upload-0123456789abcdef"),
+            b"partial",
+        )
+        .unwrap();
+        std::fs::write(fx.root.join(".hidden_but_listed"), b"").unwrap();
+        for (_, vfs) in configurations(&fx) {
+            let got = names(&vfs.list(&VirtualPath::root()).unwrap());
+            assert!(
+                got.iter().all(|n| !n.starts_with(".leanftpd-upload-")),
+                "{got:?}"
+            );
+            assert!(got.contains(&".hidden_but_listed".to_string()));
+        }
+    }
+
+    #[test]
+    fn unsearchable_directory_is_refused_as_cwd_when_not_privileged() {
+        use std::os::unix::fs::PermissionsExt;
+        let fx = Fixture::new("perm");
+        let locked = fx.root.join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::write(locked.join("f"), b"x").unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Root (CAP_DAC_OVERRIDE) searches anything: nothing to check then.
+        if std::fs::metadata(locked.join("f")).is_err() {
+            let vfs = fx.vfs(true);
+            assert_eq!(
+                vfs.check_dir(&vp("/locked")),
+                Err(FsError::PermissionDenied)
+            );
+            assert_eq!(read_all(&vfs, "/locked/f"), Err(FsError::PermissionDenied));
+            assert_eq!(
+                vfs.create_upload(&vp("/locked/g")).unwrap_err(),
+                FsError::PermissionDenied
+            );
+        }
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    // ---- Read-only configuration. ----
+
+    #[test]
+    fn read_only_refuses_every_mutation_with_read_only() {
+        let fx = Fixture::new("ro");
+        let vfs = fx.vfs(false);
+        assert!(!vfs.is_writable());
+        let before = fx.real_names(".");
+        let mtime = vfs.metadata(&vp("/file.txt")).unwrap().mtime;
+        assert_eq!(
+            vfs.create_upload(&vp("/new.txt")).unwrap_err(),
+            FsError::ReadOnly
+        );
+        assert_eq!(
+            vfs.create_upload(&vp("/file.txt")).unwrap_err(),
+            FsError::ReadOnly
+        );
+        assert_eq!(vfs.mkdir(&vp("/newdir")), Err(FsError::ReadOnly));
+        assert_eq!(vfs.mkdir(&VirtualPath::root()), Err(FsError::ReadOnly));
+        assert_eq!(vfs.rmdir(&vp("/empty")), Err(FsError::ReadOnly));
+        assert_eq!(vfs.remove_file(&vp("/file.txt")), Err(FsError::ReadOnly));
+        assert_eq!(
+            vfs.rename(&vp("/file.txt"), &vp("/moved")),
+            Err(FsError::ReadOnly)
+        );
+        assert_eq!(vfs.set_mtime(&vp("/file.txt"), 0), Err(FsError::ReadOnly));
+        assert_eq!(fx.real_names("."), before);
+        assert_eq!(vfs.metadata(&vp("/file.txt")).unwrap().mtime, mtime);
+        fx.canary_intact();
+    }
+
+    // ---- Writable configuration. ----
+
+    #[test]
+    fn rename_target_through_a_symlinked_dir_cannot_land_outside() {
+        let fx = Fixture::new("rn-out");
+        let vfs = fx.vfs(true);
+        for to in [
+            "/outdir_abs/stolen",
+            "/outdir_rel/stolen",
+            "/outdir_abs/secret_dir/stolen",
+        ] {
+            assert_eq!(
+                vfs.rename(&vp("/file.txt"), &vp(to)),
+                Err(FsError::NotFound),
+                "{to}"
+            );
+        }
+        for from in ["/outdir_abs/canary", "/outdir_rel/canary"] {
+            assert_eq!(
+                vfs.rename(&vp(from), &vp("/got")),
+                Err(FsError::NotFound),
+                "{from}"
+            );
+        }
+        // Renaming the escaping link moves the link, not its target.
+        vfs.rename(&vp("/abs_canary"), &vp("/sub/moved_link"))
+            .unwrap();
+        assert!(std::fs::symlink_metadata(fx.root.join("sub/moved_link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(fx.root.join("file.txt")).unwrap(), b"hello");
+        fx.canary_intact();
+    }
+
+    #[test]
+    fn mutations_through_escaping_links_stay_inside() {
+        let fx = Fixture::new("mut-out");
+        let vfs = fx.vfs(true);
+        assert_eq!(vfs.mkdir(&vp("/outdir_abs/newdir")), Err(FsError::NotFound));
+        assert_eq!(vfs.mkdir(&vp("/outdir_rel/newdir")), Err(FsError::NotFound));
+        assert_eq!(
+            vfs.create_upload(&vp("/outdir_abs/up")).unwrap_err(),
+            FsError::NotFound
+        );
+        assert_eq!(
+            vfs.remove_file(&vp("/outdir_abs/canary")),
+            Err(FsError::NotFound)
+        );
+        assert_eq!(
+            vfs.rmdir(&vp("/outdir_abs/secret_dir")),
+            Err(FsError::NotFound)
+        );
+        assert_eq!(vfs.rmdir(&vp("/outdir_abs")), Err(FsError::NotADirectory));
+        let canary_mtime = std::fs::metadata(fx.outside.join("canary"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(vfs.set_mtime(&vp("/rel_escape"), 0), Err(FsError::NotFound));
+        assert_eq!(vfs.set_mtime(&vp("/abs_canary"), 0), Err(FsError::NotFound));
+        assert_eq!(
+            std::fs::metadata(fx.outside.join("canary"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            canary_mtime
+        );
+        // Uploading onto an escaping link replaces the link, not the target.
+        let mut up = vfs.create_upload(&vp("/rel_escape")).unwrap();
+        up.file.write_all(b"replaced").unwrap();
+        up.commit().unwrap();
+        assert_eq!(
+            std::fs::read(fx.root.join("rel_escape")).unwrap(),
+            b"replaced"
+        );
+        // Deleting an escaping link removes the link only.
+        vfs.remove_file(&vp("/sub/escape")).unwrap();
+        assert!(!fx.root.join("sub/escape").exists());
+        fx.canary_intact();
+    }
+
+    #[test]
+    fn upload_temp_file_is_created_beside_the_target_and_hidden() {
+        let fx = Fixture::new("up");
+        let vfs = fx.vfs(true);
+        let mut up = vfs.create_upload(&vp("/sub/new.txt")).unwrap();
+        let temp = String::from_utf8(up.temp_name().to_vec()).unwrap();
+        assert!(
+            temp.starts_with(".leanftpd-upload-") && temp.len() == UPLOAD_TEMP_PREFIX.len() + 16,
+            "{temp}"
+        );
+        assert_eq!(up.final_name(), b"new.txt");
+        assert_eq!(fx.real_names("sub"), [temp.as_str(), "escape", "inner.txt"]);
+        assert_eq!(
+            names(&vfs.list(&vp("/sub")).unwrap()),
+            ["escape", "inner.txt"]
+        );
+        up.file.write_all(b"new data").unwrap();
+        let mode = std::fs::metadata(fx.root.join("sub").join(&temp)).unwrap();
+        assert!(mode.is_file());
+        up.commit().unwrap();
+        assert_eq!(read_all(&vfs, "/sub/new.txt").unwrap(), b"new data");
+        assert_eq!(fx.real_names("sub"), ["escape", "inner.txt", "new.txt"]);
+        // Two uploads at once get distinct temp names.
+        let a = vfs.create_upload(&vp("/x")).unwrap();
+        let b = vfs.create_upload(&vp("/x")).unwrap();
+        assert_ne!(a.temp_name(), b.temp_name());
+    }
+
+    #[test]
+    fn commit_replaces_an_old_file_atomically() {
+        let fx = Fixture::new("commit");
+        let vfs = fx.vfs(true);
+        let (mut old_reader, old_meta) = vfs.open_file(&vp("/file.txt")).unwrap();
+        let mut up = vfs.create_upload(&vp("/file.txt")).unwrap();
+        up.file.write_all(b"NEW CONTENT").unwrap();
+        // Until commit, readers see the old file.
+        assert_eq!(read_all(&vfs, "/file.txt").unwrap(), b"hello");
+        up.commit().unwrap();
+        assert_eq!(read_all(&vfs, "/file.txt").unwrap(), b"NEW CONTENT");
+        let new_meta = vfs.metadata(&vp("/file.txt")).unwrap();
+        assert_ne!(
+            new_meta.ino, old_meta.ino,
+            "replaced by rename, not rewritten in place"
+        );
+        // A reader that had the old file open still reads it whole.
+        let mut s = Vec::new();
+        old_reader.read_to_end(&mut s).unwrap();
+        assert_eq!(s, b"hello");
+        assert!(fx
+            .real_names(".")
+            .iter()
+            .all(|n| !n.starts_with(".leanftpd-upload-")));
+    }
+
+    #[test]
+    fn drop_without_commit_leaves_old_file_intact_and_no_temp_file() {
+        let fx = Fixture::new("drop");
+        let vfs = fx.vfs(true);
+        let before = fx.real_names(".");
+        let mut up = vfs.create_upload(&vp("/file.txt")).unwrap();
+        up.file.write_all(b"half an upl").unwrap();
+        drop(up);
+        assert_eq!(read_all(&vfs, "/file.txt").unwrap(), b"hello");
+        assert_eq!(fx.real_names("."), before);
+        let up = vfs.create_upload(&vp("/brand_new")).unwrap();
+        up.discard();
+        assert_eq!(fx.real_names("."), before);
+    }
+
+    #[test]
+    fn create_upload_validates_target() {
+        let fx = Fixture::new("up-bad");
+        let vfs = fx.vfs(true);
+        assert_eq!(
+            vfs.create_upload(&vp("/sub")).unwrap_err(),
+            FsError::IsADirectory
+        );
+        assert_eq!(
+            vfs.create_upload(&VirtualPath::root()).unwrap_err(),
+            FsError::IsADirectory
+        );
+        assert_eq!(
+            vfs.create_upload(&vp("/nodir/f")).unwrap_err(),
+            FsError::NotFound
+        );
+        assert_eq!(
+            vfs.create_upload(&vp("/file.txt/f")).unwrap_err(),
+            FsError::NotADirectory
+        );
+        assert_eq!(
+            vfs.create_upload(&vp("/.leanftpd-upload-x")).unwrap_err(),
+            FsError::InvalidName
+        );
+        assert_eq!(
+            vfs.create_upload(&vp("/a\r\nb")).unwrap_err(),
+            FsError::InvalidName
+        );
+        assert_eq!(
+            vfs.create_upload(&vp("/a\nb")).unwrap_err(),
+            FsError::InvalidName
+        );
+        assert_eq!(
+            vfs.create_upload(&vp(&"n".repeat(300))).unwrap_err(),
+            FsError::NameTooLong
+        );
+        // Onto a symlinked directory: the link is a directory in the jail.
+        let up = vfs.create_upload(&vp("/sub_link/f")).unwrap();
+        up.commit().unwrap();
+        assert!(fx.root.join("sub/f").exists());
+        // A directory appearing at the target before commit wins.
+        let up = vfs.create_upload(&vp("/late")).unwrap();
+        std::fs::create_dir(fx.root.join("late")).unwrap();
+        assert_eq!(up.commit(), Err(FsError::IsADirectory));
+        assert!(fx
+            .real_names(".")
+            .iter()
+            .all(|n| !n.starts_with(".leanftpd-upload-")));
+    }
+
+    #[test]
+    fn mkdir_rmdir_remove_and_rename_map_errors() {
+        let fx = Fixture::new("ops");
+        let vfs = fx.vfs(true);
+        assert_eq!(vfs.mkdir(&VirtualPath::root()), Err(FsError::AlreadyExists));
+        assert_eq!(vfs.mkdir(&vp("/sub")), Err(FsError::AlreadyExists));
+        assert_eq!(vfs.mkdir(&vp("/a\rb")), Err(FsError::InvalidName));
+        assert_eq!(
+            vfs.mkdir(&vp("/.leanftpd-upload-d")),
+            Err(FsError::InvalidName)
+        );
+        assert_eq!(vfs.mkdir(&vp("/no/such")), Err(FsError::NotFound));
+        assert_eq!(vfs.mkdir(&vp(&"d".repeat(256))), Err(FsError::NameTooLong));
+        vfs.mkdir(&vp("/made")).unwrap();
+        assert_eq!(vfs.metadata(&vp("/made")).unwrap().kind, Kind::Dir);
+
+        assert_eq!(
+            vfs.rmdir(&VirtualPath::root()),
+            Err(FsError::PermissionDenied)
+        );
+        assert_eq!(vfs.rmdir(&vp("/sub")), Err(FsError::NotEmpty));
+        assert_eq!(vfs.rmdir(&vp("/file.txt")), Err(FsError::NotADirectory));
+        assert_eq!(vfs.rmdir(&vp("/sub_link")), Err(FsError::NotADirectory));
+        vfs.rmdir(&vp("/made")).unwrap();
+        assert_eq!(vfs.rmdir(&vp("/made")), Err(FsError::NotFound));
+
+        assert_eq!(vfs.remove_file(&vp("/sub")), Err(FsError::IsADirectory));
+        assert_eq!(
+            vfs.remove_file(&VirtualPath::root()),
+            Err(FsError::IsADirectory)
+        );
+        assert_eq!(vfs.remove_file(&vp("/missing")), Err(FsError::NotFound));
+        vfs.remove_file(&vp("/sub_link")).unwrap();
+        assert!(fx.root.join("sub/inner.txt").exists());
+
+        assert_eq!(
+            vfs.rename(&VirtualPath::root(), &vp("/x")),
+            Err(FsError::PermissionDenied)
+        );
+        assert_eq!(
+            vfs.rename(&vp("/file.txt"), &VirtualPath::root()),
+            Err(FsError::PermissionDenied)
+        );
+        assert_eq!(
+            vfs.rename(&vp("/file.txt"), &vp("/a\nb")),
+            Err(FsError::InvalidName)
+        );
+        assert_eq!(
+            vfs.rename(&vp("/file.txt"), &vp("/.leanftpd-upload-1")),
+            Err(FsError::InvalidName)
+        );
+        assert_eq!(
+            vfs.rename(&vp("/sub"), &vp("/sub/deeper")),
+            Err(FsError::InvalidName)
+        );
+        assert_eq!(
+            vfs.rename(&vp("/missing"), &vp("/x")),
+            Err(FsError::NotFound)
+        );
+        assert_eq!(
+            vfs.rename(&vp("/file.txt"), &vp("/sub")),
+            Err(FsError::IsADirectory)
+        );
+        vfs.rename(&vp("/file.txt"), &vp("/sub/renamed.txt"))
+            .unwrap();
+        assert_eq!(read_all(&vfs, "/sub/renamed.txt").unwrap(), b"hello");
+        vfs.rename(&vp("/sub/renamed.txt"), &vp("/sub/renamed.txt"))
+            .unwrap();
+        vfs.rename(&vp("/sub/renamed.txt"), &vp("/sub/inner.txt"))
+            .unwrap();
+        assert_eq!(read_all(&vfs, "/sub/inner.txt").unwrap(), b"hello");
+        fx.canary_intact();
+    }
+
+    #[test]
+    fn set_mtime_sets_the_modification_time_through_jailed_links() {
+        let fx = Fixture::new("mtime");
+        let vfs = fx.vfs(true);
+        vfs.set_mtime(&vp("/file.txt"), 1_000_000_000).unwrap();
+        assert_eq!(vfs.metadata(&vp("/file.txt")).unwrap().mtime, 1_000_000_000);
+        vfs.set_mtime(&vp("/file_link"), 86_400).unwrap();
+        assert_eq!(vfs.metadata(&vp("/file.txt")).unwrap().mtime, 86_400);
+        vfs.set_mtime(&vp("/sub"), -86_400).unwrap();
+        assert_eq!(vfs.metadata(&vp("/sub")).unwrap().mtime, -86_400);
+        vfs.set_mtime(&VirtualPath::root(), 42).unwrap();
+        assert_eq!(vfs.metadata(&VirtualPath::root()).unwrap().mtime, 42);
+        assert_eq!(vfs.set_mtime(&vp("/missing"), 0), Err(FsError::NotFound));
+    }
+
+    #[test]
+    fn vfs_open_requires_a_directory() {
+        let fx = Fixture::new("open");
+        assert!(Vfs::open(&fx.root.join("file.txt"), false).is_err());
+        assert!(Vfs::open(&fx.root.join("missing"), false).is_err());
+        let vfs = Vfs::open(&fx.root, true).unwrap();
+        assert!(vfs.is_writable());
+        assert!(!vfs.try_clone(false).unwrap().is_writable());
+    }
+
+    #[test]
+    fn cr_lf_names_on_disk_never_break_listing_lines() {
+        let fx = Fixture::new("crlf");
+        std::fs::write(fx.root.join("evil\r\n550 x\r\n"), b"").unwrap();
+        let vfs = fx.vfs(false);
+        let es = vfs.list(&VirtualPath::root()).unwrap();
+        let mut out = Vec::new();
+        write_list(&es, 0, &mut out);
+        write_nlst(&es, &mut out);
+        let lines = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+        assert_eq!(lines, 2 * es.len());
+        assert_eq!(out.iter().filter(|&&b| b == b'\r').count(), 2 * es.len());
+    }
+
+    // ---- errno → reply. ----
+
+    #[test]
+    fn errno_maps_to_errors_and_reply_codes() {
+        let table = [
+            (libc::ENOENT, FsError::NotFound, 550),
+            (libc::EACCES, FsError::PermissionDenied, 550),
+            (libc::EPERM, FsError::PermissionDenied, 550),
+            (libc::EROFS, FsError::ReadOnly, 550),
+            (libc::EEXIST, FsError::AlreadyExists, 550),
+            (libc::ENOTDIR, FsError::NotADirectory, 550),
+            (libc::EISDIR, FsError::IsADirectory, 550),
+            (libc::ENOTEMPTY, FsError::NotEmpty, 550),
+            (libc::ENOSPC, FsError::NoSpace, 452),
+            (libc::EDQUOT, FsError::QuotaExceeded, 552),
+            (libc::ENAMETOOLONG, FsError::NameTooLong, 553),
+            (libc::EILSEQ, FsError::InvalidName, 553),
+            (libc::EXDEV, FsError::PermissionDenied, 550),
+            (libc::ELOOP, FsError::PermissionDenied, 550),
+            (libc::EBUSY, FsError::Busy, 450),
+            (libc::ETXTBSY, FsError::Busy, 450),
+            (libc::EIO, FsError::Io(libc::EIO), 451),
+            (libc::EINVAL, FsError::Io(libc::EINVAL), 451),
+        ];
+        for (errno, err, code) in table {
+            assert_eq!(FsError::from_errno(errno), err, "errno {errno}");
+            assert_eq!(err.code(), code, "{err:?}");
+            assert_eq!(FsError::from_io(&io::Error::from_raw_os_error(errno)), err);
+        }
+        assert_eq!(FsError::InvalidName.code(), 553);
+        assert_eq!(
+            FsError::from_io(&io::Error::new(io::ErrorKind::NotFound, "x")),
+            FsError::NotFound
+        );
+        assert_eq!(FsError::from_io(&io::Error::other("x")), FsError::Io(0));
+    }
+
+    #[test]
+    fn error_texts_are_short_single_lines() {
+        let all = [
+            FsError::NotFound,
+            FsError::PermissionDenied,
+            FsError::ReadOnly,
+            FsError::AlreadyExists,
+            FsError::NotADirectory,
+            FsError::IsADirectory,
+            FsError::NotEmpty,
+            FsError::NoSpace,
+            FsError::QuotaExceeded,
+            FsError::InvalidName,
+            FsError::NameTooLong,
+            FsError::Busy,
+            FsError::Io(5),
+        ];
+        for e in all {
+            let t = e.text();
+            assert!(
+                !t.is_empty() && t.len() < 40 && !t.contains(['\r', '\n']),
+                "{e:?}: {t:?}"
+            );
+            assert!((400..600).contains(&e.code()));
+        }
+        assert_eq!(FsError::NotFound.text(), "No such file or directory");
+    }
+}
