@@ -27,9 +27,9 @@ pub const DEFAULT_MAX_LOGIN_FAILS: u32 = 3;
 /// How long SIGTERM/SIGINT waits for transfers in flight.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Control connections at once.
-pub const DEFAULT_MAX_CLIENTS: usize = 2000;
+pub const DEFAULT_MAX_CLIENTS: usize = 5000;
 /// Control connections at once from one IP address.
-pub const DEFAULT_MAX_PER_IP: usize = 200;
+pub const DEFAULT_MAX_PER_IP: usize = 500;
 
 /// Log verbosity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,8 +288,8 @@ OPTIONS:
     --stall-timeout SECS       abort a transfer without progress for this long [default: 120]
     --login-fail-delay SECS    delay before a failed login is answered, doubled per failure [default: 1]
     --max-login-fails N        failed logins before the connection is closed [default: 3]
-    --max-clients N            control connections at once [default: 2000]
-    --max-per-ip N             control connections at once from one address [default: 200]
+    --max-clients N            control connections at once [default: 5000]
+    --max-per-ip N             control connections at once from one address [default: 500]
     --max-line BYTES           longest command line [default: 8192]
     --shutdown-grace SECS      on SIGTERM/SIGINT, time for transfers to finish [default: 10]
     --log-level LEVEL          error, warn, info or debug [default: info]

@@ -1008,11 +1008,8 @@ impl Server {
     /// A transfer ended: commit (STOR), close the data connection, log, and
     /// only then reply (the data connection is closed before `226`).
     fn end_transfer(&mut self, dkey: usize, result: Result<(), TransferError>) {
-        let Some(entry) = self.slab.get_mut(dkey) else { return };
-        let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else {
-            // Not a data connection after all: put it back untouched.
-            return;
-        };
+        let Some(entry @ Entry::Data(_)) = self.slab.get_mut(dkey) else { return };
+        let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return };
         self.closed.push(dkey);
         let DataConn { mut stream, owner, state, timer, started, bytes, .. } = d;
         stream.deregister(self.poll.registry());

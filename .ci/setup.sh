@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent set-up of the client tools the integration tests drive
+# (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp.
+# On a fresh Debian machine it installs whatever is missing; when all are
+# present it does nothing.
+set -euo pipefail
+
+# command name -> Debian package
+tools=(curl lftp wget python3 openssl tnftp)
+missing=()
+for t in "${tools[@]}"; do
+    if ! command -v "$t" >/dev/null 2>&1; then
+        missing+=("$t")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "setup: all client tools present (${tools[*]})"
+    exit 0
+fi
+
+echo "setup: missing: ${missing[*]}"
+echo "setup: installing: curl lftp wget python3 openssl tnftp"
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo_cmd=(sudo)
+    else
+        echo "setup: not root and no sudo: install these by hand: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update
+"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp
+
+for t in "${tools[@]}"; do
+    if ! command -v "$t" >/dev/null 2>&1; then
+        echo "setup: $t still missing after apt-get install" >&2
+        exit 1
+    fi
+done
+echo "setup: done"
