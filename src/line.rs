@@ -25,6 +25,8 @@ pub const MAX_LINE_BYTES: usize = 8 * 1024;
 const IAC: u8 = 255;
 const WILL: u8 = 251;
 const DONT: u8 = 254;
+/// The lowest Telnet command byte (EOF, RFC 1184).
+const FIRST_COMMAND: u8 = 236;
 
 /// What framing found at the front of some bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,8 +82,11 @@ pub fn clean(line: &[u8], out: &mut Vec<u8>) {
                 i += 2;
             }
             Some(&c) if (WILL..=DONT).contains(&c) => i += 3,
-            Some(_) => i += 2,
-            None => i += 1,
+            // A Telnet command (EOF 236 … GA 249, DM 242, IP 244, …).
+            Some(&c) if c >= FIRST_COMMAND => i += 2,
+            // IAC before an ordinary byte: the Synch's DM was taken out of
+            // band, or garbage. Drop the IAC only, keep the byte ("ABOR").
+            _ => i += 1,
         }
     }
     // A CR left in the middle (e.g. "NOOP\r\r\n") is not part of a command.
@@ -131,6 +136,17 @@ impl LineBuffer {
     /// Mark `n` bytes as consumed; frees the buffer when it becomes empty.
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.pending.len());
+        if self.is_empty() {
+            self.release();
+        }
+    }
+
+    /// Remove `n` bytes at offset `at` of the unconsumed bytes (an urgent
+    /// command taken out of the queue).
+    pub fn remove(&mut self, at: usize, n: usize) {
+        let start = (self.start + at).min(self.pending.len());
+        let end = (start + n).min(self.pending.len());
+        self.pending.drain(start..end);
         if self.is_empty() {
             self.release();
         }
@@ -230,6 +246,24 @@ mod tests {
         assert_eq!(run(&[&line], 100).unwrap(), vec![b"ABOR".to_vec()]);
         let neg = [255, 251, 1, b'N', b'O', b'O', b'P', b'\n'];
         assert_eq!(run(&[&neg], 100).unwrap(), vec![b"NOOP".to_vec()]);
+    }
+
+    #[test]
+    fn synch_with_its_dm_taken_out_of_band_still_gives_abor() {
+        // IAC IP IAC (DM taken out of band) ABOR
+        let line = [255, 244, 255, b'A', b'B', b'O', b'R', b'\r', b'\n'];
+        assert_eq!(run(&[&line], 100).unwrap(), vec![b"ABOR".to_vec()]);
+    }
+
+    #[test]
+    fn remove_takes_bytes_out_of_the_middle() {
+        let mut buf = LineBuffer::new();
+        buf.push(b"NOOP\r\nABOR\r\nPWD\r\n");
+        buf.consume(0);
+        buf.remove(6, 6);
+        assert_eq!(buf.bytes(), b"NOOP\r\nPWD\r\n");
+        buf.remove(0, 11);
+        assert_eq!(buf.capacity(), 0);
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub enum Transfer {
         /// How much is sent.
         pos: usize,
     },
-    /// STOR: into a temporary file beside the target.
+    /// STOR, APPE, STOU: into a temporary file beside the target.
     Stor {
         /// The temporary file and its target.
         upload: Upload,
@@ -66,7 +66,22 @@ pub enum Transfer {
         ascii: bool,
         /// ASCII: a CR ended the previous chunk and is not written yet.
         held_cr: bool,
+        /// Resume (REST n) and APPE: the part of the old file to keep,
+        /// copied into the temporary file before the new bytes.
+        prefill: Option<Prefill>,
     },
+}
+
+/// The kept part of an existing file, copied in bounded slices (in the
+/// kernel with `copy_file_range`) so that a resumed upload of a big file
+/// cannot stall the loop, and the old file stays intact until the commit.
+pub struct Prefill {
+    /// The existing file.
+    pub src: File,
+    /// Bytes copied so far (also the read offset).
+    pub copied: u64,
+    /// Bytes to keep.
+    pub len: u64,
 }
 
 /// How far a `step` got.
@@ -97,8 +112,10 @@ pub enum TransferError {
 
 impl Transfer {
     /// RETR in binary (`sendfile`) or ASCII mode, from `offset` of a file of `size` bytes.
-    pub fn retr(file: File, offset: u64, size: u64, ascii: bool) -> Transfer {
+    pub fn retr(mut file: File, offset: u64, size: u64, ascii: bool) -> Transfer {
         if ascii {
+            use std::io::{Seek, SeekFrom};
+            let _ = file.seek(SeekFrom::Start(offset));
             Transfer::AsciiOut { file, buf: Vec::new(), pos: 0, eof: false, prev_cr: false }
         } else {
             Transfer::SendFile { file, offset: offset.min(size), end: size }
@@ -112,7 +129,24 @@ impl Transfer {
 
     /// STOR into `upload`.
     pub fn stor(upload: Upload, ascii: bool) -> Transfer {
-        Transfer::Stor { upload, ascii, held_cr: false }
+        Transfer::Stor { upload, ascii, held_cr: false, prefill: None }
+    }
+
+    /// STOR after REST n, or APPE: keep the first `keep` bytes of `src`,
+    /// then the bytes that arrive.
+    pub fn stor_after(upload: Upload, ascii: bool, src: File, keep: u64) -> Transfer {
+        let prefill = (keep > 0).then_some(Prefill { src, copied: 0, len: keep });
+        Transfer::Stor { upload, ascii, held_cr: false, prefill }
+    }
+
+    /// Bytes the client has moved so far is counted by the reactor; this is
+    /// the size of a RETR (for STAT), if known.
+    pub fn total(&self) -> Option<u64> {
+        match self {
+            Transfer::SendFile { end, .. } => Some(*end),
+            Transfer::Buffer { buf, .. } => Some(buf.len() as u64),
+            _ => None,
+        }
     }
 
     /// True if bytes flow from the client to us (wait for readable).
@@ -180,8 +214,14 @@ impl Transfer {
                 }
                 Ok(Progress::Done)
             }
-            Transfer::Stor { upload, ascii, held_cr } => {
+            Transfer::Stor { upload, ascii, held_cr, prefill } => {
                 let mut left = budget;
+                if let Some(p) = prefill {
+                    if !copy_prefix(p, &mut upload.file, &mut left, scratch)? {
+                        return Ok(Progress::Budget);
+                    }
+                    *prefill = None;
+                }
                 loop {
                     let want = scratch.len().min(left.max(1));
                     let n = match sock.read(&mut scratch[..want]) {
@@ -220,6 +260,37 @@ impl Transfer {
             _ => Ok(()),
         }
     }
+}
+
+/// Copy the kept prefix within the budget; true when complete.
+fn copy_prefix(p: &mut Prefill, dst: &mut File, left: &mut usize, scratch: &mut [u8]) -> Result<bool, TransferError> {
+    use std::os::unix::fs::FileExt;
+    while p.copied < p.len {
+        if *left == 0 {
+            return Ok(false);
+        }
+        let want = ((p.len - p.copied) as usize).min(*left);
+        let n = match crate::sys::copy_file_range(p.src.as_raw_fd(), &mut p.copied, dst.as_raw_fd(), want) {
+            Ok(0) => return Err(TransferError::Local(FsError::Io(libc::EIO))), // the old file shrank
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP)) => {
+                // No in-kernel copy here: through the scratch buffer.
+                let chunk = want.min(scratch.len());
+                let n = retry(|| p.src.read_at(&mut scratch[..chunk], p.copied))
+                    .map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
+                if n == 0 {
+                    return Err(TransferError::Local(FsError::Io(libc::EIO)));
+                }
+                write_file(dst, &scratch[..n])?;
+                p.copied += n as u64;
+                n
+            }
+            Err(e) => return Err(TransferError::Local(FsError::from_io(&e))),
+        };
+        *left = left.saturating_sub(n);
+    }
+    Ok(true)
 }
 
 fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {

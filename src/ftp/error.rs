@@ -5,7 +5,7 @@
 //! that reaches the reactor. It is `Copy`, holds no heap data and carries its
 //! reply text as `&'static str`.
 
-use super::reply::{self, ReplyCode};
+use super::reply;
 use crate::vfs::FsError;
 
 /// Why a command was not carried out.
@@ -30,6 +30,9 @@ pub enum CmdError {
     Refused(&'static str),
     /// A filesystem error; its code comes from `FsError::code`.
     Fs(FsError),
+    /// `554`: REST beyond the end of the file (RFC 3659 §5.5: "554
+    /// Requested action not taken: invalid REST parameter").
+    InvalidRestart,
     /// `451`: a state that should be impossible; logged as a bug.
     Internal,
 }
@@ -53,6 +56,7 @@ impl CmdError {
             CmdError::ProtocolNotSupported(_) => 522,
             CmdError::Refused(_) => 550,
             CmdError::Fs(e) => e.code(),
+            CmdError::InvalidRestart => 554,
             CmdError::Internal => 451,
         }
     }
@@ -63,6 +67,7 @@ impl CmdError {
             CmdError::NotLoggedIn => "Please login with USER and PASS.",
             CmdError::NotImplemented => "Command not implemented.",
             CmdError::Internal => "Local error in processing.",
+            CmdError::InvalidRestart => "Invalid REST parameter: beyond the end of the file.",
             CmdError::Fs(e) => e.text(),
             CmdError::BadSequence(t)
             | CmdError::Syntax(t)
@@ -91,11 +96,6 @@ impl std::fmt::Display for CmdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.code(), self.text())
     }
-}
-
-/// Shorthand for handlers that want a specific code with a fixed text.
-pub fn code_of(code: ReplyCode) -> u16 {
-    code.number()
 }
 
 #[cfg(test)]

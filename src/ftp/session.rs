@@ -96,9 +96,11 @@ pub enum Pending {
 pub enum XferKind {
     /// RETR.
     Retr,
-    /// STOR.
+    /// STOR, APPE.
     Stor,
-    /// LIST, NLST.
+    /// STOU: the reply names the file chosen.
+    Stou,
+    /// LIST, NLST, MLSD.
     List,
 }
 
@@ -172,6 +174,12 @@ pub struct Session {
     pub(in crate::ftp) epsv_all: bool,
     pub(in crate::ftp) failed_logins: u32,
     pub(in crate::ftp) unknown_before_login: u8,
+    /// REST offset for the next RETR/STOR (RFC 3659 §5).
+    pub(in crate::ftp) rest: u64,
+    /// MLST/MLSD facts chosen with OPTS MLST (bits of `vfs::listing::Fact`).
+    pub(in crate::ftp) mlst_facts: u8,
+    /// The file of the transfer in progress (STOU's reply, STAT).
+    pub(in crate::ftp) transfer_path: VirtualPath,
     pub(in crate::ftp) peer: SocketAddr,
     pub(in crate::ftp) local: SocketAddr,
 }
@@ -188,6 +196,9 @@ impl Session {
             epsv_all: false,
             failed_logins: 0,
             unknown_before_login: 0,
+            rest: 0,
+            mlst_facts: crate::vfs::listing::DEFAULT_FACTS,
+            transfer_path: VirtualPath::root(),
             peer: canonical(peer),
             local: canonical(local),
         }
@@ -334,6 +345,14 @@ impl Session {
         let what = match self.pending {
             Pending::Transfer(XferKind::List) => "Here comes the directory listing.",
             Pending::Transfer(XferKind::Stor) => "Ok to send data.",
+            Pending::Transfer(XferKind::Stou) => {
+                // RFC 1123 §4.1.2.9: "150 FILE: pppp".
+                reply::begin(ctx.out, ReplyCode::AboutToOpenData);
+                ctx.out.extend_from_slice(b"FILE: ");
+                reply::push_text(ctx.out, self.transfer_path.file_name().unwrap_or(b""));
+                reply::end(ctx.out);
+                return;
+            }
             _ => "Opening data connection.",
         };
         if already_open {
@@ -353,6 +372,7 @@ impl Session {
         debug_assert!(matches!(self.pending, Pending::Transfer(_)));
         self.pending = Pending::Nothing;
         self.data = DataMode::None;
+        self.transfer_path = VirtualPath::root();
         match result {
             Ok(_) => reply::reply(ctx.out, ReplyCode::TransferComplete, "Transfer complete."),
             Err(TransferError::CantOpen) => reply::reply(ctx.out, ReplyCode::CantOpenData, "Can't open data connection."),
@@ -365,6 +385,50 @@ impl Session {
             Err(TransferError::Aborted) => reply::reply(ctx.out, ReplyCode::TransferAborted, "Transfer aborted."),
             Err(TransferError::Local(e)) => CmdError::Fs(e).write(ctx.out),
         }
+    }
+
+    /// A command line that arrived while a transfer is pending or running
+    /// and must not wait for it (RFC 959 §4.1.3: ABOR and STAT are the
+    /// commands a client sends during a transfer). Returns `true` if the
+    /// reactor must abort the transfer (and then call `aborted`).
+    pub fn handle_urgent(&mut self, verb: Verb, progress: u64, ctx: &mut Ctx<'_>) -> bool {
+        match verb {
+            Verb::Abor => true,
+            Verb::Stat => {
+                self.write_status(Some(progress), ctx.env, ctx.out);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// The transfer was aborted by ABOR (its `426` is sent): `226`.
+    pub fn aborted(&mut self, ctx: &mut Ctx<'_>) {
+        reply::reply(ctx.out, ReplyCode::TransferComplete, "ABOR successful.");
+    }
+
+    /// STAT without argument (RFC 959 §4.1.3): `211` multi-line status,
+    /// with the transfer's progress if one runs.
+    pub(in crate::ftp) fn write_status(&self, progress: Option<u64>, env: &Env, out: &mut Vec<u8>) {
+        use std::io::Write;
+        reply::begin_multi(out, ReplyCode::SystemStatus);
+        out.extend_from_slice(b"leanftpd status:");
+        reply::end(out);
+        let _ = write!(out, " Connected to {}\r\n", self.peer.ip());
+        out.extend_from_slice(b" Logged in as ");
+        reply::push_text(out, self.user().as_bytes());
+        reply::end(out);
+        let _ = write!(out, " TYPE: {}, STRUcture: File, MODE: Stream\r\n", if self.ascii { "ASCII" } else { "BINARY" });
+        let _ = write!(out, " Session timeout in seconds is {}\r\n", env.config.idle_timeout.as_secs());
+        match (progress, self.pending) {
+            (Some(bytes), Pending::Transfer(kind)) => {
+                let _ = write!(out, " {:?} of ", kind);
+                reply::push_text(out, self.transfer_path.as_bytes());
+                let _ = write!(out, " in progress: {bytes} bytes transferred\r\n");
+            }
+            _ => out.extend_from_slice(b" No data transfer in progress\r\n"),
+        }
+        reply::reply(out, ReplyCode::SystemStatus, "End of status.");
     }
 
     /// The control timer fired (login or idle timeout): `421` and close.
@@ -448,6 +512,7 @@ impl Session {
     pub(in crate::ftp) fn start_transfer(&mut self, kind: XferKind, transfer: Transfer, path: VirtualPath) -> Action {
         debug_assert!(self.data != DataMode::None, "checked by require_data first");
         self.pending = Pending::Transfer(kind);
+        self.transfer_path = path.clone();
         Action::Transfer(TransferRequest { transfer, kind, path })
     }
 

@@ -45,6 +45,7 @@ use crate::auth::Users;
 use crate::config::Config;
 use crate::dtp::ports::PortPicker;
 use crate::dtp::transfer::{Progress, TransferError};
+use crate::ftp::command::{self, Verb};
 use crate::ftp::session::{self, Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest};
 use crate::line::{self, Frame, LineBuffer};
 use crate::timer::Wheel;
@@ -307,7 +308,7 @@ impl Server {
             SHUTDOWN_DEADLINE => {
                 let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
                 for k in keys {
-                    self.abort_transfer(k, TransferError::Aborted);
+                    self.abort_transfer(k, TransferError::Aborted, false);
                     self.close_control(k, "shutdown grace period over");
                 }
                 return;
@@ -344,18 +345,18 @@ impl Server {
                     c.data = None;
                 }
                 if had_transfer {
-                    self.finish_transfer_reply(owner, None, Err(TransferError::CantOpen));
+                    self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
                 }
             }
             Some(Entry::Data(d)) => {
                 d.timer = None;
                 match d.state {
-                    DataState::Connecting(_) => self.end_transfer(key, Err(TransferError::CantOpen)),
+                    DataState::Connecting(_) => self.end_transfer(key, Err(TransferError::CantOpen), true),
                     DataState::Running(_) => {
                         let stall = self.env.config.stall_timeout;
                         let due = d.last_progress + stall;
                         if self.now >= due {
-                            self.end_transfer(key, Err(TransferError::Stalled));
+                            self.end_transfer(key, Err(TransferError::Stalled), true);
                         } else {
                             d.timer = Some(self.wheel.schedule(due, key));
                         }
@@ -410,7 +411,7 @@ impl Server {
             Ok(a) => a,
             Err(_) => return,
         };
-        let mut stream = Stream::plain(tcp);
+        let mut stream = Stream::control(tcp);
         let key = self.slab.vacant_key();
         if let Err(e) = stream.register(self.poll.registry(), Token(key)) {
             warn!("register {peer}: {e}");
@@ -612,15 +613,72 @@ impl Server {
         }
     }
 
-    /// While busy, stop reading once a few lines are queued (backpressure:
-    /// the kernel's socket buffer holds the rest).
+    /// While busy: answer ABOR and STAT at once if a transfer runs (they
+    /// are what clients send during one), and stop reading once a few lines
+    /// are queued (backpressure: the kernel's socket buffer holds the rest).
     fn check_queue(&mut self, key: usize) {
         let max = self.env.config.max_line_bytes;
+        while let Some((at, len, verb)) = self.find_urgent(key) {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            c.line.remove(at, len);
+            let progress = match c.data.and_then(|d| self.slab.get(d)) {
+                Some(Entry::Data(d)) => d.bytes,
+                _ => 0,
+            };
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            ctx_log!(debug, key, c.session, "<- {} (during transfer)", verb.name());
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: unix_now() };
+            let abort = c.session.handle_urgent(verb, progress, &mut ctx);
+            self.send(key, &out);
+            self.out = out;
+            if abort {
+                self.abort_transfer(key, TransferError::Aborted, false);
+                let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+                let mut out = std::mem::take(&mut self.out);
+                out.clear();
+                let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
+                c.session.aborted(&mut ctx);
+                self.send(key, &out);
+                self.out = out;
+                self.refresh_deadline(key);
+                self.drain_lines(key);
+                return;
+            }
+        }
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if c.line.len() > max {
                 c.read_paused = true;
             }
         }
+    }
+
+    /// The first queued ABOR or STAT (without argument) line, if a transfer
+    /// is pending: its offset and length in the queue, and its verb.
+    fn find_urgent(&mut self, key: usize) -> Option<(usize, usize, Verb)> {
+        let max = self.env.config.max_line_bytes;
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return None };
+        if !matches!(c.session.pending(), Pending::Transfer(_)) {
+            return None;
+        }
+        let bytes = c.line.bytes();
+        let mut pos = 0;
+        while let Frame::Line { end, consumed } = line::frame(&bytes[pos..], max) {
+            line::clean(&bytes[pos..pos + end], &mut self.cleaned);
+            if let Ok(cmd) = command::parse(&self.cleaned) {
+                let urgent = match cmd.verb {
+                    Verb::Abor => true,
+                    Verb::Stat => cmd.arg.trim_ascii().is_empty(),
+                    _ => false,
+                };
+                if urgent {
+                    return Some((pos, consumed, cmd.verb));
+                }
+            }
+            pos += consumed;
+        }
+        None
     }
 
     fn line_too_long(&mut self, key: usize) {
@@ -847,7 +905,7 @@ impl Server {
                     c.data = None;
                 }
                 if pending.is_some() {
-                    self.finish_transfer_reply(owner, None, Err(TransferError::CantOpen));
+                    self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
                 }
                 return;
             }
@@ -1001,13 +1059,13 @@ impl Server {
         };
         self.scratch = scratch;
         if let Some(result) = outcome {
-            self.end_transfer(dkey, result);
+            self.end_transfer(dkey, result, true);
         }
     }
 
     /// A transfer ended: commit (STOR), close the data connection, log, and
     /// only then reply (the data connection is closed before `226`).
-    fn end_transfer(&mut self, dkey: usize, result: Result<(), TransferError>) {
+    fn end_transfer(&mut self, dkey: usize, result: Result<(), TransferError>, drain: bool) {
         let Some(entry @ Entry::Data(_)) = self.slab.get_mut(dkey) else { return };
         let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return };
         self.closed.push(dkey);
@@ -1043,12 +1101,12 @@ impl Server {
             }
         }
         if req.is_some() {
-            self.finish_transfer_reply(owner, Some(bytes), result.map(|_| bytes));
+            self.finish_transfer_reply(owner, result.map(|_| bytes), drain);
         }
     }
 
     /// Tell the session how its transfer ended, then go on with its queue.
-    fn finish_transfer_reply(&mut self, owner: usize, _bytes: Option<u64>, result: Result<u64, TransferError>) {
+    fn finish_transfer_reply(&mut self, owner: usize, result: Result<u64, TransferError>, drain: bool) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
         if !matches!(c.session.pending(), Pending::Transfer(_)) {
             return;
@@ -1065,17 +1123,19 @@ impl Server {
         out.clear();
         self.out = out;
         self.refresh_deadline(owner);
-        self.drain_lines(owner);
+        if drain {
+            self.drain_lines(owner);
+        }
     }
 
     /// Abort the session's transfer, if one is running or waiting.
-    fn abort_transfer(&mut self, key: usize, why: TransferError) {
+    fn abort_transfer(&mut self, key: usize, why: TransferError, drain: bool) {
         let data = match self.slab.get(key) {
             Some(Entry::Ctrl(c)) => c.data,
             _ => None,
         };
         match data.and_then(|d| self.slab.get(d).map(|e| (d, matches!(e, Entry::Data(_))))) {
-            Some((d, true)) => self.end_transfer(d, Err(why)),
+            Some((d, true)) => self.end_transfer(d, Err(why), drain),
             Some((d, false)) => {
                 let had = matches!(self.slab.get(d), Some(Entry::Pasv(p)) if p.pending.is_some());
                 self.close_entry(d);
@@ -1083,7 +1143,7 @@ impl Server {
                     c.data = None;
                 }
                 if had {
-                    self.finish_transfer_reply(key, None, Err(why));
+                    self.finish_transfer_reply(key, Err(why), drain);
                 }
             }
             None => {}

@@ -27,6 +27,13 @@ impl Stream {
         Stream::Plain(tcp)
     }
 
+    /// A control connection: also `SO_OOBINLINE`, so that an ABOR sent as
+    /// urgent data stays in the stream (see `sys::set_oobinline`).
+    pub fn control(tcp: TcpStream) -> Stream {
+        let _ = crate::sys::set_oobinline(tcp.as_raw_fd());
+        Stream::plain(tcp)
+    }
+
     /// Register for both readable and writable readiness, once: mio is
     /// edge-triggered, so the reactor never needs to re-register.
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {

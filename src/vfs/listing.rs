@@ -410,3 +410,139 @@ mod tests {
         assert_eq!(parse_mdtm(b"19700101000060"), Some(60));
     }
 }
+
+/// RFC 3659 §7 facts, as bits of a selection (`OPTS MLST`).
+pub mod fact {
+    /// `type=file|dir|…`
+    pub const TYPE: u8 = 1;
+    /// `size=` in octets.
+    pub const SIZE: u8 = 2;
+    /// `modify=YYYYMMDDHHMMSS`.
+    pub const MODIFY: u8 = 4;
+    /// `perm=` (RFC 3659 §7.5.5).
+    pub const PERM: u8 = 8;
+    /// `unique=` device and inode.
+    pub const UNIQUE: u8 = 16;
+    /// `UNIX.mode=0644`.
+    pub const UNIX_MODE: u8 = 32;
+    /// Name and bit of every fact, in FEAT order.
+    pub const ALL: [(&str, u8); 6] =
+        [("type", TYPE), ("size", SIZE), ("modify", MODIFY), ("perm", PERM), ("unique", UNIQUE), ("UNIX.mode", UNIX_MODE)];
+}
+
+/// The facts on before any `OPTS MLST`: all of them.
+pub const DEFAULT_FACTS: u8 = fact::TYPE | fact::SIZE | fact::MODIFY | fact::PERM | fact::UNIQUE | fact::UNIX_MODE;
+
+/// `OPTS MLST type;size;` → the selection; unknown names are ignored
+/// (RFC 3659 §7.9: "the server … ignore[s] any fact names it does not
+/// support").
+pub fn parse_facts(arg: &[u8]) -> u8 {
+    let mut bits = 0;
+    for name in arg.split(|&b| b == b';').map(<[u8]>::trim_ascii) {
+        for (n, b) in fact::ALL {
+            if name.eq_ignore_ascii_case(n.as_bytes()) {
+                bits |= b;
+            }
+        }
+    }
+    bits
+}
+
+/// The facts part of FEAT: `type*;size*;…` (a `*` marks the selected ones).
+pub fn write_fact_list(selected: u8, out: &mut Vec<u8>) {
+    for (n, b) in fact::ALL {
+        out.extend_from_slice(n.as_bytes());
+        if selected & b != 0 {
+            out.push(b'*');
+        }
+        out.push(b';');
+    }
+}
+
+/// One MLSx entry, `fact=value;…; name` without line ending: MLSD writes
+/// it as a line of the listing, MLST as a continuation line of its reply.
+/// `writable` drives the `perm` fact; CR/LF in the name become `?`.
+pub fn write_mlsx(meta: &super::Meta, name: &[u8], facts: u8, writable: bool, out: &mut Vec<u8>) {
+    if facts & fact::TYPE != 0 {
+        let t: &[u8] = match meta.kind {
+            Kind::Dir => b"dir",
+            Kind::File => b"file",
+            Kind::Symlink => b"OS.unix=symlink",
+            Kind::Other => b"OS.unix=special",
+        };
+        out.extend_from_slice(b"type=");
+        out.extend_from_slice(t);
+        out.push(b';');
+    }
+    if facts & fact::SIZE != 0 && meta.kind == Kind::File {
+        let _ = write!(out, "size={};", meta.size);
+    }
+    if facts & fact::MODIFY != 0 {
+        out.extend_from_slice(b"modify=");
+        out.extend_from_slice(&format_mdtm(meta.mtime));
+        out.push(b';');
+    }
+    if facts & fact::PERM != 0 {
+        out.extend_from_slice(b"perm=");
+        let p: &[u8] = match (meta.kind, writable) {
+            (Kind::Dir, true) => b"elcmdfp",
+            (Kind::Dir, false) => b"el",
+            (Kind::File, true) => b"rwadf",
+            (Kind::File, false) => b"r",
+            (_, true) => b"df",
+            (_, false) => b"",
+        };
+        out.extend_from_slice(p);
+        out.push(b';');
+    }
+    if facts & fact::UNIQUE != 0 {
+        let _ = write!(out, "unique={:x}g{:x};", meta.dev, meta.ino);
+    }
+    if facts & fact::UNIX_MODE != 0 {
+        let _ = write!(out, "UNIX.mode=0{:o};", meta.mode & 0o7777);
+    }
+    out.push(b' ');
+    push_name(out, name);
+}
+
+/// MLSD: one `write_mlsx` line per entry, CRLF.
+pub fn write_mlsd(entries: &[Entry], facts: u8, writable: bool, out: &mut Vec<u8>) {
+    for e in entries {
+        write_mlsx(&e.meta, &e.name, facts, writable, out);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod mlsx_tests {
+    use super::*;
+    use crate::vfs::Meta;
+
+    fn meta(kind: Kind) -> Meta {
+        Meta { kind, size: 42, mtime: 0, mode: 0o100644, nlink: 1, uid: 0, gid: 0, ino: 255, dev: 1 }
+    }
+
+    #[test]
+    fn mlsx_line_has_every_selected_fact_then_space_and_name() {
+        let mut out = Vec::new();
+        write_mlsx(&meta(Kind::File), b"a b", DEFAULT_FACTS, false, &mut out);
+        assert_eq!(out, b"type=file;size=42;modify=19700101000000;perm=r;unique=1gff;UNIX.mode=0644; a b");
+    }
+
+    #[test]
+    fn opts_mlst_selects_known_facts_and_ignores_others() {
+        assert_eq!(parse_facts(b"type;SIZE;bogus;"), fact::TYPE | fact::SIZE);
+        assert_eq!(parse_facts(b""), 0);
+        let mut out = Vec::new();
+        write_fact_list(fact::TYPE, &mut out);
+        assert_eq!(out, b"type*;size;modify;perm;unique;UNIX.mode;");
+    }
+
+    #[test]
+    fn mlsd_name_with_newline_cannot_break_the_line() {
+        let mut out = Vec::new();
+        let e = Entry { name: b"x\r\ny".to_vec().into_boxed_slice(), meta: meta(Kind::File) };
+        write_mlsd(&[e], fact::TYPE, true, &mut out);
+        assert_eq!(out, b"type=file; x??y\r\n");
+    }
+}

@@ -46,7 +46,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// Why a filesystem operation failed, in the terms an FTP reply needs.
@@ -385,6 +385,7 @@ impl Vfs {
                         temp,
                         final_name,
                         done: false,
+                        no_replace: false,
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
@@ -392,6 +393,46 @@ impl Vfs {
             }
         }
         Err(FsError::AlreadyExists)
+    }
+
+    /// STOU: an upload to a name that does not exist yet in `dir`: `base`,
+    /// then `base.1`, `base.2`, … The commit never replaces a file that
+    /// appeared meanwhile (`renameat2(RENAME_NOREPLACE)`, `AlreadyExists`).
+    pub fn create_unique_upload(&self, dir: &VirtualPath, base: &[u8]) -> Result<(Upload, VirtualPath), FsError> {
+        self.require_writable()?;
+        for n in 0..1000u32 {
+            let name = if n == 0 { base.to_vec() } else { [base, format!(".{n}").as_bytes()].concat() };
+            let p = dir.child(&name).ok_or(FsError::InvalidName)?;
+            // lstat: a dangling symbolic link takes the name too.
+            match self.lstat(&p) {
+                Err(FsError::NotFound) => {}
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            }
+            let mut upload = self.create_upload(&p)?;
+            upload.no_replace = true;
+            return Ok((upload, p));
+        }
+        Err(FsError::AlreadyExists)
+    }
+
+    /// `lstat` of a path (the link itself if it is a symbolic link).
+    fn lstat(&self, p: &VirtualPath) -> Result<Meta, FsError> {
+        let (dir, name) = self.jail.open_parent(p)?;
+        let st = sys::fstatat(dir.as_fd(), &name, libc::AT_SYMLINK_NOFOLLOW).map_err(io_err)?;
+        Ok(Meta::from_stat(&st))
+    }
+
+    /// SITE CHMOD: set the permission bits (`mode & 0o7777`) of a file or
+    /// directory inside the jail (symbolic links followed inside it only).
+    pub fn chmod(&self, p: &VirtualPath, mode: u32) -> Result<(), FsError> {
+        use std::os::unix::fs::PermissionsExt;
+        self.require_writable()?;
+        let fd = self.jail.open(p, libc::O_PATH)?;
+        // An O_PATH descriptor cannot be fchmod'ed; its /proc/self/fd link
+        // names exactly the inode it holds, so no path is resolved twice.
+        let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        std::fs::set_permissions(&proc_path, std::fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err)
     }
 
     /// MKD: `ReadOnly` unless writable; root → `AlreadyExists`;
@@ -544,6 +585,8 @@ pub struct Upload {
     final_name: CString,
     /// Set once the temp name no longer exists (committed or removed).
     done: bool,
+    /// STOU: never replace an existing target at commit.
+    no_replace: bool,
 }
 
 impl Upload {
@@ -551,13 +594,8 @@ impl Upload {
     /// replacing an old file). Does not `fsync`. On error the temp file is
     /// removed and an old target is left as it was.
     pub fn commit(mut self) -> Result<(), FsError> {
-        sys::renameat(
-            self.dir.as_fd(),
-            &self.temp,
-            self.dir.as_fd(),
-            &self.final_name,
-        )
-        .map_err(io_err)?;
+        let rename = if self.no_replace { sys::renameat_noreplace } else { sys::renameat };
+        rename(self.dir.as_fd(), &self.temp, self.dir.as_fd(), &self.final_name).map_err(io_err)?;
         self.done = true;
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! MKD (XMKD), RMD (XRMD), DELE, RNFR, RNTO, SIZE, MDTM.
+//! MKD (XMKD), RMD (XRMD), DELE, RNFR, RNTO, SIZE, MDTM, MLST, MFMT, SITE.
 
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
@@ -100,5 +100,65 @@ pub fn mdtm(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     reply::begin(ctx.out, ReplyCode::FileStatus);
     ctx.out.extend_from_slice(&listing::format_mdtm(meta.mtime));
     reply::end(ctx.out);
+    Ok(Action::None)
+}
+
+/// MLST — RFC 3659 §7: the facts of one file or directory over the control
+/// connection: `250-` header, one continuation line ` facts; pathname`,
+/// `250` end.
+pub fn mlst(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    let path = s.cwd.resolve(arg)?;
+    let login = s.login()?;
+    let meta = login.vfs.metadata(&path)?;
+    reply::begin_multi(ctx.out, ReplyCode::FileActionOk);
+    ctx.out.extend_from_slice(b"Listing ");
+    reply::push_text(ctx.out, path.as_bytes());
+    reply::end(ctx.out);
+    ctx.out.push(b' ');
+    listing::write_mlsx(&meta, path.as_bytes(), s.mlst_facts, login.vfs.is_writable(), ctx.out);
+    reply::end(ctx.out);
+    reply::reply(ctx.out, ReplyCode::FileActionOk, "End");
+    Ok(Action::None)
+}
+
+/// MFMT — draft-somers-ftp-mfxx §3: "MFMT <SP> time-val <SP> pathname",
+/// sets the modification time; reply "213 Modify=<time-val>; <pathname>".
+pub fn mfmt(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    let sp = arg.iter().position(|&b| b == b' ').ok_or(CmdError::Syntax("MFMT takes YYYYMMDDHHMMSS and a path."))?;
+    let secs = listing::parse_mdtm(&arg[..sp]).ok_or(CmdError::Syntax("MFMT: bad time, expected YYYYMMDDHHMMSS."))?;
+    let path = s.cwd.resolve(&arg[sp + 1..])?;
+    s.login()?.vfs.set_mtime(&path, secs)?;
+    reply::begin(ctx.out, ReplyCode::FileStatus);
+    ctx.out.extend_from_slice(b"Modify=");
+    ctx.out.extend_from_slice(&listing::format_mdtm(secs));
+    ctx.out.extend_from_slice(b"; ");
+    reply::push_text(ctx.out, path.as_bytes());
+    reply::end(ctx.out);
+    Ok(Action::None)
+}
+
+/// SITE — RFC 959 §4.1.3: "services specific to [the] system". `SITE
+/// CHMOD <octal> <path>` for users who may write; `SITE HELP`.
+pub fn site(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    let (cmd, rest) = match arg.iter().position(|&b| b == b' ') {
+        Some(i) => (&arg[..i], &arg[i + 1..]),
+        None => (arg, &b""[..]),
+    };
+    if cmd.eq_ignore_ascii_case(b"HELP") {
+        reply::reply(ctx.out, ReplyCode::Help, "SITE commands: CHMOD <octal-mode> <path>, HELP");
+        return Ok(Action::None);
+    }
+    if !cmd.eq_ignore_ascii_case(b"CHMOD") {
+        return Err(CmdError::NotForParameter("Unknown SITE command; try SITE HELP."));
+    }
+    let sp = rest.iter().position(|&b| b == b' ').ok_or(CmdError::Syntax("SITE CHMOD takes a mode and a path."))?;
+    let mode = std::str::from_utf8(&rest[..sp])
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= 4 && t.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .and_then(|t| u32::from_str_radix(t, 8).ok())
+        .ok_or(CmdError::Syntax("SITE CHMOD: the mode must be octal, e.g. 644."))?;
+    let path = s.cwd.resolve(&rest[sp + 1..])?;
+    s.login()?.vfs.chmod(&path, mode)?;
+    reply::reply(ctx.out, ReplyCode::Ok, "SITE CHMOD command ok.");
     Ok(Action::None)
 }

@@ -1,10 +1,11 @@
-//! NOOP, SYST, FEAT, OPTS, HELP.
+//! NOOP, SYST, FEAT, OPTS, HELP, STAT, HOST.
 
 use crate::ftp::command::{self, Verb};
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session};
 use crate::ftp::table::{self, COMMANDS, EXTRA_FEATURES};
+use crate::vfs::listing;
 
 /// NOOP — RFC 959 §4.1.3: "This command does not affect any parameters or
 /// previously entered commands. It specifies no action other than that the
@@ -29,6 +30,13 @@ pub fn feat(_s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, 
     ctx.out.extend_from_slice(b"Features:");
     reply::end(ctx.out);
     for line in COMMANDS.iter().filter(|s| s.handler.is_some()).filter_map(|s| s.feat) {
+        if line == "MLST" {
+            // RFC 3659 §7.8: the facts, `*` on those selected.
+            ctx.out.extend_from_slice(b" MLST ");
+            listing::write_fact_list(_s.mlst_facts, ctx.out);
+            reply::end(ctx.out);
+            continue;
+        }
         reply::continuation(ctx.out, line.as_bytes());
     }
     for line in EXTRA_FEATURES {
@@ -41,11 +49,27 @@ pub fn feat(_s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, 
 /// OPTS — RFC 2389 §4: "OPTS <SP> command-name [<SP> command-options]".
 /// `OPTS UTF8 ON` (RFC 2640, and what Windows clients send before login):
 /// names are always passed through as bytes, so ON and OFF both succeed.
-pub fn opts(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+///
+/// `OPTS MLST fact;fact;` (RFC 3659 §7.9) chooses the MLSx facts and echoes
+/// the ones now selected.
+pub fn opts(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let (name, value) = match arg.iter().position(|&b| b == b' ') {
         Some(i) => (&arg[..i], arg[i + 1..].trim_ascii()),
         None => (arg.trim_ascii(), &b""[..]),
     };
+    if name.eq_ignore_ascii_case(b"MLST") {
+        s.mlst_facts = listing::parse_facts(value);
+        reply::begin(ctx.out, ReplyCode::Ok);
+        ctx.out.extend_from_slice(b"MLST OPTS ");
+        for (n, b) in listing::fact::ALL {
+            if s.mlst_facts & b != 0 {
+                ctx.out.extend_from_slice(n.as_bytes());
+                ctx.out.push(b';');
+            }
+        }
+        reply::end(ctx.out);
+        return Ok(Action::None);
+    }
     if name.eq_ignore_ascii_case(b"UTF8") || name.eq_ignore_ascii_case(b"UTF-8") {
         if value.is_empty() || value.eq_ignore_ascii_case(b"ON") {
             reply::reply(ctx.out, ReplyCode::Ok, "UTF8 mode on.");
@@ -88,5 +112,46 @@ pub fn help(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, C
         reply::end(ctx.out);
     }
     reply::reply(ctx.out, ReplyCode::Help, "Help OK.");
+    Ok(Action::None)
+}
+
+/// STAT — RFC 959 §4.1.3: without argument, the server's status (`211`);
+/// with a pathname, "analogous to the LIST command … over the control
+/// connection" (`213`). During a transfer the reactor answers it at once
+/// with the progress (`Session::handle_urgent`).
+pub fn stat(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    if arg.trim_ascii().is_empty() {
+        s.write_status(None, ctx.env, ctx.out);
+        return Ok(Action::None);
+    }
+    if !s.is_logged_in() {
+        return Err(CmdError::NotLoggedIn);
+    }
+    let path = s.cwd.resolve(super::transfer::list_path(arg))?;
+    let entries = s.login()?.vfs.list(&path)?;
+    let mut listing_buf = Vec::with_capacity(entries.len() * 72);
+    listing::write_list(&entries, ctx.now_unix, &mut listing_buf);
+    reply::begin_multi(ctx.out, ReplyCode::FileStatus);
+    ctx.out.extend_from_slice(b"Status of ");
+    reply::push_text(ctx.out, path.as_bytes());
+    ctx.out.push(b':');
+    reply::end(ctx.out);
+    for line in listing_buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        // Each listing line is a continuation line (leading space), so a
+        // name that starts with digits can never end the reply early.
+        reply::continuation(ctx.out, line.strip_suffix(b"\r").unwrap_or(line));
+    }
+    reply::reply(ctx.out, ReplyCode::FileStatus, "End of status.");
+    Ok(Action::None)
+}
+
+/// HOST — RFC 7151 §3: "HOST <SP> <host>" before USER selects a virtual
+/// host. leanftpd serves one site under every name: `220` before login,
+/// `503` after ("the HOST command MUST be sent before USER").
+pub fn host(s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    if s.is_logged_in() || !matches!(s.state, crate::ftp::session::State::Unauth) {
+        return Err(CmdError::BadSequence("HOST must come before USER."));
+    }
+    reply::reply(ctx.out, ReplyCode::Ready, "Host accepted.");
     Ok(Action::None)
 }

@@ -1,10 +1,10 @@
-//! TYPE, MODE, STRU, LIST, NLST, RETR, STOR.
+//! TYPE, MODE, STRU, LIST, NLST, MLSD, RETR, STOR, APPE, STOU, REST, ALLO, ABOR.
 
 use crate::dtp::transfer::Transfer;
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session, XferKind};
-use crate::vfs::{listing, Kind};
+use crate::vfs::{listing, FsError, Kind};
 
 /// TYPE — RFC 959 §3.1.1: `A` (ASCII, optionally `A N`), `I` (image) and
 /// `L 8` (bytes of 8 bits = image). EBCDIC, `A T`, `A C` and other byte
@@ -61,7 +61,7 @@ pub fn stru(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, C
 /// accepted and ignored: every entry is always listed in long form. A word
 /// starting with `-` that is not made of `ls` option letters is a path
 /// (a file may be named `-x.txt`).
-fn list_path(arg: &[u8]) -> &[u8] {
+pub(super) fn list_path(arg: &[u8]) -> &[u8] {
     let mut rest = arg;
     loop {
         let trimmed = rest.trim_ascii_start();
@@ -108,12 +108,16 @@ fn listing_common(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>, names_only: bo
 /// end of the data connection." Binary mode is `sendfile(2)`.
 pub fn retr(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     s.require_data()?;
+    let offset = std::mem::take(&mut s.rest);
     let path = s.cwd.resolve(arg)?;
     let (file, meta) = s.login()?.vfs.open_file(&path)?;
     if meta.kind != Kind::File {
         return Err(CmdError::Refused("Not a regular file."));
     }
-    let transfer = Transfer::retr(file, 0, meta.size, s.ascii);
+    if offset > meta.size {
+        return Err(CmdError::InvalidRestart);
+    }
+    let transfer = Transfer::retr(file, offset, meta.size, s.ascii);
     Ok(s.start_transfer(XferKind::Retr, transfer, path))
 }
 
@@ -122,15 +126,139 @@ pub fn retr(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
 /// the server site. If the file specified in the pathname exists at the
 /// server site, then its contents shall be replaced". The data go to a
 /// temporary file that replaces the target only when the transfer completes.
+///
+/// After `REST n` (RFC 3659 §5.5) the first n bytes of the old file are
+/// kept and the new bytes follow — still through a temporary file, so an
+/// interrupted resume leaves the old partial file as it was.
 pub fn stor(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     s.require_data()?;
+    let offset = std::mem::take(&mut s.rest);
     let path = s.cwd.resolve(arg)?;
     if path.is_root() {
-        return Err(CmdError::Fs(crate::vfs::FsError::IsADirectory));
+        return Err(CmdError::Fs(FsError::IsADirectory));
     }
-    let upload = s.login()?.vfs.create_upload(&path)?;
-    let transfer = Transfer::stor(upload, s.ascii);
+    let vfs = &s.login()?.vfs;
+    let transfer = if offset > 0 {
+        if !vfs.is_writable() {
+            return Err(CmdError::Fs(FsError::ReadOnly));
+        }
+        let (src, meta) = match vfs.open_file(&path) {
+            Ok(x) => x,
+            Err(FsError::NotFound) => return Err(CmdError::InvalidRestart),
+            Err(e) => return Err(e.into()),
+        };
+        if offset > meta.size {
+            return Err(CmdError::InvalidRestart);
+        }
+        Transfer::stor_after(vfs.create_upload(&path)?, s.ascii, src, offset)
+    } else {
+        Transfer::stor(vfs.create_upload(&path)?, s.ascii)
+    };
     Ok(s.start_transfer(XferKind::Stor, transfer, path))
+}
+
+/// APPE — RFC 959 §4.1.3: "causes the server-DTP to accept the data … and
+/// to store the data in a file at the server site. If the file specified in
+/// the pathname exists at the server site, then the data shall be appended
+/// to that file; otherwise the file specified in the pathname shall be
+/// created". Atomic like STOR: old contents + new data replace the file
+/// only when the transfer completes.
+pub fn appe(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.require_data()?;
+    s.rest = 0;
+    let path = s.cwd.resolve(arg)?;
+    if path.is_root() {
+        return Err(CmdError::Fs(FsError::IsADirectory));
+    }
+    let vfs = &s.login()?.vfs;
+    if !vfs.is_writable() {
+        return Err(CmdError::Fs(FsError::ReadOnly));
+    }
+    let transfer = match vfs.open_file(&path) {
+        Ok((src, meta)) => Transfer::stor_after(vfs.create_upload(&path)?, s.ascii, src, meta.size),
+        Err(FsError::NotFound) => Transfer::stor(vfs.create_upload(&path)?, s.ascii),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(s.start_transfer(XferKind::Stor, transfer, path))
+}
+
+/// STOU — RFC 959 §4.1.3: "the resulting file is to be created in the
+/// current directory under a name unique to that directory", and RFC 1123
+/// §4.1.2.9: the reply is "150 FILE: pppp". An argument is taken as the
+/// name to start from; the commit never replaces a file.
+pub fn stou(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.require_data()?;
+    s.rest = 0;
+    let (dir, base) = if arg.is_empty() {
+        (s.cwd.clone(), b"ftp.upload".to_vec())
+    } else {
+        let p = s.cwd.resolve(arg)?;
+        match p.file_name() {
+            Some(n) => (p.parent(), n.to_vec()),
+            None => (p, b"ftp.upload".to_vec()),
+        }
+    };
+    let (upload, path) = s.login()?.vfs.create_unique_upload(&dir, &base)?;
+    let transfer = Transfer::stor(upload, s.ascii);
+    Ok(s.start_transfer(XferKind::Stou, transfer, path))
+}
+
+/// REST — RFC 3659 §5.3: "REST <SP> <restart-marker>": in stream mode the
+/// marker is the byte offset at which the next RETR or STOR starts; `350`.
+pub fn rest(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    let arg = arg.trim_ascii();
+    let offset: u64 = std::str::from_utf8(arg)
+        .ok()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse().ok())
+        .ok_or(CmdError::Syntax("REST takes a byte offset."))?;
+    s.rest = offset;
+    reply::begin(ctx.out, ReplyCode::PendingInfo);
+    ctx.out.extend_from_slice(b"Restarting at ");
+    reply::push_num(ctx.out, offset);
+    ctx.out.extend_from_slice(b". Send STOR or RETR to initiate transfer.");
+    reply::end(ctx.out);
+    Ok(Action::None)
+}
+
+/// ALLO — RFC 959 §4.1.3: "This command may be required by some servers
+/// to reserve sufficient storage". Not needed here: `202`.
+pub fn allo(_s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    reply::reply(ctx.out, ReplyCode::Superfluous, "ALLO command ignored.");
+    Ok(Action::None)
+}
+
+/// ABOR with no transfer in progress — RFC 959 §4.1.3: "the server closes
+/// the data connection (if open)": `225` when a data connection (or a
+/// passive listener) was open and is now closed, `226` when there was
+/// none. ABOR during a transfer never reaches this handler: the reactor
+/// handles it at once (`Session::handle_urgent`).
+pub fn abor(s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.rest = 0;
+    if s.data == crate::ftp::session::DataMode::None {
+        reply::reply(ctx.out, ReplyCode::TransferComplete, "No transfer to abort.");
+        return Ok(Action::None);
+    }
+    s.data = crate::ftp::session::DataMode::None;
+    reply::reply(ctx.out, ReplyCode::DataOpenIdle, "No transfer to abort; data connection closed.");
+    Ok(Action::DropData)
+}
+
+/// MLSD — RFC 3659 §7: the entries of a directory, one `facts; name` line
+/// each, over the data connection. A path that is not a directory is `501`
+/// (§7.2.1: "the server-PI will … respond with a 501 reply").
+pub fn mlsd(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.require_data()?;
+    let path = s.cwd.resolve(arg)?;
+    let login = s.login()?;
+    let meta = login.vfs.metadata(&path)?;
+    if meta.kind != Kind::Dir {
+        return Err(CmdError::Syntax("MLSD needs a directory; use MLST for a file."));
+    }
+    let entries = login.vfs.list(&path)?;
+    let mut buf = Vec::with_capacity(entries.len() * 96);
+    listing::write_mlsd(&entries, s.mlst_facts, login.vfs.is_writable(), &mut buf);
+    Ok(s.start_transfer(XferKind::List, Transfer::buffer(buf), path))
 }
 
 #[cfg(test)]
