@@ -30,6 +30,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CLIENTS: usize = 5000;
 /// Control connections at once from one IP address.
 pub const DEFAULT_MAX_PER_IP: usize = 500;
+/// Passive listeners open at once (each holds a port).
+pub const DEFAULT_MAX_PASSIVE: usize = 1024;
+/// Data connections (transfers) open at once.
+pub const DEFAULT_MAX_TRANSFERS: usize = 1024;
 
 /// Log verbosity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +85,10 @@ pub struct Config {
     pub max_clients: usize,
     /// See `DEFAULT_MAX_PER_IP`.
     pub max_per_ip: usize,
+    /// See `DEFAULT_MAX_PASSIVE`.
+    pub max_passive: usize,
+    /// See `DEFAULT_MAX_TRANSFERS`.
+    pub max_transfers: usize,
     /// Longest command line accepted (`crate::line::MAX_LINE_BYTES`).
     pub max_line_bytes: usize,
     /// Accept passive data connections from any address (FTP bounce/theft risk).
@@ -89,6 +97,8 @@ pub struct Config {
     pub insecure_port_any_host: bool,
     /// Log verbosity.
     pub log_level: LogLevel,
+    /// Transfer log in `xferlog(5)` format, if wanted.
+    pub xferlog: Option<PathBuf>,
 }
 
 impl Config {
@@ -111,10 +121,13 @@ impl Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_per_ip: DEFAULT_MAX_PER_IP,
+            max_passive: DEFAULT_MAX_PASSIVE,
+            max_transfers: DEFAULT_MAX_TRANSFERS,
             max_line_bytes: crate::line::MAX_LINE_BYTES,
             insecure_pasv_any_peer: false,
             insecure_port_any_host: false,
             log_level: LogLevel::Info,
+            xferlog: None,
         }
     }
 
@@ -167,6 +180,8 @@ impl Config {
                 }
                 "--max-clients" => c.max_clients = parse_num("--max-clients", &value("--max-clients")?)?,
                 "--max-per-ip" => c.max_per_ip = parse_num("--max-per-ip", &value("--max-per-ip")?)?,
+                "--max-passive" => c.max_passive = parse_num("--max-passive", &value("--max-passive")?)?,
+                "--max-transfers" => c.max_transfers = parse_num("--max-transfers", &value("--max-transfers")?)?,
                 "--max-line" => {
                     c.max_line_bytes = parse_num("--max-line", &value("--max-line")?)?;
                     if c.max_line_bytes < 64 {
@@ -182,6 +197,7 @@ impl Config {
                         v => return Err(UsageError(format!("--log-level {v}: expected error, warn, info or debug"))),
                     }
                 }
+                "--xferlog" => c.xferlog = Some(PathBuf::from(value("--xferlog")?)),
                 "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
                 "--insecure-port-any-host" => c.insecure_port_any_host = true,
                 other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
@@ -203,8 +219,8 @@ impl Config {
         }
         self.root = std::fs::canonicalize(&self.root)
             .map_err(|e| UsageError(format!("--root {}: {e}", self.root.display())))?;
-        if self.max_clients == 0 || self.max_per_ip == 0 {
-            return Err(UsageError("--max-clients and --max-per-ip must be at least 1".into()));
+        if self.max_clients == 0 || self.max_per_ip == 0 || self.max_passive == 0 || self.max_transfers == 0 {
+            return Err(UsageError("--max-clients, --max-per-ip, --max-passive and --max-transfers must be at least 1".into()));
         }
         Ok(())
     }
@@ -290,9 +306,12 @@ OPTIONS:
     --max-login-fails N        failed logins before the connection is closed [default: 3]
     --max-clients N            control connections at once [default: 5000]
     --max-per-ip N             control connections at once from one address [default: 500]
+    --max-passive N            passive listeners open at once [default: 1024]
+    --max-transfers N          data connections open at once [default: 1024]
     --max-line BYTES           longest command line [default: 8192]
     --shutdown-grace SECS      on SIGTERM/SIGINT, time for transfers to finish [default: 10]
     --log-level LEVEL          error, warn, info or debug [default: info]
+    --xferlog FILE             append a line per transfer to FILE in xferlog(5) format
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
     -h, --help                 print this help

@@ -35,6 +35,7 @@
 //! - [`vfs`]: virtual paths, the jail, listings.
 //! - [`auth`]: anonymous login and the users file.
 //! - [`config`]: the command line.
+//! - [`xferlog`]: the transfer log in `xferlog(5)` format.
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
@@ -48,6 +49,7 @@ pub mod reactor;
 pub mod sys;
 pub mod timer;
 pub mod vfs;
+pub mod xferlog;
 
 pub use config::Config;
 pub use reactor::{Server, StopHandle};

@@ -61,6 +61,8 @@ pub struct Login {
     pub user: Box<str>,
     /// The user's jailed filesystem.
     pub vfs: Rc<Vfs>,
+    /// Logged in as `anonymous`/`ftp` (for the transfer log).
+    pub anonymous: bool,
 }
 
 /// Authentication state (Twisted's UNAUTH / INAUTH / AUTHED / RENAMING).
@@ -123,6 +125,8 @@ pub struct TransferRequest {
     pub kind: XferKind,
     /// The file (for the log).
     pub path: VirtualPath,
+    /// TYPE A (for the transfer log).
+    pub ascii: bool,
 }
 
 /// What the reactor must do after a command.
@@ -267,7 +271,7 @@ impl Session {
         self.pending = Pending::Nothing;
         match result {
             Ok((grant, vfs)) => {
-                self.state = State::Authed(Login { user: grant.name, vfs });
+                self.state = State::Authed(Login { user: grant.name, vfs, anonymous: false });
                 self.cwd = VirtualPath::root();
                 reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
                 Action::None
@@ -480,6 +484,11 @@ impl Session {
         }
     }
 
+    /// True if logged in anonymously.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(&self.state, State::Authed(l) | State::Renaming(l, _) if l.anonymous)
+    }
+
     /// The client's address (IPv4-mapped addresses shown as IPv4).
     pub fn peer(&self) -> SocketAddr {
         self.peer
@@ -513,7 +522,7 @@ impl Session {
         debug_assert!(self.data != DataMode::None, "checked by require_data first");
         self.pending = Pending::Transfer(kind);
         self.transfer_path = path.clone();
-        Action::Transfer(TransferRequest { transfer, kind, path })
+        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii })
     }
 
     /// `425` unless PASV/EPSV/PORT/EPRT came first; checked before any file

@@ -46,10 +46,11 @@ use crate::config::Config;
 use crate::dtp::ports::PortPicker;
 use crate::dtp::transfer::{Progress, TransferError};
 use crate::ftp::command::{self, Verb};
-use crate::ftp::session::{self, Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest};
+use crate::ftp::session::{self, Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest, XferKind};
 use crate::line::{self, Frame, LineBuffer};
 use crate::timer::Wheel;
 use crate::vfs::Vfs;
+use crate::xferlog::{self, XferLog};
 use entry::{Control, DataConn, DataState, Entry, PasvListener};
 use helper::{Helper, Job, Verdict};
 use stream::{interrupted, would_block, Stream};
@@ -135,6 +136,8 @@ pub struct Server {
     ports: PortPicker,
     per_ip: HashMap<IpAddr, u32>,
     ctrl_count: usize,
+    pasv_count: usize,
+    data_count: usize,
     serial: u64,
     scratch: Vec<u8>,
     cleaned: Vec<u8>,
@@ -142,6 +145,7 @@ pub struct Server {
     now: Instant,
     shutting_down: bool,
     accept_paused: bool,
+    xferlog: Option<XferLog>,
 }
 
 impl Server {
@@ -171,6 +175,10 @@ impl Server {
         slab.insert(Entry::Listener(listener));
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| StartError(e.to_string()))?);
         let helper = Helper::spawn(waker.clone()).map_err(|e| StartError(format!("cannot start helper thread: {e}")))?;
+        let xferlog = match &config.xferlog {
+            Some(p) => Some(XferLog::open(p).map_err(|e| StartError(format!("--xferlog {}: {e}", p.display())))?),
+            None => None,
+        };
         let now = Instant::now();
         let has_users = users.len() > 0;
         Ok(Server {
@@ -194,6 +202,8 @@ impl Server {
             ports: PortPicker::new(),
             per_ip: HashMap::new(),
             ctrl_count: 0,
+            pasv_count: 0,
+            data_count: 0,
             serial: 0,
             scratch: vec![0; SCRATCH_BYTES],
             cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
@@ -201,6 +211,7 @@ impl Server {
             now,
             shutting_down: false,
             accept_paused: false,
+            xferlog,
         })
     }
 
@@ -815,12 +826,14 @@ impl Server {
         match old {
             Entry::Ctrl(mut c) => c.stream.deregister(self.poll.registry()),
             Entry::Pasv(mut p) => {
+                self.pasv_count -= 1;
                 let _ = self.poll.registry().deregister(&mut p.listener);
                 if let Some(id) = p.timer {
                     self.wheel.cancel(id);
                 }
             }
             Entry::Data(mut d) => {
+                self.data_count -= 1;
                 d.stream.deregister(self.poll.registry());
                 if let Some(id) = d.timer {
                     self.wheel.cancel(id);
@@ -858,13 +871,24 @@ impl Server {
 
     fn open_passive(&mut self, key: usize) -> io::Result<SocketAddr> {
         let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
+        if self.pasv_count >= self.env.config.max_passive {
+            ctx_log!(warn, key, c.session, "passive listener limit ({}) reached", self.env.config.max_passive);
+            return Err(io::Error::other("too many passive listeners"));
+        }
         let ip = c.session.local().ip();
-        let mut listener = self.ports.bind(ip, self.env.config.passive_ports)?;
+        let mut listener = match self.ports.bind(ip, self.env.config.passive_ports) {
+            Ok(l) => l,
+            Err(e) => {
+                ctx_log!(warn, key, c.session, "cannot open a passive port: {e}");
+                return Err(e);
+            }
+        };
         let addr = listener.local_addr()?;
         let pkey = self.slab.vacant_key();
         self.poll.registry().register(&mut listener, Token(pkey), Interest::READABLE)?;
         let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
         self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
+        self.pasv_count += 1;
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             c.data = Some(pkey);
         }
@@ -892,6 +916,19 @@ impl Server {
                 drop(tcp);
                 continue;
             }
+            if self.data_count >= self.env.config.max_transfers {
+                ctx_log!(warn, owner, c.session, "data connection limit ({}) reached", self.env.config.max_transfers);
+                drop(tcp);
+                let had = matches!(self.slab.get(pkey), Some(Entry::Pasv(p)) if p.pending.is_some());
+                self.close_entry(pkey);
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                    c.data = None;
+                }
+                if had {
+                    self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
+                }
+                return;
+            }
             // One connection per PASV: the listener goes, the port is free.
             let pending = match self.slab.get_mut(pkey) {
                 Some(Entry::Pasv(p)) => p.pending.take(),
@@ -915,6 +952,7 @@ impl Server {
                 None => DataState::Idle,
             };
             let timer = running.then(|| self.wheel.schedule(self.now + self.env.config.stall_timeout, dkey));
+            self.data_count += 1;
             self.slab.insert(Entry::Data(DataConn {
                 stream,
                 owner,
@@ -967,6 +1005,10 @@ impl Server {
                 }
                 _ => self.fail_start(key, req, out),
             },
+            (DataMode::Active(_), _) if self.data_count >= self.env.config.max_transfers => {
+                warn!("[c{key}] data connection limit ({}) reached", self.env.config.max_transfers);
+                self.fail_start(key, req, out);
+            }
             (DataMode::Active(addr), _) => {
                 self.drop_data(key);
                 match TcpStream::connect(addr) {
@@ -978,6 +1020,7 @@ impl Server {
                             return;
                         }
                         let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, dkey));
+                        self.data_count += 1;
                         self.slab.insert(Entry::Data(DataConn {
                             stream,
                             owner: key,
@@ -1069,6 +1112,7 @@ impl Server {
         let Some(entry @ Entry::Data(_)) = self.slab.get_mut(dkey) else { return };
         let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return };
         self.closed.push(dkey);
+        self.data_count -= 1;
         let DataConn { mut stream, owner, state, timer, started, bytes, .. } = d;
         stream.deregister(self.poll.registry());
         if let Some(id) = timer {
@@ -1076,12 +1120,12 @@ impl Server {
         }
         let (req, result) = match state {
             DataState::Running(req) | DataState::Connecting(req) => {
-                let TransferRequest { transfer, kind, path } = req;
+                let TransferRequest { transfer, kind, path, ascii } = req;
                 let result = match result {
                     Ok(()) => transfer.finish(),
                     Err(e) => Err(e),
                 };
-                (Some((kind, path)), result)
+                (Some((kind, path, ascii)), result)
             }
             DataState::Idle => (None, result),
         };
@@ -1090,10 +1134,27 @@ impl Server {
         }
         drop(stream);
         let secs = self.now.saturating_duration_since(started).as_secs_f64();
-        if let (Some(Entry::Ctrl(c)), Some((kind, path))) = (self.slab.get(owner), &req) {
+        if let (Some(Entry::Ctrl(c)), Some((kind, path, ascii))) = (self.slab.get(owner), &req) {
             ctx_log!(info, owner, c.session, "{:?} {} {} bytes in {:.3}s: {}", kind,
                 sanitize(path.as_bytes()), bytes, secs,
                 match &result { Ok(()) => "ok".to_string(), Err(e) => format!("{e:?}") });
+            if let (Some(log), false) = (&mut self.xferlog, *kind == XferKind::List) {
+                let record = xferlog::Record {
+                    end_unix: unix_now(),
+                    seconds: secs.round() as u64,
+                    remote: c.session.peer().ip(),
+                    bytes,
+                    path: path.as_bytes(),
+                    ascii: *ascii,
+                    direction: if *kind == XferKind::Retr { xferlog::Direction::Outgoing } else { xferlog::Direction::Incoming },
+                    anonymous: c.session.is_anonymous(),
+                    user: c.session.user(),
+                    complete: result.is_ok(),
+                };
+                if let Err(e) = log.write(&record) {
+                    warn!("xferlog: {e}");
+                }
+            }
         }
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
             if c.data == Some(dkey) {

@@ -32,7 +32,7 @@ pub fn pass(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     };
     if is_anonymous_name(&user) {
         if let Some(vfs) = &ctx.env.anonymous {
-            s.state = State::Authed(Login { user: "anonymous".into(), vfs: vfs.clone() });
+            s.state = State::Authed(Login { user: "anonymous".into(), vfs: vfs.clone(), anonymous: true });
             s.cwd = VirtualPath::root();
             reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
             return Ok(Action::None);

@@ -1,0 +1,2167 @@
+//! Unit tests of the protocol interpreter, in the style of Twisted's
+//! `test_ftp.py` (a string transport and `task.Clock`) and smoltcp's
+//! `send!`/`recv!`: a `Harness` drives a `Session` line by line, with no
+//! socket, over a temporary directory and a fake clock.
+//!
+//! The harness plays the reactor's part exactly as `src/reactor/mod.rs` does:
+//! after every step it sets the control deadline from `Session::deadline()`
+//! (login or idle timeout), an `Action::Delay` arms the failed-login delay,
+//! and `advance` fires `delay_over` or `timed_out` when a deadline passes.
+//! Actions are asserted as data and completed by the test
+//! (`passive_opened`, `transfer_started`, `transfer_finished`,
+//! `login_checked`).
+//!
+//! Every batch of replies is checked for framing on the way: CRLF endings,
+//! no CR or LF inside a line, multi-line replies closed by `NNN SP`.
+
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::auth::{Grant, Perm};
+use crate::config::Config;
+use crate::dtp::transfer::{Transfer, TransferError};
+use crate::ftp::command::{self, Verb};
+use crate::ftp::session::{Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest, XferKind};
+use crate::vfs::{FsError, Vfs, UPLOAD_TEMP_PREFIX};
+
+// ---------------------------------------------------------------------------
+// Replies
+
+/// One complete reply: its code and its lines (without CRLF).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reply {
+    code: u16,
+    lines: Vec<Vec<u8>>,
+}
+
+impl Reply {
+    /// The text of the final line after `NNN SP`.
+    fn text(&self) -> String {
+        let last = self.lines.last().map(|l| &l[4..]).unwrap_or(b"");
+        String::from_utf8_lossy(last).into_owned()
+    }
+
+    /// All lines, lossily, joined by `\n` (for messages and searches).
+    fn all(&self) -> String {
+        self.lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+fn code_of(line: &[u8]) -> Option<(u16, u8)> {
+    if line.len() < 4 || !line[..3].iter().all(u8::is_ascii_digit) || !(line[3] == b' ' || line[3] == b'-') {
+        return None;
+    }
+    let n = line[..3].iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    Some((n, line[3]))
+}
+
+/// Split `out` into replies, asserting RFC 959 §4.2 framing: each line ends
+/// with CRLF and holds no other CR or LF; `NNN-` opens a multi-line reply
+/// that only `NNN SP` with the same code closes.
+#[track_caller]
+fn parse_replies(out: &[u8]) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    if out.is_empty() {
+        return replies;
+    }
+    assert!(out.ends_with(b"\r\n"), "output does not end with CRLF: {:?}", String::from_utf8_lossy(out));
+    let body = &out[..out.len() - 2];
+    let mut open: Option<Reply> = None;
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        assert!(
+            !line.contains(&b'\r') && !line.contains(&b'\n'),
+            "a reply line holds a bare CR or LF: {:?} in {:?}",
+            String::from_utf8_lossy(line),
+            String::from_utf8_lossy(out)
+        );
+        match open.as_mut() {
+            None => {
+                let (code, sep) = code_of(line)
+                    .unwrap_or_else(|| panic!("not a reply line: {:?} in {:?}", String::from_utf8_lossy(line), String::from_utf8_lossy(out)));
+                let r = Reply { code, lines: vec![line.to_vec()] };
+                if sep == b' ' {
+                    replies.push(r);
+                } else {
+                    open = Some(r);
+                }
+            }
+            Some(r) => {
+                r.lines.push(line.to_vec());
+                if code_of(line) == Some((r.code, b' ')) {
+                    replies.push(open.take().unwrap());
+                }
+            }
+        }
+    }
+    // Each line was split on LF; check that every LF had its CR.
+    let lf = out.iter().filter(|&&b| b == b'\n').count();
+    let crlf = out.windows(2).filter(|w| w == b"\r\n").count();
+    assert_eq!(lf, crlf, "a bare LF in {:?}", String::from_utf8_lossy(out));
+    assert!(open.is_none(), "unterminated multi-line reply in {:?}", String::from_utf8_lossy(out));
+    replies
+}
+
+fn codes(replies: &[Reply]) -> Vec<u16> {
+    replies.iter().map(|r| r.code).collect()
+}
+
+fn show(replies: &[Reply]) -> String {
+    replies.iter().map(Reply::all).collect::<Vec<_>>().join(" | ")
+}
+
+/// `Action` has no `Debug` (it holds a password); this names it.
+fn describe(a: &Action) -> String {
+    match a {
+        Action::None => "None".into(),
+        Action::Close => "Close".into(),
+        Action::CheckLogin { user, .. } => format!("CheckLogin({:?})", String::from_utf8_lossy(user)),
+        Action::Delay(d) => format!("Delay({d:?})"),
+        Action::OpenPassive { extended } => format!("OpenPassive {{ extended: {extended} }}"),
+        Action::DropData => "DropData".into(),
+        Action::Transfer(r) => format!("Transfer({:?}, {})", r.kind, r.path),
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+// ---------------------------------------------------------------------------
+// The harness
+
+const PEER: &str = "127.0.0.1:5000";
+const LOCAL: &str = "127.0.0.1:2121";
+/// What the fake reactor's passive listener is bound to.
+const PASV_ADDR: &str = "127.0.0.1:50000";
+
+/// The file tree of every harness: `hello.txt` (12 bytes), `sub/inner.txt`,
+/// an empty directory `empty`.
+const HELLO: &[u8] = b"hello world\n";
+
+/// How to build the environment.
+#[derive(Clone, Copy)]
+struct Opts {
+    /// Anonymous login allowed (`Env::anonymous` is `Some`).
+    anonymous: bool,
+    /// Anonymous users may write.
+    writable: bool,
+    /// A users file is loaded.
+    has_users: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts { anonymous: true, writable: false, has_users: false }
+    }
+}
+
+struct Harness {
+    s: Session,
+    env: Env,
+    out: Vec<u8>,
+    dir: tempfile::TempDir,
+    /// The fake clock: `base + offset`.
+    base: Instant,
+    offset: Duration,
+    /// The control deadline, as the reactor's wheel would hold it.
+    timer: Option<Instant>,
+    /// An `Action::Close` was returned: the reactor closed the connection.
+    closed: bool,
+    now_unix: i64,
+}
+
+impl Harness {
+    fn build(opts: Opts, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let dir = tempfile::Builder::new().prefix("leanftpd-session-").tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::write(root.join("hello.txt"), HELLO).unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/inner.txt"), b"inner\n").unwrap();
+        std::fs::create_dir(root.join("empty")).unwrap();
+        let mut config = Config::new(root.to_path_buf());
+        config.anonymous = opts.anonymous;
+        config.anonymous_write = opts.writable;
+        tweak(&mut config);
+        let anonymous = if opts.anonymous { Some(Rc::new(Vfs::open(root, opts.writable).expect("vfs"))) } else { None };
+        let env = Env { config, anonymous, has_users: opts.has_users };
+        let mut h = Harness {
+            s: Session::new(PEER.parse().unwrap(), LOCAL.parse().unwrap()),
+            env,
+            out: Vec::new(),
+            dir,
+            base: Instant::now(),
+            offset: Duration::ZERO,
+            timer: None,
+            closed: false,
+            now_unix: 1_700_000_000,
+        };
+        h.refresh_deadline();
+        h
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    fn now(&self) -> Instant {
+        self.base + self.offset
+    }
+
+    /// A new control connection on the same environment (after a close).
+    fn reconnect(&mut self) {
+        self.s = Session::new(PEER.parse().unwrap(), LOCAL.parse().unwrap());
+        self.closed = false;
+        self.out.clear();
+        self.timer = None;
+        self.refresh_deadline();
+    }
+
+    fn call<R>(&mut self, f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R) -> R {
+        let Harness { s, env, out, now_unix, .. } = self;
+        let mut ctx = Ctx { out, env, now_unix: *now_unix };
+        f(s, &mut ctx)
+    }
+
+    /// What the reactor does after every step (`after_step`): carry out the
+    /// action's effect on the control timer, then set the deadline.
+    fn after(&mut self, a: &Action) {
+        match a {
+            Action::Close => {
+                self.closed = true;
+                self.timer = None;
+                return;
+            }
+            Action::Delay(d) => self.timer = Some(self.now() + *d),
+            _ => {}
+        }
+        self.refresh_deadline();
+    }
+
+    /// `Reactor::refresh_deadline`.
+    fn refresh_deadline(&mut self) {
+        if self.closed {
+            return;
+        }
+        match self.s.deadline() {
+            Deadline::Login => self.timer = Some(self.now() + self.env.config.login_timeout),
+            Deadline::Idle => self.timer = Some(self.now() + self.env.config.idle_timeout),
+            Deadline::None => {
+                if self.s.pending() != Pending::LoginDelay {
+                    self.timer = None;
+                }
+            }
+        }
+    }
+
+    /// Hand one command line to the session, as the reactor does.
+    #[track_caller]
+    fn send(&mut self, line: impl AsRef<[u8]>) -> Action {
+        assert!(!self.closed, "a command after the connection was closed");
+        assert!(!self.s.is_busy(), "the reactor queues lines while {:?} is pending", self.s.pending());
+        let line = line.as_ref();
+        let a = self.call(|s, c| s.handle(line, c));
+        self.after(&a);
+        a
+    }
+
+    fn login_checked(&mut self, result: Result<(Grant, Rc<Vfs>), ()>) -> Action {
+        let a = self.call(|s, c| s.login_checked(result, c));
+        self.after(&a);
+        a
+    }
+
+    fn passive_opened(&mut self, result: std::io::Result<SocketAddr>, extended: bool) {
+        self.call(|s, c| s.passive_opened(result, extended, c));
+        self.refresh_deadline();
+    }
+
+    fn transfer_started(&mut self, already_open: bool) {
+        self.call(|s, c| s.transfer_started(already_open, c));
+    }
+
+    fn transfer_finished(&mut self, result: Result<u64, TransferError>) {
+        self.call(|s, c| s.transfer_finished(result, c));
+        self.refresh_deadline();
+    }
+
+    /// Let fake time pass, firing the control timer as the reactor's wheel
+    /// would: `delay_over` during a failed-login delay, else `timed_out`.
+    fn advance(&mut self, d: Duration) {
+        let target = self.now() + d;
+        while let Some(at) = self.timer {
+            if at > target || self.closed {
+                break;
+            }
+            self.offset = at - self.base;
+            self.timer = None;
+            let a = self.call(|s, c| match s.pending() {
+                Pending::LoginDelay => s.delay_over(c),
+                Pending::Nothing => s.timed_out(c),
+                _ => Action::None,
+            });
+            self.after(&a);
+        }
+        self.offset = target - self.base;
+    }
+
+    /// Take the replies produced so far (framing checked).
+    #[track_caller]
+    fn take(&mut self) -> Vec<Reply> {
+        let r = parse_replies(&self.out);
+        self.out.clear();
+        r
+    }
+
+    /// Assert the codes of the replies produced since the last check.
+    #[track_caller]
+    fn expect(&mut self, want: &[u16]) -> Vec<Reply> {
+        let r = self.take();
+        assert_eq!(codes(&r), want, "replies: {}", show(&r));
+        r
+    }
+
+    /// Send a line and return its only reply, asserting its code.
+    #[track_caller]
+    fn reply(&mut self, line: impl AsRef<[u8]>, code: u16) -> Reply {
+        let a = self.send(line);
+        assert!(matches!(a, Action::None | Action::DropData), "unexpected action {}", describe(&a));
+        let mut r = self.expect(&[code]);
+        r.pop().unwrap()
+    }
+
+    /// Names in the root directory that are upload temp files.
+    fn temp_files(&self, dir: &str) -> Vec<String> {
+        std::fs::read_dir(self.path(dir))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.as_bytes().starts_with(UPLOAD_TEMP_PREFIX))
+            .collect()
+    }
+
+    /// A `Grant` and its filesystem, as the reactor hands them to `login_checked`.
+    fn grant(&self, name: &str, perm: Perm) -> (Grant, Rc<Vfs>) {
+        let vfs = Rc::new(Vfs::open(self.root(), perm.is_writable()).unwrap());
+        (Grant { name: name.into(), home: self.root().to_path_buf(), perm }, vfs)
+    }
+
+    /// PASV and its completion by the reactor: `227`.
+    #[track_caller]
+    fn pasv(&mut self) {
+        let a = self.send("PASV");
+        assert!(matches!(a, Action::OpenPassive { extended: false }), "{}", describe(&a));
+        self.passive_opened(Ok(PASV_ADDR.parse().unwrap()), false);
+        self.expect(&[227]);
+        assert_eq!(self.s.data_mode(), DataMode::Passive);
+    }
+
+    /// Send a transfer command (after PASV) and return its request.
+    #[track_caller]
+    fn transfer(&mut self, line: &str, kind: XferKind) -> TransferRequest {
+        self.pasv();
+        match self.send(line) {
+            Action::Transfer(req) => {
+                assert_eq!(req.kind, kind);
+                assert_eq!(self.s.pending(), Pending::Transfer(kind));
+                self.expect(&[]);
+                req
+            }
+            a => panic!("{line}: expected a transfer, got {} and {}", describe(&a), show(&self.take())),
+        }
+    }
+}
+
+macro_rules! send {
+    ($h:expr, $line:expr) => {
+        $h.send($line)
+    };
+}
+
+/// `expect!(h, 331)`, `expect!(h, 150, 226)`, `expect!(h)` (no reply),
+/// `expect!(h, 530, 421; close)`.
+macro_rules! expect {
+    ($h:expr $(, $code:literal)* ; close) => {{
+        let r = $h.expect(&[$($code),*]);
+        assert!($h.closed, "expected the connection to close");
+        r
+    }};
+    ($h:expr $(, $code:literal)*) => {{
+        let r = $h.expect(&[$($code),*]);
+        assert!(!$h.closed, "the connection closed unexpectedly");
+        r
+    }};
+}
+
+// Fixtures, one per state (smoltcp's `socket_established()`).
+
+fn unauth() -> Harness {
+    Harness::build(Opts::default(), |_| {})
+}
+
+fn unauth_with(opts: Opts) -> Harness {
+    Harness::build(opts, |_| {})
+}
+
+fn inauth() -> Harness {
+    let mut h = unauth();
+    send!(h, "USER anonymous");
+    expect!(h, 331);
+    h
+}
+
+fn logged_in_as(opts: Opts) -> Harness {
+    let mut h = unauth_with(opts);
+    send!(h, "USER anonymous");
+    expect!(h, 331);
+    send!(h, "PASS guest@example.com");
+    expect!(h, 230);
+    assert!(h.s.is_logged_in());
+    h
+}
+
+fn logged_in() -> Harness {
+    logged_in_as(Opts::default())
+}
+
+fn logged_in_writable() -> Harness {
+    logged_in_as(Opts { writable: true, ..Opts::default() })
+}
+
+/// Writable, `RNFR hello.txt` given.
+fn renaming() -> Harness {
+    let mut h = logged_in_writable();
+    send!(h, "RNFR hello.txt");
+    expect!(h, 350);
+    h
+}
+
+fn with_users() -> Harness {
+    unauth_with(Opts { has_users: true, ..Opts::default() })
+}
+
+// ---------------------------------------------------------------------------
+// Every command in every state
+
+/// A representative line for each verb (the arguments refer to the fixture tree).
+fn sample(v: Verb) -> &'static str {
+    #[allow(unreachable_patterns)]
+    match v {
+        Verb::User => "USER anonymous",
+        Verb::Pass => "PASS guest@",
+        Verb::Acct => "ACCT x",
+        Verb::Quit => "QUIT",
+        Verb::Rein => "REIN",
+        Verb::Noop => "NOOP",
+        Verb::Syst => "SYST",
+        Verb::Feat => "FEAT",
+        Verb::Opts => "OPTS UTF8 ON",
+        Verb::Help => "HELP",
+        Verb::Stat => "STAT",
+        Verb::Site => "SITE HELP",
+        Verb::Host => "HOST ftp.example.com",
+        Verb::Lang => "LANG EN",
+        Verb::Auth => "AUTH TLS",
+        Verb::Pbsz => "PBSZ 0",
+        Verb::Prot => "PROT P",
+        Verb::Ccc => "CCC",
+        Verb::Pwd => "PWD",
+        Verb::Xpwd => "XPWD",
+        Verb::Cwd => "CWD sub",
+        Verb::Xcwd => "XCWD sub",
+        Verb::Cdup => "CDUP",
+        Verb::Xcup => "XCUP",
+        Verb::Smnt => "SMNT /",
+        Verb::Mkd => "MKD newdir",
+        Verb::Xmkd => "XMKD newdir",
+        Verb::Rmd => "RMD empty",
+        Verb::Xrmd => "XRMD empty",
+        Verb::Dele => "DELE hello.txt",
+        Verb::Rnfr => "RNFR hello.txt",
+        Verb::Rnto => "RNTO moved.txt",
+        Verb::Size => "SIZE hello.txt",
+        Verb::Mdtm => "MDTM hello.txt",
+        Verb::Mfmt => "MFMT 20200101000000 hello.txt",
+        Verb::Type => "TYPE I",
+        Verb::Mode => "MODE S",
+        Verb::Stru => "STRU F",
+        Verb::Pasv => "PASV",
+        Verb::Epsv => "EPSV",
+        Verb::Port => "PORT 127,0,0,1,4,1",
+        Verb::Eprt => "EPRT |1|127.0.0.1|1025|",
+        Verb::List => "LIST",
+        Verb::Nlst => "NLST",
+        Verb::Mlsd => "MLSD",
+        Verb::Mlst => "MLST hello.txt",
+        Verb::Retr => "RETR hello.txt",
+        Verb::Stor => "STOR up.txt",
+        Verb::Appe => "APPE up.txt",
+        Verb::Stou => "STOU",
+        Verb::Rest => "REST 0",
+        Verb::Allo => "ALLO 10",
+        Verb::Abor => "ABOR",
+        _ => panic!("no sample line for {v:?}: add one to session_tests::sample"),
+    }
+}
+
+/// What a command must produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exp {
+    /// This reply, connection stays open.
+    Code(u16),
+    /// This reply, then close.
+    Close(u16),
+    /// `Action::OpenPassive`, no reply yet.
+    Passive(bool),
+}
+
+/// Recognised but not implemented: `502` wherever the gate lets them through.
+const UNIMPLEMENTED: &[Verb] = &[
+    Verb::Acct,
+    Verb::Rein,
+    Verb::Stat,
+    Verb::Site,
+    Verb::Host,
+    Verb::Lang,
+    Verb::Auth,
+    Verb::Pbsz,
+    Verb::Prot,
+    Verb::Ccc,
+    Verb::Smnt,
+    Verb::Mfmt,
+    Verb::Mlsd,
+    Verb::Mlst,
+    Verb::Appe,
+    Verb::Stou,
+    Verb::Rest,
+    Verb::Allo,
+    Verb::Abor,
+];
+
+/// Unimplemented verbs a client may send before login (AUTH TLS first, as
+/// lftp does): `502`, so that the client falls back, rather than `530`.
+const UNIMPLEMENTED_BEFORE_LOGIN: &[Verb] =
+    &[Verb::Acct, Verb::Rein, Verb::Host, Verb::Lang, Verb::Auth, Verb::Pbsz, Verb::Prot, Verb::Ccc];
+
+/// Before login (no USER yet).
+fn exp_unauth(v: Verb) -> Exp {
+    match v {
+        Verb::User => Exp::Code(331),
+        Verb::Pass => Exp::Code(503),
+        Verb::Quit => Exp::Close(221),
+        Verb::Noop | Verb::Opts => Exp::Code(200),
+        Verb::Syst => Exp::Code(215),
+        Verb::Feat => Exp::Code(211),
+        Verb::Help => Exp::Code(214),
+        v if UNIMPLEMENTED_BEFORE_LOGIN.contains(&v) => Exp::Code(502),
+        _ => Exp::Code(530),
+    }
+}
+
+/// After `USER anonymous`.
+fn exp_inauth(v: Verb) -> Exp {
+    match v {
+        Verb::Pass => Exp::Code(230),
+        v => exp_unauth(v),
+    }
+}
+
+/// Logged in as anonymous, read-only or writable.
+fn exp_authed(v: Verb, writable: bool) -> Exp {
+    let w = |ro: u16, rw: u16| Exp::Code(if writable { rw } else { ro });
+    match v {
+        Verb::User | Verb::Pass | Verb::Rnto => Exp::Code(503),
+        Verb::Quit => Exp::Close(221),
+        Verb::Noop | Verb::Opts | Verb::Type | Verb::Mode | Verb::Stru | Verb::Port | Verb::Eprt => Exp::Code(200),
+        Verb::Syst => Exp::Code(215),
+        Verb::Feat => Exp::Code(211),
+        Verb::Help => Exp::Code(214),
+        Verb::Pwd | Verb::Xpwd => Exp::Code(257),
+        Verb::Cwd | Verb::Xcwd | Verb::Cdup | Verb::Xcup => Exp::Code(250),
+        Verb::Size | Verb::Mdtm => Exp::Code(213),
+        Verb::Mkd | Verb::Xmkd => w(550, 257),
+        Verb::Rmd | Verb::Xrmd | Verb::Dele => w(550, 250),
+        Verb::Rnfr => w(550, 350),
+        Verb::Pasv => Exp::Passive(false),
+        Verb::Epsv => Exp::Passive(true),
+        Verb::List | Verb::Nlst | Verb::Retr | Verb::Stor => Exp::Code(425),
+        v if UNIMPLEMENTED.contains(&v) => Exp::Code(502),
+        v => panic!("no expectation for {v:?} after login"),
+    }
+}
+
+#[track_caller]
+fn check(h: &mut Harness, line: &str, want: Exp) {
+    let a = h.send(line);
+    let r = h.take();
+    let got = match a {
+        Action::OpenPassive { extended } if r.is_empty() => Exp::Passive(extended),
+        Action::Close if r.len() == 1 => Exp::Close(r[0].code),
+        Action::None | Action::DropData if r.len() == 1 => Exp::Code(r[0].code),
+        ref a => panic!("{line:?}: action {} with replies {}", describe(a), show(&r)),
+    };
+    assert_eq!(got, want, "{line:?}: {}", show(&r));
+}
+
+#[test]
+fn before_login_only_user_pass_quit_noop_syst_feat_opts_help_work() {
+    for &v in Verb::ALL {
+        check(&mut unauth(), sample(v), exp_unauth(v));
+    }
+}
+
+#[test]
+fn before_login_every_command_needing_a_login_is_530() {
+    let public = [Verb::User, Verb::Pass, Verb::Quit, Verb::Noop, Verb::Syst, Verb::Feat, Verb::Opts, Verb::Help];
+    for &v in Verb::ALL {
+        let mut h = unauth();
+        send!(h, sample(v));
+        let r = h.take();
+        let ok = r.iter().all(|r| r.code < 400);
+        assert_eq!(ok, public.contains(&v) && v != Verb::Pass, "{v:?}: {}", show(&r));
+        if !public.contains(&v) && !UNIMPLEMENTED_BEFORE_LOGIN.contains(&v) {
+            assert_eq!(codes(&r), [530], "{v:?}");
+        }
+    }
+}
+
+#[test]
+fn commands_needing_a_login_are_530_even_without_their_argument() {
+    let mut h = unauth();
+    for line in ["RETR", "STOR", "CWD", "MKD", "DELE", "PORT", "SIZE"] {
+        send!(h, line);
+        expect!(h, 530);
+    }
+}
+
+#[test]
+fn in_inauth_pass_logs_in_and_the_rest_behave_as_before_login() {
+    for &v in Verb::ALL {
+        check(&mut inauth(), sample(v), exp_inauth(v));
+    }
+}
+
+#[test]
+fn after_anonymous_login_every_command_gets_its_code() {
+    for &v in Verb::ALL {
+        check(&mut logged_in(), sample(v), exp_authed(v, false));
+    }
+}
+
+#[test]
+fn after_writable_login_every_command_gets_its_code() {
+    for &v in Verb::ALL {
+        check(&mut logged_in_writable(), sample(v), exp_authed(v, true));
+    }
+}
+
+#[test]
+fn unimplemented_commands_are_502_after_login() {
+    let mut h = logged_in();
+    for &v in UNIMPLEMENTED {
+        send!(h, sample(v));
+        expect!(h, 502);
+    }
+}
+
+#[test]
+fn unknown_command_is_500_in_every_state() {
+    for mut h in [unauth(), inauth(), logged_in(), renaming()] {
+        send!(h, "XYZZY");
+        expect!(h, 500);
+    }
+}
+
+#[test]
+fn missing_argument_is_501_after_login() {
+    let mut h = logged_in();
+    for line in ["CWD", "RETR", "STOR", "MKD", "RMD", "DELE", "RNFR", "SIZE", "MDTM", "TYPE", "MODE", "STRU", "PORT", "EPRT", "USER"] {
+        send!(h, line);
+        expect!(h, 501);
+    }
+}
+
+#[test]
+fn verbs_are_case_insensitive() {
+    let mut h = unauth();
+    h.reply("user anonymous", 331);
+    h.reply("pass x", 230);
+    h.reply("pWd", 257);
+}
+
+// RENAMING
+
+#[test]
+fn rnto_completes_the_rename() {
+    let mut h = renaming();
+    send!(h, "RNTO moved.txt");
+    expect!(h, 250);
+    assert!(!h.path("hello.txt").exists());
+    assert_eq!(std::fs::read(h.path("moved.txt")).unwrap(), HELLO);
+    // The rename is over.
+    send!(h, "RNTO again.txt");
+    expect!(h, 503);
+}
+
+#[test]
+fn in_renaming_every_command_gets_its_code() {
+    for &v in Verb::ALL {
+        let want = match v {
+            Verb::Rnto => Exp::Code(250),
+            v => exp_authed(v, true),
+        };
+        check(&mut renaming(), sample(v), want);
+    }
+}
+
+#[test]
+fn any_implemented_command_but_rnto_ends_the_rename() {
+    for &v in Verb::ALL {
+        if v == Verb::Rnto || v == Verb::Quit || UNIMPLEMENTED.contains(&v) {
+            continue;
+        }
+        let mut h = renaming();
+        match send!(h, sample(v)) {
+            Action::OpenPassive { extended } => h.passive_opened(Ok(PASV_ADDR.parse().unwrap()), extended),
+            Action::Transfer(_) => unreachable!("no data connection was set up"),
+            _ => {}
+        }
+        h.take();
+        send!(h, "RNTO moved.txt");
+        expect!(h, 503);
+        assert!(!h.path("moved.txt").exists(), "{v:?} did not end the rename");
+    }
+}
+
+/// RFC 959 §4.1.3: RNFR "must be immediately followed by a 'rename to'
+/// command" — a command refused by the gate (unknown, not implemented,
+/// missing argument) is still a command in between.
+#[test]
+fn a_command_refused_by_the_gate_also_ends_the_rename() {
+    for line in ["XYZZY", "ABOR", "STAT", "CWD"] {
+        let mut h = renaming();
+        send!(h, line);
+        h.take();
+        send!(h, "RNTO moved.txt");
+        expect!(h, 503);
+        assert!(!h.path("moved.txt").exists(), "{line:?} did not end the rename");
+        assert!(h.path("hello.txt").exists());
+    }
+}
+
+#[test]
+fn rnto_without_rnfr_is_503() {
+    let mut h = logged_in_writable();
+    send!(h, "RNTO moved.txt");
+    expect!(h, 503);
+}
+
+#[test]
+fn rnfr_again_restarts_the_rename_from_the_new_name() {
+    let mut h = renaming();
+    send!(h, "RNFR sub/inner.txt");
+    expect!(h, 350);
+    send!(h, "RNTO inner-moved.txt");
+    expect!(h, 250);
+    assert!(h.path("hello.txt").exists());
+    assert!(h.path("inner-moved.txt").exists());
+}
+
+#[test]
+fn failed_rnto_ends_the_rename() {
+    let mut h = renaming();
+    send!(h, "RNTO nodir/x.txt");
+    expect!(h, 550);
+    send!(h, "RNTO moved.txt");
+    expect!(h, 503);
+    assert!(h.path("hello.txt").exists());
+}
+
+// ---------------------------------------------------------------------------
+// Login
+
+#[test]
+fn user_is_always_331() {
+    for name in ["anonymous", "ftp", "alice", "no-such-user", "root"] {
+        for opts in [
+            Opts::default(),
+            Opts { anonymous: false, ..Opts::default() },
+            Opts { has_users: true, ..Opts::default() },
+            Opts { anonymous: false, has_users: true, ..Opts::default() },
+        ] {
+            let mut h = unauth_with(opts);
+            send!(h, format!("USER {name}"));
+            expect!(h, 331);
+        }
+    }
+}
+
+#[test]
+fn user_again_before_pass_is_331() {
+    let mut h = inauth();
+    send!(h, "USER ftp");
+    expect!(h, 331);
+    send!(h, "PASS x");
+    expect!(h, 230);
+}
+
+#[test]
+fn pass_before_user_is_503() {
+    let mut h = unauth();
+    send!(h, "PASS secret");
+    expect!(h, 503);
+    assert!(!h.s.is_logged_in());
+}
+
+#[test]
+fn anonymous_login_is_230() {
+    let mut h = inauth();
+    let a = send!(h, "PASS guest@example.com");
+    assert!(matches!(a, Action::None));
+    expect!(h, 230);
+    assert!(h.s.is_logged_in());
+    assert_eq!(h.s.user(), "anonymous");
+    h.reply("PWD", 257);
+}
+
+#[test]
+fn ftp_is_also_anonymous() {
+    for name in ["ftp", "FTP", "Anonymous"] {
+        let mut h = unauth();
+        send!(h, format!("USER {name}"));
+        expect!(h, 331);
+        send!(h, "PASS");
+        expect!(h, 230);
+        assert_eq!(h.s.user(), "anonymous");
+    }
+}
+
+#[test]
+fn user_or_pass_after_login_is_503() {
+    let mut h = logged_in();
+    send!(h, "USER alice");
+    expect!(h, 503);
+    send!(h, "PASS x");
+    expect!(h, 503);
+    assert_eq!(h.s.user(), "anonymous");
+}
+
+#[test]
+fn anonymous_refused_when_not_allowed_is_a_delay_then_530() {
+    let mut h = unauth_with(Opts { anonymous: false, ..Opts::default() });
+    send!(h, "USER anonymous");
+    expect!(h, 331);
+    let a = send!(h, "PASS guest@");
+    assert!(matches!(a, Action::Delay(d) if d == secs(1)), "{}", describe(&a));
+    expect!(h);
+    assert_eq!(h.s.pending(), Pending::LoginDelay);
+    h.advance(Duration::from_millis(999));
+    expect!(h);
+    h.advance(Duration::from_millis(1));
+    expect!(h, 530);
+    assert!(!h.s.is_logged_in());
+    assert_eq!(h.s.pending(), Pending::Nothing);
+}
+
+#[test]
+fn real_user_without_users_file_is_refused_after_a_delay() {
+    let mut h = unauth();
+    send!(h, "USER alice");
+    expect!(h, 331);
+    let a = send!(h, "PASS secret");
+    assert!(matches!(a, Action::Delay(_)), "{}", describe(&a));
+    h.advance(secs(1));
+    expect!(h, 530);
+}
+
+#[test]
+fn real_user_password_is_checked_off_the_loop() {
+    let mut h = with_users();
+    send!(h, "USER alice");
+    expect!(h, 331);
+    match send!(h, "PASS s3cr3t-Pa55") {
+        Action::CheckLogin { user, password } => {
+            assert_eq!(&*user, b"alice");
+            assert_eq!(password.as_bytes(), b"s3cr3t-Pa55");
+            let shown = format!("{password:?} {password}");
+            assert!(!shown.contains("s3cr3t"), "the password leaks through Debug/Display: {shown}");
+        }
+        a => panic!("expected CheckLogin, got {}", describe(&a)),
+    }
+    expect!(h);
+    assert_eq!(h.s.pending(), Pending::Login);
+    assert_eq!(h.s.deadline(), Deadline::None);
+    assert!(h.s.is_busy());
+}
+
+#[test]
+fn refused_password_is_a_delay_then_530() {
+    let mut h = with_users();
+    send!(h, "USER alice");
+    send!(h, "PASS wrong");
+    h.take();
+    let a = h.login_checked(Err(()));
+    assert!(matches!(a, Action::Delay(d) if d == secs(1)), "{}", describe(&a));
+    expect!(h);
+    h.advance(secs(1));
+    expect!(h, 530);
+    assert!(!h.s.is_logged_in());
+    send!(h, "PASS again");
+    expect!(h, 503);
+}
+
+#[test]
+fn accepted_password_is_230() {
+    let mut h = with_users();
+    send!(h, "USER alice");
+    send!(h, "PASS right");
+    h.take();
+    let grant = h.grant("alice", Perm::ReadWrite);
+    let a = h.login_checked(Ok(grant));
+    assert!(matches!(a, Action::None));
+    expect!(h, 230);
+    assert!(h.s.is_logged_in());
+    assert_eq!(h.s.user(), "alice");
+    assert_eq!(h.s.deadline(), Deadline::Idle);
+    h.reply("MKD made-by-alice", 257);
+    assert!(h.path("made-by-alice").is_dir());
+}
+
+#[test]
+fn anonymous_still_works_beside_a_users_file() {
+    let mut h = with_users();
+    send!(h, "USER anonymous");
+    let a = send!(h, "PASS x");
+    assert!(matches!(a, Action::None), "{}", describe(&a));
+    expect!(h, 331, 230);
+}
+
+#[test]
+fn failed_login_delay_doubles() {
+    let mut h = unauth_with(Opts { anonymous: false, ..Opts::default() });
+    h.env.config.max_login_fails = 10;
+    for want in [1, 2, 4, 8] {
+        send!(h, "USER anonymous");
+        let a = send!(h, "PASS x");
+        assert!(matches!(a, Action::Delay(d) if d == secs(want)), "want {want}s, got {}", describe(&a));
+        h.advance(secs(want));
+        expect!(h, 331, 530);
+    }
+}
+
+#[test]
+fn too_many_failed_logins_close_with_421() {
+    let mut h = with_users();
+    for i in 1..=3u64 {
+        send!(h, "USER alice");
+        send!(h, "PASS wrong");
+        let a = h.login_checked(Err(()));
+        let d = match a {
+            Action::Delay(d) => d,
+            a => panic!("failure {i}: {}", describe(&a)),
+        };
+        h.advance(d);
+        if i < 3 {
+            expect!(h, 331, 530);
+        } else {
+            expect!(h, 331, 530, 421; close);
+        }
+    }
+}
+
+#[test]
+fn zero_failed_login_delay_answers_530_at_once() {
+    let mut h = Harness::build(Opts { anonymous: false, ..Opts::default() }, |c| c.login_fail_delay = Duration::ZERO);
+    send!(h, "USER anonymous");
+    let a = send!(h, "PASS x");
+    assert!(matches!(a, Action::None), "{}", describe(&a));
+    expect!(h, 331, 530);
+    assert_eq!(h.s.pending(), Pending::Nothing);
+}
+
+// ---------------------------------------------------------------------------
+// Timeouts
+
+#[test]
+fn login_timeout_is_421_and_close() {
+    let mut h = unauth();
+    assert_eq!(h.s.deadline(), Deadline::Login);
+    h.advance(secs(59));
+    expect!(h);
+    h.advance(secs(2));
+    expect!(h, 421; close);
+}
+
+#[test]
+fn idle_timeout_is_421_and_close() {
+    let mut h = logged_in();
+    assert_eq!(h.s.deadline(), Deadline::Idle);
+    h.advance(secs(299));
+    expect!(h);
+    h.advance(secs(2));
+    let r = expect!(h, 421; close);
+    assert!(r[0].text().contains("dle"), "{}", r[0].text());
+}
+
+#[test]
+fn commands_reset_the_idle_deadline() {
+    let mut h = logged_in();
+    for _ in 0..5 {
+        h.advance(secs(250));
+        h.reply("NOOP", 200);
+    }
+    h.advance(secs(299));
+    expect!(h);
+    h.advance(secs(1));
+    expect!(h, 421; close);
+}
+
+#[test]
+fn logging_in_switches_from_the_login_to_the_idle_timeout() {
+    let mut h = unauth();
+    h.advance(secs(50));
+    h.reply("USER anonymous", 331);
+    h.reply("PASS x", 230);
+    h.advance(secs(61));
+    expect!(h);
+    h.advance(secs(300));
+    expect!(h, 421; close);
+}
+
+#[test]
+fn no_control_timeout_while_a_transfer_runs() {
+    let mut h = logged_in();
+    let _req = h.transfer("RETR hello.txt", XferKind::Retr);
+    assert_eq!(h.s.deadline(), Deadline::None);
+    h.advance(secs(3600));
+    expect!(h);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(12));
+    expect!(h, 150, 226);
+    h.advance(secs(299));
+    expect!(h);
+    h.advance(secs(1));
+    expect!(h, 421; close);
+}
+
+#[test]
+fn no_login_timeout_while_a_password_is_checked() {
+    let mut h = with_users();
+    send!(h, "USER alice");
+    send!(h, "PASS x");
+    h.take();
+    h.advance(secs(600));
+    expect!(h);
+    let g = h.grant("alice", Perm::Read);
+    h.login_checked(Ok(g));
+    expect!(h, 230);
+}
+
+// ---------------------------------------------------------------------------
+// Paths and names
+
+#[test]
+fn pwd_at_login_is_root() {
+    let mut h = logged_in();
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/\""), "{}", r.text());
+}
+
+#[test]
+fn mkd_and_pwd_double_embedded_quotes() {
+    let mut h = logged_in_writable();
+    let r = h.reply("MKD a\"b", 257);
+    assert!(r.text().starts_with("\"/a\"\"b\" "), "{}", r.text());
+    assert!(h.path("a\"b").is_dir());
+    h.reply("CWD a\"b", 250);
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/a\"\"b\" "), "{}", r.text());
+}
+
+#[test]
+fn mkd_replies_with_the_absolute_path() {
+    let mut h = logged_in_writable();
+    h.reply("CWD sub", 250);
+    let r = h.reply("MKD deeper", 257);
+    assert!(r.text().starts_with("\"/sub/deeper\""), "{}", r.text());
+    assert!(h.path("sub/deeper").is_dir());
+}
+
+#[test]
+fn a_name_with_cr_or_lf_never_breaks_a_reply_line() {
+    let mut h = logged_in_writable();
+    std::fs::create_dir(h.path("x\ry")).unwrap();
+    std::fs::create_dir(h.path("p\nq")).unwrap();
+    // CWD into them: PWD and every reply must stay one line each.
+    h.reply("CWD x\ry", 250);
+    let r = h.reply("PWD", 257);
+    assert_eq!(r.lines.len(), 1);
+    h.reply("CWD /p\nq", 250);
+    h.reply("PWD", 257);
+    h.reply("CWD /", 250);
+    // Names from the client that would inject a reply.
+    for line in [
+        &b"MKD evil\r\n230 injected"[..],
+        b"RETR evil\r\n226 fake",
+        b"SIZE nope\n200 fake",
+        b"CWD nope\r213 fake",
+        b"DELE nope\r\n250 fake",
+        b"RNFR nope\n350 fake",
+    ] {
+        let a = send!(h, line);
+        assert!(matches!(a, Action::None), "{}", describe(&a));
+        let r = h.take();
+        assert_eq!(r.len(), 1, "{:?}: {}", String::from_utf8_lossy(line), show(&r));
+        assert!(r[0].code >= 500, "{:?}: {}", String::from_utf8_lossy(line), show(&r));
+    }
+    // MKD of such a name is refused (553), nothing created.
+    assert!(!h.path("evil\r\n230 injected").exists());
+}
+
+#[test]
+fn a_listing_never_carries_a_cr_or_lf_from_a_name() {
+    let mut h = logged_in();
+    std::fs::write(h.path("bad\r\nname"), b"").unwrap();
+    let req = h.transfer("NLST", XferKind::List);
+    let buf = buffer_of(&req);
+    assert!(buf.windows(2).filter(|w| w == b"\r\n").count() == buf.iter().filter(|&&b| b == b'\n').count());
+    assert!(String::from_utf8_lossy(&buf).contains("bad??name\r\n"), "{}", String::from_utf8_lossy(&buf));
+}
+
+#[test]
+fn cwd_into_a_subdirectory_and_back() {
+    let mut h = logged_in();
+    h.reply("CWD sub", 250);
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/sub\""), "{}", r.text());
+    h.reply("SIZE inner.txt", 213);
+    h.reply("CDUP", 250);
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/\""), "{}", r.text());
+    h.reply("XCWD /sub", 250);
+    h.reply("XCUP", 250);
+    let r = h.reply("XPWD", 257);
+    assert!(r.text().starts_with("\"/\""), "{}", r.text());
+}
+
+#[test]
+fn cwd_to_a_missing_directory_is_550_and_stays_put() {
+    let mut h = logged_in();
+    h.reply("CWD sub", 250);
+    h.reply("CWD nowhere", 550);
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/sub\""), "{}", r.text());
+}
+
+#[test]
+fn cwd_to_a_file_is_550() {
+    let mut h = logged_in();
+    h.reply("CWD hello.txt", 550);
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/\""), "{}", r.text());
+}
+
+#[test]
+fn cdup_at_root_stays_at_root() {
+    let mut h = logged_in();
+    h.reply("CDUP", 250);
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/\""), "{}", r.text());
+}
+
+#[test]
+fn dotdot_above_root_stays_at_root() {
+    let mut h = logged_in();
+    for line in ["CWD ..", "CWD ../../..", "CWD /../../", "CWD sub/../../.."] {
+        h.reply(line, 250);
+        let r = h.reply("PWD", 257);
+        assert!(r.text().starts_with("\"/\""), "{line}: {}", r.text());
+    }
+    h.reply("CWD ../sub", 250);
+    let r = h.reply("PWD", 257);
+    assert!(r.text().starts_with("\"/sub\""), "{}", r.text());
+    // And nothing beyond the root is reachable.
+    h.reply("SIZE ../../../../etc/passwd", 550);
+}
+
+#[test]
+fn mutations_on_read_only_are_550_and_change_nothing() {
+    let mut h = logged_in();
+    for line in ["MKD newdir", "XMKD newdir", "RMD empty", "XRMD empty", "DELE hello.txt", "RNFR hello.txt"] {
+        h.reply(line, 550);
+    }
+    assert!(!h.path("newdir").exists());
+    assert!(h.path("empty").is_dir());
+    assert!(h.path("hello.txt").is_file());
+    h.reply("RNTO moved.txt", 503);
+}
+
+#[test]
+fn mutations_on_writable_change_the_disk() {
+    let mut h = logged_in_writable();
+    h.reply("MKD newdir", 257);
+    assert!(h.path("newdir").is_dir());
+    h.reply("RMD newdir", 250);
+    assert!(!h.path("newdir").exists());
+    h.reply("XRMD empty", 250);
+    assert!(!h.path("empty").exists());
+    h.reply("DELE sub/inner.txt", 250);
+    assert!(!h.path("sub/inner.txt").exists());
+    h.reply("RNFR hello.txt", 350);
+    h.reply("RNTO sub/hello2.txt", 250);
+    assert_eq!(std::fs::read(h.path("sub/hello2.txt")).unwrap(), HELLO);
+}
+
+#[test]
+fn writable_refusals_are_550() {
+    let mut h = logged_in_writable();
+    h.reply("MKD sub", 550); // exists
+    h.reply("RMD sub", 550); // not empty
+    h.reply("RMD hello.txt", 550); // not a directory
+    h.reply("DELE sub", 550); // a directory
+    h.reply("DELE nope.txt", 550);
+    h.reply("RMD /", 550);
+    h.reply("RNFR /", 550);
+}
+
+#[test]
+fn rnfr_of_a_missing_file_is_550_and_no_rename_is_pending() {
+    let mut h = logged_in_writable();
+    h.reply("RNFR nope.txt", 550);
+    h.reply("RNTO moved.txt", 503);
+}
+
+#[test]
+fn size_of_a_file_is_213_with_its_exact_size() {
+    let mut h = logged_in();
+    let r = h.reply("SIZE hello.txt", 213);
+    assert_eq!(r.lines, [b"213 12".to_vec()]);
+    let r = h.reply("SIZE /sub/inner.txt", 213);
+    assert_eq!(r.text(), "6");
+    // The same in ASCII mode (the size on disk).
+    h.reply("TYPE A", 200);
+    let r = h.reply("SIZE hello.txt", 213);
+    assert_eq!(r.text(), "12");
+}
+
+#[test]
+fn size_of_a_directory_or_a_missing_file_is_550() {
+    let mut h = logged_in();
+    h.reply("SIZE sub", 550);
+    h.reply("SIZE /", 550);
+    h.reply("SIZE nope", 550);
+}
+
+#[test]
+fn mdtm_is_213_and_fourteen_digits_in_utc() {
+    let mut h = logged_in();
+    let f = std::fs::File::options().write(true).open(h.path("hello.txt")).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + secs(1_612_325_106)).unwrap();
+    drop(f);
+    let r = h.reply("MDTM hello.txt", 213);
+    assert_eq!(r.text(), "20210203040506");
+    let r = h.reply("MDTM sub/inner.txt", 213);
+    assert!(r.text().len() == 14 && r.text().bytes().all(|b| b.is_ascii_digit()), "{}", r.text());
+    h.reply("MDTM nope", 550);
+}
+
+// ---------------------------------------------------------------------------
+// TYPE, MODE, STRU
+
+#[test]
+fn type_a_i_l8_and_a_n_are_200() {
+    let mut h = logged_in();
+    for line in ["TYPE A", "TYPE I", "TYPE L 8", "TYPE A N", "type i", "TYPE L8", "TYPE a n"] {
+        h.reply(line, 200);
+    }
+}
+
+#[test]
+fn type_e_is_504_and_type_x_is_501() {
+    let mut h = logged_in();
+    h.reply("TYPE E", 504);
+    h.reply("TYPE A T", 504);
+    h.reply("TYPE L 7", 504);
+    h.reply("TYPE X", 501);
+    h.reply("TYPE I I I", 501);
+}
+
+#[test]
+fn type_sets_the_transfer_mode_of_the_150() {
+    let mut h = logged_in();
+    h.reply("TYPE A", 200);
+    let _req = h.transfer("RETR hello.txt", XferKind::Retr);
+    h.transfer_started(false);
+    let r = expect!(h, 150);
+    assert!(r[0].text().contains("ASCII"), "{}", r[0].text());
+    h.transfer_finished(Ok(13));
+    expect!(h, 226);
+    h.reply("TYPE I", 200);
+    let _req = h.transfer("RETR hello.txt", XferKind::Retr);
+    h.transfer_started(false);
+    let r = expect!(h, 150);
+    assert!(r[0].text().contains("BINARY"), "{}", r[0].text());
+}
+
+#[test]
+fn mode_s_is_200_and_mode_b_is_504() {
+    let mut h = logged_in();
+    h.reply("MODE S", 200);
+    h.reply("mode s", 200);
+    h.reply("MODE B", 504);
+    h.reply("MODE C", 504);
+    h.reply("MODE X", 501);
+}
+
+#[test]
+fn stru_f_is_200_and_stru_r_is_504() {
+    let mut h = logged_in();
+    h.reply("STRU F", 200);
+    h.reply("STRU R", 504);
+    h.reply("STRU P", 504);
+    h.reply("STRU X", 501);
+}
+
+// ---------------------------------------------------------------------------
+// PASV, EPSV, PORT, EPRT
+
+#[test]
+fn pasv_asks_for_a_listener_then_replies_227_with_its_address() {
+    let mut h = logged_in();
+    let a = send!(h, "PASV");
+    assert!(matches!(a, Action::OpenPassive { extended: false }), "{}", describe(&a));
+    expect!(h);
+    h.passive_opened(Ok(PASV_ADDR.parse().unwrap()), false);
+    let r = expect!(h, 227);
+    // 50000 = 195 * 256 + 80.
+    assert!(r[0].text().contains("(127,0,0,1,195,80)"), "{}", r[0].text());
+    assert_eq!(h.s.data_mode(), DataMode::Passive);
+}
+
+#[test]
+fn pasv_advertises_the_configured_passive_address() {
+    let mut h = Harness::build(Opts::default(), |c| c.passive_address = Some("203.0.113.5".parse().unwrap()));
+    send!(h, "USER ftp");
+    send!(h, "PASS x");
+    expect!(h, 331, 230);
+    send!(h, "PASV");
+    h.passive_opened(Ok("0.0.0.0:1025".parse().unwrap()), false);
+    let r = expect!(h, 227);
+    assert!(r[0].text().contains("(203,0,113,5,4,1)"), "{}", r[0].text());
+}
+
+#[test]
+fn pasv_that_cannot_listen_is_425() {
+    let mut h = logged_in();
+    send!(h, "PASV");
+    h.passive_opened(Err(std::io::Error::from(std::io::ErrorKind::AddrInUse)), false);
+    expect!(h, 425);
+    assert_eq!(h.s.data_mode(), DataMode::None);
+    h.reply("LIST", 425);
+}
+
+#[test]
+fn epsv_asks_for_an_extended_listener_and_replies_229() {
+    let mut h = logged_in();
+    for line in ["EPSV", "EPSV 1"] {
+        let a = send!(h, line);
+        assert!(matches!(a, Action::OpenPassive { extended: true }), "{}", describe(&a));
+        h.passive_opened(Ok(PASV_ADDR.parse().unwrap()), true);
+        let r = expect!(h, 229);
+        assert!(r[0].text().contains("(|||50000|)"), "{}", r[0].text());
+    }
+}
+
+#[test]
+fn epsv_all_refuses_pasv_port_and_eprt_but_not_epsv() {
+    let mut h = logged_in();
+    h.reply("EPSV ALL", 200);
+    h.reply("PASV", 503);
+    h.reply("PORT 127,0,0,1,4,1", 503);
+    h.reply("EPRT |1|127.0.0.1|1025|", 503);
+    assert_eq!(h.s.data_mode(), DataMode::None);
+    let a = send!(h, "EPSV");
+    assert!(matches!(a, Action::OpenPassive { extended: true }), "{}", describe(&a));
+    h.passive_opened(Ok(PASV_ADDR.parse().unwrap()), true);
+    expect!(h, 229);
+}
+
+#[test]
+fn epsv_2_on_ipv4_is_522() {
+    let mut h = logged_in();
+    h.reply("EPSV 2", 522);
+    h.reply("EPSV 3", 522);
+    h.reply("EPSV foo", 501);
+}
+
+#[test]
+fn eprt_with_protocol_3_is_522() {
+    let mut h = logged_in();
+    h.reply("EPRT |3|127.0.0.1|1025|", 522);
+    assert_eq!(h.s.data_mode(), DataMode::None);
+}
+
+#[test]
+fn port_to_another_host_is_504_without_dropping_data() {
+    let mut h = logged_in();
+    h.pasv();
+    let a = send!(h, "PORT 127,0,0,2,4,1");
+    assert!(matches!(a, Action::None), "PORT refused must not touch the data connection: {}", describe(&a));
+    expect!(h, 504);
+    assert_eq!(h.s.data_mode(), DataMode::Passive);
+    let a = send!(h, "EPRT |1|10.0.0.1|2000|");
+    assert!(matches!(a, Action::None), "{}", describe(&a));
+    expect!(h, 504);
+}
+
+#[test]
+fn port_below_1024_is_504() {
+    let mut h = logged_in();
+    h.reply("PORT 127,0,0,1,0,21", 504);
+    h.reply("PORT 127,0,0,1,3,255", 504);
+    h.reply("EPRT |1|127.0.0.1|80|", 504);
+    assert_eq!(h.s.data_mode(), DataMode::None);
+}
+
+#[test]
+fn port_malformed_is_501() {
+    let mut h = logged_in();
+    for line in [
+        "PORT 127,0,0,1,4",
+        "PORT 127,0,0,1,4,1,1",
+        "PORT 256,0,0,1,4,1",
+        "PORT a,b,c,d,e,f",
+        "PORT 127.0.0.1:1025",
+        "PORT ,,,,,",
+        "EPRT 127.0.0.1",
+        "EPRT |1|::1|1025|",
+        "EPRT |1|127.0.0.1|99999|",
+    ] {
+        h.reply(line, 501);
+    }
+    let a = send!(h, b"PORT \xff\xfe,0,0,1,4,1");
+    assert!(matches!(a, Action::None));
+    expect!(h, 501);
+}
+
+#[test]
+fn port_ok_is_200_and_drops_any_data_connection() {
+    let mut h = logged_in();
+    let a = send!(h, "PORT 127,0,0,1,4,1");
+    assert!(matches!(a, Action::DropData), "{}", describe(&a));
+    expect!(h, 200);
+    assert_eq!(h.s.data_mode(), DataMode::Active("127.0.0.1:1025".parse().unwrap()));
+    let a = send!(h, "EPRT |1|127.0.0.1|6275|");
+    assert!(matches!(a, Action::DropData), "{}", describe(&a));
+    expect!(h, 200);
+    assert_eq!(h.s.data_mode(), DataMode::Active("127.0.0.1:6275".parse().unwrap()));
+}
+
+#[test]
+fn port_to_any_host_only_with_the_insecure_option() {
+    let mut h = Harness::build(Opts::default(), |c| c.insecure_port_any_host = true);
+    send!(h, "USER ftp");
+    send!(h, "PASS x");
+    expect!(h, 331, 230);
+    let a = send!(h, "PORT 10,0,0,9,0,21");
+    assert!(matches!(a, Action::DropData), "{}", describe(&a));
+    expect!(h, 200);
+    assert_eq!(h.s.data_mode(), DataMode::Active("10.0.0.9:21".parse().unwrap()));
+}
+
+#[test]
+fn pasv_on_an_ipv6_control_connection_is_refused_and_epsv_works() {
+    let mut h = logged_in();
+    h.s = Session::new("[::1]:5000".parse().unwrap(), "[::1]:2121".parse().unwrap());
+    send!(h, "USER ftp");
+    send!(h, "PASS x");
+    expect!(h, 331, 230);
+    h.reply("PASV", 425);
+    h.reply("EPSV 1", 522);
+    let a = send!(h, "EPSV 2");
+    assert!(matches!(a, Action::OpenPassive { extended: true }), "{}", describe(&a));
+    h.passive_opened(Ok("[::1]:50000".parse().unwrap()), true);
+    expect!(h, 229);
+    let a = send!(h, "EPRT |2|::1|6275|");
+    assert!(matches!(a, Action::DropData), "{}", describe(&a));
+    expect!(h, 200);
+}
+
+// ---------------------------------------------------------------------------
+// Transfers
+
+fn buffer_of(req: &TransferRequest) -> Vec<u8> {
+    match &req.transfer {
+        Transfer::Buffer { buf, .. } => buf.clone(),
+        _ => panic!("a listing is sent from a buffer"),
+    }
+}
+
+#[test]
+fn transfers_without_pasv_or_port_are_425_with_no_side_effect() {
+    let mut h = logged_in_writable();
+    for line in ["RETR hello.txt", "STOR up.txt", "LIST", "NLST", "LIST sub", "RETR nope"] {
+        h.reply(line, 425);
+        assert_eq!(h.s.pending(), Pending::Nothing);
+    }
+    assert!(!h.path("up.txt").exists());
+    assert!(h.temp_files("").is_empty(), "STOR without a data connection left {:?}", h.temp_files(""));
+}
+
+#[test]
+fn retr_missing_is_550() {
+    let mut h = logged_in();
+    h.pasv();
+    h.reply("RETR nope.txt", 550);
+    assert_eq!(h.s.pending(), Pending::Nothing);
+}
+
+#[test]
+fn retr_directory_is_550() {
+    let mut h = logged_in();
+    h.pasv();
+    h.reply("RETR sub", 550);
+    h.reply("RETR /", 550);
+}
+
+#[test]
+fn retr_replies_150_then_226_and_the_data_mode_is_one_shot() {
+    let mut h = logged_in();
+    let req = h.transfer("RETR hello.txt", XferKind::Retr);
+    assert_eq!(req.path.as_bytes(), b"/hello.txt");
+    assert!(!req.transfer.is_upload());
+    h.transfer_started(false);
+    expect!(h, 150);
+    h.transfer_finished(Ok(12));
+    expect!(h, 226);
+    assert_eq!(h.s.pending(), Pending::Nothing);
+    assert_eq!(h.s.data_mode(), DataMode::None);
+    h.reply("RETR hello.txt", 425);
+}
+
+#[test]
+fn transfer_on_an_open_data_connection_is_125() {
+    let mut h = logged_in();
+    let _req = h.transfer("RETR hello.txt", XferKind::Retr);
+    h.transfer_started(true);
+    expect!(h, 125);
+    h.transfer_finished(Ok(12));
+    expect!(h, 226);
+}
+
+#[test]
+fn failed_transfers_are_425_426_or_the_file_error() {
+    let cases = [
+        (TransferError::CantOpen, 425),
+        (TransferError::ConnectionLost, 426),
+        (TransferError::Stalled, 426),
+        (TransferError::Aborted, 426),
+        (TransferError::Local(FsError::NoSpace), 452),
+        (TransferError::Local(FsError::QuotaExceeded), 552),
+        (TransferError::Local(FsError::Io(5)), 451),
+    ];
+    for (e, code) in cases {
+        let mut h = logged_in_writable();
+        let _req = h.transfer("STOR up.txt", XferKind::Stor);
+        if e != TransferError::CantOpen {
+            h.transfer_started(false);
+            expect!(h, 150);
+        }
+        h.transfer_finished(Err(e));
+        let r = h.take();
+        assert_eq!(codes(&r), [code], "{e:?}: {}", show(&r));
+        assert_eq!(h.s.pending(), Pending::Nothing);
+        assert_eq!(h.s.data_mode(), DataMode::None);
+        h.reply("NOOP", 200);
+    }
+}
+
+#[test]
+fn port_then_retr_is_a_transfer_in_active_mode() {
+    let mut h = logged_in();
+    send!(h, "PORT 127,0,0,1,4,1");
+    expect!(h, 200);
+    match send!(h, "RETR hello.txt") {
+        Action::Transfer(req) => assert_eq!(req.kind, XferKind::Retr),
+        a => panic!("{}", describe(&a)),
+    }
+    assert_eq!(h.s.data_mode(), DataMode::Active("127.0.0.1:1025".parse().unwrap()));
+}
+
+#[test]
+fn stor_on_read_only_is_550() {
+    let mut h = logged_in();
+    h.pasv();
+    h.reply("STOR up.txt", 550);
+    assert!(!h.path("up.txt").exists());
+    assert!(h.temp_files("").is_empty());
+    assert_eq!(h.s.pending(), Pending::Nothing);
+}
+
+#[test]
+fn stor_writes_to_a_temp_file_beside_the_target_until_dropped() {
+    let mut h = logged_in_writable();
+    let req = h.transfer("STOR sub/up.txt", XferKind::Stor);
+    assert_eq!(req.path.as_bytes(), b"/sub/up.txt");
+    assert!(req.transfer.is_upload());
+    assert_eq!(h.temp_files("sub").len(), 1, "one temp file beside the target");
+    assert!(h.temp_files("").is_empty());
+    assert!(!h.path("sub/up.txt").exists(), "the target appears only on commit");
+    drop(req);
+    assert!(h.temp_files("sub").is_empty(), "a dropped upload leaves no trace");
+    assert!(!h.path("sub/up.txt").exists());
+}
+
+#[test]
+fn stor_to_a_directory_or_a_bad_name_is_refused() {
+    let mut h = logged_in_writable();
+    h.pasv();
+    h.reply("STOR sub", 550);
+    h.reply("STOR /", 550);
+    h.reply("STOR nodir/x.txt", 550);
+    let r = h.reply(b"STOR a\rb", 553);
+    assert_eq!(r.lines.len(), 1);
+    assert!(h.temp_files("").is_empty());
+}
+
+#[test]
+fn list_sends_ls_long_lines() {
+    let mut h = logged_in();
+    let req = h.transfer("LIST", XferKind::List);
+    let text = String::from_utf8(buffer_of(&req)).unwrap();
+    let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, (name, kind)) in lines.iter().zip([("empty", 'd'), ("hello.txt", '-'), ("sub", 'd')]) {
+        assert!(line.starts_with(kind), "{line}");
+        assert!(line.ends_with(&format!(" {name}")), "{line}");
+        assert!(line.contains(" ftp ftp "), "{line}");
+    }
+    assert!(lines[1].contains(" 12 "), "{}", lines[1]);
+    assert!(text.ends_with("\r\n"));
+    h.transfer_started(false);
+    h.transfer_finished(Ok(text.len() as u64));
+    let r = expect!(h, 150, 226);
+    assert!(r[0].text().contains("directory listing"), "{}", r[0].text());
+}
+
+#[test]
+fn list_accepts_the_ls_options_clients_send() {
+    for opt in ["-la", "-al", "-aL", "-a", "-l", "-la sub"] {
+        let mut h = logged_in();
+        let req = h.transfer(&format!("LIST {opt}"), XferKind::List);
+        let text = String::from_utf8(buffer_of(&req)).unwrap();
+        let want = if opt.ends_with("sub") { " inner.txt\r\n" } else { " hello.txt\r\n" };
+        assert!(text.contains(want), "LIST {opt}: {text}");
+    }
+}
+
+#[test]
+fn list_of_a_subdirectory_a_file_and_a_missing_path() {
+    let mut h = logged_in();
+    let req = h.transfer("LIST sub", XferKind::List);
+    assert!(String::from_utf8_lossy(&buffer_of(&req)).contains(" inner.txt\r\n"));
+    h.transfer_finished(Ok(0));
+    expect!(h, 226);
+    let req = h.transfer("LIST hello.txt", XferKind::List);
+    let text = String::from_utf8(buffer_of(&req)).unwrap();
+    assert_eq!(text.matches("\r\n").count(), 1);
+    assert!(text.ends_with(" hello.txt\r\n"), "{text}");
+    h.transfer_finished(Ok(0));
+    expect!(h, 226);
+    h.pasv();
+    h.reply("LIST nope", 550);
+    h.reply("NLST nope", 550);
+}
+
+#[test]
+fn nlst_sends_names_only() {
+    let mut h = logged_in();
+    let req = h.transfer("NLST", XferKind::List);
+    assert_eq!(buffer_of(&req), b"empty\r\nhello.txt\r\nsub\r\n");
+}
+
+#[test]
+fn listings_hide_upload_temp_files() {
+    let mut h = logged_in_writable();
+    let _upload = h.transfer("STOR up.txt", XferKind::Stor);
+    h.transfer_finished(Err(TransferError::ConnectionLost));
+    expect!(h, 426);
+    assert_eq!(h.temp_files("").len(), 1);
+    let req = h.transfer("NLST", XferKind::List);
+    assert_eq!(buffer_of(&req), b"empty\r\nhello.txt\r\nsub\r\n");
+}
+
+// ---------------------------------------------------------------------------
+// FEAT, HELP, OPTS, SYST, QUIT
+
+fn feat_lines(h: &mut Harness) -> Vec<String> {
+    let r = h.reply("FEAT", 211);
+    assert!(r.lines[0].starts_with(b"211-"), "{}", r.all());
+    assert_eq!(r.lines.last().unwrap(), b"211 End");
+    r.lines[1..r.lines.len() - 1]
+        .iter()
+        .map(|l| {
+            assert!(l.starts_with(b" "), "a feature line starts with a space: {:?}", String::from_utf8_lossy(l));
+            String::from_utf8_lossy(&l[1..]).into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn feat_lists_exactly_the_implemented_extensions() {
+    let mut h = unauth();
+    let mut feats = feat_lines(&mut h);
+    feats.sort();
+    assert_eq!(feats, ["EPRT", "EPSV", "MDTM", "PASV", "SIZE", "TVFS", "UTF8"]);
+}
+
+#[test]
+fn every_advertised_feature_is_accepted_after_login() {
+    let mut h = logged_in();
+    for feat in feat_lines(&mut h) {
+        let word = feat.split(' ').next().unwrap().to_string();
+        let line = match command::parse(word.as_bytes()) {
+            Ok(c) => sample(c.verb).to_string(),
+            Err(_) if word == "UTF8" => "OPTS UTF8 ON".to_string(),
+            Err(_) if word == "TVFS" => continue, // a property of paths, not a command
+            Err(_) => panic!("FEAT advertises {feat:?}, which is no command"),
+        };
+        let a = send!(h, &line);
+        if let Action::OpenPassive { extended } = a {
+            h.passive_opened(Ok(PASV_ADDR.parse().unwrap()), extended);
+        }
+        let r = h.take();
+        assert_eq!(r.len(), 1, "{line}: {}", show(&r));
+        assert!(r[0].code < 400, "FEAT advertises {feat} but {line:?} gives {}", r[0].all());
+    }
+}
+
+#[test]
+fn help_is_a_multi_line_214() {
+    let mut h = unauth();
+    let r = h.reply("HELP", 214);
+    assert!(r.lines.len() > 3, "{}", r.all());
+    assert!(r.lines[0].starts_with(b"214-"));
+    let all = r.all();
+    for verb in ["USER", "PASS", "RETR", "STOR", "LIST", "EPSV", "QUIT"] {
+        assert!(all.contains(verb), "HELP does not list {verb}: {all}");
+    }
+    for missing in ["ABOR", "MLSD", "APPE"] {
+        assert!(!all.contains(missing), "HELP lists unimplemented {missing}: {all}");
+    }
+}
+
+#[test]
+fn help_with_a_command_is_214() {
+    let mut h = unauth();
+    let r = h.reply("HELP RETR", 214);
+    assert!(r.text().contains("RETR"), "{}", r.text());
+    h.reply("help epsv", 214);
+    h.reply("HELP XYZZY", 501);
+}
+
+#[test]
+fn opts_utf8_on_is_200_before_and_after_login() {
+    let mut h = unauth();
+    h.reply("OPTS UTF8 ON", 200);
+    h.reply("OPTS utf8 on", 200);
+    h.reply("OPTS UTF8 OFF", 200);
+    h.reply("OPTS UTF8", 200);
+    h.reply("OPTS UTF8 MAYBE", 501);
+    h.reply("OPTS FOO", 501);
+    h.reply("OPTS", 501);
+    let mut h = logged_in();
+    h.reply("OPTS UTF8 ON", 200);
+    h.reply("OPTS FOO", 501);
+}
+
+#[test]
+fn syst_is_unix_type_l8() {
+    let mut h = unauth();
+    let r = h.reply("SYST", 215);
+    assert_eq!(r.text(), "UNIX Type: L8");
+}
+
+#[test]
+fn noop_is_200_in_every_state() {
+    for mut h in [unauth(), inauth(), logged_in(), renaming()] {
+        h.reply("NOOP", 200);
+    }
+}
+
+#[test]
+fn quit_is_221_and_close_in_every_state() {
+    for mut h in [unauth(), inauth(), logged_in(), renaming()] {
+        send!(h, "QUIT");
+        expect!(h, 221; close);
+    }
+}
+
+#[test]
+fn greeting_is_220_and_names_no_version() {
+    let h = unauth();
+    let mut out = Vec::new();
+    h.s.greeting(&mut out);
+    let r = parse_replies(&out);
+    assert_eq!(codes(&r), [220]);
+    assert!(!r[0].text().contains(env!("CARGO_PKG_VERSION")), "{}", r[0].text());
+}
+
+#[test]
+fn shutting_down_is_421() {
+    let mut h = logged_in();
+    let mut out = Vec::new();
+    h.s.shutting_down(&mut out);
+    assert_eq!(codes(&parse_replies(&out)), [421]);
+}
+
+// ---------------------------------------------------------------------------
+// Hostile input
+
+#[test]
+fn http_request_line_is_500_and_close() {
+    for mut h in [unauth(), logged_in()] {
+        send!(h, "GET / HTTP/1.1");
+        expect!(h, 500; close);
+    }
+    let mut h = unauth();
+    send!(h, "POST /upload HTTP/1.0");
+    expect!(h, 500; close);
+}
+
+#[test]
+fn three_unknown_commands_before_login_close() {
+    let mut h = unauth();
+    h.reply("XYZZY", 500);
+    h.reply("", 500);
+    let a = send!(h, "FOO bar");
+    assert!(matches!(a, Action::Close), "{}", describe(&a));
+    expect!(h, 500, 421; close);
+}
+
+#[test]
+fn unknown_commands_after_login_never_close() {
+    let mut h = logged_in();
+    for i in 0..50 {
+        let line = format!("BOGUS{i}");
+        h.reply(&line, 500);
+    }
+    h.reply("NOOP", 200);
+}
+
+#[test]
+fn garbage_bytes_are_500_and_never_panic() {
+    let mut h = logged_in();
+    for line in [&b"\0\0\0"[..], b"\xff\xfe\xfd", b"\xc3\xa9t\xc3\xa9", b" NOOP", b"\x1b[2J", b"\r", b"NO\0P"] {
+        let a = send!(h, line);
+        assert!(matches!(a, Action::None), "{}", describe(&a));
+        expect!(h, 500);
+    }
+}
+
+#[test]
+fn a_nul_in_a_path_is_refused() {
+    let mut h = logged_in_writable();
+    let r = h.reply(b"MKD a\0b", 553);
+    assert_eq!(r.lines.len(), 1);
+    h.reply(b"CWD a\0b", 553);
+}
+
+// ---------------------------------------------------------------------------
+// Seeded simulation (sozu's `udp_simulation.rs`)
+
+/// xorshift64*: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const VOCABULARY: &[&str] = &[
+    "USER anonymous",
+    "USER ftp",
+    "USER alice",
+    "USER",
+    "PASS guest@",
+    "PASS",
+    "PASS secret",
+    "ACCT x",
+    "NOOP",
+    "SYST",
+    "FEAT",
+    "HELP",
+    "HELP RETR",
+    "HELP NOPE",
+    "OPTS UTF8 ON",
+    "OPTS FOO",
+    "PWD",
+    "XPWD",
+    "CWD sub",
+    "CWD ..",
+    "CWD /nope",
+    "CWD hello.txt",
+    "CDUP",
+    "MKD d",
+    "MKD a\"b",
+    "MKD sub/d2",
+    "RMD d",
+    "RMD sub",
+    "DELE up.txt",
+    "DELE hello.txt",
+    "RNFR hello.txt",
+    "RNFR up.txt",
+    "RNFR nope",
+    "RNTO moved.txt",
+    "RNTO hello.txt",
+    "SIZE hello.txt",
+    "SIZE sub",
+    "MDTM hello.txt",
+    "TYPE A",
+    "TYPE I",
+    "TYPE E",
+    "TYPE X",
+    "MODE S",
+    "MODE B",
+    "STRU F",
+    "STRU R",
+    "PASV",
+    "PASV",
+    "EPSV",
+    "EPSV ALL",
+    "EPSV 2",
+    "PORT 127,0,0,1,4,1",
+    "PORT 127,0,0,2,4,1",
+    "PORT 127,0,0,1,0,21",
+    "PORT 1,2,3",
+    "EPRT |1|127.0.0.1|2000|",
+    "EPRT |3|127.0.0.1|2000|",
+    "LIST",
+    "LIST -la",
+    "LIST sub",
+    "NLST",
+    "NLST nope",
+    "RETR hello.txt",
+    "RETR hello.txt",
+    "RETR nope",
+    "RETR sub",
+    "STOR up.txt",
+    "STOR up.txt",
+    "STOR sub",
+    "ABOR",
+    "REST 0",
+    "STAT",
+    "MLSD",
+    "XYZZY",
+    "",
+    "QUIT",
+    "GET / HTTP/1.1",
+];
+
+fn random_line(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(10) {
+        0 => {
+            // Garbage: any bytes but LF (the framer splits there).
+            let n = rng.below(24) as usize;
+            (0..n).map(|_| loop {
+                let b = rng.below(256) as u8;
+                if b != b'\n' {
+                    break b;
+                }
+            })
+            .collect()
+        }
+        1 => {
+            // A valid verb with a garbage argument.
+            let v = *rng.pick(Verb::ALL);
+            let mut line = v.name().as_bytes().to_vec();
+            line.push(b' ');
+            let n = rng.below(12) as usize;
+            line.extend((0..n).map(|_| *rng.pick(b"./\\\"\r\0\xff ab-*,|1")));
+            line
+        }
+        _ => rng.pick(VOCABULARY).as_bytes().to_vec(),
+    }
+}
+
+/// Send one line and complete every action as the reactor would; return
+/// the replies and whether a transfer was started.
+fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8]) -> (Vec<Reply>, bool) {
+    let mut action = h.send(line);
+    let mut transfer = false;
+    loop {
+        match action {
+            Action::None | Action::DropData | Action::Close => break,
+            Action::CheckLogin { user, .. } => {
+                assert_eq!(h.s.pending(), Pending::Login);
+                let result = if rng.chance(2) {
+                    let name = String::from_utf8_lossy(&user).into_owned();
+                    Ok(h.grant(&name, if rng.chance(2) { Perm::Read } else { Perm::ReadWrite }))
+                } else {
+                    Err(())
+                };
+                action = h.login_checked(result);
+            }
+            Action::Delay(d) => {
+                assert_eq!(h.s.pending(), Pending::LoginDelay);
+                assert!(d > Duration::ZERO && d <= secs(64), "{d:?}");
+                h.advance(d);
+                assert!(h.closed || h.s.pending() == Pending::Nothing);
+                break;
+            }
+            Action::OpenPassive { extended } => {
+                let result = if rng.chance(10) {
+                    Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+                } else {
+                    Ok(PASV_ADDR.parse().unwrap())
+                };
+                h.passive_opened(result, extended);
+                break;
+            }
+            Action::Transfer(req) => {
+                transfer = true;
+                assert_eq!(h.s.pending(), Pending::Transfer(req.kind));
+                assert_ne!(h.s.data_mode(), DataMode::None, "a transfer without PASV/PORT");
+                match rng.below(6) {
+                    0 => h.transfer_finished(Err(TransferError::CantOpen)),
+                    1 => {
+                        h.transfer_started(false);
+                        h.transfer_finished(Err(TransferError::ConnectionLost));
+                    }
+                    2 => {
+                        h.transfer_started(rng.chance(2));
+                        h.transfer_finished(Err(TransferError::Local(FsError::NoSpace)));
+                    }
+                    _ => {
+                        h.transfer_started(rng.chance(2));
+                        let result = req.transfer.finish().map(|()| 0);
+                        h.transfer_finished(result);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    (h.take(), transfer)
+}
+
+fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>) {
+    let mut rng = Rng::new(seed);
+    let opts = Opts { anonymous: !rng.chance(4), writable: rng.chance(2), has_users: rng.chance(2) };
+    let mut h = unauth_with(opts);
+    let mut seen_230 = false;
+    for _ in 0..steps {
+        if h.closed {
+            trace.push("-- reconnect".into());
+            h.reconnect();
+            seen_230 = false;
+        }
+        if rng.chance(25) {
+            let d = secs(rng.below(400));
+            trace.push(format!("-- advance {d:?}"));
+            h.advance(d);
+            let r = h.take();
+            trace.push(format!("   {}", show(&r)));
+            if h.closed {
+                assert_eq!(codes(&r), [421], "a timeout is one 421");
+            } else {
+                assert!(r.is_empty(), "time passing without a deadline produced {}", show(&r));
+            }
+            continue;
+        }
+        let line = random_line(&mut rng);
+        trace.push(format!("{:?}", String::from_utf8_lossy(&line)));
+        let (replies, transfer) = sim_command(&mut h, &mut rng, &line);
+        trace.push(format!("   {}", show(&replies)));
+
+        // Exactly one final reply per command; a 1xx is never final and
+        // only comes first, before a transfer's final reply.
+        let prelim: Vec<usize> = (0..replies.len()).filter(|&i| replies[i].code < 200).collect();
+        let finals: Vec<&Reply> = replies.iter().filter(|r| r.code >= 200).collect();
+        assert!(prelim.len() <= 1, "more than one 1xx");
+        if let Some(&i) = prelim.first() {
+            assert!(transfer, "a 1xx without a transfer");
+            assert_eq!(i, 0, "a 1xx after the final reply");
+        }
+        if h.closed {
+            // The command's reply, possibly followed by the 421 of the close.
+            assert!(!finals.is_empty() && finals.len() <= 2, "replies before a close: {}", show(&replies));
+            if finals.len() == 2 {
+                assert_eq!(finals[1].code, 421);
+            }
+        } else {
+            assert_eq!(finals.len(), 1, "exactly one final reply: {}", show(&replies));
+        }
+        assert!(replies.iter().all(|r| r.code != 451), "an internal error: {}", show(&replies));
+        assert!(replies.iter().all(|r| (100..600).contains(&r.code)));
+
+        if replies.iter().any(|r| r.code == 230) {
+            seen_230 = true;
+        }
+        if h.closed {
+            continue;
+        }
+        // State invariants: nothing pending, so the next command is accepted;
+        // the deadline matches the state; a transfer resets the data mode.
+        assert_eq!(h.s.pending(), Pending::Nothing);
+        assert!(!h.s.is_busy());
+        assert_eq!(h.s.is_logged_in(), seen_230, "logged in exactly when a 230 was sent");
+        let want = if seen_230 { Deadline::Idle } else { Deadline::Login };
+        assert_eq!(h.s.deadline(), want);
+        assert!(h.timer.is_some(), "an idle control connection always has a deadline");
+        if transfer {
+            assert_eq!(h.s.data_mode(), DataMode::None);
+        }
+        if !seen_230 {
+            assert_eq!(h.s.user(), "-");
+        }
+    }
+    // No upload temp file outlives its transfer.
+    let leftovers = h.temp_files("");
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+#[test]
+fn seeded_simulation_keeps_one_final_reply_per_command() {
+    const SEEDS: &[u64] = &[
+        1, 2, 3, 7, 42, 1337, 0xDEAD_BEEF, 0xC0FF_EE, 20_240_101, 31_337, 65_537, 99_991, 123_456_789, 0x5EED_0001,
+        0x5EED_0002, 0x5EED_0003,
+    ];
+    let mut failed = Vec::new();
+    for &seed in SEEDS {
+        let mut trace = Vec::new();
+        let result = panic::catch_unwind(AssertUnwindSafe(|| simulate(seed, 400, &mut trace)));
+        if result.is_err() {
+            let tail = trace.len().saturating_sub(16);
+            eprintln!("simulation seed {seed:#x} failed; last steps:\n{}", trace[tail..].join("\n"));
+            failed.push(seed);
+        }
+    }
+    assert!(failed.is_empty(), "simulation failed for seeds {failed:#x?}");
+}
