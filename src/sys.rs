@@ -384,6 +384,66 @@ pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
     }
 }
 
+/// `renameat2(…, RENAME_NOREPLACE)`: like `renameat`, but fails with
+/// `EEXIST` instead of replacing an existing `new_name` (STOU must never
+/// overwrite a file created meanwhile).
+pub fn renameat_noreplace(
+    old_dir: BorrowedFd<'_>,
+    old_name: &CStr,
+    new_dir: BorrowedFd<'_>,
+    new_name: &CStr,
+) -> io::Result<()> {
+    retry(|| {
+        // SAFETY: both names are NUL-terminated and valid for the call.
+        cvt(unsafe {
+            libc::renameat2(
+                old_dir.as_raw_fd(),
+                old_name.as_ptr(),
+                new_dir.as_raw_fd(),
+                new_name.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        })
+        .map(drop)
+    })
+}
+
+/// `copy_file_range(in, &in_off, out, NULL, len)`: copy inside the kernel
+/// (a reflink on filesystems that can) from `in_fd` at `*in_off` to
+/// `out_fd` at its file position. Used to carry the kept part of a file
+/// into a resumed or appended upload's temporary file.
+pub fn copy_file_range(in_fd: RawFd, in_off: &mut u64, out_fd: RawFd, len: usize) -> io::Result<usize> {
+    let mut off: libc::loff_t = *in_off as libc::loff_t;
+    // SAFETY: `off` is a valid loff_t for the duration of the call; a null
+    // output offset means "use and advance the file position".
+    let n = unsafe { libc::copy_file_range(in_fd, &mut off, out_fd, std::ptr::null_mut(), len, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *in_off = off as u64;
+    Ok(n as usize)
+}
+
+/// `SO_OOBINLINE` on a control socket: clients send ABOR (or the Telnet
+/// "Synch" before it) as TCP urgent data — Python's ftplib sends the whole
+/// `ABOR\r\n` with `MSG_OOB` — and without this option the kernel would take
+/// the urgent byte (the final LF) out of the stream, so the line would never
+/// end.
+pub fn set_oobinline(fd: RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: `one` outlives the call and its size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_OOBINLINE,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,62 +546,3 @@ mod tests {
     }
 }
 
-/// `renameat2(…, RENAME_NOREPLACE)`: like `renameat`, but fails with
-/// `EEXIST` instead of replacing an existing `new_name` (STOU must never
-/// overwrite a file created meanwhile).
-pub fn renameat_noreplace(
-    old_dir: BorrowedFd<'_>,
-    old_name: &CStr,
-    new_dir: BorrowedFd<'_>,
-    new_name: &CStr,
-) -> io::Result<()> {
-    retry(|| {
-        // SAFETY: both names are NUL-terminated and valid for the call.
-        cvt(unsafe {
-            libc::renameat2(
-                old_dir.as_raw_fd(),
-                old_name.as_ptr(),
-                new_dir.as_raw_fd(),
-                new_name.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        })
-        .map(drop)
-    })
-}
-
-/// `copy_file_range(in, &in_off, out, NULL, len)`: copy inside the kernel
-/// (a reflink on filesystems that can) from `in_fd` at `*in_off` to
-/// `out_fd` at its file position. Used to carry the kept part of a file
-/// into a resumed or appended upload's temporary file.
-pub fn copy_file_range(in_fd: RawFd, in_off: &mut u64, out_fd: RawFd, len: usize) -> io::Result<usize> {
-    let mut off: libc::loff_t = *in_off as libc::loff_t;
-    // SAFETY: `off` is a valid loff_t for the duration of the call; a null
-    // output offset means "use and advance the file position".
-    let n = unsafe { libc::copy_file_range(in_fd, &mut off, out_fd, std::ptr::null_mut(), len, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    *in_off = off as u64;
-    Ok(n as usize)
-}
-
-/// `SO_OOBINLINE` on a control socket: clients send ABOR (or the Telnet
-/// "Synch" before it) as TCP urgent data — Python's ftplib sends the whole
-/// `ABOR\r\n` with `MSG_OOB` — and without this option the kernel would take
-/// the urgent byte (the final LF) out of the stream, so the line would never
-/// end.
-pub fn set_oobinline(fd: RawFd) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` outlives the call and its size is passed.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_OOBINLINE,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}

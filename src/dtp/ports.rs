@@ -75,7 +75,7 @@ mod tests {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = probe.local_addr().unwrap().port();
         drop(probe);
-        if base >= 65534 || base < 1024 {
+        if !(1024..65534).contains(&base) {
             return;
         }
         let a = p.bind(ip, Some((base, base))).unwrap();

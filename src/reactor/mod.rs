@@ -180,7 +180,7 @@ impl Server {
             None => None,
         };
         let now = Instant::now();
-        let has_users = users.len() > 0;
+        let has_users = !users.is_empty();
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
@@ -274,7 +274,7 @@ impl Server {
                 self.timeout(key);
             }
             self.reap();
-            if self.shutting_down && self.slab.len() == 0 {
+            if self.shutting_down && self.slab.is_empty() {
                 break;
             }
         }
@@ -519,8 +519,7 @@ impl Server {
     fn read_control(&mut self, key: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = CTRL_READ_BUDGET_BYTES;
-        loop {
-            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { break };
+        while let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if c.read_paused || c.close_after_flush {
                 break;
             }
@@ -1304,7 +1303,7 @@ impl Server {
         match Users::load(&path, &self.env.config.root) {
             Ok(users) => {
                 info!("SIGHUP: reloaded {} users from {}", users.len(), path.display());
-                self.env.has_users = users.len() > 0;
+                self.env.has_users = !users.is_empty();
                 self.users = Arc::new(users);
                 // New logins open homes afresh; live sessions keep theirs.
                 self.vfs_cache.clear();
