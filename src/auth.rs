@@ -143,6 +143,90 @@ pub struct Grant {
     pub perm: Perm,
 }
 
+/// A short-lived cache of successful verifications, so that a device that
+/// logs in every minute does not pay a slow hash each time — without
+/// weakening the hash.
+///
+/// What it stores: for each successful login, a 128-bit keyed digest of
+/// (user name, password) under two per-process random SipHash keys, with
+/// the grant and an expiry. No password and no unkeyed hash of one is kept,
+/// so a memory dump does not give an offline guessing oracle beyond the
+/// process's own keys, and the keys die with the process.
+///
+/// What it costs: a changed password in the users file is honoured at the
+/// next reload (SIGHUP clears the cache) or after the time to live; a failed
+/// login is never cached, so guessing still pays the full hash.
+pub struct LoginCache {
+    k1: std::collections::hash_map::RandomState,
+    k2: std::collections::hash_map::RandomState,
+    entries: HashMap<(u64, u64), (Grant, std::time::Instant)>,
+    ttl: std::time::Duration,
+    capacity: usize,
+}
+
+/// A keyed digest of a (user, password) pair; see [`LoginCache`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LoginDigest((u64, u64));
+
+impl LoginCache {
+    /// A cache keeping entries for `ttl` (zero disables it), at most `capacity`.
+    pub fn new(ttl: std::time::Duration, capacity: usize) -> LoginCache {
+        LoginCache {
+            k1: Default::default(),
+            k2: Default::default(),
+            entries: HashMap::new(),
+            ttl,
+            capacity,
+        }
+    }
+
+    /// The keyed digest of a login attempt.
+    pub fn digest(&self, user: &[u8], password: &Password) -> LoginDigest {
+        use std::hash::{BuildHasher, Hasher};
+        let h = |k: &std::collections::hash_map::RandomState| {
+            let mut h = k.build_hasher();
+            // Length prefixes keep ("ab","c") and ("a","bc") apart.
+            h.write_usize(user.len());
+            h.write(user);
+            h.write_usize(password.as_bytes().len());
+            h.write(password.as_bytes());
+            h.finish()
+        };
+        LoginDigest((h(&self.k1), h(&self.k2)))
+    }
+
+    /// The grant of a cached successful login that has not expired.
+    pub fn get(&mut self, d: LoginDigest, now: std::time::Instant) -> Option<Grant> {
+        match self.entries.get(&d.0) {
+            Some((g, until)) if now < *until => Some(g.clone()),
+            Some(_) => {
+                self.entries.remove(&d.0);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remember a successful login.
+    pub fn insert(&mut self, d: LoginDigest, grant: Grant, now: std::time::Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (_, until)| now < *until);
+            if self.entries.len() >= self.capacity {
+                return;
+            }
+        }
+        self.entries.insert(d.0, (grant, now + self.ttl));
+    }
+
+    /// Forget everything (the users file was reloaded).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // AuthError
 
@@ -1201,5 +1285,30 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
         assert!(ct_eq(b"", b""));
+    }
+
+    #[test]
+    fn login_cache_remembers_success_until_it_expires() {
+        use std::time::{Duration, Instant};
+        let mut c = LoginCache::new(Duration::from_secs(60), 8);
+        let t0 = Instant::now();
+        let g = Grant { name: "alice".into(), home: PathBuf::from("/tmp"), perm: Perm::Read };
+        let right = c.digest(b"alice", &Password::new(b"secret"));
+        let wrong = c.digest(b"alice", &Password::new(b"secreT"));
+        let shifted = c.digest(b"alices", &Password::new(b"ecret"));
+        assert_ne!(right, wrong);
+        assert_ne!(right, shifted);
+        c.insert(right, g, t0);
+        assert!(c.get(right, t0 + Duration::from_secs(59)).is_some());
+        assert!(c.get(wrong, t0).is_none());
+        assert!(c.get(right, t0 + Duration::from_secs(61)).is_none());
+    }
+
+    #[test]
+    fn login_cache_digests_differ_between_processes_keys() {
+        let a = LoginCache::new(std::time::Duration::from_secs(1), 1);
+        let b = LoginCache::new(std::time::Duration::from_secs(1), 1);
+        let p = Password::new(b"pw");
+        assert_ne!(a.digest(b"u", &p), b.digest(b"u", &p));
     }
 }

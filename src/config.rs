@@ -22,6 +22,8 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Delay before a failed login is answered (`530`), doubled for each further
 /// failure on the same connection.
 pub const DEFAULT_LOGIN_FAIL_DELAY: Duration = Duration::from_secs(1);
+/// How long a successful password check is remembered (see `auth::LoginCache`).
+pub const DEFAULT_LOGIN_CACHE: Duration = Duration::from_secs(300);
 /// Failed logins allowed on one connection before it is closed.
 pub const DEFAULT_MAX_LOGIN_FAILS: u32 = 3;
 /// How long SIGTERM/SIGINT waits for transfers in flight.
@@ -79,6 +81,8 @@ pub struct Config {
     pub login_fail_delay: Duration,
     /// See `DEFAULT_MAX_LOGIN_FAILS`.
     pub max_login_fails: u32,
+    /// See `DEFAULT_LOGIN_CACHE`; zero disables the cache.
+    pub login_cache: Duration,
     /// See `DEFAULT_SHUTDOWN_GRACE`.
     pub shutdown_grace: Duration,
     /// See `DEFAULT_MAX_CLIENTS`.
@@ -118,6 +122,7 @@ impl Config {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             login_fail_delay: DEFAULT_LOGIN_FAIL_DELAY,
             max_login_fails: DEFAULT_MAX_LOGIN_FAILS,
+            login_cache: DEFAULT_LOGIN_CACHE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_per_ip: DEFAULT_MAX_PER_IP,
@@ -174,6 +179,7 @@ impl Config {
                 "--login-fail-delay" => {
                     c.login_fail_delay = parse_secs_allow_zero("--login-fail-delay", &value("--login-fail-delay")?)?
                 }
+                "--login-cache" => c.login_cache = parse_secs_allow_zero("--login-cache", &value("--login-cache")?)?,
                 "--max-login-fails" => c.max_login_fails = parse_num("--max-login-fails", &value("--max-login-fails")?)?,
                 "--shutdown-grace" => {
                     c.shutdown_grace = parse_secs_allow_zero("--shutdown-grace", &value("--shutdown-grace")?)?
@@ -304,6 +310,8 @@ OPTIONS:
     --stall-timeout SECS       abort a transfer without progress for this long [default: 120]
     --login-fail-delay SECS    delay before a failed login is answered, doubled per failure [default: 1]
     --max-login-fails N        failed logins before the connection is closed [default: 3]
+    --login-cache SECS         remember a successful password check this long, as a keyed
+                               digest (0: off; SIGHUP clears it) [default: 300]
     --max-clients N            control connections at once [default: 5000]
     --max-per-ip N             control connections at once from one address [default: 500]
     --max-passive N            passive listeners open at once [default: 1024]

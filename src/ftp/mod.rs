@@ -8,3 +8,5 @@ pub mod handlers;
 pub mod reply;
 pub mod session;
 pub mod table;
+#[cfg(test)]
+mod session_tests;

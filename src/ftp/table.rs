@@ -62,7 +62,7 @@ pub static COMMANDS: &[Spec] = &[
     row!(Feat, Some(i::feat), Anyone, None, None, "FEAT (list extensions)"),
     row!(Opts, Some(i::opts), Anyone, Required, Some("UTF8"), "OPTS <sp> UTF8 ON|OFF"),
     row!(Help, Some(i::help), Anyone, Optional, None, "HELP [<sp> command]"),
-    row!(Stat, Some(i::stat), Anyone, Optional, None, "STAT [<sp> pathname]"),
+    row!(Stat, Some(i::stat), LoggedIn, Optional, None, "STAT [<sp> pathname]"),
     row!(Site, Some(f::site), LoggedIn, Required, None, "SITE <sp> CHMOD <sp> mode <sp> pathname | HELP"),
     row!(Host, Some(i::host), Anyone, Required, Some("HOST"), "HOST <sp> hostname (RFC 7151)"),
     row!(Lang, None, Anyone, Optional, None, "LANG (not implemented)"),

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use mio::Waker;
 
-use crate::auth::{Grant, Password, Users};
+use crate::auth::{Grant, LoginDigest, Password, Users};
 
 /// A password to check for the session at slab key `key`.
 pub struct Job {
@@ -25,6 +25,8 @@ pub struct Job {
     pub password: Password,
     /// The users database as it was when the job was made.
     pub users: Arc<Users>,
+    /// The keyed digest of the attempt, for the login cache.
+    pub digest: LoginDigest,
 }
 
 /// A checked password.
@@ -35,6 +37,8 @@ pub struct Verdict {
     pub serial: u64,
     /// What the login grants, if it succeeded.
     pub grant: Option<Grant>,
+    /// The attempt's digest (a success is cached under it).
+    pub digest: Option<LoginDigest>,
 }
 
 /// The helper thread and its queues.
@@ -55,7 +59,7 @@ impl Helper {
                 let grant = job.users.verify(&job.user, &job.password);
                 drop(job.password);
                 if let Ok(mut list) = out.lock() {
-                    list.push(Verdict { key: job.key, serial: job.serial, grant });
+                    list.push(Verdict { key: job.key, serial: job.serial, grant, digest: Some(job.digest) });
                 }
                 let _ = waker.wake();
             }

@@ -41,7 +41,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::auth::Users;
+use crate::auth::{LoginCache, Users};
 use crate::config::Config;
 use crate::dtp::ports::PortPicker;
 use crate::dtp::transfer::{Progress, TransferError};
@@ -128,6 +128,9 @@ pub struct Server {
     vfs_cache: HashMap<(PathBuf, bool), Rc<Vfs>>,
     helper: Helper,
     verdicts: Vec<Verdict>,
+    /// Verdicts answered from the login cache, handled after the events.
+    cached_verdicts: Vec<Verdict>,
+    login_cache: LoginCache,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -175,6 +178,7 @@ impl Server {
         slab.insert(Entry::Listener(listener));
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| StartError(e.to_string()))?);
         let helper = Helper::spawn(waker.clone()).map_err(|e| StartError(format!("cannot start helper thread: {e}")))?;
+        let env_login_cache = config.login_cache;
         let xferlog = match &config.xferlog {
             Some(p) => Some(XferLog::open(p).map_err(|e| StartError(format!("--xferlog {}: {e}", p.display())))?),
             None => None,
@@ -194,6 +198,8 @@ impl Server {
             vfs_cache: HashMap::new(),
             helper,
             verdicts: Vec::new(),
+            cached_verdicts: Vec::new(),
+            login_cache: LoginCache::new(env_login_cache, 4096),
             waker,
             stop: Arc::new(AtomicBool::new(false)),
             signals: None,
@@ -262,6 +268,11 @@ impl Server {
                     Token(key) => self.ready(key, event.is_readable() || event.is_read_closed() || event.is_error(), event.is_writable() || event.is_error()),
                 }
             }
+            let mut cached = std::mem::take(&mut self.cached_verdicts);
+            for v in cached.drain(..) {
+                self.on_verdict(v);
+            }
+            self.cached_verdicts = cached;
             let mut again = std::mem::take(&mut self.still_ready);
             for key in again.drain(..) {
                 self.ready(key, true, true);
@@ -761,7 +772,15 @@ impl Server {
             }
             Action::CheckLogin { user, password } => {
                 let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return };
-                self.helper.submit(Job { key, serial: c.serial, user, password, users: self.users.clone() });
+                let serial = c.serial;
+                let digest = self.login_cache.digest(&user, &password);
+                if let Some(grant) = self.login_cache.get(digest, self.now) {
+                    // Answered after this iteration's events, like a helper verdict.
+                    self.cached_verdicts.push(Verdict { key, serial, grant: Some(grant), digest: None });
+                    self.wake_later(key);
+                    return;
+                }
+                self.helper.submit(Job { key, serial, user, password, users: self.users.clone(), digest });
             }
             Action::Delay(d) => {
                 let at = self.now + d;
@@ -1229,6 +1248,9 @@ impl Server {
             Some(Entry::Ctrl(c)) if c.serial == v.serial && c.session.pending() == Pending::Login => {}
             _ => return,
         }
+        if let (Some(grant), Some(digest)) = (&v.grant, v.digest) {
+            self.login_cache.insert(digest, grant.clone(), self.now);
+        }
         let result = match v.grant {
             Some(grant) => match self.user_vfs(&grant.home, grant.perm.is_writable()) {
                 Ok(vfs) => Ok((grant, vfs)),
@@ -1307,6 +1329,7 @@ impl Server {
                 self.users = Arc::new(users);
                 // New logins open homes afresh; live sessions keep theirs.
                 self.vfs_cache.clear();
+                self.login_cache.clear();
             }
             Err(e) => error!("SIGHUP: keeping the old users: {e}"),
         }
