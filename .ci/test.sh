@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash ./.ci/setup.sh
 
-cargo test --workspace
+cargo test --workspace --features leanftpd/fault-injection
 
 if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy --all-targets -- -D warnings

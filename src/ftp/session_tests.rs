@@ -1849,6 +1849,51 @@ fn shutting_down_is_421() {
     assert_eq!(codes(&parse_replies(&out)), [421]);
 }
 
+#[test]
+fn abor_during_a_transfer_is_426_then_226() {
+    let mut h = logged_in();
+    let _req = h.transfer("RETR hello.txt", XferKind::Retr);
+    h.transfer_started(false);
+    expect!(h, 150);
+    let abort = h.call(|s, c| s.handle_urgent(Verb::Abor, 5, c));
+    assert!(abort, "ABOR during a transfer aborts it");
+    expect!(h);
+    h.transfer_finished(Err(TransferError::Aborted));
+    h.call(|s, c| s.aborted(c));
+    expect!(h, 426, 226);
+    assert_eq!(h.s.pending(), Pending::Nothing);
+    assert_eq!(h.s.data_mode(), DataMode::None);
+}
+
+#[test]
+fn stat_during_a_transfer_reports_its_progress() {
+    let mut h = logged_in();
+    let _req = h.transfer("RETR hello.txt", XferKind::Retr);
+    h.transfer_started(false);
+    expect!(h, 150);
+    let abort = h.call(|s, c| s.handle_urgent(Verb::Stat, 1234, c));
+    assert!(!abort);
+    let r = expect!(h, 211);
+    assert!(r[0].all().contains("1234"), "{}", r[0].all());
+    assert!(r[0].all().contains("/hello.txt"), "{}", r[0].all());
+    assert_eq!(h.s.pending(), Pending::Transfer(XferKind::Retr));
+    // Other commands wait in the reactor's queue: nothing here.
+    let abort = h.call(|s, c| s.handle_urgent(Verb::Noop, 0, c));
+    assert!(!abort);
+    expect!(h);
+}
+
+#[test]
+fn abor_without_a_transfer_is_226_or_225() {
+    let mut h = logged_in();
+    h.reply("ABOR", 226);
+    h.pasv();
+    let a = send!(h, "ABOR");
+    assert!(matches!(a, Action::DropData), "{}", describe(&a));
+    expect!(h, 225);
+    assert_eq!(h.s.data_mode(), DataMode::None);
+}
+
 // ---------------------------------------------------------------------------
 // Hostile input
 
@@ -2006,12 +2051,17 @@ const VOCABULARY: &[&str] = &[
     "MLSD",
     "XYZZY",
     "",
-    "QUIT",
-    "GET / HTTP/1.1",
 ];
 
+/// Lines that end the connection, sent rarely so that sessions live long
+/// enough to reach their deeper states.
+const RARE: &[&str] = &["QUIT", "GET / HTTP/1.1", "OPTS * HTTP/1.1"];
+
 fn random_line(rng: &mut Rng) -> Vec<u8> {
-    match rng.below(10) {
+    if rng.chance(60) {
+        return rng.pick(RARE).as_bytes().to_vec();
+    }
+    match rng.below(12) {
         0 => {
             // Garbage: any bytes but LF (the framer splits there).
             let n = rng.below(24) as usize;
@@ -2036,11 +2086,32 @@ fn random_line(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
-/// Send one line and complete every action as the reactor would; return
-/// the replies and whether a transfer was started.
-fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8]) -> (Vec<Reply>, bool) {
+/// What one simulation step did.
+#[derive(Default)]
+struct Step {
+    replies: Vec<Reply>,
+    /// A transfer was started.
+    transfer: bool,
+    /// Command lines handled in this step: the line itself, plus any
+    /// urgent ABOR/STAT handled during its transfer.
+    lines: usize,
+}
+
+/// Coverage counters, so that the simulation cannot silently degenerate.
+#[derive(Default, Debug)]
+struct Stats {
+    commands: usize,
+    transfers: usize,
+    logins: usize,
+    closes: usize,
+    timeouts: usize,
+    urgent: usize,
+}
+
+/// Send one line and complete every action as the reactor would.
+fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -> Step {
     let mut action = h.send(line);
-    let mut transfer = false;
+    let mut step = Step { lines: 1, ..Step::default() };
     loop {
         match action {
             Action::None | Action::DropData | Action::Close => break,
@@ -2071,10 +2142,12 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8]) -> (Vec<Reply>, bool
                 break;
             }
             Action::Transfer(req) => {
-                transfer = true;
+                step.transfer = true;
+                stats.transfers += 1;
                 assert_eq!(h.s.pending(), Pending::Transfer(req.kind));
                 assert_ne!(h.s.data_mode(), DataMode::None, "a transfer without PASV/PORT");
-                match rng.below(6) {
+                assert_eq!(h.s.deadline(), Deadline::None);
+                match rng.below(8) {
                     0 => h.transfer_finished(Err(TransferError::CantOpen)),
                     1 => {
                         h.transfer_started(false);
@@ -2083,6 +2156,27 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8]) -> (Vec<Reply>, bool
                     2 => {
                         h.transfer_started(rng.chance(2));
                         h.transfer_finished(Err(TransferError::Local(FsError::NoSpace)));
+                    }
+                    3 => {
+                        // STAT while it runs: answered at once, no abort.
+                        h.transfer_started(false);
+                        let abort = h.call(|s, c| s.handle_urgent(Verb::Stat, 42, c));
+                        assert!(!abort);
+                        step.lines += 1;
+                        stats.urgent += 1;
+                        let result = req.transfer.finish().map(|()| 0);
+                        h.transfer_finished(result);
+                    }
+                    4 => {
+                        // ABOR while it runs: the reactor aborts (426), then 226.
+                        h.transfer_started(false);
+                        let abort = h.call(|s, c| s.handle_urgent(Verb::Abor, 7, c));
+                        assert!(abort);
+                        step.lines += 1;
+                        stats.urgent += 1;
+                        h.transfer_finished(Err(TransferError::Aborted));
+                        h.call(|s, c| s.aborted(c));
+                        h.refresh_deadline();
                     }
                     _ => {
                         h.transfer_started(rng.chance(2));
@@ -2094,61 +2188,81 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8]) -> (Vec<Reply>, bool
             }
         }
     }
-    (h.take(), transfer)
+    step.replies = h.take();
+    step
 }
 
-fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>) {
+fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats) {
     let mut rng = Rng::new(seed);
     let opts = Opts { anonymous: !rng.chance(4), writable: rng.chance(2), has_users: rng.chance(2) };
+    trace.push(format!("-- anonymous {} writable {} has_users {}", opts.anonymous, opts.writable, opts.has_users));
     let mut h = unauth_with(opts);
     let mut seen_230 = false;
+    // Lines to send before random ones: most connections start by logging in.
+    let mut script: Vec<Vec<u8>> = Vec::new();
+    let login_script = |rng: &mut Rng| -> Vec<Vec<u8>> {
+        let user: &[u8] = if opts.anonymous && (rng.chance(2) || !opts.has_users) { b"USER anonymous" } else { b"USER alice" };
+        vec![b"PASS x".to_vec(), user.to_vec()] // popped from the end
+    };
+    if !rng.chance(5) {
+        script = login_script(&mut rng);
+    }
     for _ in 0..steps {
         if h.closed {
             trace.push("-- reconnect".into());
+            stats.closes += 1;
             h.reconnect();
             seen_230 = false;
+            script = if rng.chance(5) { Vec::new() } else { login_script(&mut rng) };
         }
-        if rng.chance(25) {
-            let d = secs(rng.below(400));
+        if script.is_empty() && rng.chance(25) {
+            // Mostly short pauses; now and then long enough for a timeout.
+            let d = if rng.chance(4) { secs(rng.below(400)) } else { secs(rng.below(30)) };
             trace.push(format!("-- advance {d:?}"));
             h.advance(d);
             let r = h.take();
             trace.push(format!("   {}", show(&r)));
             if h.closed {
+                stats.timeouts += 1;
                 assert_eq!(codes(&r), [421], "a timeout is one 421");
             } else {
                 assert!(r.is_empty(), "time passing without a deadline produced {}", show(&r));
             }
             continue;
         }
-        let line = random_line(&mut rng);
+        let line = script.pop().unwrap_or_else(|| random_line(&mut rng));
         trace.push(format!("{:?}", String::from_utf8_lossy(&line)));
-        let (replies, transfer) = sim_command(&mut h, &mut rng, &line);
-        trace.push(format!("   {}", show(&replies)));
+        stats.commands += 1;
+        let step = sim_command(&mut h, &mut rng, &line, stats);
+        let replies = &step.replies;
+        trace.push(format!("   {}", show(replies)));
 
-        // Exactly one final reply per command; a 1xx is never final and
-        // only comes first, before a transfer's final reply.
+        // Exactly one final reply per command line; a 1xx is never final
+        // and only opens a transfer.
         let prelim: Vec<usize> = (0..replies.len()).filter(|&i| replies[i].code < 200).collect();
         let finals: Vec<&Reply> = replies.iter().filter(|r| r.code >= 200).collect();
-        assert!(prelim.len() <= 1, "more than one 1xx");
+        assert!(prelim.len() <= 1, "more than one 1xx: {}", show(replies));
         if let Some(&i) = prelim.first() {
-            assert!(transfer, "a 1xx without a transfer");
-            assert_eq!(i, 0, "a 1xx after the final reply");
+            assert!(step.transfer, "a 1xx without a transfer");
+            assert!(i == 0 || (step.lines > 1 && i <= 1), "a 1xx after the final reply: {}", show(replies));
+            assert!(finals.len() >= 1, "a 1xx with no final reply");
         }
         if h.closed {
             // The command's reply, possibly followed by the 421 of the close.
-            assert!(!finals.is_empty() && finals.len() <= 2, "replies before a close: {}", show(&replies));
-            if finals.len() == 2 {
-                assert_eq!(finals[1].code, 421);
-            }
+            assert!(
+                finals.len() == step.lines || (finals.len() == step.lines + 1 && finals.last().unwrap().code == 421),
+                "replies before a close: {}",
+                show(replies)
+            );
         } else {
-            assert_eq!(finals.len(), 1, "exactly one final reply: {}", show(&replies));
+            assert_eq!(finals.len(), step.lines, "exactly one final reply per command: {}", show(replies));
         }
-        assert!(replies.iter().all(|r| r.code != 451), "an internal error: {}", show(&replies));
+        assert!(replies.iter().all(|r| r.code != 451), "an internal error: {}", show(replies));
         assert!(replies.iter().all(|r| (100..600).contains(&r.code)));
 
         if replies.iter().any(|r| r.code == 230) {
             seen_230 = true;
+            stats.logins += 1;
         }
         if h.closed {
             continue;
@@ -2161,7 +2275,7 @@ fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>) {
         let want = if seen_230 { Deadline::Idle } else { Deadline::Login };
         assert_eq!(h.s.deadline(), want);
         assert!(h.timer.is_some(), "an idle control connection always has a deadline");
-        if transfer {
+        if step.transfer {
             assert_eq!(h.s.data_mode(), DataMode::None);
         }
         if !seen_230 {
@@ -2180,9 +2294,10 @@ fn seeded_simulation_keeps_one_final_reply_per_command() {
         0x5EED_0002, 0x5EED_0003,
     ];
     let mut failed = Vec::new();
+    let mut stats = Stats::default();
     for &seed in SEEDS {
         let mut trace = Vec::new();
-        let result = panic::catch_unwind(AssertUnwindSafe(|| simulate(seed, 400, &mut trace)));
+        let result = panic::catch_unwind(AssertUnwindSafe(|| simulate(seed, 400, &mut trace, &mut stats)));
         if result.is_err() {
             let tail = trace.len().saturating_sub(16);
             eprintln!("simulation seed {seed:#x} failed; last steps:\n{}", trace[tail..].join("\n"));
@@ -2190,4 +2305,9 @@ fn seeded_simulation_keeps_one_final_reply_per_command() {
         }
     }
     assert!(failed.is_empty(), "simulation failed for seeds {failed:#x?}");
+    eprintln!("simulation coverage: {stats:?}");
+    assert!(
+        stats.transfers >= 50 && stats.logins >= 50 && stats.closes >= 20 && stats.timeouts >= 5 && stats.urgent >= 10,
+        "the simulation no longer reaches its states: {stats:?}"
+    );
 }

@@ -139,6 +139,9 @@ pub struct Server {
     ports: PortPicker,
     per_ip: HashMap<IpAddr, u32>,
     ctrl_count: usize,
+    /// Sessions in connection order, for eviction of the oldest
+    /// unauthenticated one at the limit; entries may be stale (checked by serial).
+    unauth: std::collections::VecDeque<(usize, u64)>,
     pasv_count: usize,
     data_count: usize,
     serial: u64,
@@ -208,6 +211,7 @@ impl Server {
             ports: PortPicker::new(),
             per_ip: HashMap::new(),
             ctrl_count: 0,
+            unauth: std::collections::VecDeque::new(),
             pasv_count: 0,
             data_count: 0,
             serial: 0,
@@ -422,13 +426,15 @@ impl Server {
         let peer = session::canonical(peer);
         let cfg = &self.env.config;
         let from_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-        if self.ctrl_count >= cfg.max_clients || from_ip as usize >= cfg.max_per_ip {
+        let full = self.ctrl_count >= cfg.max_clients && !self.evict_unauthenticated();
+        if full || from_ip as usize >= self.env.config.max_per_ip {
             // Refused before any per-session allocation.
             let mut tcp = tcp;
             let _ = tcp.write(b"421 Too many connections; try again later.\r\n");
             debug!("refused {peer}: too many connections");
             return;
         }
+        let cfg = &self.env.config;
         let local = match tcp.local_addr() {
             Ok(a) => a,
             Err(_) => return,
@@ -460,10 +466,34 @@ impl Server {
         out.clear();
         ctrl.session.greeting(&mut out);
         self.slab.insert(Entry::Ctrl(ctrl));
+        self.unauth.push_back((key, self.serial));
+        if self.unauth.len() > 2 * self.ctrl_count + 64 {
+            // Forget sessions that logged in or left (amortised O(1)).
+            let slab = &self.slab;
+            self.unauth.retain(|&(k, serial)| matches!(slab.get(k), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in()));
+        }
         *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
         self.ctrl_count += 1;
         self.send(key, &out);
         self.out = out;
+    }
+
+    /// At the connection limit, make room by closing the oldest session that
+    /// has not logged in: honest clients log in within a second, so a flood
+    /// of silent or trickling connections (slowloris) cannot lock them out.
+    fn evict_unauthenticated(&mut self) -> bool {
+        while let Some((key, serial)) = self.unauth.pop_front() {
+            let victim = matches!(self.slab.get(key), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in() && !c.session.is_busy());
+            if victim {
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                    ctx_log!(info, key, c.session, "evicted: connection limit reached and not logged in");
+                    let _ = c.stream.write(b"421 Server busy; connection closed.\r\n");
+                }
+                self.close_control(key, "evicted");
+                return true;
+            }
+        }
+        false
     }
 
     /// Write replies, straight to the socket when nothing is queued; only an
@@ -805,7 +835,14 @@ impl Server {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         let cfg = &self.env.config;
         match c.session.deadline() {
-            Deadline::Login => set_timer(&mut self.wheel, &mut c.timer, self.now + cfg.login_timeout, key),
+            // The login deadline counts from the connection (or the last
+            // failed login), not from the last command: a client that sends
+            // a command every minute must still log in or go (slowloris).
+            Deadline::Login => {
+                if c.timer.is_none() {
+                    c.timer = Some(self.wheel.schedule(self.now + cfg.login_timeout, key));
+                }
+            }
             Deadline::Idle => set_timer(&mut self.wheel, &mut c.timer, self.now + cfg.idle_timeout, key),
             Deadline::None => {
                 // The failed-login delay keeps its timer; transfers have their own.

@@ -148,6 +148,12 @@ pub fn site(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
         reply::reply(ctx.out, ReplyCode::Help, "SITE commands: CHMOD <octal-mode> <path>, HELP");
         return Ok(Action::None);
     }
+    // Test builds only (`--features fault-injection`): a panic inside a
+    // handler, to prove that it costs one session, not the server.
+    #[cfg(feature = "fault-injection")]
+    if cmd.eq_ignore_ascii_case(b"PANIC") {
+        panic!("SITE PANIC (fault injection)");
+    }
     if !cmd.eq_ignore_ascii_case(b"CHMOD") {
         return Err(CmdError::NotForParameter("Unknown SITE command; try SITE HELP."));
     }
