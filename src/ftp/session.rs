@@ -220,7 +220,13 @@ impl Session {
             CmdError::Internal.write(ctx.out);
             return Action::None;
         }
-        let cmd = match command::parse(line) {
+        let parsed = command::parse(line);
+        // RFC 959 §4.1.3: RNFR "must be immediately followed by" RNTO; any
+        // other line, even one refused below, ends the pending rename.
+        if !matches!(parsed, Ok(c) if c.verb == Verb::Rnto) {
+            self.end_rename();
+        }
+        let cmd = match parsed {
             Ok(cmd) => cmd,
             Err(ParseError::Http) => {
                 reply::reply(ctx.out, ReplyCode::Unrecognized, "This is an FTP server, not an HTTP server.");
@@ -250,10 +256,6 @@ impl Session {
         if spec.arity == Arity::Required && cmd.arg.is_empty() {
             CmdError::Syntax("Syntax error: this command needs an argument.").write(ctx.out);
             return Action::None;
-        }
-        // Any command but RNTO ends a pending rename (as vsftpd does).
-        if cmd.verb != Verb::Rnto {
-            self.end_rename();
         }
         match handler(self, cmd.arg, ctx) {
             Ok(action) => action,
