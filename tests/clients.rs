@@ -1,0 +1,1086 @@
+//! Real clients against the built binary.
+//!
+//! Each test starts `leanftpd` (the binary cargo built for this package) as a
+//! child process on a free loopback port with a temporary root, drives it with
+//! a real FTP client (curl, lftp, Python's ftplib, tnftp) and checks what
+//! really happened: sha256 of downloaded files, bytes on disk after uploads,
+//! listing contents, exit codes.
+//!
+//! A client tool that is not installed fails the test (never skips it): run
+//! `.ci/setup.sh`. Every wait is bounded; the server is stopped by PID on drop
+//! (SIGTERM, bounded wait, then SIGKILL) and its log is printed when the test
+//! fails.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leanftpd");
+/// Longest any client command may run.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the server may take to accept its first connection.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Helpers: tools, hashing, data
+
+/// The path of `tool`, or a failure telling how to install it (package `pkg`).
+fn need(tool: &str, pkg: &str) -> PathBuf {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(tool);
+            if let Ok(meta) = fs::metadata(&p) {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                    return p;
+                }
+            }
+        }
+    }
+    panic!("missing {tool}: run .ci/setup.sh (apt-get install -y {pkg})");
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_file(p: &Path) -> String {
+    sha256(&fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+}
+
+/// `len` pseudo-random bytes (xorshift64*, seeded from the clock and `salt`).
+fn random_bytes(len: usize, salt: u64) -> Vec<u8> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut x = (nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((std::process::id() as u64) << 32)) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_file(p: &Path, bytes: &[u8]) {
+    if let Some(dir) = p.parent() {
+        fs::create_dir_all(dir).unwrap();
+    }
+    fs::write(p, bytes).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// Every entry under `root`, by relative path: `dir` for a directory, the
+/// sha256 and size for a file.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &p, out);
+            } else {
+                let bytes = fs::read(&p).unwrap();
+                out.insert(rel, format!("{} bytes sha256 {}", bytes.len(), sha256(&bytes)));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// A tree with nested directories, names with spaces and UTF-8, a 0-byte
+/// file and a file larger than one socket buffer.
+fn make_tree(root: &Path, salt: u64) {
+    write_file(&root.join("top.txt"), b"top level\r\nsecond line\n");
+    write_file(&root.join("with space.txt"), b"a name with a space\n");
+    write_file(&root.join("été.txt"), "un nom en UTF-8 : été\n".as_bytes());
+    write_file(&root.join("empty.dat"), b"");
+    write_file(&root.join("a/b/c/deep.bin"), &random_bytes(300_000, salt));
+    write_file(&root.join("a/mid.txt"), b"middle\n");
+    write_file(&root.join("dir with space/inner file.txt"), b"inner\n");
+    write_file(&root.join("données/ñandú.bin"), &random_bytes(4096, salt + 1));
+    fs::create_dir_all(root.join("a/empty dir")).unwrap();
+}
+
+/// The tree made by `make_tree` really has the hard cases in it.
+fn assert_tree_is_interesting(t: &BTreeMap<String, String>) {
+    for k in ["été.txt", "with space.txt", "dir with space/inner file.txt", "données/ñandú.bin", "a/empty dir"] {
+        assert!(t.contains_key(k), "test tree lacks {k:?}: {t:#?}");
+    }
+    assert_eq!(t.get("empty.dat").map(String::as_str), Some(format!("0 bytes sha256 {}", sha256(b"")).as_str()));
+    assert_eq!(t.len(), 14, "test tree: {t:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// Helpers: running client commands with a bound
+
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    what: String,
+}
+
+impl Out {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    fn describe(&self) -> String {
+        format!("command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.what, self.status, self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    fn ok(self) -> Out {
+        assert!(self.status.success(), "client command failed\n{}", self.describe());
+        self
+    }
+}
+
+/// Runs `cmd` with `stdin` as its input, killing it after `CLIENT_TIMEOUT`.
+fn run(mut cmd: Command, stdin: Option<&str>) -> Out {
+    for v in ["ftp_proxy", "FTP_PROXY", "all_proxy", "ALL_PROXY", "http_proxy", "https_proxy"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("LC_ALL", "C.UTF-8").env("LANG", "C.UTF-8");
+    let what = format!("{cmd:?}");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        let input = input.to_string();
+        std::thread::spawn(move || {
+            let _ = w.write_all(input.as_bytes());
+        });
+    }
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let to = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let te = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let s = child.wait().unwrap();
+            let stdout = String::from_utf8_lossy(&to.join().unwrap()).into_owned();
+            let stderr = String::from_utf8_lossy(&te.join().unwrap()).into_owned();
+            panic!("client timed out after {CLIENT_TIMEOUT:?}: {what}\nstatus {s:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = String::from_utf8_lossy(&to.join().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&te.join().unwrap()).into_owned();
+    Out { status, stdout, stderr, what }
+}
+
+fn cmd(program: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}
+
+// ---------------------------------------------------------------------------
+// Helpers: the server under test
+
+fn free_port(ip: IpAddr) -> u16 {
+    let l = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a free port");
+    l.local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server on 127.0.0.1 serving `root` with `args`.
+    fn start(root: &Path, args: &[&str]) -> Server {
+        Server::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), root, args)
+    }
+
+    fn start_on(ip: IpAddr, root: &Path, args: &[&str]) -> Server {
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("server.log");
+        // A free port can be taken by someone else between our probe and the
+        // server's bind: try a few ports.
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let addr = SocketAddr::new(ip, free_port(ip));
+            let f = fs::File::create(&log).unwrap();
+            let child = Command::new(BIN)
+                .arg("--root")
+                .arg(root)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(f.try_clone().unwrap()))
+                .stderr(Stdio::from(f))
+                .spawn()
+                .expect("spawn leanftpd");
+            let mut s = Server { child: Some(child), addr, log: log.clone(), _logdir: tempfile::tempdir().unwrap() };
+            match s.wait_ready() {
+                Ok(()) => {
+                    s._logdir = logdir;
+                    return s;
+                }
+                Err(e) => {
+                    last_log = format!("{e}\n--- server log ---\n{}", fs::read_to_string(&log).unwrap_or_default());
+                    s.stop();
+                }
+            }
+        }
+        panic!("leanftpd did not start: {last_log}");
+    }
+
+    /// Bounded poll until the control port answers with a 220 greeting.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return Err(format!("leanftpd exited early with {st:?}"));
+            }
+            if let Ok(s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = BufReader::new(s);
+                let mut line = String::new();
+                if r.read_line(&mut line).is_ok() && line.starts_with("220") {
+                    let _ = r.get_mut().write_all(b"QUIT\r\n");
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no 220 greeting on {} within {START_TIMEOUT:?}", self.addr));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// `ftp://[user[:pass]@]127.0.0.1:PORT`
+    fn url(&self) -> String {
+        format!("ftp://{}", self.addr)
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("run kill");
+        assert!(st.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits at most `bound` for the server to exit by itself.
+    fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + bound;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, a bounded wait, then SIGKILL.
+    fn stop(&mut self) {
+        let Some(child) = self.child.as_mut() else { return };
+        let pid = child.id();
+        if child.try_wait().unwrap().is_none() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if child.try_wait().unwrap().is_none() {
+                let _ = child.kill();
+            }
+        }
+        let _ = child.wait();
+        self.child = None;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- leanftpd log ({}) ---\n{}--- end of leanftpd log ---", self.addr, self.log_text());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A raw control connection (for the SIGHUP test)
+
+struct Control {
+    r: BufReader<TcpStream>,
+}
+
+impl Control {
+    fn connect(addr: SocketAddr) -> Control {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Control { r: BufReader::new(s) };
+        let greeting = c.reply();
+        assert!(greeting.starts_with("220"), "greeting: {greeting}");
+        c
+    }
+
+    /// One whole reply (multi-line replies included), last line returned.
+    fn reply(&mut self) -> String {
+        let mut first = String::new();
+        self.r.read_line(&mut first).expect("read reply");
+        assert!(first.len() >= 4, "short reply line {first:?}");
+        if first.as_bytes()[3] == b'-' {
+            let end = format!("{} ", &first[..3]);
+            loop {
+                let mut line = String::new();
+                let n = self.r.read_line(&mut line).expect("read reply");
+                assert!(n > 0, "connection closed inside a multi-line reply");
+                if line.starts_with(&end) {
+                    return line.trim_end().to_string();
+                }
+            }
+        }
+        first.trim_end().to_string()
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.r.get_mut().write_all(format!("{line}\r\n").as_bytes()).expect("send command");
+        self.reply()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// curl
+
+fn curl() -> PathBuf {
+    need("curl", "curl")
+}
+
+/// curl with quiet output, errors shown, bounded times.
+fn curl_cmd(args: &[&str]) -> Command {
+    let mut c = cmd(&curl(), &["-sS", "--connect-timeout", "5", "--max-time", "25"]);
+    c.args(args);
+    c
+}
+
+#[test]
+fn curl_passive_and_active_download_and_list() {
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(1 << 20, 1);
+    write_file(&root.path().join("big.bin"), &big);
+    write_file(&root.path().join("other file.txt"), b"x\n");
+    fs::create_dir(root.path().join("subdir")).unwrap();
+    let srv = Server::start(root.path(), &[]);
+    let out = tempfile::tempdir().unwrap();
+
+    // Passive (EPSV/PASV) download.
+    let dest = out.path().join("passive.bin");
+    curl_cmd(&["-o", dest.to_str().unwrap(), &format!("{}/big.bin", srv.url())]).pipe_ok();
+    assert_eq!(sha256_file(&dest), sha256(&big), "passive download differs");
+
+    // Active (EPRT/PORT) download.
+    let dest = out.path().join("active.bin");
+    curl_cmd(&["--ftp-port", "127.0.0.1", "-o", dest.to_str().unwrap(), &format!("{}/big.bin", srv.url())]).pipe_ok();
+    assert_eq!(sha256_file(&dest), sha256(&big), "active download differs");
+
+    // Plain PASV (no EPSV) too.
+    let dest = out.path().join("pasv.bin");
+    curl_cmd(&["--disable-epsv", "-o", dest.to_str().unwrap(), &format!("{}/big.bin", srv.url())]).pipe_ok();
+    assert_eq!(sha256_file(&dest), sha256(&big), "PASV download differs");
+
+    // Name list.
+    let o = curl_cmd(&["--list-only", &format!("{}/", srv.url())]).pipe_ok();
+    let mut names: Vec<&str> = o.stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
+    names.sort();
+    assert_eq!(names, ["big.bin", "other file.txt", "subdir"], "NLST output:\n{}", o.stdout);
+
+    // Long list mentions every name and the size of big.bin.
+    let o = curl_cmd(&[&format!("{}/", srv.url())]).pipe_ok();
+    for n in ["big.bin", "other file.txt", "subdir", "1048576"] {
+        assert!(o.stdout.contains(n), "LIST output lacks {n:?}:\n{}", o.stdout);
+    }
+}
+
+trait PipeOk {
+    fn pipe_ok(self) -> Out;
+    fn pipe(self) -> Out;
+}
+
+impl PipeOk for Command {
+    #[track_caller]
+    fn pipe_ok(self) -> Out {
+        run(self, None).ok()
+    }
+    fn pipe(self) -> Out {
+        run(self, None)
+    }
+}
+
+#[test]
+fn curl_upload_create_dirs_and_quote() {
+    let root = tempfile::tempdir().unwrap();
+    write_file(&root.path().join("x"), b"delete me\n");
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src.bin");
+    let data = random_bytes(700_001, 2);
+    write_file(&src, &data);
+
+    // Upload with -T.
+    curl_cmd(&["-T", src.to_str().unwrap(), &format!("{}/up.bin", srv.url())]).pipe_ok();
+    assert_eq!(sha256_file(&root.path().join("up.bin")), sha256(&data), "uploaded file differs on disk");
+
+    // Upload over an existing file replaces it whole.
+    let data2 = random_bytes(1234, 3);
+    write_file(&src, &data2);
+    curl_cmd(&["-T", src.to_str().unwrap(), &format!("{}/up.bin", srv.url())]).pipe_ok();
+    assert_eq!(fs::read(root.path().join("up.bin")).unwrap(), data2, "overwritten file differs on disk");
+
+    // Upload into directories that do not exist yet.
+    curl_cmd(&["--ftp-create-dirs", "-T", src.to_str().unwrap(), &format!("{}/new/deeper/up2.bin", srv.url())])
+        .pipe_ok();
+    assert_eq!(fs::read(root.path().join("new/deeper/up2.bin")).unwrap(), data2, "upload with --ftp-create-dirs");
+
+    // A quote command: DELE before the (listing) transfer.
+    let o = curl_cmd(&["-Q", "DELE x", "--list-only", &format!("{}/", srv.url())]).pipe_ok();
+    assert!(!root.path().join("x").exists(), "DELE x did not delete the file; listing:\n{}", o.stdout);
+    assert!(!o.stdout.lines().any(|l| l.trim() == "x"), "listing after DELE still has x:\n{}", o.stdout);
+
+    // No temporary upload file is left behind.
+    let mut names: Vec<String> =
+        fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["new", "up.bin"], "unexpected files in the root after uploads");
+}
+
+#[test]
+fn curl_errors_missing_file_78_read_only_upload_25() {
+    let root = tempfile::tempdir().unwrap();
+    write_file(&root.path().join("present.txt"), b"here\n");
+    let srv = Server::start(root.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+
+    // RETR of a missing file: 550 → curl exit 78 (CURLE_REMOTE_FILE_NOT_FOUND).
+    let dest = work.path().join("missing");
+    let o = curl_cmd(&["-o", dest.to_str().unwrap(), &format!("{}/no-such-file.txt", srv.url())]).pipe();
+    assert_eq!(o.code(), Some(78), "download of a missing file\n{}", o.describe());
+
+    // STOR on a read-only server: 550/553 → curl exit 25 (CURLE_UPLOAD_FAILED).
+    let src = work.path().join("src.txt");
+    write_file(&src, b"should not land\n");
+    let o = curl_cmd(&["-T", src.to_str().unwrap(), &format!("{}/up.txt", srv.url())]).pipe();
+    assert_eq!(o.code(), Some(25), "upload to a read-only server\n{}", o.describe());
+    assert!(!root.path().join("up.txt").exists(), "a read-only server stored the file");
+    let left: Vec<_> = fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "files appeared in a read-only root: {left:?}");
+}
+
+// ---------------------------------------------------------------------------
+// lftp
+
+fn lftp(srv: &Server, script: &str) -> Out {
+    let lftp = need("lftp", "lftp");
+    let full = format!(
+        "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 10; set net:reconnect-interval-base 1; {script}; quit"
+    );
+    let url = format!("ftp://anonymous:x@{}", srv.addr);
+    run(cmd(&lftp, &["-e", &full, &url]), None)
+}
+
+#[test]
+fn lftp_mirror_download_tree() {
+    let root = tempfile::tempdir().unwrap();
+    make_tree(root.path(), 10);
+    let srv = Server::start(root.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+
+    let o = lftp(&srv, &format!("set ftp:passive-mode on; mirror / '{}'", dest.display())).ok();
+    let (want, got) = (tree(root.path()), tree(&dest));
+    assert_tree_is_interesting(&want);
+    assert_eq!(got, want, "lftp mirror result differs from the served tree\n{}", o.describe());
+
+    // ls shows the names.
+    let o = lftp(&srv, "set ftp:passive-mode on; ls; ls a").ok();
+    for n in ["top.txt", "with space.txt", "été.txt", "empty.dat", "dir with space", "données", "mid.txt", "empty dir"] {
+        assert!(o.stdout.contains(n), "lftp ls lacks {n:?}\n{}", o.describe());
+    }
+
+    // Active mode get.
+    let got = work.path().join("active deep.bin");
+    lftp(&srv, &format!("set ftp:passive-mode off; get /a/b/c/deep.bin -o '{}'", got.display())).ok();
+    assert_eq!(sha256_file(&got), sha256_file(&root.path().join("a/b/c/deep.bin")), "lftp active get differs");
+}
+
+#[test]
+fn lftp_mirror_reverse_upload_tree() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src, 20);
+
+    let o = lftp(&srv, &format!("set ftp:passive-mode on; mirror -R '{}' /up", src.display())).ok();
+    let (want, got) = (tree(&src), tree(&root.path().join("up")));
+    assert_tree_is_interesting(&want);
+    assert_eq!(got, want, "tree uploaded by lftp mirror -R differs on disk\n{}", o.describe());
+}
+
+// ---------------------------------------------------------------------------
+// Python ftplib
+
+const FTPLIB_SCRIPT: &str = r#"
+import ftplib, hashlib, io, os, socket, sys, time, calendar
+
+host, port, root, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def check(cond, what):
+    if not cond:
+        print("CHECK FAILED: " + what, file=sys.stderr)
+        sys.exit(1)
+
+def retr(ftp, name):
+    buf = io.BytesIO()
+    ftp.retrbinary("RETR " + name, buf.write)
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+ftp = ftplib.FTP()
+ftp.connect(host, port, timeout=10)
+ftp.login()  # anonymous
+print("welcome=" + ftp.getwelcome().replace("\n", " "))
+
+if mode == "v6":
+    check(ftp.af == socket.AF_INET6, "connected over IPv6")
+    names = ftp.nlst()
+    check(sorted(names) == ["big.bin", "dir1", "stamp.txt"], "nlst over IPv6: %r" % names)
+    print("epsv_retr=" + retr(ftp, "big.bin"))        # ftplib uses EPSV on IPv6
+    ftp.set_pasv(False)                                  # and EPRT when active
+    print("eprt_retr=" + retr(ftp, "big.bin"))
+    ftp.set_pasv(True)
+    r = ftp.sendcmd("EPSV")
+    check(r.startswith("229 "), "EPSV reply: " + r)
+    ftp.quit()
+    print("DONE")
+    sys.exit(0)
+
+names = ftp.nlst()
+check(sorted(names) == ["big.bin", "dir1", "stamp.txt"], "nlst: %r" % names)
+check(ftp.pwd() == "/", "pwd at login: " + ftp.pwd())
+print("pasv_retr=" + retr(ftp, "big.bin"))
+
+# SIZE (after TYPE I, which retrbinary sent)
+print("size=%d" % ftp.size("big.bin"))
+
+# MDTM of a file whose mtime the test set
+r = ftp.sendcmd("MDTM stamp.txt")
+print("mdtm=" + r)
+
+# cwd / pwd / nlst inside a directory / cdup
+ftp.cwd("dir1")
+check(ftp.pwd() == "/dir1", "pwd after cwd: " + ftp.pwd())
+inner = ftp.nlst()
+check(inner == ["inner.txt"], "nlst in dir1: %r" % inner)
+ftp.cwd("..")
+check(ftp.pwd() == "/", "pwd after cwd ..: " + ftp.pwd())
+
+# mkd returns the quoted path of the new directory
+made = ftp.mkd("newdir")
+print("mkd=" + made)
+ftp.cwd("newdir")
+made2 = ftp.mkd("sub dir")
+print("mkd2=" + made2)
+ftp.cwd("/")
+
+# storbinary
+data = bytes((i * 7 + 3) % 256 for i in range(200000))
+ftp.storbinary("STOR newdir/stored.bin", io.BytesIO(data))
+print("stored=" + hashlib.sha256(data).hexdigest())
+
+# active mode
+ftp.set_pasv(False)
+print("port_retr=" + retr(ftp, "big.bin"))
+names = ftp.nlst()
+check("newdir" in names, "active nlst: %r" % names)
+ftp.storbinary("STOR active.bin", io.BytesIO(data[:5000]))
+ftp.set_pasv(True)
+
+# a missing file is a 550 error_perm
+try:
+    retr(ftp, "no-such-file")
+    check(False, "RETR of a missing file succeeded")
+except ftplib.error_perm as e:
+    print("missing=" + str(e))
+
+# the session still works after the error
+check(ftp.sendcmd("NOOP").startswith("200"), "NOOP after error")
+ftp.quit()
+print("DONE")
+"#;
+
+fn python_ftplib(work: &Path, host: &str, srv: &Server, root: &Path, mode: &str) -> Out {
+    let py = need("python3", "python3");
+    let script = work.join("ftplib_test.py");
+    fs::write(&script, FTPLIB_SCRIPT).unwrap();
+    let port = srv.port().to_string();
+    run(cmd(&py, &[script.to_str().unwrap(), host, &port, root.to_str().unwrap(), mode]), None)
+}
+
+fn value<'a>(o: &'a Out, key: &str) -> &'a str {
+    let prefix = format!("{key}=");
+    o.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("python printed no {key}=\n{}", o.describe()))
+}
+
+fn ftplib_root(salt: u64) -> (tempfile::TempDir, Vec<u8>) {
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(1 << 20, salt);
+    write_file(&root.path().join("big.bin"), &big);
+    write_file(&root.path().join("dir1/inner.txt"), b"inner\n");
+    let stamp = root.path().join("stamp.txt");
+    write_file(&stamp, b"stamp\n");
+    // 2001-02-03 04:05:06 UTC
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(981_173_106);
+    fs::File::options().write(true).open(&stamp).unwrap().set_modified(t).unwrap();
+    (root, big)
+}
+
+#[test]
+fn python_ftplib_session() {
+    let (root, big) = ftplib_root(30);
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let work = tempfile::tempdir().unwrap();
+    let o = python_ftplib(work.path(), "127.0.0.1", &srv, root.path(), "v4");
+    assert!(o.status.success() && o.stdout.contains("DONE"), "ftplib session failed\n{}", o.describe());
+
+    let want = sha256(&big);
+    assert_eq!(value(&o, "pasv_retr"), want, "retrbinary (passive) sha256");
+    assert_eq!(value(&o, "port_retr"), want, "retrbinary (active) sha256");
+    assert_eq!(value(&o, "size"), (1u32 << 20).to_string(), "SIZE");
+    assert_eq!(value(&o, "mdtm"), "213 20010203040506", "MDTM");
+    assert_eq!(value(&o, "mkd"), "/newdir", "MKD path (ftplib parse257)");
+    assert_eq!(value(&o, "mkd2"), "/newdir/sub dir", "MKD path in a subdirectory");
+    assert!(root.path().join("newdir/sub dir").is_dir(), "MKD made no directory on disk");
+    assert!(value(&o, "missing").starts_with("550"), "missing file error: {}", value(&o, "missing"));
+
+    let stored = fs::read(root.path().join("newdir/stored.bin")).expect("storbinary left no file on disk");
+    assert_eq!(stored.len(), 200_000);
+    assert_eq!(sha256(&stored), value(&o, "stored"), "storbinary bytes on disk");
+    let active = fs::read(root.path().join("active.bin")).expect("active storbinary left no file on disk");
+    assert_eq!(active, stored[..5000], "active storbinary bytes on disk");
+}
+
+#[test]
+fn python_ftplib_ipv6_epsv_eprt() {
+    if let Err(e) = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
+        panic!("IPv6 loopback [::1] is not available on this machine ({e}); the IPv6 test needs it (enable IPv6 on lo)");
+    }
+    let (root, big) = ftplib_root(40);
+    let srv = Server::start_on(IpAddr::V6(Ipv6Addr::LOCALHOST), root.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let o = python_ftplib(work.path(), "::1", &srv, root.path(), "v6");
+    assert!(o.status.success() && o.stdout.contains("DONE"), "ftplib IPv6 session failed\n{}", o.describe());
+    assert_eq!(value(&o, "epsv_retr"), sha256(&big), "EPSV retrbinary sha256 over IPv6");
+    assert_eq!(value(&o, "eprt_retr"), sha256(&big), "EPRT retrbinary sha256 over IPv6");
+}
+
+// ---------------------------------------------------------------------------
+// tnftp
+
+#[test]
+fn tnftp_scripted_session() {
+    let tnftp = need("tnftp", "tnftp");
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(600_000, 50);
+    write_file(&root.path().join("file.bin"), &big);
+    write_file(&root.path().join("readme.txt"), b"hello\n");
+    let srv = Server::start(root.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("fetched.bin");
+
+    let script = format!("user anonymous x\nbinary\nget file.bin {}\nls\nquit\n", dest.display());
+    let o = run(cmd(&tnftp, &["-n", "-v", "127.0.0.1", &srv.port().to_string()]), Some(&script));
+    assert!(o.status.success(), "tnftp failed\n{}", o.describe());
+    assert!(dest.exists(), "tnftp fetched nothing\n{}", o.describe());
+    assert_eq!(sha256_file(&dest), sha256(&big), "tnftp get differs\n{}", o.describe());
+    for n in ["file.bin", "readme.txt"] {
+        assert!(o.stdout.contains(n), "tnftp ls lacks {n}\n{}", o.describe());
+    }
+    assert!(o.stdout.contains("230"), "tnftp did not log in\n{}", o.describe());
+}
+
+// ---------------------------------------------------------------------------
+// Users file, signals
+
+fn openssl_hash(password: &str) -> String {
+    let openssl = need("openssl", "openssl");
+    let o = run(cmd(&openssl, &["passwd", "-6", "-salt", "s4lt", password]), None).ok();
+    let h = o.stdout.trim().to_string();
+    assert!(h.starts_with("$6$s4lt$"), "openssl passwd output: {h}");
+    h
+}
+
+#[test]
+fn users_file_login_upload_and_wrong_password() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("alice")).unwrap();
+    write_file(&root.path().join("public.txt"), b"outside alice's home\n");
+    let work = tempfile::tempdir().unwrap();
+    let users = work.path().join("users");
+    fs::write(&users, format!("alice:{}:alice:rw\n", openssl_hash("secret"))).unwrap();
+    let srv = Server::start(root.path(), &["--users", users.to_str().unwrap()]);
+
+    let src = work.path().join("src.bin");
+    let data = random_bytes(100_000, 60);
+    write_file(&src, &data);
+    let url = format!("ftp://alice:secret@{}/up.bin", srv.addr);
+    curl_cmd(&["-T", src.to_str().unwrap(), &url]).pipe_ok();
+    assert_eq!(fs::read(root.path().join("alice/up.bin")).expect("upload not in alice's home"), data);
+
+    // Alice's root is her home: the listing shows her file only.
+    let o = curl_cmd(&["--list-only", &format!("ftp://alice:secret@{}/", srv.addr)]).pipe_ok();
+    assert_eq!(o.stdout.lines().map(str::trim).collect::<Vec<_>>(), ["up.bin"], "alice's listing");
+
+    // Wrong password: 530 → curl exit 67 (CURLE_LOGIN_DENIED).
+    let o = curl_cmd(&["--list-only", &format!("ftp://alice:wrong@{}/", srv.addr)]).pipe();
+    assert_eq!(o.code(), Some(67), "wrong password\n{}", o.describe());
+
+    // Anonymous is refused when a users file is given without --anonymous.
+    let o = curl_cmd(&["--list-only", &format!("{}/", srv.url())]).pipe();
+    assert_eq!(o.code(), Some(67), "anonymous with --users and no --anonymous\n{}", o.describe());
+}
+
+#[test]
+fn sigterm_while_idle_exits_0() {
+    let root = tempfile::tempdir().unwrap();
+    let mut srv = Server::start(root.path(), &[]);
+    // A client came and went; the server is idle now.
+    let mut c = Control::connect(srv.addr);
+    assert!(c.cmd("QUIT").starts_with("221"));
+    drop(c);
+    srv.signal("TERM");
+    let st = srv.wait_exit(Duration::from_secs(5)).expect("leanftpd did not exit within 5 s of SIGTERM");
+    assert_eq!(st.code(), Some(0), "exit status after SIGTERM: {st:?}\n{}", srv.log_text());
+}
+
+#[test]
+fn sighup_reloads_users_and_keeps_sessions() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("alice")).unwrap();
+    fs::create_dir(root.path().join("bob")).unwrap();
+    write_file(&root.path().join("bob/bob.txt"), b"bob's file\n");
+    let work = tempfile::tempdir().unwrap();
+    let users = work.path().join("users");
+    let alice = format!("alice:{}:alice:rw\n", openssl_hash("secret"));
+    fs::write(&users, &alice).unwrap();
+    let srv = Server::start(root.path(), &["--users", users.to_str().unwrap(), "--login-fail-delay", "0"]);
+
+    // Alice logs in on a raw control connection and stays.
+    let mut c = Control::connect(srv.addr);
+    assert!(c.cmd("USER alice").starts_with("331"));
+    let r = c.cmd("PASS secret");
+    assert!(r.starts_with("230"), "alice login: {r}");
+
+    // Bob cannot log in yet.
+    let bob_url = format!("ftp://bob:hunter2@{}/", srv.addr);
+    let o = curl_cmd(&["--list-only", &bob_url]).pipe();
+    assert_eq!(o.code(), Some(67), "bob before reload\n{}", o.describe());
+
+    // Add bob (write a new file and rename it over, as editors do), SIGHUP.
+    let tmp = work.path().join("users.new");
+    fs::write(&tmp, format!("{alice}bob:{}:bob:r\n", openssl_hash("hunter2"))).unwrap();
+    fs::rename(&tmp, &users).unwrap();
+    srv.signal("HUP");
+
+    // The reload is asynchronous: poll, bounded.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let o = loop {
+        let o = curl_cmd(&["--list-only", &bob_url]).pipe();
+        if o.status.success() || Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(o.status.success(), "bob after SIGHUP\n{}", o.describe());
+    assert_eq!(o.stdout.trim(), "bob.txt", "bob's listing");
+
+    // Alice's session survived the reload.
+    let r = c.cmd("NOOP");
+    assert!(r.starts_with("200"), "NOOP after SIGHUP: {r}");
+    let r = c.cmd("PWD");
+    assert!(r.starts_with("257"), "PWD after SIGHUP: {r}");
+    assert!(c.cmd("QUIT").starts_with("221"));
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+
+fn run_bin(args: &[&str]) -> Out {
+    run(cmd(Path::new(BIN), args), None)
+}
+
+#[test]
+fn bad_root_exits_2_with_one_line() {
+    let o = run_bin(&["--root", "/nonexistent", "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.code(), Some(2), "--root /nonexistent\n{}", o.describe());
+    let lines: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr\n{}", o.describe());
+    assert!(lines[0].contains("/nonexistent"), "the message names the path: {}", lines[0]);
+}
+
+#[test]
+fn listen_on_port_in_use_exits_1() {
+    let root = tempfile::tempdir().unwrap();
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let o = run_bin(&["--root", root.path().to_str().unwrap(), "--listen", &addr]);
+    drop(holder);
+    assert_eq!(o.code(), Some(1), "--listen on a port in use\n{}", o.describe());
+    let msg = o.stderr.trim();
+    assert!(msg.contains(&addr), "the message names the address: {msg}");
+    assert!(msg.to_lowercase().contains("in use"), "the message says the address is in use: {msg}");
+}
+
+#[test]
+fn help_exits_0_and_lists_options() {
+    let o = run_bin(&["--help"]);
+    assert_eq!(o.code(), Some(0), "--help\n{}", o.describe());
+    for opt in ["--root", "--listen", "--users", "--anonymous", "--passive-ports"] {
+        assert!(o.stdout.contains(opt), "--help lacks {opt}\n{}", o.stdout);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client matrix of issue 4: resume, recursive download, MLSD, ABOR.
+
+/// No upload temporary file is left anywhere under `root`.
+#[track_caller]
+fn assert_no_temp_files(root: &Path) {
+    let t = tree(root);
+    let temps: Vec<&String> = t.keys().filter(|k| k.contains(".leanftpd-upload-")).collect();
+    assert!(temps.is_empty(), "temporary upload files left behind: {temps:?}");
+}
+
+#[test]
+fn curl_resumes_a_download_and_an_upload_with_c_dash() {
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(3 << 20, 40);
+    write_file(&root.path().join("big.bin"), &big);
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let work = tempfile::tempdir().unwrap();
+
+    // Download: a local file holding the first 1 MiB + 17 bytes, then `-C -`
+    // (curl sends REST <size> before RETR).
+    let dest = work.path().join("big.bin");
+    write_file(&dest, &big[..(1 << 20) + 17]);
+    curl_cmd(&["-C", "-", "-o", dest.to_str().unwrap(), &format!("{}/big.bin", srv.url())]).pipe_ok();
+    assert_eq!(sha256_file(&dest), sha256(&big), "resumed download differs");
+
+    // Upload: the server holds a prefix; `-C - -T` asks SIZE and appends
+    // the rest (APPE), which is atomic here: the whole file or the old one.
+    write_file(&root.path().join("up.bin"), &big[..1_000_003]);
+    let local = work.path().join("local.bin");
+    write_file(&local, &big);
+    curl_cmd(&["-C", "-", "-T", local.to_str().unwrap(), &format!("{}/up.bin", srv.url())]).pipe_ok();
+    assert_eq!(sha256_file(&root.path().join("up.bin")), sha256(&big), "resumed upload differs on disk");
+    assert_no_temp_files(root.path());
+}
+
+#[test]
+fn wget_mirrors_a_tree_recursively() {
+    let wget = need("wget", "wget");
+    let root = tempfile::tempdir().unwrap();
+    make_tree(root.path(), 50);
+    let srv = Server::start(root.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+    let o = run(
+        cmd(&wget, &["-m", "-nH", "-q", "--tries=1", "--timeout=10", "-P", dest.to_str().unwrap(), &format!("{}/", srv.url())]),
+        None,
+    );
+    // wget keeps its `.listing` files only with --no-remove-listing; remove
+    // any it left so that the trees compare.
+    let mut got = tree(&dest);
+    got.retain(|k, _| !k.ends_with(".listing"));
+    let want = tree(root.path());
+    assert_tree_is_interesting(&want);
+    assert_eq!(got, want, "wget -m result differs from the served tree\n{}", o.describe());
+}
+
+const FTPLIB_MATRIX: &str = r#"
+import ftplib, hashlib, io, sys
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ftp = ftplib.FTP()
+ftp.connect(host, port, timeout=10)
+ftp.login()
+def check(cond, what):
+    if not cond:
+        print("FAIL " + what); sys.exit(1)
+if mode == "mlsd":
+    entries = dict(ftp.mlsd("/", facts=["type", "size", "modify", "perm", "unique", "UNIX.mode"]))
+    for name, facts in sorted(entries.items()):
+        print("entry=%s|%s|%s" % (name, facts.get("type"), facts.get("size", "-")))
+    r = ftp.sendcmd("MLST big.bin")
+    print("mlst=" + r.splitlines()[1].strip())
+    feat = ftp.sendcmd("FEAT")
+    check("MLST type*;size*;modify*;perm*;unique*;" in feat, "FEAT MLST: " + feat)
+    check("REST STREAM" in feat, "FEAT REST STREAM: " + feat)
+    # Names that are hard for a listing round trip.
+    for name in entries:
+        if entries[name].get("type") == "file":
+            h = hashlib.sha256()
+            ftp.retrbinary("RETR " + name, h.update)
+            print("sha=%s|%s" % (name, h.hexdigest()))
+elif mode == "rest":
+    h = hashlib.sha256()
+    ftp.retrbinary("RETR big.bin", h.update, rest=1000)
+    print("tail=" + h.hexdigest())
+    data = bytes(range(256)) * 400
+    ftp.storbinary("STOR resumed.bin", io.BytesIO(data[:30000]))
+    ftp.storbinary("STOR resumed.bin", io.BytesIO(data[30000:]), rest=30000)
+    print("resumed=" + hashlib.sha256(data).hexdigest())
+    try:
+        ftp.retrbinary("RETR big.bin", lambda b: None, rest=10**12)
+        check(False, "REST beyond the end accepted")
+    except ftplib.error_perm as e:
+        print("beyond=" + str(e)[:3])
+    r = ftp.sendcmd("ALLO 1000")
+    print("allo=" + r[:3])
+    u = io.BytesIO(b"unique bytes")
+    r = ftp.storbinary("STOU", u)
+    print("stou=" + r[:3])
+elif mode == "abor":
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("RETR big.bin")
+    got = conn.recv(65536)
+    check(len(got) > 0, "no data before ABOR")
+    r = ftp.abort()
+    print("abort1=" + r[:3])
+    conn.close()
+    r = ftp.getresp()
+    print("abort2=" + r[:3])
+    check(ftp.sendcmd("NOOP").startswith("200"), "NOOP after ABOR")
+    conn = ftp.transfercmd("STOR old.bin")
+    conn.sendall(b"x" * 100000)
+    r = ftp.abort()
+    print("abort3=" + r[:3])
+    conn.close()
+    r = ftp.getresp()
+    print("abort4=" + r[:3])
+    r = ftp.sendcmd("ABOR")
+    print("idle=" + r[:3])
+    check(ftp.sendcmd("PWD").startswith("257"), "PWD after ABOR")
+ftp.quit()
+print("DONE")
+"#;
+
+fn ftplib_matrix(srv: &Server, mode: &str) -> Out {
+    let py = need("python3", "python3");
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("matrix.py");
+    fs::write(&script, FTPLIB_MATRIX).unwrap();
+    let port = srv.port().to_string();
+    let o = run(cmd(&py, &[script.to_str().unwrap(), "127.0.0.1", &port, mode]), None);
+    assert!(o.status.success() && o.stdout.contains("DONE"), "ftplib {mode} failed\n{}", o.describe());
+    o
+}
+
+#[test]
+fn ftplib_mlsd_round_trips_hard_names() {
+    let root = tempfile::tempdir().unwrap();
+    let names = ["with space.txt", "quote\"d.txt", "été ñandú.txt", "-leading-dash.txt", "big.bin"];
+    for (i, n) in names.iter().enumerate() {
+        write_file(&root.path().join(n), &random_bytes(1000 + i * 10, 60 + i as u64));
+    }
+    fs::create_dir(root.path().join("a dir")).unwrap();
+    let srv = Server::start(root.path(), &[]);
+    let o = ftplib_matrix(&srv, "mlsd");
+    for (i, n) in names.iter().enumerate() {
+        let size = 1000 + i * 10;
+        assert!(o.stdout.contains(&format!("entry={n}|file|{size}")), "MLSD lacks {n:?}\n{}", o.describe());
+        let want = sha256_file(&root.path().join(n));
+        assert!(o.stdout.contains(&format!("sha={n}|{want}")), "RETR of MLSD name {n:?} differs\n{}", o.describe());
+    }
+    assert!(o.stdout.contains("entry=a dir|dir|-"), "MLSD lacks the directory\n{}", o.describe());
+    let mlst = value(&o, "mlst");
+    assert!(mlst.starts_with("type=file;size=1040;modify=") && mlst.ends_with("; /big.bin"), "MLST line: {mlst}");
+}
+
+#[test]
+fn ftplib_rest_resume_allo_and_stou() {
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(500_000, 70);
+    write_file(&root.path().join("big.bin"), &big);
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let o = ftplib_matrix(&srv, "rest");
+    assert_eq!(value(&o, "tail"), sha256(&big[1000..]), "RETR after REST 1000");
+    assert_eq!(sha256_file(&root.path().join("resumed.bin")), value(&o, "resumed"), "STOR after REST on disk");
+    assert_eq!(value(&o, "beyond"), "554", "REST beyond the end of the file");
+    assert_eq!(value(&o, "allo"), "202");
+    assert_eq!(value(&o, "stou"), "226");
+    let stou: Vec<_> = fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| fs::read(p).map(|b| b == b"unique bytes").unwrap_or(false))
+        .collect();
+    assert_eq!(stou.len(), 1, "STOU made no unique file: {:?}", tree(root.path()));
+    assert_no_temp_files(root.path());
+}
+
+#[test]
+fn ftplib_abor_during_retr_and_stor_then_the_session_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    write_file(&root.path().join("big.bin"), &random_bytes(64 << 20, 80));
+    write_file(&root.path().join("old.bin"), b"old contents");
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let o = ftplib_matrix(&srv, "abor");
+    // RFC 959 §4.1.3: 426 for the aborted transfer, then 226 for ABOR.
+    assert_eq!((value(&o, "abort1"), value(&o, "abort2")), ("426", "226"), "{}", o.describe());
+    assert_eq!((value(&o, "abort3"), value(&o, "abort4")), ("426", "226"), "{}", o.describe());
+    assert_eq!(value(&o, "idle"), "226", "ABOR with nothing to abort");
+    assert_eq!(fs::read(root.path().join("old.bin")).unwrap(), b"old contents", "aborted STOR replaced the file");
+    assert_no_temp_files(root.path());
+}
