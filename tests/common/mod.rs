@@ -26,6 +26,8 @@ use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod process;
+
 use leanftpd::{Config, Server, StopHandle};
 use sha2::{Digest, Sha256};
 
@@ -337,6 +339,11 @@ impl Ctl {
     /// Assert that the server closes the connection within `IO_TIMEOUT`;
     /// returns what arrived before the end (reset counts as closed).
     #[track_caller]
+    /// The control socket itself (to reset it, for example).
+    pub fn into_stream(self) -> TcpStream {
+        self.writer
+    }
+
     pub fn expect_closed(&mut self) -> Vec<u8> {
         let mut got = Vec::new();
         let deadline = Instant::now() + IO_TIMEOUT;
