@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up of the client tools the integration tests drive
-# (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp.
+# (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp, and the
+# util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv).
 # On a fresh Debian machine it installs whatever is missing; when all are
 # present it does nothing.
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -20,7 +21,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -34,7 +35,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
-"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp
+"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux
 
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
