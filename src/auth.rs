@@ -90,13 +90,7 @@ impl Password {
 
 impl Drop for Password {
     fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: `b` is a valid, aligned, exclusive reference into the
-            // vector's initialised buffer. A volatile write cannot be elided
-            // as a dead store, unlike a plain one.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        crate::sys::zeroize(&mut self.0);
     }
 }
 

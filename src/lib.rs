@@ -39,6 +39,7 @@
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod config;

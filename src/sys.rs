@@ -444,6 +444,17 @@ pub fn set_oobinline(fd: RawFd) -> io::Result<()> {
     .map(drop)
 }
 
+/// Overwrite `buf` with zeros in a way the compiler may not elide as a
+/// dead store (a password about to be freed).
+pub fn zeroize(buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        // SAFETY: `b` is a valid, aligned, exclusive reference into the
+        // slice. A volatile write cannot be removed like a plain one.
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
