@@ -91,3 +91,16 @@ pub struct DataConn {
     /// Bytes moved so far.
     pub bytes: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    /// An idle session costs its slab entry (plus a timer node and its user
+    /// name): keep the entry small. Target: 0.5 KiB of user space per idle
+    /// logged-in session in all.
+    #[test]
+    fn slab_entry_stays_small() {
+        let size = std::mem::size_of::<super::Entry>();
+        println!("size_of::<Entry>() = {size}");
+        assert!(size <= 384, "Entry grew to {size} bytes");
+    }
+}
