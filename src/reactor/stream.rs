@@ -42,15 +42,6 @@ impl Stream {
         }
     }
 
-    /// Remove from the poll (before the socket is dropped).
-    pub fn deregister(&mut self, registry: &Registry) {
-        match self {
-            Stream::Plain(s) => {
-                let _ = registry.deregister(s);
-            }
-        }
-    }
-
     /// The peer, if connected (a non-blocking connect in progress gives `NotConnected`).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
@@ -62,15 +53,6 @@ impl Stream {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         match self {
             Stream::Plain(s) => s.take_error(),
-        }
-    }
-
-    /// Shut down the write side (FIN after the queued bytes).
-    pub fn shutdown_write(&self) {
-        match self {
-            Stream::Plain(s) => {
-                let _ = s.shutdown(std::net::Shutdown::Write);
-            }
         }
     }
 }
