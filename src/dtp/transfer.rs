@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::vfs::{FsError, Upload};
 
@@ -69,8 +69,15 @@ pub enum Transfer {
         /// Resume (REST n) and APPE: the part of the old file to keep,
         /// copied into the temporary file before the new bytes.
         prefill: Option<Prefill>,
+        /// Binary mode: the pipe (read end, write end) through which socket
+        /// pages are spliced into the file, so the bytes never cross into
+        /// user space. `None` in ASCII mode or if no pipe could be made.
+        pipe: Option<(OwnedFd, OwnedFd)>,
     },
 }
+
+/// Kernel buffer of a STOR's splice pipe.
+const STOR_PIPE_BYTES: usize = 1024 * 1024;
 
 /// The kept part of an existing file, copied in bounded slices (in the
 /// kernel with `copy_file_range`) so that a resumed upload of a big file
@@ -129,14 +136,14 @@ impl Transfer {
 
     /// STOR into `upload`.
     pub fn stor(upload: Upload, ascii: bool) -> Transfer {
-        Transfer::Stor { upload, ascii, held_cr: false, prefill: None }
+        Transfer::Stor { upload, ascii, held_cr: false, prefill: None, pipe: stor_pipe(ascii) }
     }
 
     /// STOR after REST n, or APPE: keep the first `keep` bytes of `src`,
     /// then the bytes that arrive.
     pub fn stor_after(upload: Upload, ascii: bool, src: File, keep: u64) -> Transfer {
         let prefill = (keep > 0).then_some(Prefill { src, copied: 0, len: keep });
-        Transfer::Stor { upload, ascii, held_cr: false, prefill }
+        Transfer::Stor { upload, ascii, held_cr: false, prefill, pipe: stor_pipe(ascii) }
     }
 
     /// Bytes the client has moved so far is counted by the reactor; this is
@@ -214,13 +221,16 @@ impl Transfer {
                 }
                 Ok(Progress::Done)
             }
-            Transfer::Stor { upload, ascii, held_cr, prefill } => {
+            Transfer::Stor { upload, ascii, held_cr, prefill, pipe } => {
                 let mut left = budget;
                 if let Some(p) = prefill {
                     if !copy_prefix(p, &mut upload.file, &mut left, scratch)? {
                         return Ok(Progress::Budget);
                     }
                     *prefill = None;
+                }
+                if let Some((r, w)) = pipe {
+                    return splice_in(sock.as_raw_fd(), r, w, &upload.file, left, moved);
                 }
                 loop {
                     let want = scratch.len().min(left.max(1));
@@ -258,6 +268,43 @@ impl Transfer {
         match self {
             Transfer::Stor { upload, .. } => upload.commit().map_err(TransferError::Local),
             _ => Ok(()),
+        }
+    }
+}
+
+fn stor_pipe(ascii: bool) -> Option<(OwnedFd, OwnedFd)> {
+    if ascii {
+        return None;
+    }
+    crate::sys::pipe(STOR_PIPE_BYTES).ok()
+}
+
+/// STOR in binary mode: socket → pipe → file with `splice(2)`, within the
+/// budget. Whatever enters the pipe is drained into the file before
+/// returning, so the pipe is empty between steps.
+fn splice_in(sock: RawFd, r: &OwnedFd, w: &OwnedFd, file: &File, budget: usize, moved: &mut u64) -> Result<Progress, TransferError> {
+    let mut left = budget;
+    loop {
+        let n = match crate::sys::splice(sock, w.as_raw_fd(), left.clamp(1, STOR_PIPE_BYTES)) {
+            Ok(0) => return Ok(Progress::Done),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(TransferError::ConnectionLost),
+        };
+        *moved += n as u64;
+        let mut in_pipe = n;
+        while in_pipe > 0 {
+            match crate::sys::splice(r.as_raw_fd(), file.as_raw_fd(), in_pipe) {
+                Ok(0) => return Err(TransferError::Local(FsError::Io(libc::EIO))),
+                Ok(k) => in_pipe -= k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransferError::Local(FsError::from_io(&e))),
+            }
+        }
+        left = left.saturating_sub(n);
+        if left == 0 {
+            return Ok(Progress::Budget);
         }
     }
 }
