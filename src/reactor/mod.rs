@@ -173,6 +173,7 @@ impl Server {
         let mut listener = TcpListener::bind(config.listen)
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+        stream::prepare_listener(&listener, true);
         let mut slab = Slab::with_capacity(config.max_clients.min(65_536) + 16);
         let key = slab.vacant_key();
         poll.registry()
@@ -435,11 +436,16 @@ impl Server {
             return;
         }
         let cfg = &self.env.config;
-        let local = match tcp.local_addr() {
-            Ok(a) => a,
-            Err(_) => return,
+        // Bound to one address, the listener knows our end already.
+        let local = if self.local_addr.ip().is_unspecified() {
+            match tcp.local_addr() {
+                Ok(a) => a,
+                Err(_) => return,
+            }
+        } else {
+            self.local_addr
         };
-        let mut stream = Stream::control(tcp);
+        let mut stream = Stream::accepted(tcp);
         let key = self.slab.vacant_key();
         if let Err(e) = stream.register(self.poll.registry(), Token(key)) {
             warn!("register {peer}: {e}");
@@ -575,6 +581,11 @@ impl Server {
                     budget -= n;
                     if budget == 0 {
                         self.wake_later(key);
+                        break;
+                    }
+                    // A short read drained the socket: bytes that arrive
+                    // later raise a new edge, so no read just for EAGAIN.
+                    if n < want {
                         break;
                     }
                 }
@@ -933,7 +944,10 @@ impl Server {
         }
         let ip = c.session.local().ip();
         let mut listener = match self.ports.bind(ip, self.env.config.passive_ports) {
-            Ok(l) => l,
+            Ok(l) => {
+                stream::prepare_listener(&l, false);
+                l
+            }
             Err(e) => {
                 ctx_log!(warn, key, c.session, "cannot open a passive port: {e}");
                 return Err(e);
@@ -991,7 +1005,7 @@ impl Server {
                 _ => None,
             };
             self.close_entry(pkey);
-            let mut stream = Stream::plain(tcp);
+            let mut stream = Stream::accepted(tcp);
             let dkey = self.slab.vacant_key();
             if stream.register(self.poll.registry(), Token(dkey)).is_err() {
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {

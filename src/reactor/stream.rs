@@ -27,11 +27,11 @@ impl Stream {
         Stream::Plain(tcp)
     }
 
-    /// A control connection: also `SO_OOBINLINE`, so that an ABOR sent as
-    /// urgent data stays in the stream (see `sys::set_oobinline`).
-    pub fn control(tcp: TcpStream) -> Stream {
-        let _ = crate::sys::set_oobinline(tcp.as_raw_fd());
-        Stream::plain(tcp)
+    /// A socket accepted from a listener prepared with `prepare_listener`:
+    /// it inherits `TCP_NODELAY` (and, on the control listener,
+    /// `SO_OOBINLINE`), so nothing is set per connection.
+    pub fn accepted(tcp: TcpStream) -> Stream {
+        Stream::Plain(tcp)
     }
 
     /// Register for both readable and writable readiness, once: mio is
@@ -54,6 +54,18 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.take_error(),
         }
+    }
+}
+
+/// Set on a listener the options its accepted sockets inherit (Linux copies
+/// the socket's flags at accept): `TCP_NODELAY` always; for the control
+/// listener also `SO_OOBINLINE`, so that an ABOR sent as urgent data stays
+/// in the stream (see `sys::set_oobinline`).
+pub fn prepare_listener(listener: &mio::net::TcpListener, control: bool) {
+    let fd = listener.as_raw_fd();
+    let _ = crate::sys::set_nodelay(fd);
+    if control {
+        let _ = crate::sys::set_oobinline(fd);
     }
 }
 
