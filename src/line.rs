@@ -47,9 +47,17 @@ pub enum Frame {
 
 /// Find the first line at the front of `input`.
 pub fn frame(input: &[u8], max_line_bytes: usize) -> Frame {
+    frame_from(input, 0, max_line_bytes)
+}
+
+/// `frame`, knowing that `input[..scanned]` holds no LF: a partial line that
+/// grows a byte at a time (a slowloris client) is then scanned once in all,
+/// not once per byte.
+pub fn frame_from(input: &[u8], scanned: usize, max_line_bytes: usize) -> Frame {
     // +1 allows the CR of a CRLF at exactly the limit.
     let window = &input[..input.len().min(max_line_bytes + 2)];
-    match window.iter().position(|&b| b == b'\n') {
+    let from = scanned.min(window.len());
+    match window[from..].iter().position(|&b| b == b'\n').map(|i| i + from) {
         Some(lf) if lf <= max_line_bytes + 1 => {
             let end = if lf > 0 && window[lf - 1] == b'\r' { lf - 1 } else { lf };
             if end > max_line_bytes {
@@ -101,12 +109,14 @@ pub fn clean(line: &[u8], out: &mut Vec<u8>) {
 pub struct LineBuffer {
     pending: Vec<u8>,
     start: usize,
+    /// Unconsumed bytes already known to hold no LF.
+    scanned: usize,
 }
 
 impl LineBuffer {
     /// An empty buffer; allocates nothing.
     pub const fn new() -> LineBuffer {
-        LineBuffer { pending: Vec::new(), start: 0 }
+        LineBuffer { pending: Vec::new(), start: 0, scanned: 0 }
     }
 
     /// True if no bytes are waiting.
@@ -133,8 +143,19 @@ impl LineBuffer {
         &self.pending[self.start..]
     }
 
+    /// How many of the unconsumed bytes are known to hold no LF.
+    pub fn scanned(&self) -> usize {
+        self.scanned
+    }
+
+    /// Record that the unconsumed bytes hold no LF (a partial line).
+    pub fn mark_scanned(&mut self) {
+        self.scanned = self.len();
+    }
+
     /// Mark `n` bytes as consumed; frees the buffer when it becomes empty.
     pub fn consume(&mut self, n: usize) {
+        self.scanned = 0;
         self.start = (self.start + n).min(self.pending.len());
         if self.is_empty() {
             self.release();
@@ -144,6 +165,7 @@ impl LineBuffer {
     /// Remove `n` bytes at offset `at` of the unconsumed bytes (an urgent
     /// command taken out of the queue).
     pub fn remove(&mut self, at: usize, n: usize) {
+        self.scanned = 0;
         let start = (self.start + at).min(self.pending.len());
         let end = (start + n).min(self.pending.len());
         self.pending.drain(start..end);
@@ -156,6 +178,7 @@ impl LineBuffer {
     pub fn release(&mut self) {
         self.pending = Vec::new();
         self.start = 0;
+        self.scanned = 0;
     }
 
     /// Heap bytes held (for the idle-memory checks).
@@ -270,6 +293,16 @@ mod tests {
     fn doubled_iac_is_a_literal_ff_byte() {
         let line = [b'R', b'E', b'T', b'R', b' ', 255, 255, b'\n'];
         assert_eq!(run(&[&line], 100).unwrap(), vec![vec![b'R', b'E', b'T', b'R', b' ', 255]]);
+    }
+
+    #[test]
+    fn frame_from_a_scanned_prefix_finds_the_same_lines() {
+        let input = b"abcdef\r\nrest";
+        for from in 0..=6 {
+            assert_eq!(frame_from(input, from, 100), Frame::Line { end: 7, consumed: 8 });
+        }
+        assert_eq!(frame_from(b"abc", 3, 100), Frame::Partial);
+        assert_eq!(frame_from(&[b'x'; 20], 15, 10), Frame::TooLong);
     }
 
     #[test]

@@ -660,13 +660,16 @@ impl Server {
                 self.wake_later(key);
                 continue;
             }
-            match line::frame(c.line.bytes(), max) {
+            match line::frame_from(c.line.bytes(), c.line.scanned(), max) {
                 Frame::Line { end, consumed } => {
                     line::clean(&c.line.bytes()[..end], &mut self.cleaned);
                     c.line.consume(consumed);
                     self.run_line(key);
                 }
-                Frame::Partial => return,
+                Frame::Partial => {
+                    c.line.mark_scanned();
+                    return;
+                }
                 Frame::TooLong => {
                     self.line_too_long(key);
                     return;
