@@ -570,8 +570,7 @@ impl Server {
             if c.read_paused || c.close_after_flush {
                 break;
             }
-            let want = scratch.len().min(budget);
-            match c.stream.read(&mut scratch[..want]) {
+            match c.stream.read(&mut scratch[..budget.min(SCRATCH_BYTES)]) {
                 Ok(0) => {
                     self.close_control(key, "client closed");
                     break;
@@ -583,11 +582,9 @@ impl Server {
                         self.wake_later(key);
                         break;
                     }
-                    // A short read drained the socket: bytes that arrive
-                    // later raise a new edge, so no read just for EAGAIN.
-                    if n < want {
-                        break;
-                    }
+                    // No stop on a short read: with SO_OOBINLINE a read
+                    // stops at the urgent mark (ftplib sends ABOR's LF as
+                    // urgent data), and the rest raises no new edge.
                 }
                 Err(e) if interrupted(&e) => continue,
                 Err(e) if would_block(&e) => break,
