@@ -273,7 +273,7 @@ impl Transfer {
 }
 
 fn stor_pipe(ascii: bool) -> Option<(OwnedFd, OwnedFd)> {
-    if ascii {
+    if ascii || std::env::var_os("LEANFTPD_NO_SPLICE").is_some() {
         return None;
     }
     crate::sys::pipe(STOR_PIPE_BYTES).ok()

@@ -66,10 +66,14 @@ const SHUTDOWN_DEADLINE: usize = usize::MAX - 4;
 
 /// Bytes read from one control connection per readiness event.
 const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
-/// Bytes moved on one data connection per readiness event: large enough
-/// for `sendfile` to be efficient, small enough that 8 big transfers leave
-/// room for everyone else.
-const DATA_BUDGET_BYTES: usize = 1024 * 1024;
+/// Bytes moved on one data connection per step: large enough for
+/// `sendfile` and `splice` to be efficient.
+const DATA_BUDGET_BYTES: usize = 256 * 1024;
+/// Bytes all bulk transfers together may move in one pass of the loop.
+/// Past it, transfers wait for the next pass (round robin), so a pass takes
+/// a bounded time however many big transfers run, and control commands and
+/// small files are served within it (fairness under load).
+const PASS_BUDGET_BYTES: usize = 1024 * 1024;
 /// Connections accepted per readiness event of a listener.
 const ACCEPT_BUDGET: usize = 256;
 /// Scratch buffer for control reads and STOR data.
@@ -152,6 +156,8 @@ pub struct Server {
     shutting_down: bool,
     accept_paused: bool,
     xferlog: Option<XferLog>,
+    /// What is left of `PASS_BUDGET_BYTES` in this pass.
+    pass_budget: usize,
 }
 
 impl Server {
@@ -223,6 +229,7 @@ impl Server {
             shutting_down: false,
             accept_paused: false,
             xferlog,
+            pass_budget: PASS_BUDGET_BYTES,
         })
     }
 
@@ -266,11 +273,17 @@ impl Server {
                 }
             }
             self.now = Instant::now();
+            self.pass_budget = PASS_BUDGET_BYTES;
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => self.on_signals(),
                     WAKER => self.on_wake(),
-                    Token(key) => self.ready(key, event.is_readable() || event.is_read_closed() || event.is_error(), event.is_writable() || event.is_error()),
+                    Token(key) => self.ready(
+                        key,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable() || event.is_error(),
+                        event.is_priority() || event.is_read_closed() || event.is_error(),
+                    ),
                 }
             }
             let mut cached = std::mem::take(&mut self.cached_verdicts);
@@ -280,7 +293,7 @@ impl Server {
             self.cached_verdicts = cached;
             let mut again = std::mem::take(&mut self.still_ready);
             for key in again.drain(..) {
-                self.ready(key, true, true);
+                self.ready(key, true, true, true);
             }
             self.still_ready.append(&mut self.next_ready);
             if self.still_ready.is_empty() {
@@ -300,7 +313,9 @@ impl Server {
 
     // ----- dispatch -------------------------------------------------------
 
-    fn ready(&mut self, key: usize, readable: bool, writable: bool) {
+    /// `to_eagain`: read the control socket until `WouldBlock` even after a
+    /// short read (urgent data, hang-up, or a source cut short earlier).
+    fn ready(&mut self, key: usize, readable: bool, writable: bool, to_eagain: bool) {
         match self.slab.get(key) {
             Some(Entry::Listener(_)) => self.accept_control(key),
             Some(Entry::Ctrl(_)) => {
@@ -308,7 +323,7 @@ impl Server {
                     self.flush(key);
                 }
                 if readable {
-                    self.read_control(key);
+                    self.read_control(key, to_eagain);
                 }
             }
             Some(Entry::Pasv(_)) => self.accept_data(key),
@@ -447,7 +462,7 @@ impl Server {
         };
         let mut stream = Stream::accepted(tcp);
         let key = self.slab.vacant_key();
-        if let Err(e) = stream.register(self.poll.registry(), Token(key)) {
+        if let Err(e) = stream.register_control(self.poll.registry(), Token(key)) {
             warn!("register {peer}: {e}");
             return;
         }
@@ -563,14 +578,15 @@ impl Server {
         }
     }
 
-    fn read_control(&mut self, key: usize) {
+    fn read_control(&mut self, key: usize, to_eagain: bool) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = CTRL_READ_BUDGET_BYTES;
         while let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if c.read_paused || c.close_after_flush {
                 break;
             }
-            match c.stream.read(&mut scratch[..budget.min(SCRATCH_BYTES)]) {
+            let want = budget.min(SCRATCH_BYTES);
+            match c.stream.read(&mut scratch[..want]) {
                 Ok(0) => {
                     self.close_control(key, "client closed");
                     break;
@@ -582,9 +598,14 @@ impl Server {
                         self.wake_later(key);
                         break;
                     }
-                    // No stop on a short read: with SO_OOBINLINE a read
-                    // stops at the urgent mark (ftplib sends ABOR's LF as
-                    // urgent data), and the rest raises no new edge.
+                    // A short read drained the socket, and bytes that arrive
+                    // later raise a new edge: no read just for EAGAIN. Not
+                    // so with urgent data (EPOLLPRI): with SO_OOBINLINE a
+                    // read stops at the urgent mark (ftplib sends ABOR's LF
+                    // as urgent data), and the rest raises no new edge.
+                    if n < want && !to_eagain {
+                        break;
+                    }
                 }
                 Err(e) if interrupted(&e) => continue,
                 Err(e) if would_block(&e) => break,
@@ -1149,7 +1170,7 @@ impl Server {
                     },
                 },
                 DataState::Running(_) => {
-                    if let Some(result) = self.step_data(dkey) {
+                    if let Some(result) = self.step_data(dkey, true) {
                         self.end_transfer(dkey, result, true);
                     }
                     return;
@@ -1163,13 +1184,21 @@ impl Server {
 
     /// Move a running transfer's bytes within the budget: `Some` when it
     /// ended, `None` when it waits for readiness (or for its next turn).
-    fn step_data(&mut self, dkey: usize) -> Option<Result<(), TransferError>> {
+    fn step_data(&mut self, dkey: usize, bulk: bool) -> Option<Result<(), TransferError>> {
+        if bulk && self.pass_budget == 0 {
+            self.wake_later(dkey);
+            return None;
+        }
+        let budget = if bulk { DATA_BUDGET_BYTES.min(self.pass_budget) } else { DATA_BUDGET_BYTES };
         let mut scratch = std::mem::take(&mut self.scratch);
         let outcome = match self.slab.get_mut(dkey) {
             Some(Entry::Data(DataConn { state: DataState::Running(req), stream, bytes, last_progress, .. })) => {
                 let mut moved = 0;
-                let r = req.transfer.step(stream, DATA_BUDGET_BYTES, &mut scratch, &mut moved);
+                let r = req.transfer.step(stream, budget, &mut scratch, &mut moved);
                 *bytes += moved;
+                if bulk {
+                    self.pass_budget = self.pass_budget.saturating_sub(moved as usize);
+                }
                 if moved > 0 {
                     *last_progress = self.now;
                 }
@@ -1196,7 +1225,7 @@ impl Server {
     /// still come in their order, after the data connection was closed.
     fn first_step(&mut self, dkey: usize, owner: usize, already_open: bool, out: &mut Vec<u8>) {
         let try_now = matches!(self.slab.get(dkey), Some(Entry::Data(DataConn { state: DataState::Running(r), .. })) if !r.transfer.is_upload());
-        let outcome = if try_now { self.step_data(dkey) } else { None };
+        let outcome = if try_now { self.step_data(dkey, false) } else { None };
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
             let mut ctx = Ctx { out: &mut *out, env: &self.env, now_unix: 0 };
             c.session.transfer_started(already_open, &mut ctx);

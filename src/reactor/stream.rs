@@ -42,6 +42,17 @@ impl Stream {
         }
     }
 
+    /// Register a control connection: also for priority readiness
+    /// (`EPOLLPRI`), which tells that urgent data (an ABOR sent with
+    /// `MSG_OOB`) arrived, so the reader knows to read past the urgent mark.
+    pub fn register_control(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => {
+                registry.register(s, token, Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY)
+            }
+        }
+    }
+
     /// The peer, if connected (a non-blocking connect in progress gives `NotConnected`).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
