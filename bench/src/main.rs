@@ -1,1 +1,86 @@
-fn main() { eprintln!("leanftpd-bench: the load generator lands with issue 3"); std::process::exit(2); }
+//! `leanftpd-bench`: an event-driven FTP load generator (issue 3).
+//!
+//! It drives any FTP server on loopback by address and credentials, and reads
+//! the server's cost from `/proc` by PID (the PID's whole process tree, every
+//! thread). See `HELP` for the scenarios; `bench/compare.sh` runs them all
+//! against leanftpd and its peers.
+
+mod args;
+mod engine;
+mod ftp;
+mod procstat;
+mod report;
+mod scenarios;
+mod sendfile_ref;
+
+use args::Args;
+
+const HELP: &str = "\
+leanftpd-bench — event-driven FTP load generator
+
+USAGE: leanftpd-bench SCENARIO [OPTIONS]
+
+COMMON OPTIONS
+  --addr IP:PORT          server [127.0.0.1:2121]
+  --user NAME --pass PW   credentials [anonymous / bench@]
+  --pid PID               server PID: its process tree is measured (RSS, PSS, CPU, context switches)
+  --sources A,B|A-B       client source addresses in 127.0.0.0/8, round-robin [kernel's choice]
+  --no-epsv               use PASV only (EPSV is tried first and dropped on a 5xx otherwise)
+  --stall SECS            fail a client that waits longer than this [60]
+  --label NAME            tag for the RESULT line [server]
+
+SCENARIOS
+  idle --sessions N [--procs P] [--window 10] [--settle 2] [--ramp 200]
+        N logged-in idle sessions spread over P child processes; server RSS/PSS delta per
+        session, CPU and context switches (wake-ups) per second over the window
+  login --concurrency C --seconds S
+        connect + USER/PASS + QUIT in a loop by C clients; logins/s, server CPU µs per login
+  small --clients 32 --seconds S [--file small.bin]
+        RETR of a small file, a new EPSV/PASV data connection each; transfers/s, p50/p99,
+        server CPU-seconds per 10,000 transfers
+  large --op retr|stor --streams 1|8 --size BYTES [--file large.bin] [--reps 1]
+        [--seconds 0]  MB/s and server CPU-seconds per GiB (--seconds 0: --reps transfers per stream)
+  mixed [--idle 2000] [--file large.bin] [--small-file small.bin] [--small-clients 32]
+        [--large-streams 8] [--seconds 5] [--rounds 2]
+        large RETR throughput loss with idle sessions logged in (windows alternate without/with,
+        --rounds times); small p99 alone and under large transfers
+  list --entries 10000 [--path list10k] [--reps 3]
+        LIST and MLSD (when FEAT has MLST): time and peak server RSS
+  sendfile-ref --size BYTES [--reps 3] [--chunk 1M] [--file PATH] [--sender-cpu N] [--reader-cpu N]
+        bare sendfile(2) over loopback, sender thread in this process: the physical reference
+  stat --pid PID
+        the server's RSS, PSS, CPU, threads and processes now
+
+Every scenario prints its figures, the command that reproduces them, and one
+`RESULT scenario=... key=value ...` line.
+";
+
+fn main() {
+    let mut a = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("leanftpd-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    if a.flag("help") || a.scenario.is_empty() {
+        print!("{HELP}");
+        return;
+    }
+    let res = match a.scenario.clone().as_str() {
+        "idle" => scenarios::idle(a),
+        "idle-worker" => scenarios::idle_worker(a),
+        "login" => scenarios::login(a),
+        "small" => scenarios::small(a),
+        "large" => scenarios::large(a),
+        "mixed" => scenarios::mixed(a),
+        "list" => scenarios::list(a),
+        "sendfile-ref" => sendfile_ref::run(a),
+        "stat" => scenarios::stat(a),
+        s => Err(format!("unknown scenario {s:?} (try --help)")),
+    };
+    if let Err(e) = res {
+        eprintln!("leanftpd-bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,383 @@
+#!/usr/bin/env bash
+# bench/compare.sh — leanftpd side by side with thinFTP, pyftpdlib (threaded
+# and async), Twisted and vsftpd (and unftp, optionally), on loopback, in one
+# run; writes the table to bench/results/latest.md (issue 3).
+#
+#   bench/compare.sh [--quick] [--servers a,b,...] [--with-unftp] [--no-pin] [--keep]
+#
+#   --quick        a few minutes: fewer idle sessions for the peers, short windows,
+#                  256 MiB large files (the full run: 1 GiB files, 1k/5k/19k idle for all)
+#   --servers      subset of: leanftpd,thinftp,pyftpdlib-threaded,pyftpdlib-async,twisted,vsftpd,unftp
+#   --with-unftp   include unftp (built with `cargo install` if it is not on PATH: takes minutes)
+#   --no-pin       do not pin (by default every server runs on CPU 0 with `taskset -c 0`,
+#                  as on a single-core device, and the load generator on CPU 1)
+#   --keep         keep the temporary directory (data, logs) for inspection
+#   --lean-args "ARGS"  extra options for leanftpd (e.g. "--passive-ports 10000-19999")
+#   --out FILE     where the table goes [bench/results/latest.md]; raw RESULT lines
+#                  go to FILE without .md, plus -raw/ (bench/results/raw/ for the default)
+#
+# It installs what is missing (pip: thinftp pyftpdlib twisted; apt: vsftpd),
+# makes a temporary root (4 KiB file, large file, 10,000-entry directory), a
+# SHA-512-crypt users file for leanftpd and a local user `ftpbench` (SHA-512
+# in /etc/shadow, removed afterwards if this script created it) for vsftpd.
+# Every process it starts is stopped on exit, by PID. Traffic stays on 127.0.0.0/8.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+COMMAND="bench/compare.sh $*"
+
+MODE=full
+SERVERS="leanftpd,thinftp,pyftpdlib-threaded,pyftpdlib-async,twisted,vsftpd"
+WITH_UNFTP=0
+PIN=1
+KEEP=0
+LEAN_ARGS=""
+OUT=bench/results/latest.md
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) MODE=quick ;;
+        --servers) SERVERS="$2"; shift ;;
+        --servers=*) SERVERS="${1#*=}" ;;
+        --with-unftp) WITH_UNFTP=1 ;;
+        --no-pin) PIN=0 ;;
+        --keep) KEEP=1 ;;
+        --lean-args) LEAN_ARGS="$2"; shift ;;
+        --lean-args=*) LEAN_ARGS="${1#*=}" ;;
+        --out) OUT="$2"; shift ;;
+        --out=*) OUT="${1#*=}" ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$WITH_UNFTP" = 1 ] || command -v unftp >/dev/null 2>&1; then
+    case ",$SERVERS," in *,unftp,*) ;; *) SERVERS="$SERVERS,unftp" ;; esac
+fi
+
+if [ "$MODE" = quick ]; then
+    IDLE_LEAN="1000 5000 19000"; IDLE_PEER="1000"; WINDOW=5; LOGIN_SECS=3; SMALL_SECS=5
+    LARGE_SIZE=$((256 << 20)); RETR1_REPS=3; MIXED_SECS=3; MIXED_ROUNDS=1; LIST_REPS=3; LOGIN_TIMEOUT=150
+else
+    IDLE_LEAN="1000 5000 19000"; IDLE_PEER="1000 5000 19000"; WINDOW=10; LOGIN_SECS=10; SMALL_SECS=15
+    LARGE_SIZE=$((1 << 30)); RETR1_REPS=2; MIXED_SECS=8; MIXED_ROUNDS=2; LIST_REPS=5; LOGIN_TIMEOUT=600
+fi
+LOGIN_CONC="1 16 128"
+SOURCES="127.0.0.1-127.0.0.20"
+USER_NAME=ftpbench
+USER_PASS="bench-$RANDOM$RANDOM"
+
+log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# ------------------------------------------------------------ cleanup
+STARTED=()
+CREATED_USER=0
+WORK=""
+descendants() { # PID → PID and every descendant, parents first
+    local all; all=$(ps -e -o pid=,ppid=)
+    local queue=("$1") out=() p
+    while [ ${#queue[@]} -gt 0 ]; do
+        p=${queue[0]}; queue=("${queue[@]:1}"); out+=("$p")
+        # shellcheck disable=SC2207
+        queue+=($(awk -v pp="$p" '$2 == pp { print $1 }' <<<"$all"))
+    done
+    echo "${out[@]}"
+}
+kill_tree() { # PID: TERM the tree, then KILL what is left after 5 s
+    local pids; pids=$(descendants "$1")
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null
+    for _ in $(seq 50); do
+        local alive=0 p
+        for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && return 0
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
+cleanup() {
+    local p
+    for p in "${STARTED[@]}"; do kill_tree "$p"; done
+    if [ "$CREATED_USER" = 1 ]; then userdel "$USER_NAME" 2>/dev/null; fi
+    if [ -n "$WORK" ] && [ "$KEEP" = 0 ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------ build and install
+log "building leanftpd and leanftpd-bench (release)"
+for _ in 1 2 3; do
+    if cargo build --release -p leanftpd -p leanftpd-bench 2>&1 | tail -2 >&2; then
+        [ -x target/release/leanftpd ] && [ -x target/release/leanftpd-bench ] && break
+    fi
+    log "build failed; retrying in 60 s"; sleep 60
+done
+# leanftpd is measured as a small device would run it: statically linked
+# (glibc's crt-static), so it maps no libc.so and its RSS is its own. The
+# README gives the same command.
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+log "building the static leanftpd for $HOST"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p leanftpd --target "$HOST" 2>&1 | tail -2 >&2
+LEAN_BIN=$REPO/target/$HOST/release/leanftpd
+[ -x "$LEAN_BIN" ] || { log "static build failed; measuring the dynamic one"; LEAN_BIN=$REPO/target/release/leanftpd; }
+BENCH=$REPO/target/release/leanftpd-bench
+[ -x "$LEAN_BIN" ] && [ -x "$BENCH" ] || { echo "compare.sh: build failed" >&2; exit 1; }
+
+PY=$(python3 -c 'import sys; print(sys.executable)')
+has() { case ",$SERVERS," in *,"$1",*) return 0 ;; esac; return 1; }
+need_pip=()
+if has thinftp && ! "$PY" -c 'import thinftp' 2>/dev/null; then need_pip+=(thinftp); fi
+if { has pyftpdlib-threaded || has pyftpdlib-async; } && ! "$PY" -c 'import pyftpdlib' 2>/dev/null; then need_pip+=(pyftpdlib); fi
+if has twisted && ! "$PY" -c 'import twisted.protocols.ftp' 2>/dev/null; then need_pip+=(twisted); fi
+if [ ${#need_pip[@]} -gt 0 ]; then
+    log "pip install ${need_pip[*]}"
+    "$PY" -m pip install -q "${need_pip[@]}" >&2 || log "pip install failed"
+fi
+if has vsftpd && ! [ -x /usr/sbin/vsftpd ]; then
+    log "apt-get install vsftpd"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd; } >&2 || log "apt-get failed"
+fi
+if has unftp && ! command -v unftp >/dev/null 2>&1; then
+    log "cargo install unftp (minutes)"
+    cargo install unftp --no-default-features --features auth_jsonfile >&2 || log "cargo install unftp failed"
+fi
+
+# ------------------------------------------------------------ data
+WORK=$(mktemp -d /tmp/leanftpd-compare.XXXXXX)
+chmod 755 "$WORK"
+DATA=$WORK/root
+RES=$WORK/results
+LOGS=$WORK/logs
+mkdir -p "$DATA/list10k" "$RES" "$LOGS"
+chmod 777 "$DATA"
+log "making the data in $DATA"
+head -c 4096 /dev/urandom > "$DATA/small.bin"
+head -c "$LARGE_SIZE" /dev/urandom > "$DATA/large.bin"
+(cd "$DATA/list10k" && seq -f 'f%05g' 10000 | xargs touch)
+chmod 644 "$DATA/small.bin" "$DATA/large.bin"
+printf '%s:%s:%s:rw\n' "$USER_NAME" "$(openssl passwd -6 "$USER_PASS")" "$DATA" > "$WORK/users"
+chmod 600 "$WORK/users"
+
+if has vsftpd; then
+    if ! id "$USER_NAME" >/dev/null 2>&1; then
+        useradd --no-create-home --home-dir "$DATA" --shell /bin/bash "$USER_NAME" && CREATED_USER=1
+    fi
+    echo "$USER_NAME:$USER_PASS" | chpasswd -c SHA512
+fi
+
+# ------------------------------------------------------------ servers
+if [ "$PIN" = 1 ]; then PS=(taskset -c 0); PC=(taskset -c 1); PINNING="servers_on_CPU_0_(taskset_-c_0),_load_generator_on_CPU_1"
+else PS=(); PC=(); PINNING="none"; fi
+
+free_port() {
+    "$PY" - <<'EOF'
+import random, socket
+for _ in range(200):
+    p = random.randint(21000, 29999)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); s.close(); print(p); break
+    except OSError:
+        s.close()
+EOF
+}
+wait_port() { # PORT PID
+    for _ in $(seq 200); do
+        kill -0 "$2" 2>/dev/null || return 1
+        if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1).close()" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+SPID=""
+start_server() { # NAME PORT
+    local name=$1 port=$2 slog=$LOGS/$1.server.log
+    case "$name" in
+        leanftpd)
+            "${PS[@]}" "$LEAN_BIN" --root "$DATA" --users "$WORK/users" --listen "127.0.0.1:$port" \
+                --max-clients 20000 --max-per-ip 20000 --log-level warn $LEAN_ARGS >"$slog" 2>&1 & ;;
+        thinftp)
+            "${PS[@]}" "$PY" "$REPO/bench/peers/thinftp_peer.py" --port "$port" --user "$USER_NAME" \
+                --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
+        pyftpdlib-threaded|pyftpdlib-async)
+            "${PS[@]}" "$PY" "$REPO/bench/peers/pyftpd_peer.py" --mode "${name#pyftpdlib-}" --port "$port" \
+                --user "$USER_NAME" --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
+        twisted)
+            "${PS[@]}" "$PY" "$REPO/bench/peers/twisted_peer.py" --port "$port" --user "$USER_NAME" \
+                --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
+        vsftpd)
+            cat >"$WORK/vsftpd.conf" <<EOF
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$port
+background=NO
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+local_umask=022
+local_root=$DATA
+pam_service_name=vsftpd
+seccomp_sandbox=NO
+isolate_network=NO
+max_clients=0
+max_per_ip=0
+pasv_enable=YES
+pasv_address=127.0.0.1
+xferlog_enable=NO
+dirmessage_enable=NO
+session_support=NO
+secure_chroot_dir=/var/run/vsftpd/empty
+idle_session_timeout=1800
+data_connection_timeout=300
+vsftpd_log_file=$LOGS/vsftpd.log
+EOF
+            mkdir -p /var/run/vsftpd/empty
+            "${PS[@]}" /usr/sbin/vsftpd "$WORK/vsftpd.conf" >"$slog" 2>&1 & ;;
+        unftp)
+            printf '[{"username": "%s", "password": "%s"}]\n' "$USER_NAME" "$USER_PASS" >"$WORK/unftp.json"
+            "${PS[@]}" unftp --bind-address "127.0.0.1:$port" --root-dir "$DATA" --auth-type json \
+                --auth-json-path "$WORK/unftp.json" >"$slog" 2>&1 & ;;
+        *) echo "compare.sh: unknown server $name" >&2; return 1 ;;
+    esac
+    SPID=$!
+    STARTED+=("$SPID")
+    if ! wait_port "$port" "$SPID"; then
+        log "$name did not start (see its log below)"; tail -5 "$slog" >&2
+        return 1
+    fi
+}
+stop_server() {
+    kill_tree "$SPID"
+    local keep=() p
+    for p in "${STARTED[@]}"; do [ "$p" != "$SPID" ] && keep+=("$p"); done
+    STARTED=("${keep[@]}")
+}
+
+bench() { # NAME TIMEOUT SCENARIO ARGS... : run, log, keep the RESULT line
+    local name=$1 t=$2; shift 2
+    local logf=$LOGS/$name.bench.log
+    echo "+ ${PC[*]} $BENCH $*" >>"$logf"
+    timeout --kill-after=10 "$t" "${PC[@]}" "$BENCH" "$@" >>"$logf" 2>&1
+    local rc=$?
+    if [ $rc -ne 0 ]; then
+        log "  $name: $1 failed (rc $rc): $(tail -1 "$logf")"
+    fi
+    return 0
+}
+
+wait_time_wait() { # let the previous server's TIME_WAIT sockets expire (at most 65 s):
+    # a bind() to port 0 (how most servers open a passive listener) scans past them
+    local n
+    for _ in $(seq 65); do
+        n=$(ss -Htan state time-wait 2>/dev/null | wc -l)
+        [ "$n" -lt 3000 ] && return 0
+        sleep 1
+    done
+    log "  still $n sockets in TIME_WAIT"
+}
+
+run_server() { # NAME
+    local name=$1 port pid
+    wait_time_wait
+    port=$(free_port)
+    log "== $name on 127.0.0.1:$port"
+    start_server "$name" "$port" || return 0
+    pid=$SPID
+    sleep 1
+    local C=(--addr "127.0.0.1:$port" --user "$USER_NAME" --pass "$USER_PASS" --pid "$pid" --label "$name")
+    local S=(--sources "$SOURCES")
+    bench "$name" 60 stat "${C[@]}"
+    # Idle first: later scenarios grow the heap, and freed memory that a new
+    # session can reuse would hide its real cost.
+    local idle_ns=$IDLE_PEER
+    [ "$name" = leanftpd ] && idle_ns=$IDLE_LEAN
+    for n in $idle_ns; do
+        if [ "$name" = vsftpd ] && [ $((2 * n + 2000)) -gt "$(cat /proc/sys/kernel/pid_max)" ]; then
+            log "  vsftpd: $n sessions need $((2 * n)) processes, above kernel.pid_max; skipped"
+            continue
+        fi
+        log "  idle $n"
+        bench "$name" $((LOGIN_TIMEOUT + 120)) idle "${C[@]}" "${S[@]}" --sessions "$n" --window "$WINDOW" \
+            --ramp 32 --login-timeout "$LOGIN_TIMEOUT"
+    done
+    log "  small"
+    bench "$name" $((SMALL_SECS + 120)) small "${C[@]}" "${S[@]}" --clients 32 --seconds "$SMALL_SECS"
+    if [ "$name" = leanftpd ]; then
+        # The physical reference, measured next to leanftpd's large RETR.
+        log "  sendfile reference"
+        timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 5 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
+            >>"$LOGS/sendfile.bench.log" 2>&1 || log "sendfile-ref failed: $(tail -1 "$LOGS/sendfile.bench.log")"
+    fi
+    for op in retr stor; do
+        for st in 1 8; do
+            local reps=1
+            [ "$op" = retr ] && [ "$st" = 1 ] && reps=$RETR1_REPS
+            log "  large $op x$st"
+            bench "$name" 900 large "${C[@]}" --op "$op" --streams "$st" --size "$LARGE_SIZE" --reps "$reps"
+        done
+    done
+    log "  list"
+    bench "$name" 600 list "${C[@]}" --entries 10000 --path list10k --reps "$LIST_REPS"
+    for c in $LOGIN_CONC; do
+        log "  login x$c"
+        bench "$name" $((LOGIN_SECS + 90)) login "${C[@]}" "${S[@]}" --concurrency "$c" --seconds "$LOGIN_SECS"
+    done
+    log "  mixed"
+    bench "$name" $((MIXED_SECS * 12 + 2 * LOGIN_TIMEOUT)) mixed "${C[@]}" "${S[@]}" --idle 2000 --seconds "$MIXED_SECS" --rounds "$MIXED_ROUNDS"
+    stop_server
+    grep -h '^RESULT' "$LOGS/$name.bench.log" >"$RES/$name.txt"
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')
+SREF_PIN=()
+[ "$PIN" = 1 ] && SREF_PIN=(--sender-cpu 0 --reader-cpu 1)
+IFS=, read -r -a LIST <<<"$SERVERS"
+for s in "${LIST[@]}"; do
+    run_server "$s"
+done
+if ! grep -qs '^RESULT' "$LOGS/sendfile.bench.log"; then
+    log "sendfile reference"
+    timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 5 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
+        >>"$LOGS/sendfile.bench.log" 2>&1 || log "sendfile-ref failed: $(tail -1 "$LOGS/sendfile.bench.log")"
+fi
+grep -h '^RESULT' "$LOGS/sendfile.bench.log" >"$RES/sendfile.txt"
+
+# ------------------------------------------------------------ report
+versions="leanftpd_$("$LEAN_BIN" --version | awk '{print $2}')"
+versions+=",_$("$PY" - 2>/dev/null <<'EOF'
+import importlib.metadata as m
+out = []
+for p in ("thinftp", "pyftpdlib", "twisted"):
+    try:
+        out.append(f"{p}_{m.version(p)}")
+    except Exception:
+        pass
+print(",_".join(out))
+EOF
+)"
+[ -x /usr/sbin/vsftpd ] && versions+=",_$(/usr/sbin/vsftpd -v 0>&1 2>/dev/null | awk '{print "vsftpd_" $3}')"
+versions+=",_python_$("$PY" -c 'import platform; print(platform.python_version())')"
+{
+    echo "META date=$(date -u +%Y-%m-%dT%H:%MZ) cores=$(nproc) kernel=$(uname -r) mode=$MODE"
+    echo "META cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo | tr ' ' '_')"
+    echo "META mem=$(awk '/MemTotal/ {printf "%.0f_GiB_RAM", $2/1048576}' /proc/meminfo)"
+    echo "META command=$(tr ' ' '~' <<<"$COMMAND") pinning=$PINNING versions=$versions"
+    echo "META loadavg=start_${LOAD_START}_end_$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
+    echo "META lean_args=$(tr ' ' '~' <<<"${LEAN_ARGS:-none}")"
+    strip -o "$WORK/leanftpd.stripped" "$LEAN_BIN" 2>/dev/null || cp "$LEAN_BIN" "$WORK/leanftpd.stripped"
+    echo "META binary_bytes=$(stat -c %s "$WORK/leanftpd.stripped")"
+} >"$RES/meta.txt"
+case "$OUT" in /*) ;; *) OUT=$REPO/$OUT ;; esac
+RAW=${OUT%.md}-raw
+[ "$OUT" = "$REPO/bench/results/latest.md" ] && RAW=$REPO/bench/results/raw
+mkdir -p "$RAW" "$(dirname "$OUT")"
+rm -f "$RAW"/*.txt
+cp "$RES"/*.txt "$RAW/"
+"$PY" "$REPO/bench/report.py" "$RES" | tee "$OUT"
+log "table written to $OUT (raw RESULT lines in $RAW/)"
+[ "$KEEP" = 1 ] && log "kept $WORK"
+exit 0

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Turn the RESULT lines that compare.sh collected into one Markdown table.
+
+usage: report.py RESULTS_DIR   (one SERVER.txt per server, plus meta.txt)
+
+Each row is a figure; columns are leanftpd, each peer, the best peer and
+leanftpd's ratio to it (leanftpd / best: below 1 is better where lower is
+better, above 1 where higher is better). Then every issue-3 target, met or not.
+"""
+import os
+import sys
+
+LEAN = "leanftpd"
+
+
+def load(d):
+    res, meta, order = {}, {}, []
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".txt"):
+            continue
+        for line in open(os.path.join(d, name), encoding="utf-8", errors="replace"):
+            words = line.split()
+            if not words:
+                continue
+            kv = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+            if words[0] == "META":
+                meta.update(kv)
+            elif words[0] == "RESULT":
+                server = kv.get("label", name[:-4])
+                if server not in order:
+                    order.append(server)
+                sc = kv["scenario"]
+                variant = {
+                    "idle": kv.get("sessions", ""),
+                    "login": kv.get("concurrency", ""),
+                    "large": kv.get("op", "") + str(kv.get("streams", "")),
+                }.get(sc, "")
+                res.setdefault(server, {})[(sc, variant)] = kv
+    return res, meta, order
+
+
+def num(v):
+    try:
+        x = float(v)
+        return x if x == x else None
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt(x):
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def main():
+    d = sys.argv[1]
+    res, meta, order = load(d)
+    servers = [LEAN] + [s for s in order if s != LEAN and s != "sendfile"]
+    peers = [s for s in servers if s != LEAN]
+
+    def get(server, sc, variant, key):
+        return num(res.get(server, {}).get((sc, variant), {}).get(key))
+
+    idle_ns = sorted({v for s in res.values() for (sc, v) in s if sc == "idle"}, key=lambda v: int(v or 0))
+    logins = sorted({v for s in res.values() for (sc, v) in s if sc == "login"}, key=lambda v: int(v or 0))
+    rows = [("footprint: RSS after start, KiB", "stat", "", "rss_kib", "low"),
+            ("footprint: PSS after start, KiB", "stat", "", "pss_kib", "low")]
+    for n in idle_ns:
+        rows += [(f"idle {int(n):,}: logged in", "idle", n, "logged_in", "high"),
+                 (f"idle {int(n):,}: PSS per session, KiB", "idle", n, "pss_per_session_kib", "low"),
+                 (f"idle {int(n):,}: RSS per session, KiB", "idle", n, "rss_per_session_kib", "low"),
+                 (f"idle {int(n):,}: wake-ups/s", "idle", n, "wakeups_per_s", "low"),
+                 (f"idle {int(n):,}: server CPU %", "idle", n, "server_cpu_pct", "low")]
+    for c in logins:
+        rows += [(f"login ×{c}: logins/s", "login", c, "logins_per_s", "high"),
+                 (f"login ×{c}: server CPU µs per login", "login", c, "server_cpu_us_per_login", "low")]
+    rows += [("small 4 KiB ×32: transfers/s", "small", "", "transfers_per_s", "high"),
+             ("small: p50 ms", "small", "", "p50_ms", "low"),
+             ("small: p99 ms", "small", "", "p99_ms", "low"),
+             ("small: server CPU-s per 10,000", "small", "", "server_cpu_s_per_10k", "low")]
+    for op in ("retr", "stor"):
+        for st in ("1", "8"):
+            rows += [(f"large {op.upper()} ×{st}: MB/s", "large", op + st, "mb_per_s", "high"),
+                     (f"large {op.upper()} ×{st}: server CPU-s per GiB", "large", op + st, "server_cpu_s_per_gib", "low")]
+    rows += [("mixed: large RETR MB/s alone", "mixed", "", "large_mb_per_s_unloaded", "high"),
+             ("mixed: large RETR loss with 2,000 idle, %", "mixed", "", "large_loss_pct", "low"),
+             ("mixed: small p99 alone, ms", "mixed", "", "small_alone_p99_ms", "low"),
+             ("mixed: small p99 under 8 large, ms", "mixed", "", "small_loaded_p99_ms", "low"),
+             ("mixed: small p99 ratio loaded/alone", "mixed", "", "small_p99_ratio", "low"),
+             ("list 10,000: LIST ms", "list", "", "list_median_ms", "low"),
+             ("list: LIST peak RSS growth, KiB", "list", "", "list_peak_rss_delta_kib", "low"),
+             ("list: MLSD ms", "list", "", "mlsd_median_ms", "low"),
+             ("list: MLSD peak RSS growth, KiB", "list", "", "mlsd_peak_rss_delta_kib", "low")]
+
+    out = []
+    w = out.append
+    w("# leanftpd vs its peers — issue 3 benchmark\n")
+    w(f"- date: {meta.get('date', '?')}")
+    w(f"- machine: {meta.get('cores', '?')} cores ({meta.get('cpu', '?').replace('_', ' ')}), "
+      f"kernel {meta.get('kernel', '?')}, {meta.get('mem', '?').replace('_', ' ')}")
+    w(f"- command: `{meta.get('command', '?').replace('~', ' ')}` (mode: {meta.get('mode', '?')})")
+    w(f"- pinning: {meta.get('pinning', '?').replace('_', ' ')}; load average (1/5/15 min) at "
+      f"{meta.get('loadavg', '?').replace('_', ' ')} (above ~0.5 means something else ran on the machine)")
+    if meta.get("lean_args", "none") != "none":
+        w(f"- leanftpd extra options: `{meta['lean_args'].replace('~', ' ')}`")
+    w(f"- peers: {', '.join(peers) or 'none'}; versions: {meta.get('versions', '?').replace('_', ' ')}")
+    w("- ratio = leanftpd ÷ best peer (↓ lower is better, ↑ higher is better); "
+      "— = not measured or failed (see the run's log)\n")
+    w("| figure | " + " | ".join(servers) + " | best peer | ratio |")
+    w("|---" * (len(servers) + 3) + "|")
+    for label, sc, v, key, better in rows:
+        vals = [get(s, sc, v, key) for s in servers]
+        if all(x is None for x in vals):
+            continue
+        pv = [(get(p, sc, v, key), p) for p in peers]
+        pv = [(x, p) for x, p in pv if x is not None]
+        best = (min(pv) if better == "low" else max(pv)) if pv else None
+        lean = vals[0]
+        ratio = "—"
+        if best is not None and lean is not None and best[0] not in (0, None):
+            ratio = f"{lean / best[0]:.2f}×"
+        elif best is not None and lean is not None and best[0] == 0:
+            ratio = "=" if lean == 0 else "∞"
+        arrow = "↓" if better == "low" else "↑"
+        bestcell = f"{fmt(best[0])} ({best[1]})" if best else "—"
+        w(f"| {label} {arrow} | " + " | ".join(fmt(x) for x in vals) + f" | {bestcell} | {ratio} |")
+
+    sref = num(res.get("sendfile", {}).get(("sendfile-ref", ""), {}).get("mb_per_s"))
+    sref_cpu = num(res.get("sendfile", {}).get(("sendfile-ref", ""), {}).get("sender_cpu_s_per_gib"))
+    w("")
+    w(f"Bare sendfile(2) loop over loopback (the physical reference): {fmt(sref)} MB/s, "
+      f"sender {fmt(sref_cpu)} CPU-s per GiB.")
+    binsize = num(meta.get("binary_bytes"))
+    w(f"leanftpd stripped release binary: {fmt(binsize / 2**20 if binsize else None)} MiB "
+      f"({meta.get('binary_bytes', '?')} bytes). "
+      "The Python peers need a CPython interpreter and their packages (tens of MiB on disk); "
+      "vsftpd is a ~150 KiB C binary plus libc, PAM and its modules, and forks two processes per client.")
+    w("")
+
+    # Targets.
+    w("## Issue 3 targets\n")
+    w("| target | leanftpd | threshold | met? |")
+    w("|---|---|---|---|")
+
+    def target(name, value, threshold_text, ok):
+        status = "n/a" if ok is None else ("**met**" if ok else "**not met**")
+        w(f"| {name} | {value} | {threshold_text} | {status} |")
+
+    def best_peer(sc, v, key, better):
+        pv = [(get(p, sc, v, key), p) for p in peers if get(p, sc, v, key) is not None]
+        if not pv:
+            return None
+        return min(pv) if better == "low" else max(pv)
+
+    for n in ("5000", "19000"):
+        x = get(LEAN, "idle", n, "pss_per_session_kib")
+        target(f"idle PSS per session at {int(n):,} sessions", f"{fmt(x)} KiB", "≤ 0.5 KiB",
+               None if x is None else x <= 0.5)
+    wk = [get(LEAN, "idle", n, "wakeups_per_s") for n in idle_ns]
+    wk = [x for x in wk if x is not None]
+    target("no wake-ups while idle (all idle runs)", f"{fmt(max(wk)) if wk else '—'} /s", "0 /s",
+           None if not wk else max(wk) == 0)
+    for c in logins:
+        x = get(LEAN, "login", c, "server_cpu_us_per_login")
+        b = best_peer("login", c, "server_cpu_us_per_login", "low")
+        ok = None if x is None or b is None else (x > 0 and b[0] / x >= 3)
+        factor = f"{b[0] / x:.2f}× better than {b[1]}" if x and b else "—"
+        target(f"login ×{c}: logins per server CPU-s ≥ 3× best peer",
+               f"{fmt(x)} µs/login ({factor})", f"≤ {fmt(b[0] / 3) if b else '—'} µs", ok)
+    x = get(LEAN, "small", "", "server_cpu_s_per_10k")
+    b = best_peer("small", "", "server_cpu_s_per_10k", "low")
+    ok = None if x is None or b is None else (x > 0 and b[0] / x >= 3)
+    target("small: transfers per server CPU-s ≥ 3× best peer",
+           f"{fmt(x)} CPU-s/10k ({f'{b[0] / x:.2f}× better than {b[1]}' if x and b else '—'})",
+           f"≤ {fmt(b[0] / 3) if b else '—'} CPU-s/10k", ok)
+    for st in ("1", "8"):
+        x = get(LEAN, "large", "stor" + st, "server_cpu_s_per_gib")
+        b = best_peer("large", "stor" + st, "server_cpu_s_per_gib", "low")
+        target(f"large STOR ×{st}: CPU-s/GiB ≤ 0.6× best peer", fmt(x),
+               f"≤ {fmt(0.6 * b[0]) if b else '—'} ({b[1] if b else '—'})",
+               None if x is None or b is None else x <= 0.6 * b[0])
+    for st in ("1", "8"):
+        x = get(LEAN, "large", "retr" + st, "server_cpu_s_per_gib")
+        vs = get("vsftpd", "large", "retr" + st, "server_cpu_s_per_gib")
+        target(f"large RETR ×{st}: CPU-s/GiB ≤ vsftpd's", fmt(x), f"≤ {fmt(vs)}",
+               None if x is None or vs is None else x <= vs)
+    x = get(LEAN, "large", "retr1", "mb_per_s")
+    target("large RETR ×1 within 10% of bare sendfile", f"{fmt(x)} MB/s ({fmt(100 * x / sref) if x and sref else '—'}%)",
+           f"≥ {fmt(0.9 * sref) if sref else '—'} MB/s", None if x is None or sref is None else x >= 0.9 * sref)
+    target("stripped binary ≤ 2 MiB", f"{fmt(binsize / 2**20) if binsize else '—'} MiB", "≤ 2 MiB",
+           None if binsize is None else binsize <= 2 * 2**20)
+    x = get(LEAN, "stat", "", "rss_kib")
+    target("RSS after start ≤ 2 MiB", f"{fmt(x)} KiB", "≤ 2,048 KiB", None if x is None else x <= 2048)
+    x = get(LEAN, "mixed", "", "large_loss_pct")
+    target("mixed: large RETR loses < 5% to 2,000 idle sessions", f"{fmt(x)} %", "< 5 %", None if x is None else x < 5)
+    x = get(LEAN, "mixed", "", "small_p99_ratio")
+    target("mixed: small p99 under 8 large ≤ 3× unloaded", f"{fmt(x)}×", "≤ 3×", None if x is None else x <= 3)
+    w("")
+    w("Notes: server CPU is read from /proc (utime+stime of every process and thread of the server's tree, "
+      "reaped children included); wake-ups are voluntary + involuntary context switches. "
+      "Peers log in against plain in-memory passwords (pyftpdlib, Twisted, thinFTP) or PAM with a "
+      "SHA-512-crypt /etc/shadow entry (vsftpd); leanftpd against a `--users` file with a SHA-512-crypt hash. "
+      "vsftpd runs with isolate_network=NO (its per-session network namespace makes logins far slower here).")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
