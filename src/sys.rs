@@ -430,18 +430,7 @@ pub fn copy_file_range(in_fd: RawFd, in_off: &mut u64, out_fd: RawFd, len: usize
 /// the urgent byte (the final LF) out of the stream, so the line would never
 /// end.
 pub fn set_oobinline(fd: RawFd) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` outlives the call and its size is passed.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_OOBINLINE,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1)
 }
 
 /// Overwrite `buf` with zeros in a way the compiler may not elide as a
@@ -493,14 +482,18 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// `TCP_NODELAY` on a socket. Set on a listening socket, Linux passes it
 /// on to every accepted socket, which saves a system call per connection.
 pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` outlives the call and its size is passed.
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// `setsockopt` of an `int` option.
+fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is passed.
     cvt(unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     })
