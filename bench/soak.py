@@ -9,7 +9,11 @@ ABOR, vanish mid-transfer (reset both connections), and fail a login. After
 the load stops the script waits for the server to settle and compares its
 open descriptors and RSS with the baseline taken after a warm-up round.
 
-Usage: soak.py --port PORT --pid PID --root DIR [--seconds 180] [--workers 16]
+With --slowloris N, N more connections (from 127.0.0.2 … 127.0.0.21) each
+send one byte and then stay silent for the whole run, one byte a minute:
+the honest workers must still log in and transfer.
+
+Usage: soak.py --port PORT --pid PID --root DIR [--seconds 180] [--workers 16] [--slowloris N]
 Exit status 0 when every check passed; the figures are printed either way.
 """
 
@@ -167,6 +171,7 @@ def main():
     p.add_argument("--root", required=True)
     p.add_argument("--seconds", type=float, default=180)
     p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--slowloris", type=int, default=0)
     args = p.parse_args()
 
     rnd = random.Random(7)
@@ -186,6 +191,31 @@ def main():
     time.sleep(2)
     base_fd, base_rss = fd_count(args.pid), rss_kib(args.pid)
 
+    # The slow connections: one byte each, from 20 source addresses.
+    slow = []
+    for i in range(args.slowloris):
+        s = socket.socket()
+        try:
+            s.bind((f"127.0.0.{2 + i % 20}", 0))
+            s.connect(("127.0.0.1", args.port))
+            s.send(b"U")
+            slow.append(s)
+        except OSError:
+            s.close()
+    stop_slow = threading.Event()
+
+    def trickle():
+        # One more byte a minute on every slow connection still open.
+        while not stop_slow.wait(60):
+            for s in slow:
+                try:
+                    s.send(b"S")
+                except OSError:
+                    pass
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+
     stats = Stats()
     deadline = time.time() + args.seconds
     threads = [threading.Thread(target=worker, args=(n, args, files, stats, deadline)) for n in range(args.workers)]
@@ -197,6 +227,9 @@ def main():
         peak_rss = max(peak_rss, rss_kib(args.pid))
         time.sleep(0.5)
     elapsed = time.time() - start
+    stop_slow.set()
+    for s in slow:
+        reset(s)
 
     # Let vanished sessions, aborted transfers and delays play out.
     settle_deadline = time.time() + 30
@@ -206,7 +239,7 @@ def main():
     temps = [n for n in os.listdir(args.root) if n.startswith(".leanftpd-upload-")]
 
     total = sum(stats.counts.values())
-    print(f"soak: {elapsed:.0f} s, {args.workers} workers, {total} actions ({total / elapsed:.0f}/s)")
+    print(f"soak: {elapsed:.0f} s, {args.workers} workers, {total} actions ({total / elapsed:.0f}/s), {len(slow)} slowloris connections opened")
     print("actions: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.counts.items())))
     print(f"descriptors: baseline {base_fd}, after {end_fd}")
     print(f"RSS KiB: baseline {base_rss}, peak {peak_rss}, after {end_rss}")

@@ -5,12 +5,15 @@
 # descriptors and RSS returned to their baseline, that no temporary upload
 # file is left, and that every transferred file's sha256 matched.
 #
-# Usage: bench/soak.sh [SECONDS] [WORKERS]     (default 180 s, 16 workers)
+# Usage: bench/soak.sh [SECONDS] [WORKERS] [SLOWLORIS]
+#        (default 180 s, 16 workers, 10,000 slowloris connections that send a
+#        byte a minute from 20 addresses while the honest workers run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_TOTAL="${1:-180}"
 WORKERS="${2:-16}"
+SLOWLORIS="${3:-10000}"
 
 cargo build --release --quiet
 root="$(mktemp -d /tmp/leanftpd-soak.XXXXXX)"
@@ -18,7 +21,7 @@ log="$root.log"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 
 ./target/release/leanftpd --root "$root" --listen "127.0.0.1:$port" --anonymous-write \
-    --login-fail-delay 0.2 --max-per-ip 2000 --log-level warn >"$log" 2>&1 &
+    --login-fail-delay 0.2 --log-level warn >"$log" 2>&1 &
 pid=$!
 cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
@@ -34,9 +37,9 @@ for _ in $(seq 100); do
 done
 
 echo "soak: leanftpd pid $pid on 127.0.0.1:$port, root $root, $SECONDS_TOTAL s, $WORKERS workers"
-echo "reproduce: bench/soak.sh $SECONDS_TOTAL $WORKERS"
+echo "reproduce: bench/soak.sh $SECONDS_TOTAL $WORKERS $SLOWLORIS"
 status=0
-python3 bench/soak.py --port "$port" --pid "$pid" --root "$root" --seconds "$SECONDS_TOTAL" --workers "$WORKERS" || status=$?
+python3 bench/soak.py --port "$port" --pid "$pid" --root "$root" --seconds "$SECONDS_TOTAL" --workers "$WORKERS" --slowloris "$SLOWLORIS" || status=$?
 if grep -qE "BUG|panicked" "$log"; then
     echo "soak: the server log holds a bug report:"
     grep -E "BUG|panicked" "$log" | head
