@@ -235,6 +235,11 @@ def main():
     settle_deadline = time.time() + 30
     while time.time() < settle_deadline and fd_count(args.pid) > base_fd:
         time.sleep(0.5)
+    # The server gives memory back within a couple of seconds of a peak
+    # (slab shrink + malloc_trim, rate-limited to once a second).
+    rss_deadline = time.time() + 10
+    while time.time() < rss_deadline and rss_kib(args.pid) > base_rss + 1024:
+        time.sleep(0.5)
     end_fd, end_rss = fd_count(args.pid), rss_kib(args.pid)
     temps = [n for n in os.listdir(args.root) if n.startswith(".leanftpd-upload-")]
 

@@ -500,6 +500,17 @@ fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
     .map(drop)
 }
 
+/// Give freed heap memory back to the system (glibc's `malloc_trim`, which
+/// also releases whole free pages inside every arena). Called after a peak
+/// of sessions has gone, so that RSS returns towards its baseline.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,8 @@ const WAKER: Token = Token(usize::MAX - 2);
 const ACCEPT_RETRY: usize = usize::MAX - 3;
 /// Timer payload: the shutdown grace period is over.
 const SHUTDOWN_DEADLINE: usize = usize::MAX - 4;
+/// Timer payload: see whether the slab can shrink.
+const SHRINK_CHECK: usize = usize::MAX - 5;
 
 /// Bytes read from one control connection per readiness event.
 const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
@@ -80,6 +82,8 @@ const ACCEPT_BUDGET: usize = 256;
 const SCRATCH_BYTES: usize = 128 * 1024;
 /// Pause before retrying `accept` after running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+/// Slab capacity under which it is never shrunk.
+const SHRINK_MIN_ENTRIES: usize = 1024;
 /// Wheel geometry: 100 ms ticks, 512 slots (51 s per rotation).
 const WHEEL_TICK: Duration = Duration::from_millis(100);
 const WHEEL_SLOTS: usize = 512;
@@ -158,6 +162,10 @@ pub struct Server {
     xferlog: Option<XferLog>,
     /// What is left of `PASS_BUDGET_BYTES` in this pass.
     pass_budget: usize,
+    /// Earliest time for the next slab shrink and heap trim.
+    next_shrink: Instant,
+    /// A `SHRINK_CHECK` timer is in the wheel.
+    shrink_scheduled: bool,
 }
 
 impl Server {
@@ -180,7 +188,7 @@ impl Server {
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
         stream::prepare_listener(&listener, true);
-        let mut slab = Slab::with_capacity(config.max_clients.min(65_536) + 16);
+        let mut slab = Slab::with_capacity(64);
         let key = slab.vacant_key();
         poll.registry()
             .register(&mut listener, Token(key), Interest::READABLE)
@@ -230,6 +238,8 @@ impl Server {
             accept_paused: false,
             xferlog,
             pass_budget: PASS_BUDGET_BYTES,
+            next_shrink: now,
+            shrink_scheduled: false,
         })
     }
 
@@ -345,6 +355,11 @@ impl Server {
                 if let Some(l) = self.listener_key {
                     self.accept_control(l);
                 }
+                return;
+            }
+            SHRINK_CHECK => {
+                self.shrink_scheduled = false;
+                self.maybe_shrink();
                 return;
             }
             SHUTDOWN_DEADLINE => {
@@ -937,10 +952,41 @@ impl Server {
     }
 
     fn reap(&mut self) {
+        if self.closed.is_empty() {
+            return;
+        }
         for key in self.closed.drain(..) {
             if matches!(self.slab.get(key), Some(Entry::Closed)) {
                 self.slab.remove(key);
             }
+        }
+        self.maybe_shrink();
+    }
+
+    /// After a peak (a flood of connections, a burst of clients) give the
+    /// memory back: the slab keeps its capacity otherwise, and the heap its
+    /// freed pages. Only when the slab is mostly empty, at most once a
+    /// second; a check that is too early is retried from the wheel, since
+    /// the last close of a peak may come within that second.
+    fn maybe_shrink(&mut self) {
+        let cap = self.slab.capacity();
+        if cap <= SHRINK_MIN_ENTRIES || self.slab.len() * 4 >= cap {
+            return;
+        }
+        if self.now < self.next_shrink {
+            if !self.shrink_scheduled {
+                self.shrink_scheduled = true;
+                self.wheel.schedule(self.next_shrink, SHRINK_CHECK);
+            }
+            return;
+        }
+        self.next_shrink = self.now + Duration::from_secs(1);
+        self.slab.shrink_to_fit();
+        crate::sys::trim_heap();
+        if self.slab.capacity() > SHRINK_MIN_ENTRIES && self.slab.len() * 4 < self.slab.capacity() && !self.shrink_scheduled {
+            // Live entries high in the slab keep it long: look again later.
+            self.shrink_scheduled = true;
+            self.wheel.schedule(self.next_shrink + Duration::from_secs(9), SHRINK_CHECK);
         }
     }
 
