@@ -188,7 +188,9 @@ impl Server {
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
         stream::prepare_listener(&listener, true);
-        let mut slab = Slab::with_capacity(64);
+        // Reserved, not touched: pages become resident only as entries are
+        // used, and growing by doubling would leave freed copies behind.
+        let mut slab = Slab::with_capacity(config.max_clients.min(65_536) + 16);
         let key = slab.vacant_key();
         poll.registry()
             .register(&mut listener, Token(key), Interest::READABLE)
