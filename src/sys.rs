@@ -193,15 +193,21 @@ pub fn renameat(
     new_dir: BorrowedFd<'_>,
     new_name: &CStr,
 ) -> io::Result<()> {
+    renameat2(old_dir, old_name, new_dir, new_name, 0)
+}
+
+/// `renameat2` with `flags` (0 is plain `renameat`).
+fn renameat2(
+    old_dir: BorrowedFd<'_>,
+    old_name: &CStr,
+    new_dir: BorrowedFd<'_>,
+    new_name: &CStr,
+    flags: libc::c_uint,
+) -> io::Result<()> {
     retry(|| {
         // SAFETY: both names are NUL-terminated and valid for the call.
         cvt(unsafe {
-            libc::renameat(
-                old_dir.as_raw_fd(),
-                old_name.as_ptr(),
-                new_dir.as_raw_fd(),
-                new_name.as_ptr(),
-            )
+            libc::renameat2(old_dir.as_raw_fd(), old_name.as_ptr(), new_dir.as_raw_fd(), new_name.as_ptr(), flags)
         })
         .map(drop)
     })
@@ -393,19 +399,7 @@ pub fn renameat_noreplace(
     new_dir: BorrowedFd<'_>,
     new_name: &CStr,
 ) -> io::Result<()> {
-    retry(|| {
-        // SAFETY: both names are NUL-terminated and valid for the call.
-        cvt(unsafe {
-            libc::renameat2(
-                old_dir.as_raw_fd(),
-                old_name.as_ptr(),
-                new_dir.as_raw_fd(),
-                new_name.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        })
-        .map(drop)
-    })
+    renameat2(old_dir, old_name, new_dir, new_name, libc::RENAME_NOREPLACE)
 }
 
 /// `copy_file_range(in, &in_off, out, NULL, len)`: copy inside the kernel

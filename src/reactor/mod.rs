@@ -1359,11 +1359,9 @@ impl Server {
 
     /// Tell the session how its transfer ended, then go on with its queue.
     fn finish_transfer_reply(&mut self, owner: usize, result: Result<u64, TransferError>, drain: bool) {
-        let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
-        if !matches!(c.session.pending(), Pending::Transfer(_)) {
+        if !matches!(self.slab.get(owner), Some(Entry::Ctrl(c)) if matches!(c.session.pending(), Pending::Transfer(_))) {
             return;
         }
-        let _ = c;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         self.reply_transfer_end(owner, result, &mut out);
