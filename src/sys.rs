@@ -473,6 +473,17 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// `send(2)` with `MSG_MORE`: the data waits in the socket for more (here:
+/// the FIN of the `close` that follows), instead of leaving at once.
+pub fn send_more(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// `TCP_NODELAY` on a socket. Set on a listening socket, Linux passes it
 /// on to every accepted socket, which saves a system call per connection.
 pub fn set_nodelay(fd: RawFd) -> io::Result<()> {

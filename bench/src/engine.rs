@@ -9,7 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -228,6 +228,28 @@ fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     }
 }
+
+/// Read and discard up to `max` bytes of a TCP stream: `recv(MSG_TRUNC)`
+/// drops them in the kernel without copying them out, so the load
+/// generator's reading of large downloads costs a fraction of a `read`
+/// and the client is not what limits the server (every server gets the
+/// same reader; integrity is the integration tests' business, by sha256).
+pub fn discard(s: &impl AsRawFd, max: usize) -> io::Result<usize> {
+    // SAFETY: with MSG_TRUNC a TCP socket writes nothing to the buffer;
+    // a null pointer with a length is what tcp(7) documents for it.
+    let n = unsafe { libc::recv(s.as_raw_fd(), std::ptr::null_mut(), max, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Bytes one `discard` call may drop.
+const DISCARD_BYTES: usize = 1 << 20;
+/// Bytes read from one data connection per readiness event, so that eight
+/// large downloads cannot delay the small-file clients of the same loop.
+const READ_BUDGET_BYTES: u64 = 1 << 20;
 
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOTCONN)
@@ -706,7 +728,8 @@ impl Engine {
             let c = &mut self.clients[i];
             let Some(s) = c.data.as_mut() else { return };
             loop {
-                match s.read(&mut self.rbuf) {
+                let r = if is_list { s.read(&mut self.rbuf) } else { discard(s, DISCARD_BYTES) };
+                match r {
                     Ok(0) => {
                         outcome = Some(Ok(()));
                         break;
@@ -717,7 +740,7 @@ impl Engine {
                             lines += self.rbuf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
                         }
                         // Bounded work per event so one stream cannot starve others.
-                        if got >= 4 << 20 {
+                        if got >= READ_BUDGET_BYTES {
                             break;
                         }
                     }
@@ -737,7 +760,7 @@ impl Engine {
             self.clients[i].deadline = Some(Instant::now() + self.cfg.stall);
         }
         match outcome {
-            None if got >= 4 << 20 => {
+            None if got >= READ_BUDGET_BYTES => {
                 // Edge-triggered: more may be waiting; come back via a re-arm.
                 if let Some(s) = self.clients[i].data.as_mut() {
                     let _ = self.poll.registry().reregister(s, Token(2 * i + 1), Interest::READABLE);

@@ -550,8 +550,13 @@ impl Server {
             return;
         }
         let mut sent = 0;
+        // The last reply before a close (221, 421) goes out with MSG_MORE:
+        // the close that follows at once puts its FIN on the same segment,
+        // one packet and one wake-up of the client instead of two.
+        let last = c.close_after_flush;
         while sent < bytes.len() {
-            match c.stream.write(&bytes[sent..]) {
+            let r = if last { c.stream.write_last(&bytes[sent..]) } else { c.stream.write(&bytes[sent..]) };
+            match r {
                 Ok(0) => break,
                 Ok(n) => sent += n,
                 Err(e) if interrupted(&e) => continue,
@@ -854,9 +859,11 @@ impl Server {
                 let serial = c.serial;
                 let digest = self.login_cache.digest(&user, &password);
                 if let Some(grant) = self.login_cache.get(digest, self.now) {
-                    // Answered after this iteration's events, like a helper verdict.
+                    // Answered after this iteration's events, like a helper
+                    // verdict (not from inside the handler that asked). The
+                    // socket was read to a short read, so no extra pass is
+                    // needed: lines that came with PASS wait in the buffer.
                     self.cached_verdicts.push(Verdict { key, serial, grant: Some(grant), digest: None });
-                    self.wake_later(key);
                     return;
                 }
                 self.helper.submit(Job { key, serial, user, password, users: self.users.clone(), digest });

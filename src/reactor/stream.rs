@@ -53,6 +53,14 @@ impl Stream {
         }
     }
 
+    /// Write the last bytes before the connection is closed: they may wait
+    /// in the socket for the close's FIN and leave with it on one segment.
+    pub fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => crate::sys::send_more(s.as_raw_fd(), buf),
+        }
+    }
+
     /// The peer, if connected (a non-blocking connect in progress gives `NotConnected`).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
