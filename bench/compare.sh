@@ -56,7 +56,7 @@ fi
 
 if [ "$MODE" = quick ]; then
     IDLE_LEAN="1000 5000 19000"; IDLE_PEER="1000"; WINDOW=5; LOGIN_SECS=3; SMALL_SECS=5
-    LARGE_SIZE=$((256 << 20)); RETR1_REPS=3; MIXED_SECS=3; MIXED_ROUNDS=1; LIST_REPS=3; LOGIN_TIMEOUT=150
+    LARGE_SIZE=$((256 << 20)); RETR1_REPS=8; MIXED_SECS=3; MIXED_ROUNDS=1; LIST_REPS=3; LOGIN_TIMEOUT=150
 else
     IDLE_LEAN="1000 5000 19000"; IDLE_PEER="1000 5000 19000"; WINDOW=10; LOGIN_SECS=10; SMALL_SECS=15
     LARGE_SIZE=$((1 << 30)); RETR1_REPS=2; MIXED_SECS=8; MIXED_ROUNDS=2; LIST_REPS=5; LOGIN_TIMEOUT=600
@@ -280,6 +280,21 @@ wait_time_wait() { # let the previous server's TIME_WAIT sockets expire (at most
     log "  still $n sockets in TIME_WAIT"
 }
 
+run_login_floor() { # a blocking login responder on CPU 0: the kernel's cost of one login at a time
+    local port fpid
+    port=$(free_port)
+    log "  login floor"
+    "${PS[@]}" "$BENCH" login-floor --listen "127.0.0.1:$port" >"$LOGS/floor.server.log" 2>&1 &
+    fpid=$!
+    STARTED+=("$fpid")
+    if wait_port "$port" "$fpid"; then
+        bench floor $((LOGIN_SECS + 90)) login --addr "127.0.0.1:$port" --user "$USER_NAME" --pass "$USER_PASS" \
+            --pid "$fpid" --label floor --sources "$SOURCES" --concurrency 1 --seconds "$LOGIN_SECS"
+    fi
+    kill_tree "$fpid"
+    grep -h '^RESULT' "$LOGS/floor.bench.log" >"$RES/floor.txt" 2>/dev/null
+}
+
 run_server() { # NAME
     local name=$1 port pid
     wait_time_wait
@@ -309,7 +324,7 @@ run_server() { # NAME
     if [ "$name" = leanftpd ]; then
         # The physical reference, measured next to leanftpd's large RETR.
         log "  sendfile reference"
-        timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 5 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
+        timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 9 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
             >>"$LOGS/sendfile.bench.log" 2>&1 || log "sendfile-ref failed: $(tail -1 "$LOGS/sendfile.bench.log")"
     fi
     for op in retr stor; do
@@ -326,6 +341,8 @@ run_server() { # NAME
         log "  login x$c"
         bench "$name" $((LOGIN_SECS + 90)) login "${C[@]}" "${S[@]}" --concurrency "$c" --seconds "$LOGIN_SECS"
     done
+    # The physical reference for login ×1, measured next to leanftpd's.
+    [ "$name" = leanftpd ] && run_login_floor
     log "  mixed"
     bench "$name" $((MIXED_SECS * 12 + 2 * LOGIN_TIMEOUT)) mixed "${C[@]}" "${S[@]}" --idle 2000 --seconds "$MIXED_SECS" --rounds "$MIXED_ROUNDS"
     stop_server
@@ -341,7 +358,7 @@ for s in "${LIST[@]}"; do
 done
 if ! grep -qs '^RESULT' "$LOGS/sendfile.bench.log"; then
     log "sendfile reference"
-    timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 5 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
+    timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 9 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
         >>"$LOGS/sendfile.bench.log" 2>&1 || log "sendfile-ref failed: $(tail -1 "$LOGS/sendfile.bench.log")"
 fi
 grep -h '^RESULT' "$LOGS/sendfile.bench.log" >"$RES/sendfile.txt"

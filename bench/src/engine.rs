@@ -859,6 +859,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn discard_drops_the_bytes_and_sees_the_end() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (r, _) = l.accept().unwrap();
+        let writer = std::thread::spawn(move || w.write_all(&vec![7u8; 3_000_000]).unwrap());
+        let mut total = 0;
+        loop {
+            let n = match discard(&r, 64 << 10) {
+                Ok(n) => n,
+                Err(e) if would_block(&e) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                Err(e) => panic!("discard: {e}"),
+            };
+            assert!(n <= 64 << 10);
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        writer.join().unwrap();
+        assert_eq!(total, 3_000_000);
+    }
+
+    #[test]
     fn percentiles() {
         let mut v: Vec<u32> = (1..=100).map(|x| x * 1000).collect();
         assert_eq!(percentile_ms(&mut v, 50.0), 51.0);

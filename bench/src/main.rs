@@ -11,6 +11,7 @@ mod ftp;
 mod procstat;
 mod report;
 mod scenarios;
+mod login_floor;
 mod sendfile_ref;
 
 use args::Args;
@@ -48,6 +49,9 @@ SCENARIOS
         LIST and MLSD (when FEAT has MLST): time and peak server RSS
   sendfile-ref --size BYTES [--reps 3] [--chunk 1M] [--file PATH] [--sender-cpu N] [--reader-cpu N]
         bare sendfile(2) over loopback, sender thread in this process: the physical reference
+  login-floor [--listen 127.0.0.1:0]
+        a blocking login responder (9 system calls per login, no event loop): run it as a server
+        and measure it with `login --concurrency 1`: the physical reference for login ×1
   stat --pid PID
         the server's RSS, PSS, CPU, threads and processes now
 
@@ -76,6 +80,7 @@ fn main() {
         "mixed" => scenarios::mixed(a),
         "list" => scenarios::list(a),
         "sendfile-ref" => sendfile_ref::run(a),
+        "login-floor" => login_floor::run(a),
         "stat" => scenarios::stat(a),
         s => Err(format!("unknown scenario {s:?} (try --help)")),
     };
