@@ -330,7 +330,7 @@ run_server() { # NAME
     for op in retr stor; do
         for st in 1 8; do
             local reps=1
-            [ "$op" = retr ] && [ "$st" = 1 ] && reps=$RETR1_REPS
+            [ "$st" = 1 ] && reps=$RETR1_REPS
             log "  large $op x$st"
             bench "$name" 900 large "${C[@]}" --op "$op" --streams "$st" --size "$LARGE_SIZE" --reps "$reps"
         done

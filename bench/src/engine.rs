@@ -40,8 +40,8 @@ pub enum Op {
     LoginLoop,
     /// Download a file, again and again.
     Retr(String),
-    /// Upload `size` bytes to `name-<pid>-<client>-<n>`; every upload is
-    /// deleted (DELE) once the client has done its last transfer.
+    /// Upload `size` bytes to `name-<pid>-<engine>-<client>-<n>`; every upload is
+    /// deleted (DELE) before the next one starts, the last after it.
     Stor { name: String, size: u64 },
     /// `LIST path` or `MLSD path`.
     List { verb: &'static str, path: String },
@@ -140,6 +140,8 @@ pub struct Engine {
     pub gate: bool,
     /// Clients finishing an operation stop instead of starting the next.
     pub stop_new: bool,
+    /// This engine's number in the process (upload names).
+    run: u32,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     last_stall_check: Instant,
@@ -273,6 +275,7 @@ impl Engine {
             ramp: 256,
             gate: false,
             stop_new: false,
+            run: ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             rbuf: vec![0u8; 256 << 10],
             wbuf,
             last_stall_check: Instant::now(),
@@ -655,17 +658,20 @@ impl Engine {
 
     fn start_xfer(&mut self, i: usize) {
         let c = &mut self.clients[i];
-        if self.stop_new || c.left == Some(0) {
-            // Uploads are deleted only now, after the last transfer, so that
-            // unlinking them is not counted as the cost of receiving them.
-            if let Op::Stor { name, .. } = &c.op {
-                if c.deleted < c.seq {
-                    let cmd = format!("DELE {}", stor_name(name, i, c.deleted + 1));
-                    c.st = St::Dele;
-                    self.send(i, &cmd);
-                    return;
-                }
+        // Each upload is deleted before the next one starts (and the last
+        // after it), for every server alike: uploads do not pile up in the
+        // page cache, so every STOR writes into pages freed a moment ago —
+        // on this VM, pages freed long ago must be backed afresh by the
+        // hypervisor, a cost of the machine that would swamp the server's.
+        if let Op::Stor { name, .. } = &c.op {
+            if c.deleted < c.seq {
+                let cmd = format!("DELE {}", stor_name(name, self.run, i, c.deleted + 1));
+                c.st = St::Dele;
+                self.send(i, &cmd);
+                return;
             }
+        }
+        if self.stop_new || c.left == Some(0) {
             c.st = St::Done;
             c.deadline = None;
             return;
@@ -708,7 +714,7 @@ impl Engine {
             Op::Stor { name, size } => {
                 c.stor_left = *size;
                 c.seq += 1;
-                format!("STOR {}", stor_name(name, i, c.seq))
+                format!("STOR {}", stor_name(name, self.run, i, c.seq))
             }
             _ => unreachable!("only transfer ops open data connections"),
         };
@@ -840,9 +846,14 @@ impl Engine {
     }
 }
 
-fn stor_name(base: &str, i: usize, seq: u64) -> String {
-    format!("{base}-{}-{i}-{seq}", std::process::id())
+/// `base-<pid>-<engine>-<client>-<n>`: unique across the engines of one
+/// process (a warm-up and the measured run) and across processes.
+fn stor_name(base: &str, run: u32, i: usize, seq: u64) -> String {
+    format!("{base}-{}-{run}-{i}-{seq}", std::process::id())
 }
+
+/// Engines made so far in this process (for `stor_name`).
+static ENGINES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// p-th percentile (0..=100) of µs samples, in ms.
 pub fn percentile_ms(v: &mut [u32], p: f64) -> f64 {

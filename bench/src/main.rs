@@ -40,7 +40,8 @@ SCENARIOS
         RETR of a small file, a new EPSV/PASV data connection each; transfers/s, p50/p99,
         server CPU-seconds per 10,000 transfers
   large --op retr|stor --streams 1|8 --size BYTES [--file large.bin] [--reps 1]
-        [--seconds 0]  MB/s and server CPU-seconds per GiB (--seconds 0: --reps transfers per stream)
+        [--seconds 0] [--warmup 1]  MB/s and server CPU-seconds per GiB (--seconds 0: --reps transfers per stream,
+        after --warmup unmeasured ones)
   mixed [--idle 2000] [--file large.bin] [--small-file small.bin] [--small-clients 32]
         [--large-streams 8] [--seconds 5] [--rounds 2]
         large RETR throughput loss with idle sessions logged in (windows alternate without/with,
