@@ -316,27 +316,17 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// One name read from a directory by [`read_dir`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawDirEntry {
-    /// The name (never `.` or `..`, never contains `/` or NUL).
-    pub name: Box<[u8]>,
-    /// Inode number as reported by the directory.
-    pub ino: u64,
-    /// `d_type` (`libc::DT_DIR`, `libc::DT_LNK`, ..., or `DT_UNKNOWN`).
-    pub d_type: u8,
-}
-
-/// Read every entry of the directory open on `dir` (opened with
-/// `O_RDONLY | O_DIRECTORY`, not `O_PATH`) with `getdents64`, skipping `.`
-/// and `..`, in the order the filesystem returns them. Reads from the
-/// descriptor's current position, so pass a freshly opened descriptor.
-pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
+/// Call `f` with every name of the directory open on `dir` (opened with
+/// `O_RDONLY | O_DIRECTORY`, not `O_PATH`), read with `getdents64`, skipping
+/// `.` and `..`, in the order the filesystem returns them. A name never
+/// contains `/` or NUL. Reads from the descriptor's current position, so
+/// pass a freshly opened descriptor. Names are lent, not allocated: the
+/// caller keeps them as compactly as it likes.
+pub fn read_dir_names(dir: BorrowedFd<'_>, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     // Header of `struct linux_dirent64`: d_ino u64, d_off i64, d_reclen u16,
     // d_type u8, then the NUL-terminated name.
     const HEADER: usize = 19;
     let mut buf = vec![0u8; 32 * 1024];
-    let mut out = Vec::new();
     loop {
         let n = loop {
             // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes;
@@ -358,14 +348,12 @@ pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
             }
         };
         if n == 0 {
-            return Ok(out);
+            return Ok(());
         }
         let mut pos = 0;
         while pos + HEADER <= n {
             let rec = &buf[pos..n];
-            let ino = u64::from_ne_bytes(rec[0..8].try_into().expect("8 bytes"));
             let reclen = usize::from(u16::from_ne_bytes(rec[16..18].try_into().expect("2 bytes")));
-            let d_type = rec[18];
             if reclen < HEADER || reclen > rec.len() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -379,11 +367,7 @@ pub fn read_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<RawDirEntry>> {
                 .unwrap_or(name_area.len());
             let name = &name_area[..name_len];
             if name != b"." && name != b".." && !name.is_empty() {
-                out.push(RawDirEntry {
-                    name: name.into(),
-                    ino,
-                    d_type,
-                });
+                f(name);
             }
             pos += reclen;
         }
@@ -567,11 +551,10 @@ mod tests {
         let root = cdir();
         let fd =
             openat2_in_root(root.as_fd(), c"/", libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
-        let names = read_dir(fd.as_fd()).unwrap();
-        assert!(names
-            .iter()
-            .any(|e| &*e.name == b"proc" || &*e.name == b"tmp"));
-        assert!(names.iter().all(|e| &*e.name != b"." && &*e.name != b".."));
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        read_dir_names(fd.as_fd(), |n| names.push(n.to_vec())).unwrap();
+        assert!(names.iter().any(|n| n == b"proc" || n == b"tmp"));
+        assert!(names.iter().all(|n| n != b"." && n != b".."));
     }
 
     #[test]

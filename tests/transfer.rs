@@ -343,3 +343,33 @@ fn listings_show_files_in_every_mode() {
         assert!(names.ends_with("\r\n"), "{mode:?}: NLST lines end in CRLF: {names:?}");
     }
 }
+
+#[test]
+fn a_big_directory_is_listed_whole_and_in_order_in_every_format() {
+    // 3,000 entries: LIST ~200 KiB, many formatting chunks and many socket
+    // writes; each format must give every name once, sorted, CRLF lines.
+    let srv = TestServer::start();
+    let names: Vec<String> = (0..3000).map(|i| format!("entry-{:05}-{}", (i * 7919) % 3000, "x".repeat(i % 40))).collect();
+    for n in &names {
+        srv.put(&format!("big/{n}"), b"abc");
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    let mut c = srv.anon();
+    for mode in MODES {
+        for (cmd, take_name) in [
+            ("NLST big", (|l: &str| l.to_string()) as fn(&str) -> String),
+            ("LIST big", |l: &str| l.rsplit(' ').next().unwrap().to_string()),
+            ("MLSD big", |l: &str| l.split_once("; ").unwrap().1.to_string()),
+        ] {
+            let text = c.listing(mode, cmd);
+            assert_eq!(text.matches("\r\n").count(), text.matches('\n').count(), "{mode:?} {cmd}: bare LF");
+            let got: Vec<String> = text.lines().map(|l| take_name(l.trim_end_matches('\r'))).collect();
+            assert_eq!(got.len(), sorted.len(), "{mode:?} {cmd}: {} lines", got.len());
+            assert!(got == sorted, "{mode:?} {cmd}: names differ or are out of order");
+            if cmd.starts_with("MLSD") {
+                assert!(text.lines().all(|l| l.contains("type=file;size=3;")), "{mode:?}: MLSD facts");
+            }
+        }
+    }
+}

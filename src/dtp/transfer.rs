@@ -1,7 +1,7 @@
 //! The DTP's transfers: moving the bytes of one RETR, STOR or listing over
 //! an established data connection.
 //!
-//! Owns the transfer's file (or listing buffer) and its progress. It does
+//! Owns the transfer's file (or listing in progress) and its progress. It does
 //! I/O on the data socket and the file, but never registers anything with
 //! the poll, never reads the clock and never replies: the reactor calls
 //! `step` on readiness with a byte budget, and reports the outcome to the
@@ -22,10 +22,16 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use crate::vfs::{FsError, Upload};
+use std::rc::Rc;
+
+use crate::vfs::listing::write_entry;
+use crate::vfs::{FsError, ListFormat, Listing, Upload, Vfs};
 
 /// Size of the ASCII conversion buffer.
 const ASCII_CHUNK_BYTES: usize = 32 * 1024;
+
+/// Listing text formatted per refill: a few socket writes' worth.
+const LIST_CHUNK_BYTES: usize = 16 * 1024;
 
 /// What a transfer does, with its state.
 pub enum Transfer {
@@ -51,11 +57,19 @@ pub enum Transfer {
         /// The last byte read was CR (a following LF is already a CRLF).
         prev_cr: bool,
     },
-    /// LIST / NLST / MLSD: a buffer formatted at command time.
-    Buffer {
-        /// The listing.
+    /// LIST / NLST / MLSD: lines formatted a chunk at a time as the data
+    /// connection takes them, so a big directory never sits formatted in
+    /// memory (10,000 entries: ~140 KiB of names instead of ~1 MiB of text).
+    Listing {
+        /// The session's filesystem (symlinks are resolved in its jail).
+        vfs: Rc<Vfs>,
+        /// The names still to write, and the open directory.
+        listing: Listing,
+        /// The line format.
+        format: ListFormat,
+        /// Formatted lines not yet sent.
         buf: Vec<u8>,
-        /// How much is sent.
+        /// How much of `buf` is sent.
         pos: usize,
     },
     /// STOR, APPE, STOU: into a temporary file beside the target.
@@ -129,9 +143,18 @@ impl Transfer {
         }
     }
 
-    /// A prepared buffer (listings).
-    pub fn buffer(buf: Vec<u8>) -> Transfer {
-        Transfer::Buffer { buf, pos: 0 }
+    /// A listing, written as it is sent.
+    pub fn listing(vfs: Rc<Vfs>, listing: Listing, format: ListFormat) -> Transfer {
+        Transfer::Listing { vfs, listing, format, buf: Vec::new(), pos: 0 }
+    }
+
+    /// The rest of a listing's text at once (tests look at what a listing
+    /// command would send); `None` for other transfers.
+    pub fn listing_text(&mut self) -> Option<Vec<u8>> {
+        let Transfer::Listing { vfs, listing, format, buf, pos } = self else { return None };
+        let mut text = buf.split_off(*pos);
+        while fill_listing(vfs, listing, *format, &mut text, usize::MAX) {}
+        Some(text)
     }
 
     /// STOR into `upload`.
@@ -151,7 +174,6 @@ impl Transfer {
     pub fn total(&self) -> Option<u64> {
         match self {
             Transfer::SendFile { end, .. } => Some(*end),
-            Transfer::Buffer { buf, .. } => Some(buf.len() as u64),
             _ => None,
         }
     }
@@ -208,18 +230,24 @@ impl Transfer {
                     }
                 }
             }
-            Transfer::Buffer { buf, pos } => {
+            Transfer::Listing { vfs, listing, format, buf, pos } => {
                 let mut left = budget;
-                while *pos < buf.len() {
+                loop {
+                    if *pos == buf.len() {
+                        buf.clear();
+                        *pos = 0;
+                        if !fill_listing(vfs, listing, *format, buf, LIST_CHUNK_BYTES) && buf.is_empty() {
+                            return Ok(Progress::Done);
+                        }
+                    }
                     match write_some(sock, &buf[*pos..], &mut left, moved)? {
                         Some(n) => *pos += n,
                         None => return Ok(Progress::Blocked),
                     }
-                    if left == 0 && *pos < buf.len() {
-                        return Ok(Progress::Budget);
+                    if left == 0 {
+                        return Ok(if *pos == buf.len() && listing.is_empty() { Progress::Done } else { Progress::Budget });
                     }
                 }
-                Ok(Progress::Done)
             }
             Transfer::Stor { upload, ascii, held_cr, prefill, pipe } => {
                 let mut left = budget;
@@ -270,6 +298,18 @@ impl Transfer {
             _ => Ok(()),
         }
     }
+}
+
+/// Format entries of `listing` into `out` until it holds `want` bytes;
+/// false once the listing has no entries left.
+fn fill_listing(vfs: &Vfs, listing: &mut Listing, format: ListFormat, out: &mut Vec<u8>, want: usize) -> bool {
+    while out.len() < want {
+        match listing.next_entry(vfs, format.needs_meta()) {
+            Some(e) => write_entry(format, &e, out),
+            None => return false,
+        }
+    }
+    true
 }
 
 fn stor_pipe(ascii: bool) -> Option<(OwnedFd, OwnedFd)> {
@@ -462,5 +502,80 @@ mod tests {
         drop(f);
         assert_eq!(std::fs::read(&p).unwrap(), b"one\ntwo\nlone\rcr");
         std::fs::remove_file(p).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::*;
+    use crate::vfs::VirtualPath;
+    use std::os::unix::net::UnixStream;
+
+    /// A jail with `n` files `d/f0000`…, and its Vfs.
+    fn tree(tag: &str, n: usize) -> (std::path::PathBuf, Rc<Vfs>) {
+        let root = std::env::temp_dir().join(format!("leanftpd-listing-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        for i in 0..n {
+            std::fs::write(root.join(format!("d/f{i:04}")), b"1").unwrap();
+        }
+        let vfs = Rc::new(Vfs::open(&root, false).unwrap());
+        (root, vfs)
+    }
+
+    fn listing(vfs: &Rc<Vfs>, format: ListFormat) -> Transfer {
+        let p = VirtualPath::root().child(b"d").unwrap();
+        Transfer::listing(vfs.clone(), vfs.open_listing(&p).unwrap(), format)
+    }
+
+    #[test]
+    fn a_listing_is_formatted_a_chunk_at_a_time_as_it_is_sent() {
+        let (root, vfs) = tree("chunks", 2000);
+        let mut t = listing(&vfs, ListFormat::Long { now_unix: 0 });
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut scratch = [0u8; 64];
+        let mut moved = 0;
+        // A small budget: one chunk is formatted, not the whole listing.
+        assert_eq!(t.step(&mut a, 1000, &mut scratch, &mut moved), Ok(Progress::Budget));
+        assert_eq!(moved, 1000);
+        let Transfer::Listing { buf, listing, .. } = &t else { unreachable!() };
+        assert!(buf.len() >= LIST_CHUNK_BYTES && buf.len() < LIST_CHUNK_BYTES + 200, "{}", buf.len());
+        let formatted_lines = buf.iter().filter(|&&c| c == b'\n').count();
+        assert_eq!(listing.len(), 2000 - formatted_lines);
+        // Entries removed now, before their lines were formatted, are
+        // skipped; the ones already formatted still go out whole.
+        for i in 1000..2000 {
+            std::fs::remove_file(root.join(format!("d/f{i:04}"))).unwrap();
+        }
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            b.read_to_end(&mut all).unwrap();
+            all
+        });
+        loop {
+            match t.step(&mut a, 64 * 1024, &mut scratch, &mut moved) {
+                Ok(Progress::Done) => break,
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        drop(a);
+        let text = String::from_utf8(reader.join().unwrap()).unwrap();
+        let names: Vec<&str> = text.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+        let want: Vec<String> = (0..1000).map(|i| format!("f{i:04}")).collect();
+        assert_eq!(names, want);
+        assert_eq!(moved as usize, text.len());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn nlst_reads_no_metadata_and_mlsd_has_facts() {
+        let (root, vfs) = tree("formats", 3);
+        let mut t = listing(&vfs, ListFormat::Names);
+        assert_eq!(t.listing_text().unwrap(), b"f0000\r\nf0001\r\nf0002\r\n");
+        let mut t = listing(&vfs, ListFormat::Mlsd { facts: crate::vfs::listing::fact::TYPE, writable: false });
+        assert_eq!(t.listing_text().unwrap(), b"type=file; f0000\r\ntype=file; f0001\r\ntype=file; f0002\r\n");
+        let _ = std::fs::remove_dir_all(root);
     }
 }

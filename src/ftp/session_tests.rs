@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{Grant, Perm};
 use crate::config::Config;
-use crate::dtp::transfer::{Transfer, TransferError};
+use crate::dtp::transfer::TransferError;
 use crate::ftp::command::{self, Verb};
 use crate::ftp::table::{self, Access};
 use crate::ftp::session::{Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest, XferKind};
@@ -1148,8 +1148,8 @@ fn a_name_with_cr_or_lf_never_breaks_a_reply_line() {
 fn a_listing_never_carries_a_cr_or_lf_from_a_name() {
     let mut h = logged_in();
     std::fs::write(h.path("bad\r\nname"), b"").unwrap();
-    let req = h.transfer("NLST", XferKind::List);
-    let buf = buffer_of(&req);
+    let mut req = h.transfer("NLST", XferKind::List);
+    let buf = buffer_of(&mut req);
     assert!(buf.windows(2).filter(|w| w == b"\r\n").count() == buf.iter().filter(|&&b| b == b'\n').count());
     assert!(String::from_utf8_lossy(&buf).contains("bad??name\r\n"), "{}", String::from_utf8_lossy(&buf));
 }
@@ -1516,11 +1516,8 @@ fn pasv_on_an_ipv6_control_connection_is_refused_and_epsv_works() {
 // ---------------------------------------------------------------------------
 // Transfers
 
-fn buffer_of(req: &TransferRequest) -> Vec<u8> {
-    match &req.transfer {
-        Transfer::Buffer { buf, .. } => buf.clone(),
-        _ => panic!("a listing is sent from a buffer"),
-    }
+fn buffer_of(req: &mut TransferRequest) -> Vec<u8> {
+    req.transfer.listing_text().expect("a listing transfer")
 }
 
 #[test]
@@ -1653,8 +1650,8 @@ fn stor_to_a_directory_or_a_bad_name_is_refused() {
 #[test]
 fn list_sends_ls_long_lines() {
     let mut h = logged_in();
-    let req = h.transfer("LIST", XferKind::List);
-    let text = String::from_utf8(buffer_of(&req)).unwrap();
+    let mut req = h.transfer("LIST", XferKind::List);
+    let text = String::from_utf8(buffer_of(&mut req)).unwrap();
     let lines: Vec<&str> = text.split_terminator("\r\n").collect();
     assert_eq!(lines.len(), 3, "{text}");
     for (line, (name, kind)) in lines.iter().zip([("empty", 'd'), ("hello.txt", '-'), ("sub", 'd')]) {
@@ -1674,8 +1671,8 @@ fn list_sends_ls_long_lines() {
 fn list_accepts_the_ls_options_clients_send() {
     for opt in ["-la", "-al", "-aL", "-a", "-l", "-la sub"] {
         let mut h = logged_in();
-        let req = h.transfer(&format!("LIST {opt}"), XferKind::List);
-        let text = String::from_utf8(buffer_of(&req)).unwrap();
+        let mut req = h.transfer(&format!("LIST {opt}"), XferKind::List);
+        let text = String::from_utf8(buffer_of(&mut req)).unwrap();
         let want = if opt.ends_with("sub") { " inner.txt\r\n" } else { " hello.txt\r\n" };
         assert!(text.contains(want), "LIST {opt}: {text}");
     }
@@ -1684,12 +1681,12 @@ fn list_accepts_the_ls_options_clients_send() {
 #[test]
 fn list_of_a_subdirectory_a_file_and_a_missing_path() {
     let mut h = logged_in();
-    let req = h.transfer("LIST sub", XferKind::List);
-    assert!(String::from_utf8_lossy(&buffer_of(&req)).contains(" inner.txt\r\n"));
+    let mut req = h.transfer("LIST sub", XferKind::List);
+    assert!(String::from_utf8_lossy(&buffer_of(&mut req)).contains(" inner.txt\r\n"));
     h.transfer_finished(Ok(0));
     expect!(h, 226);
-    let req = h.transfer("LIST hello.txt", XferKind::List);
-    let text = String::from_utf8(buffer_of(&req)).unwrap();
+    let mut req = h.transfer("LIST hello.txt", XferKind::List);
+    let text = String::from_utf8(buffer_of(&mut req)).unwrap();
     assert_eq!(text.matches("\r\n").count(), 1);
     assert!(text.ends_with(" hello.txt\r\n"), "{text}");
     h.transfer_finished(Ok(0));
@@ -1702,8 +1699,8 @@ fn list_of_a_subdirectory_a_file_and_a_missing_path() {
 #[test]
 fn nlst_sends_names_only() {
     let mut h = logged_in();
-    let req = h.transfer("NLST", XferKind::List);
-    assert_eq!(buffer_of(&req), b"empty\r\nhello.txt\r\nsub\r\n");
+    let mut req = h.transfer("NLST", XferKind::List);
+    assert_eq!(buffer_of(&mut req), b"empty\r\nhello.txt\r\nsub\r\n");
 }
 
 #[test]
@@ -1713,8 +1710,8 @@ fn listings_hide_upload_temp_files() {
     h.transfer_finished(Err(TransferError::ConnectionLost));
     expect!(h, 426);
     assert_eq!(h.temp_files("").len(), 1);
-    let req = h.transfer("NLST", XferKind::List);
-    assert_eq!(buffer_of(&req), b"empty\r\nhello.txt\r\nsub\r\n");
+    let mut req = h.transfer("NLST", XferKind::List);
+    assert_eq!(buffer_of(&mut req), b"empty\r\nhello.txt\r\nsub\r\n");
 }
 
 // ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //! calendar (no time zone database, no chrono).
 //!
 //! It owns only byte formatting; it never touches the filesystem (entries
-//! come from [`super::Vfs::list`]) and never writes to a socket.
+//! come from [`super::Listing`]) and never writes to a socket.
 //!
 //! # Invariants
 //! - Every line written ends with CRLF and contains no other CR or LF: CR
@@ -74,6 +74,42 @@ fn mode_string(kind: Kind, mode: u32) -> [u8; 10] {
         bit(0o002, b'w'),
         exec(0o001, 0o1000, b't'),
     ]
+}
+
+/// How a listing writes each entry: LIST, NLST or MLSD lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    /// LIST: `ls -l` lines (see [`write_list`]); `now_unix` decides which
+    /// dates show the time of day.
+    Long {
+        /// The time the listing was asked for.
+        now_unix: i64,
+    },
+    /// NLST: names only.
+    Names,
+    /// MLSD: RFC 3659 facts lines.
+    Mlsd {
+        /// The facts selected with OPTS MLST.
+        facts: u8,
+        /// Whether the session may write (the `perm` fact).
+        writable: bool,
+    },
+}
+
+impl ListFormat {
+    /// Whether the lines need each entry's metadata (NLST does not).
+    pub fn needs_meta(self) -> bool {
+        self != ListFormat::Names
+    }
+}
+
+/// One line of a listing, CRLF-terminated, in `format`.
+pub fn write_entry(format: ListFormat, e: &Entry, out: &mut Vec<u8>) {
+    match format {
+        ListFormat::Long { now_unix } => write_list(std::slice::from_ref(e), now_unix, out),
+        ListFormat::Names => write_nlst(std::slice::from_ref(e), out),
+        ListFormat::Mlsd { facts, writable } => write_mlsd(std::slice::from_ref(e), facts, writable, out),
+    }
 }
 
 /// `ls -l` line format that curl, lftp, wget and FileZilla parse:

@@ -37,7 +37,7 @@ pub mod listing;
 pub mod path;
 
 pub use jail::Jail;
-pub use listing::{civil_from_unix, format_mdtm, parse_mdtm, write_list, write_nlst};
+pub use listing::{civil_from_unix, format_mdtm, parse_mdtm, write_list, write_nlst, ListFormat};
 pub use path::VirtualPath;
 
 use crate::sys;
@@ -179,9 +179,10 @@ impl From<io::Error> for FsError {
 }
 
 /// What kind of object a directory entry or path is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kind {
     /// A regular file.
+    #[default]
     File,
     /// A directory.
     Dir,
@@ -203,8 +204,9 @@ impl Kind {
     }
 }
 
-/// File metadata, copied from a `stat`.
-#[derive(Clone, Copy, Debug)]
+/// File metadata, copied from a `stat` (all zero and `File` by default:
+/// what NLST, which needs none, carries).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Meta {
     /// Kind of object.
     pub kind: Kind,
@@ -518,43 +520,119 @@ impl Vfs {
     /// dangling or escaping link is reported as `Kind::Symlink` with size 0.
     /// Entries that vanish while listing are skipped.
     pub fn list(&self, p: &VirtualPath) -> Result<Vec<Entry>, FsError> {
+        let mut listing = self.open_listing(p)?;
+        let mut entries = Vec::with_capacity(listing.len());
+        while let Some(e) = listing.next_entry(self, true) {
+            entries.push(e);
+        }
+        Ok(entries)
+    }
+
+    /// The start of `list`, for listings written while they are sent: the
+    /// directory is opened and its names read and sorted now (so a missing
+    /// or unreadable directory is an error before any `150`), but each
+    /// entry's metadata is read only by [`Listing::next_entry`]. Only the
+    /// names are held, in one buffer: ~14 bytes per entry instead of a
+    /// formatted listing (~90 bytes per entry).
+    pub fn open_listing(&self, p: &VirtualPath) -> Result<Listing, FsError> {
         let dir = match self.jail.open(p, libc::O_RDONLY | libc::O_DIRECTORY) {
             Ok(fd) => fd,
-            Err(FsError::NotADirectory) => return self.list_single(p),
+            Err(FsError::NotADirectory) => {
+                let meta = self.metadata(p)?;
+                let name = p.file_name().ok_or(FsError::NotADirectory)?;
+                return Ok(Listing::single(Entry { name: name.into(), meta }));
+            }
             Err(e) => return Err(e),
         };
-        let raw = sys::read_dir(dir.as_fd()).map_err(io_err)?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for r in raw {
-            if r.name.starts_with(UPLOAD_TEMP_PREFIX) {
-                continue;
+        let mut names = Vec::new();
+        let mut spans = Vec::new();
+        sys::read_dir_names(dir.as_fd(), |name| {
+            if name.starts_with(UPLOAD_TEMP_PREFIX) || names.len() + name.len() > u32::MAX as usize {
+                return;
             }
-            let Ok(cname) = c_name(&r.name) else { continue };
-            let st = match sys::fstatat(dir.as_fd(), &cname, libc::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(_) => continue, // removed since readdir
+            let start = names.len() as u32;
+            names.extend_from_slice(name);
+            spans.push((start, names.len() as u32));
+        })
+        .map_err(io_err)?;
+        spans.sort_unstable_by(|a, b| names[a.0 as usize..a.1 as usize].cmp(&names[b.0 as usize..b.1 as usize]));
+        names.shrink_to_fit();
+        spans.shrink_to_fit();
+        Ok(Listing { dir: Some(dir), path: p.clone(), names, spans, next: 0, single: None })
+    }
+}
+
+/// A listing in progress (see [`Vfs::open_listing`]): the sorted names of
+/// a directory's entries, the directory kept open, and how far it got.
+#[derive(Debug)]
+pub struct Listing {
+    /// The directory; `None` for the listing of a single file.
+    dir: Option<OwnedFd>,
+    /// The listed path (symlinks are resolved from it, inside the jail).
+    path: VirtualPath,
+    /// Every name, one after the other.
+    names: Vec<u8>,
+    /// `names[start..end]` of each entry, in name order.
+    spans: Vec<(u32, u32)>,
+    /// The next span to hand out.
+    next: usize,
+    /// The one entry of a file's listing, until handed out.
+    single: Option<Entry>,
+}
+
+impl Listing {
+    fn single(e: Entry) -> Listing {
+        Listing {
+            dir: None,
+            path: VirtualPath::root(),
+            names: Vec::new(),
+            spans: Vec::new(),
+            next: 0,
+            single: Some(e),
+        }
+    }
+
+    /// Entries left to hand out (an upper bound: some may vanish).
+    pub fn len(&self) -> usize {
+        self.spans.len() - self.next + usize::from(self.single.is_some())
+    }
+
+    /// Whether every entry was handed out.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next entry in name order, with its metadata (`lstat`; a symlink
+    /// is followed INSIDE the jail and reported with its target's meta, a
+    /// dangling or escaping one as `Kind::Symlink` of size 0) or, without
+    /// `with_meta` (NLST), with default metadata and no system call at all.
+    /// Entries removed since the names were read are skipped.
+    pub fn next_entry(&mut self, vfs: &Vfs, with_meta: bool) -> Option<Entry> {
+        if let Some(e) = self.single.take() {
+            return Some(e);
+        }
+        let dir = self.dir.as_ref()?;
+        while let Some(&(start, end)) = self.spans.get(self.next) {
+            self.next += 1;
+            let name = &self.names[start as usize..end as usize];
+            if !with_meta {
+                return Some(Entry { name: name.into(), meta: Meta::default() });
+            }
+            let Ok(cname) = c_name(name) else { continue };
+            let Ok(st) = sys::fstatat(dir.as_fd(), &cname, libc::AT_SYMLINK_NOFOLLOW) else {
+                continue; // removed since the names were read
             };
             let mut meta = Meta::from_stat(&st);
             if meta.kind == Kind::Symlink {
-                match p.child(&r.name).map(|c| self.metadata(&c)) {
+                match self.path.child(name).map(|c| vfs.metadata(&c)) {
                     Some(Ok(target)) => meta = target,
                     _ => meta.size = 0,
                 }
             }
-            entries.push(Entry { name: r.name, meta });
+            return Some(Entry { name: name.into(), meta });
         }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
-    }
-
-    /// `list` of a path that is not a directory: one entry, its own name.
-    fn list_single(&self, p: &VirtualPath) -> Result<Vec<Entry>, FsError> {
-        let meta = self.metadata(p)?;
-        let name = p.file_name().ok_or(FsError::NotADirectory)?;
-        Ok(vec![Entry {
-            name: name.into(),
-            meta,
-        }])
+        self.dir = None; // done: close the directory now
+        None
     }
 }
 

@@ -4,7 +4,7 @@ use crate::dtp::transfer::Transfer;
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session, XferKind};
-use crate::vfs::{listing, FsError, Kind};
+use crate::vfs::{FsError, Kind, ListFormat};
 
 /// TYPE — RFC 959 §3.1.1: `A` (ASCII, optionally `A N`), `I` (image) and
 /// `L 8` (bytes of 8 bits = image). EBCDIC, `A T`, `A C` and other byte
@@ -93,14 +93,10 @@ pub fn nlst(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 fn listing_common(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>, names_only: bool) -> Result<Action, CmdError> {
     s.require_data()?;
     let path = s.cwd.resolve(list_path(arg))?;
-    let entries = s.login()?.vfs.list(&path)?;
-    let mut buf = Vec::with_capacity(entries.len() * if names_only { 24 } else { 72 });
-    if names_only {
-        listing::write_nlst(&entries, &mut buf);
-    } else {
-        listing::write_list(&entries, ctx.now_unix, &mut buf);
-    }
-    Ok(s.start_transfer(XferKind::List, Transfer::buffer(buf), path))
+    let vfs = s.login()?.vfs.clone();
+    let names = vfs.open_listing(&path)?;
+    let format = if names_only { ListFormat::Names } else { ListFormat::Long { now_unix: ctx.now_unix } };
+    Ok(s.start_transfer(XferKind::List, Transfer::listing(vfs, names, format), path))
 }
 
 /// RETR — RFC 959 §4.1.3: "causes the server-DTP to transfer a copy of the
@@ -255,10 +251,10 @@ pub fn mlsd(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
     if meta.kind != Kind::Dir {
         return Err(CmdError::Syntax("MLSD needs a directory; use MLST for a file."));
     }
-    let entries = login.vfs.list(&path)?;
-    let mut buf = Vec::with_capacity(entries.len() * 96);
-    listing::write_mlsd(&entries, s.mlst_facts, login.vfs.is_writable(), &mut buf);
-    Ok(s.start_transfer(XferKind::List, Transfer::buffer(buf), path))
+    let names = login.vfs.open_listing(&path)?;
+    let format = ListFormat::Mlsd { facts: s.mlst_facts, writable: login.vfs.is_writable() };
+    let vfs = login.vfs.clone();
+    Ok(s.start_transfer(XferKind::List, Transfer::listing(vfs, names, format), path))
 }
 
 #[cfg(test)]
