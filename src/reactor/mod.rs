@@ -71,6 +71,13 @@ const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
 /// Bytes moved on one data connection per step: large enough for
 /// `sendfile` and `splice` to be efficient.
 const DATA_BUDGET_BYTES: usize = 256 * 1024;
+/// Bytes one upload moves per step: a STOR splices up to its pipe's size
+/// from the socket into the pipe and from the pipe into the file in one go.
+/// Larger writes let the page cache use larger folios: one upload costs
+/// 0.38–0.45 server CPU-s per GiB instead of 0.54 with 256 KiB steps
+/// (`leanftpd-bench large --op stor --streams 1 --reps 4`, three
+/// alternating runs each).
+const UPLOAD_STEP_BYTES: usize = 1024 * 1024;
 /// Bytes all bulk transfers together may move in one pass of the loop.
 /// Past it, transfers wait for the next pass (round robin), so a pass takes
 /// a bounded time however many big transfers run, and control commands and
@@ -1244,10 +1251,11 @@ impl Server {
             self.wake_later(dkey);
             return None;
         }
-        let budget = if bulk { DATA_BUDGET_BYTES.min(self.pass_budget) } else { DATA_BUDGET_BYTES };
         let mut scratch = std::mem::take(&mut self.scratch);
         let outcome = match self.slab.get_mut(dkey) {
             Some(Entry::Data(DataConn { state: DataState::Running(req), stream, bytes, last_progress, .. })) => {
+                let step = if req.transfer.is_upload() { UPLOAD_STEP_BYTES } else { DATA_BUDGET_BYTES };
+                let budget = if bulk { step.min(self.pass_budget) } else { step };
                 let mut moved = 0;
                 let r = req.transfer.step(stream, budget, &mut scratch, &mut moved);
                 *bytes += moved;
