@@ -35,7 +35,19 @@ def load(d):
                     "login": kv.get("concurrency", ""),
                     "large": kv.get("op", "") + str(kv.get("streams", "")),
                 }.get(sc, "")
-                res.setdefault(server, {})[(sc, variant)] = kv
+                res.setdefault(server, {}).setdefault((sc, variant), []).append(kv)
+    # A scenario run several times (large transfers, the sendfile reference):
+    # each figure is the median of its runs.
+    for server in res:
+        for key, runs in res[server].items():
+            merged = dict(runs[-1])
+            for k in merged:
+                xs = sorted(x for x in (num(r.get(k)) for r in runs) if x is not None)
+                if len(runs) > 1 and xs and len({r.get(k) for r in runs}) > 1:
+                    n = len(xs)
+                    merged[k] = str(xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2)
+            merged["runs"] = str(len(runs))
+            res[server][key] = merged
     return res, meta, order
 
 
@@ -213,7 +225,10 @@ def main():
       "reaped children included); wake-ups are voluntary + involuntary context switches. "
       "Peers log in against plain in-memory passwords (pyftpdlib, Twisted, thinFTP) or PAM with a "
       "SHA-512-crypt /etc/shadow entry (vsftpd); leanftpd against a `--users` file with a SHA-512-crypt hash. "
-      "vsftpd runs with isolate_network=NO (its per-session network namespace makes logins far slower here).")
+      "vsftpd runs with isolate_network=NO (its per-session network namespace makes logins far slower here). "
+      "Large transfers and the sendfile reference: each figure is the median of "
+      f"{res.get(LEAN, {}).get(('large', 'retr1'), {}).get('runs', '1')} runs (after one unmeasured warm-up "
+      "transfer per stream); large downloads are read with recv(MSG_TRUNC), so the load generator is not the bottleneck.")
     print("\n".join(out))
 
 
