@@ -56,7 +56,7 @@ fi
 
 if [ "$MODE" = quick ]; then
     IDLE_LEAN="1000 5000 19000"; IDLE_PEER="1000"; WINDOW=5; LOGIN_SECS=3; SMALL_SECS=5
-    LARGE_SIZE=$((256 << 20)); RETR1_REPS=8; LARGE_ROUNDS=3; MIXED_SECS=3; MIXED_ROUNDS=1; LIST_REPS=3; LOGIN_TIMEOUT=150
+    LARGE_SIZE=$((256 << 20)); RETR1_REPS=16; LARGE_ROUNDS=5; MIXED_SECS=3; MIXED_ROUNDS=1; LIST_REPS=3; LOGIN_TIMEOUT=150
 else
     IDLE_LEAN="1000 5000 19000"; IDLE_PEER="1000 5000 19000"; WINDOW=10; LOGIN_SECS=10; SMALL_SECS=15
     LARGE_SIZE=$((1 << 30)); RETR1_REPS=2; LARGE_ROUNDS=3; MIXED_SECS=8; MIXED_ROUNDS=2; LIST_REPS=5; LOGIN_TIMEOUT=600
@@ -332,7 +332,7 @@ run_server() { # NAME
                 [ "$st" = 1 ] && reps=$RETR1_REPS
                 if [ "$name" = leanftpd ] && [ "$op" = retr ] && [ "$st" = 1 ]; then
                     log "  sendfile reference ($round/$LARGE_ROUNDS)"
-                    timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 9 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
+                    timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 17 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
                         >>"$LOGS/sendfile.bench.log" 2>&1 || log "sendfile-ref failed: $(tail -1 "$LOGS/sendfile.bench.log")"
                 fi
                 log "  large $op x$st ($round/$LARGE_ROUNDS)"
@@ -363,7 +363,7 @@ for s in "${LIST[@]}"; do
 done
 if ! grep -qs '^RESULT' "$LOGS/sendfile.bench.log"; then
     log "sendfile reference"
-    timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 9 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
+    timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 17 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
         >>"$LOGS/sendfile.bench.log" 2>&1 || log "sendfile-ref failed: $(tail -1 "$LOGS/sendfile.bench.log")"
 fi
 grep -h '^RESULT' "$LOGS/sendfile.bench.log" >"$RES/sendfile.txt"
