@@ -299,7 +299,7 @@ impl Driver<'_> {
             self.ctx_call(|s, c| s.transfer_finished(Err(TransferError::CantOpen), c));
             return;
         }
-        check_transfer(&transfer);
+        check_transfer(&mut transfer);
         self.ctx_call(|s, c| s.transfer_started(false, c));
         // ABOR and STAT queued during the transfer are answered at once.
         while let Some(line) = queue.front() {
@@ -344,23 +344,24 @@ impl Driver<'_> {
 /// What a transfer would send: never the canary outside the jail; a
 /// listing is CRLF-terminated lines with no other CR or LF (a file name
 /// cannot add a line).
-fn check_transfer(transfer: &Transfer) {
+fn check_transfer(transfer: &mut Transfer) {
+    if let Some(buf) = transfer.listing_text() {
+        for line in buf.split_inclusive(|&b| b == b'\n') {
+            let body = line.strip_suffix(b"\r\n").unwrap_or_else(|| {
+                panic!("a listing line without CRLF: {:?}", String::from_utf8_lossy(&buf))
+            });
+            assert!(!body.contains(&b'\r'), "a bare CR in a listing line: {:?}", String::from_utf8_lossy(&buf));
+            assert!(!body.is_empty(), "an empty listing line: {:?}", String::from_utf8_lossy(&buf));
+        }
+        return;
+    }
     match transfer {
         Transfer::SendFile { file, .. } | Transfer::AsciiOut { file, .. } => {
             let mut head = vec![0u8; CANARY.len()];
             let n = file.read_at(&mut head, 0).unwrap_or(0);
             assert!(n < CANARY.len() || head != CANARY, "RETR sends the canary from outside the jail");
         }
-        Transfer::Buffer { buf, .. } => {
-            for line in buf.split_inclusive(|&b| b == b'\n') {
-                let body = line.strip_suffix(b"\r\n").unwrap_or_else(|| {
-                    panic!("a listing line without CRLF: {:?}", String::from_utf8_lossy(buf))
-                });
-                assert!(!body.contains(&b'\r'), "a bare CR in a listing line: {:?}", String::from_utf8_lossy(buf));
-                assert!(!body.is_empty(), "an empty listing line: {:?}", String::from_utf8_lossy(buf));
-            }
-        }
-        Transfer::Stor { .. } => {}
+        Transfer::Listing { .. } | Transfer::Stor { .. } => {}
     }
 }
 
