@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Idempotent set-up of the client tools the integration tests drive
 # (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp, and the
-# util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv).
+# util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv), and a
+# C++ compiler (libfuzzer-sys builds libFuzzer when the fuzz targets are
+# type-checked).
 # On a fresh Debian machine it installs whatever is missing; when all are
 # present it does nothing.
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -21,7 +23,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -35,7 +37,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
-"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux
+"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++
 
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
