@@ -344,14 +344,7 @@ impl Engine {
                 for s in [c.ctrl.as_ref(), c.data.as_ref()].into_iter().flatten() {
                     set_linger_zero(s);
                 }
-                self.close_sockets(i);
-                let c = &mut self.clients[i];
-                if c.ramping {
-                    c.ramping = false;
-                    self.inflight -= 1;
-                }
-                c.st = St::Done;
-                c.deadline = None;
+                self.retire(i, St::Done);
             }
         }
     }
@@ -479,16 +472,27 @@ impl Engine {
         }
     }
 
-    fn fail(&mut self, i: usize, msg: String) {
+    /// Close a client's sockets for good and leave it in `st`.
+    fn retire(&mut self, i: usize, st: St) {
         self.close_sockets(i);
+        self.end_ramp(i);
+        let c = &mut self.clients[i];
+        c.st = st;
+        c.deadline = None;
+    }
+
+    /// The client is no longer one of the logins in flight of the ramp.
+    fn end_ramp(&mut self, i: usize) {
         let c = &mut self.clients[i];
         if c.ramping {
             c.ramping = false;
             self.inflight -= 1;
         }
-        c.st = St::Dead;
-        c.deadline = None;
-        let g = c.group;
+    }
+
+    fn fail(&mut self, i: usize, msg: String) {
+        self.retire(i, St::Dead);
+        let g = self.clients[i].group;
         self.stats[g].error(msg);
     }
 
@@ -608,11 +612,8 @@ impl Engine {
 
     fn logged_in(&mut self, i: usize) {
         let now = Instant::now();
+        self.end_ramp(i);
         let c = &mut self.clients[i];
-        if c.ramping {
-            c.ramping = false;
-            self.inflight -= 1;
-        }
         let lat = (now - c.t_start).as_micros().min(u32::MAX as u128) as u32;
         let g = c.group;
         self.stats[g].logins += 1;

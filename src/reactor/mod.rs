@@ -556,25 +556,14 @@ impl Server {
             self.flush(key);
             return;
         }
-        let mut sent = 0;
-        // The last reply before a close (221, 421) goes out with MSG_MORE:
-        // the close that follows at once puts its FIN on the same segment,
-        // one packet and one wake-up of the client instead of two.
-        let last = c.close_after_flush;
-        while sent < bytes.len() {
-            let r = if last { c.stream.write_last(&bytes[sent..]) } else { c.stream.write(&bytes[sent..]) };
-            match r {
-                Ok(0) => break,
-                Ok(n) => sent += n,
-                Err(e) if interrupted(&e) => continue,
-                Err(e) if would_block(&e) => break,
-                Err(e) => {
-                    debug!("[c{key}] write: {e}");
-                    self.close_control(key, "connection lost");
-                    return;
-                }
+        let sent = match c.stream.write_now(bytes, c.close_after_flush) {
+            Ok(n) => n,
+            Err(e) => {
+                debug!("[c{key}] write: {e}");
+                self.close_control(key, "connection lost");
+                return;
             }
-        }
+        };
         if sent < bytes.len() {
             c.out.extend_from_slice(&bytes[sent..]);
         } else if c.close_after_flush {
@@ -584,20 +573,14 @@ impl Server {
 
     fn flush(&mut self, key: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-        let mut sent = 0;
-        while sent < c.out.len() {
-            match c.stream.write(&c.out[sent..]) {
-                Ok(0) => break,
-                Ok(n) => sent += n,
-                Err(e) if interrupted(&e) => continue,
-                Err(e) if would_block(&e) => break,
-                Err(e) => {
-                    debug!("[c{key}] write: {e}");
-                    self.close_control(key, "connection lost");
-                    return;
-                }
+        let sent = match c.stream.write_now(&c.out, c.close_after_flush) {
+            Ok(n) => n,
+            Err(e) => {
+                debug!("[c{key}] write: {e}");
+                self.close_control(key, "connection lost");
+                return;
             }
-        }
+        };
         c.out.drain(..sent);
         if c.out.is_empty() {
             c.out = Vec::new();

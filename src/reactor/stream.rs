@@ -53,12 +53,27 @@ impl Stream {
         }
     }
 
-    /// Write the last bytes before the connection is closed: they may wait
-    /// in the socket for the close's FIN and leave with it on one segment.
-    pub fn write_last(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => crate::sys::send_more(s.as_raw_fd(), buf),
+    /// Write as much of `buf` as the socket takes now; how much it took, or
+    /// the error that lost the connection. With `last` (the bytes before
+    /// the server closes) they may wait in the socket for the close's FIN
+    /// and leave with it on one segment: one packet and one wake-up of the
+    /// client instead of two.
+    pub fn write_now(&mut self, buf: &[u8], last: bool) -> io::Result<usize> {
+        let mut sent = 0;
+        while sent < buf.len() {
+            let r = match self {
+                Stream::Plain(s) if last => crate::sys::send_more(s.as_raw_fd(), &buf[sent..]),
+                Stream::Plain(s) => s.write(&buf[sent..]),
+            };
+            match r {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
         }
+        Ok(sent)
     }
 
     /// The peer, if connected (a non-blocking connect in progress gives `NotConnected`).

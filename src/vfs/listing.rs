@@ -103,46 +103,50 @@ impl ListFormat {
     }
 }
 
-/// One line of a listing, CRLF-terminated, in `format`.
-pub fn write_entry(format: ListFormat, e: &Entry, out: &mut Vec<u8>) {
-    match format {
-        ListFormat::Long { now_unix } => write_list(std::slice::from_ref(e), now_unix, out),
-        ListFormat::Names => write_nlst(std::slice::from_ref(e), out),
-        ListFormat::Mlsd { facts, writable } => write_mlsd(std::slice::from_ref(e), facts, writable, out),
-    }
-}
-
-/// `ls -l` line format that curl, lftp, wget and FileZilla parse:
+/// One line of a listing, CRLF-terminated, in `format`; CR/LF in names
+/// are written as `?`.
+///
+/// LIST is the `ls -l` line that curl, lftp, wget and FileZilla parse:
 /// `"drwxr-xr-x 1 ftp ftp          4096 Jan 05 12:34 name\r\n"`; date
 /// `"Mmm dd HH:MM"` if within ~6 months of now (past 180 days or up to 1
 /// hour in future), else `"Mmm dd  yyyy"`; owner/group printed as
 /// `"ftp ftp"`; permission string from `st_mode` (d, -, l, plus rwx bits and
-/// setuid/sticky letters). CR/LF in names are written as `?`.
+/// setuid/sticky letters). NLST is the name alone; MLSD a `write_mlsx` line.
+pub fn write_entry(format: ListFormat, e: &Entry, out: &mut Vec<u8>) {
+    let m = &e.meta;
+    match format {
+        ListFormat::Long { now_unix } => {
+            out.extend_from_slice(&mode_string(m.kind, m.mode));
+            // Writing to a Vec<u8> cannot fail.
+            let _ = write!(out, " {} ftp ftp {:>13} ", m.nlink, m.size);
+            let (y, mo, d, h, mi, _) = civil_from_unix(m.mtime);
+            out.extend_from_slice(MONTHS[(mo - 1) as usize]);
+            let recent = m.mtime > now_unix.saturating_sub(RECENT_PAST_SECS)
+                && m.mtime <= now_unix.saturating_add(RECENT_FUTURE_SECS);
+            if recent {
+                let _ = write!(out, " {d:02} {h:02}:{mi:02} ");
+            } else {
+                let _ = write!(out, " {d:02}  {y:04} ");
+            }
+            push_name(out, &e.name);
+        }
+        ListFormat::Names => push_name(out, &e.name),
+        ListFormat::Mlsd { facts, writable } => write_mlsx(m, &e.name, facts, writable, out),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// LIST lines (see [`write_entry`]) of every entry.
 pub fn write_list(entries: &[Entry], now_unix: i64, out: &mut Vec<u8>) {
     for e in entries {
-        let m = &e.meta;
-        out.extend_from_slice(&mode_string(m.kind, m.mode));
-        // Writing to a Vec<u8> cannot fail.
-        let _ = write!(out, " {} ftp ftp {:>13} ", m.nlink, m.size);
-        let (y, mo, d, h, mi, _) = civil_from_unix(m.mtime);
-        out.extend_from_slice(MONTHS[(mo - 1) as usize]);
-        let recent = m.mtime > now_unix.saturating_sub(RECENT_PAST_SECS)
-            && m.mtime <= now_unix.saturating_add(RECENT_FUTURE_SECS);
-        if recent {
-            let _ = write!(out, " {d:02} {h:02}:{mi:02} ");
-        } else {
-            let _ = write!(out, " {d:02}  {y:04} ");
-        }
-        push_name(out, &e.name);
-        out.extend_from_slice(b"\r\n");
+        write_entry(ListFormat::Long { now_unix }, e, out);
     }
 }
 
-/// One name per line, CRLF (`NLST`); CR/LF in names are written as `?`.
+/// NLST lines: one name per line.
 pub fn write_nlst(entries: &[Entry], out: &mut Vec<u8>) {
     for e in entries {
-        push_name(out, &e.name);
-        out.extend_from_slice(b"\r\n");
+        write_entry(ListFormat::Names, e, out);
     }
 }
 
@@ -544,8 +548,7 @@ pub fn write_mlsx(meta: &super::Meta, name: &[u8], facts: u8, writable: bool, ou
 /// MLSD: one `write_mlsx` line per entry, CRLF.
 pub fn write_mlsd(entries: &[Entry], facts: u8, writable: bool, out: &mut Vec<u8>) {
     for e in entries {
-        write_mlsx(&e.meta, &e.name, facts, writable, out);
-        out.extend_from_slice(b"\r\n");
+        write_entry(ListFormat::Mlsd { facts, writable }, e, out);
     }
 }
 
