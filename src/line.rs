@@ -105,18 +105,33 @@ pub fn clean(line: &[u8], out: &mut Vec<u8>) {
 
 /// The bytes of a connection that are not yet consumed: a partial line, or
 /// whole lines queued while the session is busy.
+///
+/// While a transfer runs, the reactor *sifts* the queue: each line that
+/// arrives is looked at once, an urgent one (ABOR, STAT) is taken out and
+/// answered at once, the others stay queued in order. `sifted` is how many
+/// leading bytes are such whole, already-sifted lines; only the bytes after
+/// them are ever looked at again, so a burst of lines costs linear time
+/// however many of them are urgent.
+///
+/// # Invariants
+/// - `pending[start..start + sifted]` is whole lines (each ends in LF), none
+///   of them urgent.
+/// - `pending[start + sifted..][..scanned]` holds no LF.
+/// - An empty buffer holds no heap memory.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     pending: Vec<u8>,
     start: usize,
-    /// Unconsumed bytes already known to hold no LF.
+    /// Leading unconsumed bytes that are whole, sifted lines.
+    sifted: usize,
+    /// Bytes after the sifted lines known to hold no LF.
     scanned: usize,
 }
 
 impl LineBuffer {
     /// An empty buffer; allocates nothing.
     pub const fn new() -> LineBuffer {
-        LineBuffer { pending: Vec::new(), start: 0, scanned: 0 }
+        LineBuffer { pending: Vec::new(), start: 0, sifted: 0, scanned: 0 }
     }
 
     /// True if no bytes are waiting.
@@ -143,32 +158,53 @@ impl LineBuffer {
         &self.pending[self.start..]
     }
 
-    /// How many of the unconsumed bytes are known to hold no LF.
+    /// How many leading unconsumed bytes are whole lines already sifted.
+    pub fn sifted(&self) -> usize {
+        self.sifted
+    }
+
+    /// How many bytes after the sifted lines are known to hold no LF.
     pub fn scanned(&self) -> usize {
         self.scanned
     }
 
-    /// Record that the unconsumed bytes hold no LF (a partial line).
+    /// Record that the bytes after the sifted lines hold no LF (a partial
+    /// line).
     pub fn mark_scanned(&mut self) {
-        self.scanned = self.len();
+        self.scanned = self.len() - self.sifted;
     }
 
-    /// Mark `n` bytes as consumed; frees the buffer when it becomes empty.
-    pub fn consume(&mut self, n: usize) {
+    /// Move the bytes after the sifted lines into `into` (appended), for the
+    /// sifter to walk once; it gives back what it keeps with
+    /// [`push_sifted`](Self::push_sifted) and [`push`](Self::push).
+    pub fn take_unsifted(&mut self, into: &mut Vec<u8>) {
+        let from = self.start + self.sifted;
+        into.extend_from_slice(&self.pending[from..]);
+        self.pending.truncate(from);
         self.scanned = 0;
-        self.start = (self.start + n).min(self.pending.len());
         if self.is_empty() {
             self.release();
         }
     }
 
-    /// Remove `n` bytes at offset `at` of the unconsumed bytes (an urgent
-    /// command taken out of the queue).
-    pub fn remove(&mut self, at: usize, n: usize) {
-        self.scanned = 0;
-        let start = (self.start + at).min(self.pending.len());
-        let end = (start + n).min(self.pending.len());
-        self.pending.drain(start..end);
+    /// Append a whole line that was sifted and is not urgent. Only valid
+    /// while nothing unsifted is waiting (after `take_unsifted`).
+    pub fn push_sifted(&mut self, line: &[u8]) {
+        debug_assert_eq!(self.sifted, self.len(), "unsifted bytes would be overtaken");
+        self.push(line);
+        self.sifted += line.len();
+    }
+
+    /// Mark `n` bytes as consumed; frees the buffer when it becomes empty.
+    pub fn consume(&mut self, n: usize) {
+        if n <= self.sifted {
+            // The bytes after the sifted lines did not change.
+            self.sifted -= n;
+        } else {
+            self.sifted = 0;
+            self.scanned = 0;
+        }
+        self.start = (self.start + n).min(self.pending.len());
         if self.is_empty() {
             self.release();
         }
@@ -178,6 +214,7 @@ impl LineBuffer {
     pub fn release(&mut self) {
         self.pending = Vec::new();
         self.start = 0;
+        self.sifted = 0;
         self.scanned = 0;
     }
 
@@ -279,14 +316,43 @@ mod tests {
     }
 
     #[test]
-    fn remove_takes_bytes_out_of_the_middle() {
+    fn sifting_keeps_order_and_scans_each_byte_once() {
         let mut buf = LineBuffer::new();
-        buf.push(b"NOOP\r\nABOR\r\nPWD\r\n");
-        buf.consume(0);
-        buf.remove(6, 6);
+        buf.push(b"NOOP\r\nAB");
+        let mut tail = Vec::new();
+        buf.take_unsifted(&mut tail);
+        assert!(buf.is_empty());
+        assert_eq!(buf.capacity(), 0, "an emptied buffer holds no memory");
+        buf.push_sifted(&tail[..6]);
+        buf.push(&tail[6..]);
+        buf.mark_scanned();
+        assert_eq!((buf.sifted(), buf.scanned()), (6, 2));
+        // More bytes arrive: only what follows the sifted line is taken.
+        buf.push(b"OR\r\nPWD\r\n");
+        tail.clear();
+        buf.take_unsifted(&mut tail);
+        assert_eq!(tail, b"ABOR\r\nPWD\r\n");
+        assert_eq!(buf.bytes(), b"NOOP\r\n");
+        // ABOR taken out (urgent), PWD kept after NOOP.
+        buf.push_sifted(&tail[6..]);
         assert_eq!(buf.bytes(), b"NOOP\r\nPWD\r\n");
-        buf.remove(0, 11);
+        // Consuming sifted lines keeps the rest sifted.
+        buf.consume(6);
+        assert_eq!((buf.sifted(), buf.bytes()), (5, &b"PWD\r\n"[..]));
+        buf.consume(5);
         assert_eq!(buf.capacity(), 0);
+    }
+
+    #[test]
+    fn consuming_past_the_sifted_lines_forgets_the_scan() {
+        let mut buf = LineBuffer::new();
+        buf.push(b"abc");
+        buf.mark_scanned();
+        assert_eq!(buf.scanned(), 3);
+        buf.push(b"\nrest");
+        buf.consume(4);
+        assert_eq!((buf.sifted(), buf.scanned()), (0, 0));
+        assert_eq!(buf.bytes(), b"rest");
     }
 
     #[test]

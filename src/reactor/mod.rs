@@ -66,8 +66,18 @@ const SHUTDOWN_DEADLINE: usize = usize::MAX - 4;
 /// Timer payload: see whether the slab can shrink.
 const SHRINK_CHECK: usize = usize::MAX - 5;
 
-/// Bytes read from one control connection per readiness event.
+/// Bytes read from one control connection per readiness event. This is
+/// also what one read can add to a paused session's queue.
 const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
+/// Unsent reply bytes at which a session stops reading and stops running
+/// the commands it queued, until its client reads (redis's
+/// `client-output-buffer-limit`, with the kernel's receive window as the
+/// back-pressure instead of a disconnect). One reply may still go past it:
+/// the largest, a capped `STAT` of a directory, is about 100 KiB.
+pub const REPLY_HIGH_WATER_BYTES: usize = 64 * 1024;
+/// Unsent reply bytes under which a paused session goes on (hysteresis: a
+/// client that reads a little does not wake the session for every segment).
+pub const REPLY_LOW_WATER_BYTES: usize = 16 * 1024;
 /// Bytes moved on one data connection per step: large enough for
 /// `sendfile` and `splice` to be efficient.
 const DATA_BUDGET_BYTES: usize = 256 * 1024;
@@ -161,6 +171,8 @@ pub struct Server {
     data_count: usize,
     serial: u64,
     scratch: Vec<u8>,
+    /// The lines the sifter walks (see `sift`); kept for its capacity.
+    sift_buf: Vec<u8>,
     cleaned: Vec<u8>,
     out: Vec<u8>,
     now: Instant,
@@ -240,6 +252,7 @@ impl Server {
             data_count: 0,
             serial: 0,
             scratch: vec![0; SCRATCH_BYTES],
+            sift_buf: Vec::new(),
             cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
             out: Vec::with_capacity(4096),
             now,
@@ -340,6 +353,7 @@ impl Server {
             Some(Entry::Ctrl(_)) => {
                 if writable {
                     self.flush(key);
+                    self.resume_if_drained(key);
                 }
                 if readable {
                     self.read_control(key, to_eagain);
@@ -655,6 +669,13 @@ impl Server {
                 self.check_queue(key);
                 return;
             }
+            if c.out.len() >= REPLY_HIGH_WATER_BYTES {
+                // The client does not read its replies: keep the rest (at
+                // most one read) and stop reading until it does.
+                c.line.push(&bytes[pos..]);
+                c.read_paused = true;
+                return;
+            }
             match line::frame(&bytes[pos..], max) {
                 Frame::Line { end, consumed } => {
                     line::clean(&bytes[pos..pos + end], &mut self.cleaned);
@@ -673,7 +694,8 @@ impl Server {
         }
     }
 
-    /// Handle queued lines while the session is free.
+    /// Handle queued lines while the session is free and its client reads
+    /// its replies; stop reading while it does not.
     fn drain_lines(&mut self, key: usize) {
         let max = self.env.config.max_line_bytes;
         loop {
@@ -685,12 +707,18 @@ impl Server {
                 self.check_queue(key);
                 return;
             }
-            if c.read_paused {
+            if c.out.len() >= REPLY_HIGH_WATER_BYTES {
+                c.read_paused = true;
+                return;
+            }
+            if c.read_paused && c.out.len() <= REPLY_LOW_WATER_BYTES {
+                // Bytes may wait in the socket with no new edge to come.
                 c.read_paused = false;
                 self.wake_later(key);
                 continue;
             }
-            match line::frame_from(c.line.bytes(), c.line.scanned(), max) {
+            let hint = if c.line.sifted() == 0 { c.line.scanned() } else { 0 };
+            match line::frame_from(c.line.bytes(), hint, max) {
                 Frame::Line { end, consumed } => {
                     line::clean(&c.line.bytes()[..end], &mut self.cleaned);
                     c.line.consume(consumed);
@@ -708,40 +736,22 @@ impl Server {
         }
     }
 
-    /// While busy: answer ABOR and STAT at once if a transfer runs (they
-    /// are what clients send during one), and stop reading once a few lines
-    /// are queued (backpressure: the kernel's socket buffer holds the rest).
+    /// After a writable event: a session paused because its client did not
+    /// read goes on once its unsent replies are under the low-water mark.
+    fn resume_if_drained(&mut self, key: usize) {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return };
+        if c.read_paused && c.out.len() <= REPLY_LOW_WATER_BYTES {
+            self.drain_lines(key);
+        }
+    }
+
+    /// While busy: sift the queue if a transfer runs (ABOR and STAT are
+    /// answered at once: they are what clients send during one), and stop
+    /// reading once more than a line is queued (back-pressure: the kernel's
+    /// socket buffer holds the rest).
     fn check_queue(&mut self, key: usize) {
         let max = self.env.config.max_line_bytes;
-        while let Some((at, len, verb)) = self.find_urgent(key) {
-            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-            c.line.remove(at, len);
-            let progress = match c.data.and_then(|d| self.slab.get(d)) {
-                Some(Entry::Data(d)) => d.bytes,
-                _ => 0,
-            };
-            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-            ctx_log!(debug, key, c.session, "<- {} (during transfer)", verb.name());
-            let mut out = std::mem::take(&mut self.out);
-            out.clear();
-            let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: unix_now() };
-            let abort = c.session.handle_urgent(verb, progress, &mut ctx);
-            self.send(key, &out);
-            self.out = out;
-            if abort {
-                self.abort_transfer(key, TransferError::Aborted, false);
-                let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-                let mut out = std::mem::take(&mut self.out);
-                out.clear();
-                let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
-                c.session.aborted(&mut ctx);
-                self.send(key, &out);
-                self.out = out;
-                self.refresh_deadline(key);
-                self.drain_lines(key);
-                return;
-            }
-        }
+        self.sift(key);
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if c.line.len() > max {
                 c.read_paused = true;
@@ -749,31 +759,96 @@ impl Server {
         }
     }
 
-    /// The first queued ABOR or STAT (without argument) line, if a transfer
-    /// is pending: its offset and length in the queue, and its verb.
-    fn find_urgent(&mut self, key: usize) -> Option<(usize, usize, Verb)> {
+    /// Look once at each queued line that arrived during a transfer: take an
+    /// ABOR or a STAT without argument out and answer it now; keep the
+    /// others, in order, for after the transfer. Linear in the bytes that
+    /// arrived: each byte is walked once and copied at most twice. STAT's
+    /// replies obey the reply budget: past it the sifting (and reading)
+    /// stops until the client reads.
+    fn sift(&mut self, key: usize) {
         let max = self.env.config.max_line_bytes;
-        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return None };
-        if !matches!(c.session.pending(), Pending::Transfer(_)) {
-            return None;
-        }
-        let bytes = c.line.bytes();
-        let mut pos = 0;
-        while let Frame::Line { end, consumed } = line::frame(&bytes[pos..], max) {
-            line::clean(&bytes[pos..pos + end], &mut self.cleaned);
-            if let Ok(cmd) = command::parse(&self.cleaned) {
-                let urgent = match cmd.verb {
-                    Verb::Abor => true,
-                    Verb::Stat => cmd.arg.trim_ascii().is_empty(),
-                    _ => false,
-                };
-                if urgent {
-                    return Some((pos, consumed, cmd.verb));
-                }
+        let mut tail = std::mem::take(&mut self.sift_buf);
+        tail.clear();
+        match self.slab.get_mut(key) {
+            Some(Entry::Ctrl(c)) if matches!(c.session.pending(), Pending::Transfer(_)) => {
+                c.line.take_unsifted(&mut tail);
             }
-            pos += consumed;
+            _ => {
+                self.sift_buf = tail;
+                return;
+            }
         }
-        None
+        let mut pos = 0;
+        let mut partial = false;
+        let mut abort = false;
+        loop {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { break };
+            if !matches!(c.session.pending(), Pending::Transfer(_)) || c.close_after_flush {
+                break;
+            }
+            if c.out.len() >= REPLY_HIGH_WATER_BYTES {
+                c.read_paused = true;
+                break;
+            }
+            let (end, consumed) = match line::frame(&tail[pos..], max) {
+                Frame::Line { end, consumed } => (end, consumed),
+                Frame::Partial => {
+                    partial = true;
+                    break;
+                }
+                // Left queued: it is refused once the transfer is over.
+                Frame::TooLong => break,
+            };
+            line::clean(&tail[pos..pos + end], &mut self.cleaned);
+            let urgent = match command::parse(&self.cleaned) {
+                Ok(cmd) if cmd.verb == Verb::Abor => Some(Verb::Abor),
+                Ok(cmd) if cmd.verb == Verb::Stat && cmd.arg.trim_ascii().is_empty() => Some(Verb::Stat),
+                _ => None,
+            };
+            let Some(verb) = urgent else {
+                c.line.push_sifted(&tail[pos..pos + consumed]);
+                pos += consumed;
+                continue;
+            };
+            pos += consumed;
+            if verb == Verb::Abor {
+                abort = true;
+                break;
+            }
+            let progress = match c.data.and_then(|d| self.slab.get(d)) {
+                Some(Entry::Data(d)) => d.bytes,
+                _ => 0,
+            };
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { break };
+            ctx_log!(debug, key, c.session, "<- STAT (during transfer)");
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: unix_now() };
+            c.session.handle_urgent(verb, progress, &mut ctx);
+            self.send(key, &out);
+            self.out = out;
+        }
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            c.line.push(&tail[pos..]);
+            if partial {
+                c.line.mark_scanned();
+            }
+        }
+        self.sift_buf = tail;
+        if abort {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            ctx_log!(debug, key, c.session, "<- ABOR (during transfer)");
+            self.abort_transfer(key, TransferError::Aborted, false);
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
+            c.session.aborted(&mut ctx);
+            self.send(key, &out);
+            self.out = out;
+            self.refresh_deadline(key);
+            self.drain_lines(key);
+        }
     }
 
     fn line_too_long(&mut self, key: usize) {
@@ -856,7 +931,17 @@ impl Server {
                     self.cached_verdicts.push(Verdict { key, serial, grant: Some(grant), digest: None });
                     return;
                 }
-                self.helper.submit(Job { key, serial, user, password, users: self.users.clone(), digest });
+                let ip = c.session.peer().ip();
+                let job = Job { key, serial, ip, user, password, users: self.users.clone(), digest };
+                if let Err(full) = self.helper.submit(job) {
+                    // Waiting would only lengthen the queue for everyone:
+                    // refuse now, clearly, and let the client retry.
+                    if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                        ctx_log!(warn, key, c.session, "password queue full ({full:?}); closing");
+                        out.extend_from_slice(b"421 Too many logins in progress; try again later.\r\n");
+                        c.close_after_flush = true;
+                    }
+                }
             }
             Action::Delay(d) => {
                 let at = self.now + d;
@@ -909,6 +994,10 @@ impl Server {
         let secs = self.now.saturating_duration_since(c.started).as_secs_f64();
         ctx_log!(info, key, c.session, "disconnected ({why}) after {secs:.1}s");
         let ip = c.session.peer().ip();
+        if c.session.pending() == Pending::Login {
+            // Its password would be hashed for no one.
+            self.helper.cancel(key, c.serial);
+        }
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {

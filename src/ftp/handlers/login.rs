@@ -1,10 +1,15 @@
 //! USER, PASS, QUIT.
 
-use crate::auth::{is_anonymous_name, Password};
+use crate::auth::{is_anonymous_name, Password, MAX_PASSWORD_LEN};
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Login, Pending, Session, State};
 use crate::vfs::VirtualPath;
+
+/// Longest user name accepted by USER, in bytes. The name waits in the
+/// session until PASS, so a session that never logs in would otherwise hold
+/// a whole command line (8 KiB) for the login timeout.
+pub const MAX_USER_BYTES: usize = 256;
 
 /// USER — RFC 959 §4.1.1: "The argument field is a Telnet string
 /// identifying the user." Always `331`, whether the user exists or not, so
@@ -12,6 +17,10 @@ use crate::vfs::VirtualPath;
 pub fn user(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     if s.is_logged_in() {
         return Err(CmdError::BadSequence("Already logged in; can't change to another user."));
+    }
+    if arg.len() > MAX_USER_BYTES {
+        // Refused whether the user exists or not: the length is no secret.
+        return Err(CmdError::Syntax("User name too long."));
     }
     s.state = State::InAuth { user: arg.into() };
     reply::reply(ctx.out, ReplyCode::NeedPassword, "Please specify the password.");
@@ -42,6 +51,12 @@ pub fn pass(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     if !ctx.env.has_users {
         return Ok(s.login_failed(ctx));
     }
+    if arg.len() > MAX_PASSWORD_LEN {
+        // No real password is this long; hashing it would only let a
+        // client buy the helper thread's time with bytes. A failed login,
+        // delayed like any other (the length is no secret).
+        return Ok(s.login_failed(ctx));
+    }
     s.pending = Pending::Login;
     Ok(Action::CheckLogin { user, password: Password::new(arg) })
 }
@@ -51,4 +66,52 @@ pub fn pass(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 pub fn quit(_s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     reply::reply(ctx.out, ReplyCode::Closing, "Goodbye.");
     Ok(Action::Close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::ftp::session::Env;
+
+    fn session_and_env() -> (Session, Env, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().to_path_buf());
+        config.login_fail_delay = std::time::Duration::from_secs(1);
+        let env = Env { config, anonymous: None, has_users: true };
+        let s = Session::new("127.0.0.1:5000".parse().unwrap(), "127.0.0.1:21".parse().unwrap());
+        (s, env, dir)
+    }
+
+    #[test]
+    fn a_password_over_the_limit_is_a_delayed_530_without_hashing() {
+        let (mut s, env, _dir) = session_and_env();
+        let mut out = Vec::new();
+        let mut ctx = Ctx { out: &mut out, env: &env, now_unix: 0 };
+        assert!(matches!(user(&mut s, b"alice", &mut ctx), Ok(Action::None)));
+        let long = vec![b'x'; MAX_PASSWORD_LEN + 1];
+        // A delay, not a helper job: nothing is hashed.
+        assert!(matches!(pass(&mut s, &long, &mut ctx), Ok(Action::Delay(_))));
+        let action = s.delay_over(&mut ctx);
+        assert!(matches!(action, Action::None));
+        assert!(out.ends_with(b"530 Login incorrect.\r\n"), "{}", String::from_utf8_lossy(&out));
+        // At the limit it is still checked.
+        let mut out = Vec::new();
+        let mut ctx = Ctx { out: &mut out, env: &env, now_unix: 0 };
+        user(&mut s, b"alice", &mut ctx).unwrap();
+        let at = vec![b'x'; MAX_PASSWORD_LEN];
+        assert!(matches!(pass(&mut s, &at, &mut ctx), Ok(Action::CheckLogin { .. })));
+    }
+
+    #[test]
+    fn a_user_name_over_the_limit_is_501_and_nothing_is_kept() {
+        let (mut s, env, _dir) = session_and_env();
+        let mut out = Vec::new();
+        let mut ctx = Ctx { out: &mut out, env: &env, now_unix: 0 };
+        let long = vec![b'u'; MAX_USER_BYTES + 1];
+        let e = user(&mut s, &long, &mut ctx).err().expect("refused");
+        e.write(ctx.out);
+        assert!(out.starts_with(b"501 "), "{}", String::from_utf8_lossy(&out));
+        assert!(matches!(s.state, State::Unauth));
+    }
 }
