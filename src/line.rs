@@ -145,9 +145,15 @@ impl LineBuffer {
     }
 
     /// Keep `bytes` after whatever is already waiting.
+    ///
+    /// Consumed bytes are dropped from the front once they are at least
+    /// half of the buffer: a client whose reads always end inside a line
+    /// keeps the buffer from ever becoming empty, and without this it would
+    /// grow by every byte the client ever sent. Each byte is moved at most
+    /// about once more, so the cost stays linear.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.pending.len() {
-            self.pending.clear();
+        if self.start > 0 && self.start * 2 >= self.pending.len() {
+            self.pending.drain(..self.start);
             self.start = 0;
         }
         self.pending.extend_from_slice(bytes);
@@ -341,6 +347,24 @@ mod tests {
         assert_eq!((buf.sifted(), buf.bytes()), (5, &b"PWD\r\n"[..]));
         buf.consume(5);
         assert_eq!(buf.capacity(), 0);
+    }
+
+    #[test]
+    fn reads_that_always_end_inside_a_line_do_not_grow_the_buffer() {
+        // "NOOP\r\nNO", "OP\r\nNO", ...: never empty after the lines are taken.
+        let mut buf = LineBuffer::new();
+        buf.push(b"NO");
+        let mut most = 0;
+        for _ in 0..100_000 {
+            buf.push(b"OP\r\nNO");
+            match frame(buf.bytes(), MAX_LINE_BYTES) {
+                Frame::Line { consumed, .. } => buf.consume(consumed),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(buf.bytes(), b"NO");
+            most = most.max(buf.capacity());
+        }
+        assert!(most <= 64, "the buffer grew to {most} bytes for a 2-byte partial line");
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct Server {
     wheel: Wheel<usize>,
     still_ready: Vec<usize>,
     next_ready: Vec<usize>,
+    /// One bit per slab key: queued in `next_ready` or `still_ready`.
+    ready_bits: Vec<u64>,
     closed: Vec<usize>,
     env: Env,
     users: Arc<Users>,
@@ -231,6 +233,7 @@ impl Server {
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, now, 1024),
             still_ready: Vec::with_capacity(64),
             next_ready: Vec::with_capacity(64),
+            ready_bits: Vec::new(),
             closed: Vec::with_capacity(64),
             env: Env { anonymous, has_users, config },
             users: Arc::new(users),
@@ -325,6 +328,9 @@ impl Server {
             self.cached_verdicts = cached;
             let mut again = std::mem::take(&mut self.still_ready);
             for key in again.drain(..) {
+                if let Some(w) = self.ready_bits.get_mut(key / 64) {
+                    *w &= !(1u64 << (key % 64));
+                }
                 self.ready(key, true, true, true);
             }
             self.still_ready.append(&mut self.next_ready);
@@ -365,8 +371,17 @@ impl Server {
         }
     }
 
+    /// Run `key` again in the next pass (a source cut short by its budget,
+    /// or one with bytes waiting and no new edge to come). At most once per
+    /// pass: a bit per slab key, not a search of the list, so that thousands
+    /// of sources woken in one pass cost linear time.
     fn wake_later(&mut self, key: usize) {
-        if !self.next_ready.contains(&key) {
+        let (word, bit) = (key / 64, 1u64 << (key % 64));
+        if word >= self.ready_bits.len() {
+            self.ready_bits.resize(word + 1, 0);
+        }
+        if self.ready_bits[word] & bit == 0 {
+            self.ready_bits[word] |= bit;
             self.next_ready.push(key);
         }
     }
@@ -1341,7 +1356,7 @@ impl Server {
                     Ok(Progress::Done) => Some(Ok(())),
                     Ok(Progress::Blocked) => None,
                     Ok(Progress::Budget) => {
-                        self.next_ready.push(dkey);
+                        self.wake_later(dkey);
                         None
                     }
                     Err(e) => Some(Err(e)),
