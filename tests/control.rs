@@ -565,3 +565,87 @@ fn names_with_spaces_and_directories_behave() {
     let pwd = c.expect("PWD", 257);
     assert!(pwd.lines[0].contains("\"/\""), "{pwd:?}");
 }
+
+// ----- the reply budget: a client that reads late loses nothing ---------------
+
+/// Pipeline `n` copies of `line` (plus a final PWD) from a writer thread
+/// while the reader waits `delay` before reading anything, so the server's
+/// unsent replies pass its budget and it must stop reading and resume.
+/// Returns the codes of every reply, in order.
+fn pipeline_then_read_late(c: &mut Ctl, line: &str, n: usize, delay: Duration) -> Vec<u16> {
+    let mut batch = Vec::with_capacity(n * (line.len() + 2) + 5);
+    for _ in 0..n {
+        batch.extend_from_slice(line.as_bytes());
+        batch.extend_from_slice(b"\r\n");
+    }
+    batch.extend_from_slice(b"PWD\r\n");
+    let mut w = c.writer_clone();
+    let writer = std::thread::spawn(move || w.write_all(&batch));
+    std::thread::sleep(delay);
+    let mut codes = Vec::with_capacity(n + 1);
+    loop {
+        let r = c.reply();
+        codes.push(r.code);
+        if r.code == 257 {
+            break;
+        }
+    }
+    writer.join().unwrap().expect("the server reads the whole batch once replies drain");
+    codes
+}
+
+#[test]
+fn pipelined_commands_read_late_are_all_answered_in_order() {
+    // Small replies (NOOP: 14 bytes) and multi-line ones (FEAT, HELP: ~1 KiB
+    // each), far past the 64 KiB reply budget.
+    for (line, n, code) in [("NOOP", 40_000, 200), ("FEAT", 2_000, 211), ("HELP", 2_000, 214)] {
+        let srv = TestServer::start();
+        let mut c = srv.anon();
+        let codes = pipeline_then_read_late(&mut c, line, n, Duration::from_millis(500));
+        assert_eq!(codes.len(), n + 1, "{line}: one reply per command");
+        assert!(codes[..n].iter().all(|&k| k == code), "{line}: every reply is {code}");
+        // The session goes on normally.
+        c.expect("NOOP", 200);
+    }
+}
+
+#[test]
+fn stat_pipelined_during_a_retr_and_read_late_is_answered_and_the_transfer_is_whole() {
+    let srv = TestServer::start();
+    let body = pattern(8 * MIB, 5);
+    srv.put("f.bin", &body);
+    let mut c = srv.anon();
+    c.expect("TYPE I", 200);
+    for (connect_first, mode) in [(true, Mode::Pasv), (false, Mode::Epsv)] {
+        let prep = c.prepare(mode);
+        let DataPrep::Passive(addr) = prep else { unreachable!() };
+        let mut data = if connect_first { Some(connect_data(addr)) } else { None };
+        c.send("RETR f.bin");
+        let mut data = data.take().unwrap_or_else(|| connect_data(addr));
+        let first = c.reply();
+        assert!(first.is_preliminary(), "{first:?}");
+        // Read a little so the transfer is running, then pipeline STATs
+        // (each answered at once with the progress) without reading them.
+        let mut got = vec![0u8; 64 * 1024];
+        data.read_exact(&mut got).unwrap();
+        let n = 3_000;
+        let mut w = c.writer_clone();
+        let writer = std::thread::spawn(move || w.write_all(&b"STAT\r\n".repeat(n)));
+        std::thread::sleep(Duration::from_millis(300));
+        data.read_to_end(&mut got).unwrap();
+        assert_eq!(sha256(&got), sha256(&body), "connect first: {connect_first}");
+        let mut stats = 0;
+        let mut end = None;
+        while end.is_none() || stats < n {
+            let r = c.reply();
+            match r.code {
+                211 => stats += 1,
+                226 => end = Some(226),
+                other => panic!("unexpected {other}: {r:?}"),
+            }
+        }
+        writer.join().unwrap().unwrap();
+        assert_eq!((stats, end), (n, Some(226)));
+        c.expect("NOOP", 200);
+    }
+}

@@ -69,6 +69,17 @@ const SHRINK_CHECK: usize = usize::MAX - 5;
 /// Bytes read from one control connection per readiness event. This is
 /// also what one read can add to a paused session's queue.
 const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
+/// Bytes of one `read` of a control connection. What a session cannot run
+/// yet (it is busy, or its client does not read its replies) waits in its
+/// queue, and reading stops; reading in chunks this size keeps that queue
+/// within a line and a chunk. A client that is not pipelining sends far
+/// less than this at a time.
+const CTRL_READ_CHUNK_BYTES: usize = 8 * 1024;
+/// Unread bytes discarded from a control connection the server closes after
+/// its last reply, so that the close is a FIN and not a RST (see
+/// `close_control`): one chunk per queued line at most, and the rest of an
+/// over-long line.
+const CLOSE_DISCARD_BYTES: usize = 256 * 1024;
 /// Unsent reply bytes at which a session stops reading and stops running
 /// the commands it queued, until its client reads (redis's
 /// `client-output-buffer-limit`, with the kernel's receive window as the
@@ -626,7 +637,7 @@ impl Server {
             if c.read_paused || c.close_after_flush {
                 break;
             }
-            let want = budget.min(SCRATCH_BYTES);
+            let want = budget.min(CTRL_READ_CHUNK_BYTES);
             match c.stream.read(&mut scratch[..want]) {
                 Ok(0) => {
                     self.close_control(key, "client closed");
@@ -1005,6 +1016,23 @@ impl Server {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         if let Some(id) = c.timer.take() {
             self.wheel.cancel(id);
+        }
+        if c.close_after_flush {
+            // Our last reply is sent. Bytes the client sent that we never
+            // read (a session paused on a full queue, the rest of an
+            // over-long line) would make close(2) send a RST, and a RST
+            // can destroy that reply before the client reads it. Discard
+            // what is already here (bounded), so the close is a FIN.
+            // (The reactor's scratch may be lent out to the read that led
+            // here: a small buffer of its own.)
+            let mut sink = [0u8; 4096];
+            let mut left = CLOSE_DISCARD_BYTES;
+            while left > 0 {
+                match c.stream.read(&mut sink[..left.min(4096)]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left -= n,
+                }
+            }
         }
         let secs = self.now.saturating_duration_since(c.started).as_secs_f64();
         ctx_log!(info, key, c.session, "disconnected ({why}) after {secs:.1}s");

@@ -299,6 +299,12 @@ impl Ctl {
         self.send_raw(&b);
     }
 
+    /// A second handle on the control socket, for a writer thread that
+    /// pipelines while this one reads.
+    pub fn writer_clone(&self) -> TcpStream {
+        self.writer.try_clone().expect("clone the control socket")
+    }
+
     /// Send bytes as they are.
     #[track_caller]
     pub fn send_raw(&mut self, bytes: &[u8]) {
