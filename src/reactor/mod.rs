@@ -183,7 +183,10 @@ pub struct Server {
     pasv_count: usize,
     data_count: usize,
     serial: u64,
+    /// Scratch for transfers (ASCII conversion, STOR without splice).
     scratch: Vec<u8>,
+    /// Scratch for control reads.
+    read_buf: Vec<u8>,
     /// The lines the sifter walks (see `sift`); kept for its capacity.
     sift_buf: Vec<u8>,
     cleaned: Vec<u8>,
@@ -266,6 +269,7 @@ impl Server {
             data_count: 0,
             serial: 0,
             scratch: vec![0; SCRATCH_BYTES],
+            read_buf: vec![0; CTRL_READ_CHUNK_BYTES],
             sift_buf: Vec::new(),
             cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
             out: Vec::with_capacity(4096),
@@ -631,7 +635,11 @@ impl Server {
     }
 
     fn read_control(&mut self, key: usize, to_eagain: bool) {
-        let mut scratch = std::mem::take(&mut self.scratch);
+        // Its own buffer, not the transfers' scratch: a command read here
+        // may start a transfer whose first slice runs at once and needs the
+        // scratch (lending one buffer to both made a TYPE A RETR whose data
+        // connection was already open read 0 bytes and answer 226).
+        let mut scratch = std::mem::take(&mut self.read_buf);
         let mut budget = CTRL_READ_BUDGET_BYTES;
         while let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if c.read_paused || c.close_after_flush {
@@ -668,7 +676,7 @@ impl Server {
                 }
             }
         }
-        self.scratch = scratch;
+        self.read_buf = scratch;
     }
 
     /// Frame and handle lines straight from the read buffer; only a partial
@@ -1023,8 +1031,8 @@ impl Server {
             // over-long line) would make close(2) send a RST, and a RST
             // can destroy that reply before the client reads it. Discard
             // what is already here (bounded), so the close is a FIN.
-            // (The reactor's scratch may be lent out to the read that led
-            // here: a small buffer of its own.)
+            // (The reactor's read buffer may be lent out to the read that
+            // led here: a small buffer of its own.)
             let mut sink = [0u8; 4096];
             let mut left = CLOSE_DISCARD_BYTES;
             while left > 0 {
