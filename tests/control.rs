@@ -649,3 +649,39 @@ fn stat_pipelined_during_a_retr_and_read_late_is_answered_and_the_transfer_is_wh
         c.expect("NOOP", 200);
     }
 }
+
+#[test]
+fn issue_10_a_client_that_half_closes_gets_its_queued_commands_and_transfers() {
+    // `ftp < script` or `nc -N`: everything in one write, then SHUT_WR.
+    let srv = TestServer::start();
+    let body = pattern(20 * MIB, 9);
+    srv.put("f", &body);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = port_arg(l.local_addr().unwrap());
+    let mut s = TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let script = format!("USER anonymous\r\nPASS x@y\r\nTYPE I\r\n{port}\r\nRETR f\r\nQUIT\r\n");
+    s.write_all(script.as_bytes()).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut data = accept_within(&l, Duration::from_secs(10)).expect("the server connects for RETR");
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!((got.len(), sha256(&got)), (body.len(), sha256(&body)));
+    let mut replies = String::new();
+    s.read_to_string(&mut replies).unwrap();
+    let codes: Vec<&str> = replies.lines().map(|l| &l[..3]).collect();
+    assert_eq!(codes, ["220", "331", "230", "200", "200", "150", "226", "221"], "{replies}");
+}
+
+#[test]
+fn issue_10_half_close_without_quit_still_closes_after_the_queued_commands() {
+    let srv = TestServer::start();
+    let mut s = TcpStream::connect(srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"USER anonymous\r\nPASS x@y\r\nPWD\r\nNOOP\r\nNOOP\r\nPARTIAL-LINE").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut replies = String::new();
+    s.read_to_string(&mut replies).unwrap();
+    let codes: Vec<&str> = replies.lines().map(|l| &l[..3]).collect();
+    assert_eq!(codes, ["220", "331", "230", "257", "200", "200"], "{replies}");
+}

@@ -373,3 +373,74 @@ fn a_big_directory_is_listed_whole_and_in_order_in_every_format() {
         }
     }
 }
+
+/// How a transfer in flight ends, for the one-record-per-transfer check.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    /// The client closes the control connection mid-transfer.
+    ControlClosed,
+    /// ABOR on the control connection.
+    Abor,
+    /// The data connection is reset.
+    DataReset,
+}
+
+#[test]
+fn issue_10_every_cut_transfer_leaves_exactly_one_incomplete_xferlog_record() {
+    for (op, end) in [
+        ("RETR", End::ControlClosed),
+        ("STOR", End::ControlClosed),
+        ("RETR", End::Abor),
+        ("STOR", End::DataReset),
+    ] {
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("xferlog");
+        let log2 = log.clone();
+        let srv = TestServer::with(move |c| c.xferlog = Some(log2));
+        srv.put("big.bin", big());
+        let mut c = srv.anon();
+        c.expect("TYPE I", 200);
+        let (_, mut data) = c.open_transfer(Mode::Pasv, &format!("{op} big.bin"));
+        // Bytes are moving: part of the file, or of an upload.
+        if op == "RETR" {
+            let mut some = vec![0u8; 256 * 1024];
+            data.read_exact(&mut some).unwrap();
+        } else {
+            data.write_all(&big()[..MIB]).unwrap();
+        }
+        match end {
+            End::ControlClosed => {
+                c.shutdown();
+                drop(c);
+            }
+            End::Abor => {
+                c.send("ABOR");
+                drop(data);
+                let codes: Vec<u16> = (0..2).map(|_| c.reply().code).collect();
+                assert_eq!(codes, [426, 226], "{op} {end:?}");
+                data = connect_data_or_none();
+            }
+            End::DataReset => {
+                reset(data);
+                let r = c.reply();
+                assert!((400..500).contains(&r.code), "{op} {end:?}: {r:?}");
+                data = connect_data_or_none();
+            }
+        }
+        let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+        wait_until("an xferlog record", Duration::from_secs(10), || !lines().is_empty());
+        // No second record comes later.
+        std::thread::sleep(Duration::from_millis(300));
+        let text = lines();
+        let records: Vec<&str> = text.lines().collect();
+        assert_eq!(records.len(), 1, "{op} {end:?}: {text}");
+        assert!(records[0].ends_with(" i"), "{op} {end:?}: not marked incomplete: {text}");
+        drop(data);
+    }
+}
+
+/// A stand-in for a data socket already handed over (nothing to drop).
+fn connect_data_or_none() -> std::net::TcpStream {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap()
+}

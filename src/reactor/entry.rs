@@ -45,8 +45,11 @@ pub struct Control {
     pub serial: u64,
     /// Close once `out` is flushed.
     pub close_after_flush: bool,
-    /// Reading stopped (queue full while busy); resumed when not busy.
+    /// Reading stopped: the queue is full while the session is busy, or its
+    /// unsent replies passed the budget; resumed when both are over.
     pub read_paused: bool,
+    /// The client's input ended (half-close): run what it sent, then close.
+    pub read_eof: bool,
     /// When the session started (for the log).
     pub started: Instant,
 }

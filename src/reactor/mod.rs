@@ -548,6 +548,7 @@ impl Server {
             serial: self.serial,
             close_after_flush: false,
             read_paused: false,
+            read_eof: false,
             started: self.now,
         };
         ctx_log!(info, key, ctrl.session, "connected");
@@ -642,13 +643,27 @@ impl Server {
         let mut scratch = std::mem::take(&mut self.read_buf);
         let mut budget = CTRL_READ_BUDGET_BYTES;
         while let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
-            if c.read_paused || c.close_after_flush {
+            if c.read_paused || c.close_after_flush || c.read_eof {
                 break;
             }
             let want = budget.min(CTRL_READ_CHUNK_BYTES);
             match c.stream.read(&mut scratch[..want]) {
                 Ok(0) => {
-                    self.close_control(key, "client closed");
+                    // End of input. With whole commands still queued it is
+                    // a half-close (`nc -N`, a script piped in): what the
+                    // client sent still counts, so finish those commands
+                    // and the transfers they start, then close. With none,
+                    // the client is gone: cut what runs and close now (a
+                    // FIN cannot tell a half-close from a close; queued
+                    // commands can).
+                    let queued = matches!(line::frame(c.line.bytes(), self.env.config.max_line_bytes), Frame::Line { .. });
+                    if !queued {
+                        self.close_control(key, "client closed");
+                        break;
+                    }
+                    c.read_eof = true;
+                    self.drain_lines(key);
+                    self.close_if_input_done(key);
                     break;
                 }
                 Ok(n) => {
@@ -760,6 +775,7 @@ impl Server {
                 }
                 Frame::Partial => {
                     c.line.mark_scanned();
+                    self.close_if_input_done(key);
                     return;
                 }
                 Frame::TooLong => {
@@ -768,6 +784,24 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The client's input ended and every whole line it sent was handled
+    /// (and the transfers they started are over): send what is left, then
+    /// close. A partial last line without its LF is dropped, as a line
+    /// that never ended.
+    fn close_if_input_done(&mut self, key: usize) {
+        let max = self.env.config.max_line_bytes;
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        if !c.read_eof || c.close_after_flush || c.session.is_busy() {
+            return;
+        }
+        if matches!(line::frame(c.line.bytes(), max), Frame::Line { .. }) {
+            return; // still lines to run (paused on the reply budget)
+        }
+        c.line.release();
+        c.close_after_flush = true;
+        self.send(key, &[]);
     }
 
     /// After a writable event: a session paused because its client did not
@@ -1056,6 +1090,13 @@ impl Server {
             }
         }
         self.ctrl_count -= 1;
+        // A transfer cut short by the control connection closing still ends
+        // with its log line and xferlog record (incomplete).
+        if let Some(d) = c.data {
+            if matches!(self.slab.get(d), Some(Entry::Data(DataConn { state: DataState::Running(_) | DataState::Connecting(_), .. }))) {
+                self.complete_transfer(d, Err(TransferError::ConnectionLost));
+            }
+        }
         self.drop_data(key);
         self.close_entry(key);
     }
