@@ -444,3 +444,23 @@ fn connect_data_or_none() -> std::net::TcpStream {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap()
 }
+
+#[test]
+fn issue_10_a_download_cut_short_by_the_file_shrinking_is_451_not_226() {
+    for (ty, cut_to) in [("I", 10 * MIB as u64), ("I", 0), ("A", 10 * MIB as u64), ("A", 0)] {
+        let srv = TestServer::start();
+        let body: Vec<u8> = pattern(24 * MIB, 3).iter().map(|b| if b % 50 == 0 { b'\n' } else { b'a' + b % 26 }).collect();
+        srv.put("f", &body);
+        let mut c = srv.anon();
+        c.expect(&format!("TYPE {ty}"), 200);
+        let (_, mut data) = c.open_transfer(Mode::Pasv, "RETR f");
+        let mut got = vec![0u8; MIB];
+        data.read_exact(&mut got).unwrap();
+        std::fs::OpenOptions::new().write(true).open(srv.path("f")).unwrap().set_len(cut_to).unwrap();
+        let mut rest = Vec::new();
+        let _ = data.read_to_end(&mut rest);
+        let r = c.reply();
+        assert_eq!(r.code, 451, "TYPE {ty}, cut to {cut_to}: {} bytes then {r:?}", MIB + rest.len());
+        c.expect("NOOP", 200);
+    }
+}

@@ -56,6 +56,9 @@ pub enum Transfer {
         eof: bool,
         /// The last byte read was CR (a following LF is already a CRLF).
         prev_cr: bool,
+        /// File bytes still to read: the size at open time less the REST
+        /// offset. Reaching the end of the file before that is a truncation.
+        left: u64,
     },
     /// LIST / NLST / MLSD: lines formatted a chunk at a time as the data
     /// connection takes them, so a big directory never sits formatted in
@@ -127,6 +130,9 @@ pub enum TransferError {
     Stalled,
     /// Aborted by the client (ABOR) or by shutdown (`426`).
     Aborted,
+    /// The file ended before the size it had when the transfer began (it
+    /// was truncated meanwhile): fewer bytes were sent than meant (`451`).
+    FileShrank,
     /// The file side failed (`451`, `452`, `552`, …).
     Local(FsError),
 }
@@ -137,7 +143,8 @@ impl Transfer {
         if ascii {
             use std::io::{Seek, SeekFrom};
             let _ = file.seek(SeekFrom::Start(offset));
-            Transfer::AsciiOut { file, buf: Vec::new(), pos: 0, eof: false, prev_cr: false }
+            let left = size.saturating_sub(offset);
+            Transfer::AsciiOut { file, buf: Vec::new(), pos: 0, eof: left == 0, prev_cr: false, left }
         } else {
             Transfer::SendFile { file, offset: offset.min(size), end: size }
         }
@@ -194,7 +201,7 @@ impl Transfer {
     ) -> Result<Progress, TransferError> {
         match self {
             Transfer::SendFile { file, offset, end } => send_file(file, offset, *end, sock, budget, moved),
-            Transfer::AsciiOut { file, buf, pos, eof, prev_cr } => {
+            Transfer::AsciiOut { file, buf, pos, eof, prev_cr, left: file_left } => {
                 let mut left = budget;
                 loop {
                     if *pos == buf.len() {
@@ -206,12 +213,18 @@ impl Transfer {
                         }
                         buf.clear();
                         *pos = 0;
-                        let n_max = ASCII_CHUNK_BYTES.min(scratch.len());
+                        debug_assert!(!scratch.is_empty(), "an empty scratch would read as the end of the file");
+                        // Only what the file held at open time: bytes
+                        // appended meanwhile are not part of this transfer.
+                        let n_max = (ASCII_CHUNK_BYTES.min(scratch.len()) as u64).min(*file_left) as usize;
                         let chunk = &mut scratch[..n_max];
                         let n = retry(|| file.read(chunk)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
                         if n == 0 {
+                            return Err(TransferError::FileShrank);
+                        }
+                        *file_left -= n as u64;
+                        if *file_left == 0 {
                             *eof = true;
-                            continue;
                         }
                         for &b in &chunk[..n] {
                             if b == b'\n' && !*prev_cr {
@@ -457,8 +470,10 @@ fn send_file<S: AsRawFd>(
         let count = ((end - *offset) as usize).min(left.max(1));
         let before = *offset;
         match crate::sys::sendfile(sock.as_raw_fd(), file.as_raw_fd(), offset, count) {
-            // The file shrank under us: send what there was.
-            Ok(0) => return Ok(Progress::Done),
+            // The file shrank under us: what was sent is less than the
+            // file held when the transfer began, and `226` would say it
+            // was all.
+            Ok(0) => return Err(TransferError::FileShrank),
             Ok(_) => {
                 let n = (*offset - before) as usize;
                 *moved += n as u64;

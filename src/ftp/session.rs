@@ -389,6 +389,9 @@ impl Session {
                 reply::reply(ctx.out, ReplyCode::TransferAborted, "Transfer stalled; connection closed.")
             }
             Err(TransferError::Aborted) => reply::reply(ctx.out, ReplyCode::TransferAborted, "Transfer aborted."),
+            Err(TransferError::FileShrank) => {
+                reply::reply(ctx.out, ReplyCode::LocalError, "File changed during the transfer; not all of it was sent.")
+            }
             Err(TransferError::Local(e)) => CmdError::Fs(e).write(ctx.out),
         }
     }
