@@ -685,3 +685,40 @@ fn issue_10_half_close_without_quit_still_closes_after_the_queued_commands() {
     let codes: Vec<&str> = replies.lines().map(|l| &l[..3]).collect();
     assert_eq!(codes, ["220", "331", "230", "257", "200", "200"], "{replies}");
 }
+
+#[test]
+fn issue_10_size_in_type_a_is_what_a_type_a_retr_sends() {
+    let srv = TestServer::start();
+    srv.put("t.txt", b"line one\nline two\r\nthree\n");
+    srv.put("big.txt", &vec![b'\n'; 2 * 1024 * 1024]);
+    let mut c = srv.anon();
+    c.expect("TYPE I", 200);
+    assert_eq!(c.expect("SIZE t.txt", 213).lines[0], "213 25");
+    c.expect("TYPE A", 200);
+    assert_eq!(c.expect("SIZE t.txt", 213).lines[0], "213 27");
+    let got = c.retr(Mode::Pasv, "t.txt");
+    assert_eq!(got.len(), 27, "SIZE and the TYPE A RETR agree");
+    // Counting a big file's line ends would read it all on the loop.
+    c.expect("SIZE big.txt", 550);
+    c.expect("TYPE I", 200);
+    c.expect("SIZE big.txt", 213);
+}
+
+#[test]
+fn issue_10_mfmt_answers_the_time_stored_or_refuses() {
+    let srv = TestServer::start();
+    srv.put("f", b"x");
+    let mut c = srv.anon();
+    let r = c.expect("MFMT 20200102030405 f", 213);
+    assert!(r.lines[0].starts_with("213 Modify=20200102030405;"), "{r:?}");
+    assert_eq!(c.expect("MDTM f", 213).lines[0], "213 20200102030405");
+    // Past what some filesystems hold (ext4: 2446): the answer is what MDTM
+    // reports afterwards, or a refusal that changed nothing.
+    let r = c.cmd("MFMT 99991231235959 f");
+    let after = c.expect("MDTM f", 213).lines[0].clone();
+    match r.code {
+        213 => assert!(r.lines[0].starts_with(&format!("213 Modify={};", &after[4..])), "{r:?} vs {after}"),
+        501 => assert_eq!(after, "213 20200102030405"),
+        _ => panic!("{r:?}"),
+    }
+}

@@ -75,19 +75,64 @@ pub fn rnto(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     Ok(Action::None)
 }
 
-/// SIZE — RFC 3659 §4: "213 <SP> size", `550` for a directory or a missing
-/// file. The size on disk is given in both types (as vsftpd does): clients
-/// use it for progress and resume of binary transfers.
+/// Largest file whose TYPE A size SIZE computes: counting the line ends
+/// means reading the file, on the loop, so it is bounded (one read of the
+/// page cache at most this big costs well under a millisecond).
+pub const ASCII_SIZE_MAX_BYTES: u64 = 1024 * 1024;
+
+/// SIZE — RFC 3659 §4: "The presented size [...] is the number of octets
+/// that would be transmitted [...] if the file were transferred in the
+/// current TYPE". `550` for a directory or a missing file.
+///
+/// TYPE I: the size on disk. TYPE A: the exact size a TYPE A RETR sends
+/// (each LF not preceded by CR becomes CRLF), for files up to
+/// [`ASCII_SIZE_MAX_BYTES`]; above that `550` (pyftpdlib refuses SIZE in
+/// TYPE A altogether): counting would read the whole file on the loop.
 pub fn size(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let path = s.cwd.resolve(arg)?;
-    let meta = s.login()?.vfs.metadata(&path)?;
+    let vfs = &s.login()?.vfs;
+    let meta = vfs.metadata(&path)?;
     if meta.kind != Kind::File {
         return Err(CmdError::Refused("Not a regular file."));
     }
+    let size = if s.ascii {
+        if meta.size > ASCII_SIZE_MAX_BYTES {
+            return Err(CmdError::Refused("SIZE in ASCII mode only for files up to 1 MiB; use TYPE I."));
+        }
+        let (file, _) = vfs.open_file(&path)?;
+        ascii_size(file, ASCII_SIZE_MAX_BYTES).map_err(|e| CmdError::Fs(crate::vfs::FsError::from_io(&e)))?
+    } else {
+        meta.size
+    };
     reply::begin(ctx.out, ReplyCode::FileStatus);
-    reply::push_num(ctx.out, meta.size);
+    reply::push_num(ctx.out, size);
     reply::end(ctx.out);
     Ok(Action::None)
+}
+
+/// The bytes a TYPE A RETR sends for the first `max` bytes of `file`: as
+/// `dtp::transfer` converts them, an LF not preceded by CR gains a CR.
+fn ascii_size(mut file: std::fs::File, max: u64) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut buf = [0u8; 8192];
+    let (mut total, mut extra, mut prev_cr) = (0u64, 0u64, false);
+    while total < max {
+        let want = buf.len().min((max - total) as usize);
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' && !prev_cr {
+                extra += 1;
+            }
+            prev_cr = b == b'\r';
+        }
+        total += n as u64;
+    }
+    Ok(total + extra)
 }
 
 /// MDTM — RFC 3659 §3: "213 <SP> YYYYMMDDHHMMSS", in UTC.
@@ -127,10 +172,19 @@ pub fn mfmt(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     let sp = arg.iter().position(|&b| b == b' ').ok_or(CmdError::Syntax("MFMT takes YYYYMMDDHHMMSS and a path."))?;
     let secs = listing::parse_mdtm(&arg[..sp]).ok_or(CmdError::Syntax("MFMT: bad time, expected YYYYMMDDHHMMSS."))?;
     let path = s.cwd.resolve(&arg[sp + 1..])?;
-    s.login()?.vfs.set_mtime(&path, secs)?;
+    let vfs = &s.login()?.vfs;
+    let before = vfs.metadata(&path)?.mtime;
+    vfs.set_mtime(&path, secs)?;
+    // Read back what the filesystem stored: ext4 keeps times only up to
+    // 2446, and a 9999 request would silently land there.
+    let stored = vfs.metadata(&path)?.mtime;
+    if stored != secs {
+        let _ = vfs.set_mtime(&path, before);
+        return Err(CmdError::Syntax("MFMT: the filesystem cannot store that time."));
+    }
     reply::begin(ctx.out, ReplyCode::FileStatus);
     ctx.out.extend_from_slice(b"Modify=");
-    ctx.out.extend_from_slice(&listing::format_mdtm(secs));
+    ctx.out.extend_from_slice(&listing::format_mdtm(stored));
     ctx.out.extend_from_slice(b"; ");
     reply::push_text(ctx.out, path.as_bytes());
     reply::end(ctx.out);
@@ -167,4 +221,27 @@ pub fn site(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     s.login()?.vfs.chmod(&path, mode)?;
     reply::reply(ctx.out, ReplyCode::Ok, "SITE CHMOD command ok.");
     Ok(Action::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_size_counts_the_crs_a_type_a_retr_adds() {
+        let cases: [(&[u8], u64); 6] = [
+            (b"", 0),
+            (b"abc", 3),
+            (b"a\nb\n", 6),
+            (b"a\r\nb\r\n", 6),
+            (b"\n\n", 4),
+            (b"a\rb\n", 5),
+        ];
+        for (text, want) in cases {
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, text).unwrap();
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).unwrap();
+            assert_eq!(ascii_size(f, ASCII_SIZE_MAX_BYTES).unwrap(), want, "{text:?}");
+        }
+    }
 }
