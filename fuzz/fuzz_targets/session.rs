@@ -176,6 +176,11 @@ impl Flags {
     fn read_only_user(self) -> bool {
         self.0 & 0x40 != 0
     }
+    /// The data connection was open before the transfer command (passive
+    /// mode, as ftplib, curl and lftp do): `125` instead of `150`.
+    fn data_open_first(self) -> bool {
+        self.0 & 0x80 != 0
+    }
 }
 
 fn code_of(line: &[u8]) -> Option<(u16, u8)> {
@@ -300,7 +305,14 @@ impl Driver<'_> {
             return;
         }
         check_transfer(&mut transfer);
-        self.ctx_call(|s, c| s.transfer_started(false, c));
+        let open_first = self.flags.data_open_first() && self.s.data_mode() == leanftpd::ftp::session::DataMode::Passive;
+        let before = self.out.len();
+        self.ctx_call(|s, c| s.transfer_started(open_first, c));
+        let started = check_replies(&self.out[before..], "transfer start");
+        // STOU always names its file in a 150 (RFC 1123 §4.1.2.9).
+        let stou = self.s.pending() == Pending::Transfer(leanftpd::ftp::session::XferKind::Stou);
+        let want = if open_first && !stou { 125 } else { 150 };
+        assert_eq!(started, [want], "a transfer on a data connection {} the command", if open_first { "open before" } else { "made after" });
         // ABOR and STAT queued during the transfer are answered at once.
         while let Some(line) = queue.front() {
             let urgent = match parse(line) {
