@@ -2330,3 +2330,72 @@ fn seeded_simulation_keeps_one_final_reply_per_command() {
         "the simulation no longer reaches its states: {stats:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// STAT <path>: a bounded listing over the control connection
+
+/// `dir` (relative to the root) with `n` empty files `e00000`….
+fn make_entries(h: &Harness, dir: &str, n: usize) -> Vec<String> {
+    std::fs::create_dir(h.path(dir)).unwrap();
+    let names: Vec<String> = (0..n).map(|i| format!("e{i:05}")).collect();
+    for name in &names {
+        std::fs::File::create(h.path(dir).join(name)).unwrap();
+    }
+    names
+}
+
+/// The entry lines of a STAT reply (between the header and the end line),
+/// each checked to be a continuation line.
+fn stat_lines(r: &Reply) -> Vec<String> {
+    assert!(r.lines[0].starts_with(b"213-Status of "), "{}", r.all());
+    assert_eq!(r.lines.last().unwrap(), b"213 End of status.");
+    r.lines[1..r.lines.len() - 1]
+        .iter()
+        .map(|l| {
+            assert!(l.starts_with(b" "), "not a continuation line: {:?}", String::from_utf8_lossy(l));
+            String::from_utf8(l.to_vec()).unwrap()
+        })
+        .collect()
+}
+
+/// The name at the end of a LIST line.
+fn last_word(line: &str) -> &str {
+    line.rsplit(' ').next().unwrap()
+}
+
+#[test]
+fn stat_of_a_small_directory_lists_every_entry_sorted() {
+    let mut h = logged_in();
+    let r = h.reply("STAT /", 213);
+    let lines = stat_lines(&r);
+    assert_eq!(lines.iter().map(|l| last_word(l)).collect::<Vec<_>>(), ["empty", "hello.txt", "sub"]);
+    assert!(lines[1].starts_with(" -rw"), "{}", lines[1]);
+    assert!(lines[1].contains(" 12 "), "the size: {}", lines[1]);
+    assert!(lines[0].starts_with(" d"), "{}", lines[0]);
+    // A file is its own one-line listing; a missing path is 550.
+    let r = h.reply("STAT -la hello.txt", 213);
+    assert_eq!(stat_lines(&r).iter().map(|l| last_word(l)).collect::<Vec<_>>(), ["hello.txt"]);
+    h.reply("STAT nope", 550);
+    // An empty directory: the header and the end, nothing between.
+    let r = h.reply("STAT empty", 213);
+    assert!(stat_lines(&r).is_empty());
+}
+
+#[test]
+fn stat_of_a_directory_of_1500_entries_shows_the_first_1000_and_says_it_was_cut() {
+    let mut h = logged_in();
+    let names = make_entries(&h, "big", 1_500);
+    let r = h.reply("STAT big", 213);
+    let lines = stat_lines(&r);
+    assert_eq!(lines.len(), 1_001, "1,000 entries and the truncation line");
+    let shown: Vec<&str> = lines[..1_000].iter().map(|l| last_word(l)).collect();
+    assert_eq!(shown, names[..1_000], "the first 1,000 in name order");
+    assert_eq!(lines[1_000], " ... more entries not shown; use LIST for the full listing");
+    // The cap is 1,000 exactly: a directory of 1,000 entries is shown whole.
+    for name in &names[1_000..] {
+        std::fs::remove_file(h.path("big").join(name)).unwrap();
+    }
+    let lines = stat_lines(&h.reply("STAT big", 213));
+    assert_eq!(lines.len(), 1_000);
+    assert!(lines.iter().all(|l| !l.contains("more entries")));
+}
