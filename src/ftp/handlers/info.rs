@@ -1,6 +1,6 @@
 //! NOOP, SYST, FEAT, OPTS, HELP, STAT, HOST.
 
-use crate::ftp::command::{self, Verb};
+use crate::ftp::command;
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session};
@@ -103,17 +103,27 @@ pub fn help(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, C
     reply::begin_multi(ctx.out, ReplyCode::Help);
     ctx.out.extend_from_slice(b"The following commands are recognized:");
     reply::end(ctx.out);
-    let implemented: Vec<Verb> = COMMANDS.iter().filter(|s| s.handler.is_some()).map(|s| s.verb).collect();
-    for row in implemented.chunks(8) {
-        ctx.out.push(b' ');
-        for v in row {
-            ctx.out.extend_from_slice(format!(" {:<4}", v.name()).as_bytes());
+    // Eight names a line, each in a column of five (" NAME" padded).
+    let implemented = COMMANDS.iter().filter(|s| s.handler.is_some());
+    for (i, spec) in implemented.enumerate() {
+        if i % HELP_VERBS_PER_LINE == 0 {
+            if i > 0 {
+                reply::end(ctx.out);
+            }
+            ctx.out.push(b' ');
         }
-        reply::end(ctx.out);
+        let name = spec.verb.name().as_bytes();
+        ctx.out.push(b' ');
+        ctx.out.extend_from_slice(name);
+        ctx.out.extend_from_slice(&b"    "[name.len().min(4)..]);
     }
+    reply::end(ctx.out);
     reply::reply(ctx.out, ReplyCode::Help, "Help OK.");
     Ok(Action::None)
 }
+
+/// How many verb names each line of the HELP reply holds.
+const HELP_VERBS_PER_LINE: usize = 8;
 
 /// The most entries `STAT <path>` writes over the control connection. A
 /// LIST over a data connection is written as the socket drains; a STAT
