@@ -2399,3 +2399,91 @@ fn stat_of_a_directory_of_1500_entries_shows_the_first_1000_and_says_it_was_cut(
     assert_eq!(lines.len(), 1_000);
     assert!(lines.iter().all(|l| !l.contains("more entries")));
 }
+
+// ---------------------------------------------------------------------------
+// SITE CHMOD: permission bits only, never anonymous, never the root
+
+/// Logged in as `alice` with `perm` (not anonymous).
+fn logged_in_user(perm: Perm) -> Harness {
+    let mut h = with_users();
+    send!(h, "USER alice");
+    send!(h, "PASS right");
+    h.take();
+    let grant = h.grant("alice", perm);
+    h.login_checked(Ok(grant));
+    expect!(h, 230);
+    assert!(!h.s.is_anonymous());
+    h
+}
+
+fn mode_of(h: &Harness, rel: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(h.path(rel)).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn site_chmod_0644_is_200_and_sets_the_mode() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    h.reply("SITE CHMOD 0600 hello.txt", 200);
+    assert_eq!(mode_of(&h, "hello.txt"), 0o600);
+    h.reply("SITE CHMOD 0644 hello.txt", 200);
+    assert_eq!(mode_of(&h, "hello.txt"), 0o644);
+    h.reply("site chmod 750 sub", 200);
+    assert_eq!(mode_of(&h, "sub"), 0o750);
+    h.reply("SITE CHMOD 0 sub/inner.txt", 200);
+    assert_eq!(mode_of(&h, "sub/inner.txt"), 0);
+}
+
+#[test]
+fn site_chmod_with_set_uid_set_gid_or_sticky_is_550() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    let before = mode_of(&h, "hello.txt");
+    for mode in ["6777", "4755", "2755", "1777", "1000", "7000"] {
+        let r = h.reply(format!("SITE CHMOD {mode} hello.txt"), 550);
+        assert!(r.text().contains("set-uid, set-gid and sticky"), "{mode}: {}", r.text());
+        assert_eq!(mode_of(&h, "hello.txt"), before, "{mode}");
+    }
+    h.reply("SITE CHMOD 1777 sub", 550);
+    assert_eq!(mode_of(&h, "sub") & 0o7000, 0);
+}
+
+#[test]
+fn site_chmod_is_550_for_anonymous_even_when_writable() {
+    let mut h = logged_in_writable();
+    assert!(h.s.is_anonymous());
+    let before = mode_of(&h, "hello.txt");
+    let r = h.reply("SITE CHMOD 0644 hello.txt", 550);
+    assert!(r.text().contains("anonymous"), "{}", r.text());
+    h.reply("SITE CHMOD 6777 hello.txt", 550);
+    h.reply("SITE CHMOD 000 /", 550);
+    assert_eq!(mode_of(&h, "hello.txt"), before);
+    // SITE HELP still names CHMOD (for the users who may use it).
+    let r = h.reply("SITE HELP", 214);
+    assert!(r.text().contains("CHMOD"), "{}", r.text());
+}
+
+#[test]
+fn site_chmod_on_the_root_is_550_however_it_is_spelled() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    let before = mode_of(&h, ".");
+    for path in ["/", ".", "..", "/./", "//", "sub/..", "/sub/../.", "../../.."] {
+        h.reply(format!("SITE CHMOD 000 {path}"), 550);
+        assert_eq!(mode_of(&h, "."), before, "{path}");
+    }
+    h.reply("CWD sub", 250);
+    h.reply("SITE CHMOD 000 ..", 550);
+    h.reply("SITE CHMOD 700 .", 200);
+    assert_eq!(mode_of(&h, "sub"), 0o700);
+    assert_eq!(mode_of(&h, "."), before);
+}
+
+#[test]
+fn site_chmod_bad_modes_are_501_and_read_only_users_550() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    for line in ["SITE CHMOD 8 hello.txt", "SITE CHMOD 07777 hello.txt", "SITE CHMOD -1 hello.txt", "SITE CHMOD 644", "SITE CHMOD"] {
+        h.reply(line, 501);
+    }
+    h.reply("SITE CHMOD 644 nope", 550);
+    let mut h = logged_in_user(Perm::Read);
+    h.reply("SITE CHMOD 644 hello.txt", 550);
+}

@@ -259,6 +259,12 @@ pub struct Entry {
 /// Names of in-progress upload temp files start with this; LIST/NLST hide them.
 pub const UPLOAD_TEMP_PREFIX: &[u8] = b".leanftpd-upload-";
 
+/// The mode bits SITE CHMOD may set: read, write and execute for owner,
+/// group and others. Never set-uid (0o4000), set-gid (0o2000) or sticky
+/// (0o1000), as vsftpd: an FTP user must not be able to make a program that
+/// runs with the owner's rights (the server's, when it runs as root).
+pub const CHMOD_MODE_MASK: u32 = 0o777;
+
 /// How many random temp names [`Vfs::create_upload`] tries before giving up.
 const TEMP_NAME_ATTEMPTS: usize = 8;
 
@@ -425,16 +431,33 @@ impl Vfs {
         Ok(Meta::from_stat(&st))
     }
 
-    /// SITE CHMOD: set the permission bits (`mode & 0o7777`) of a file or
-    /// directory inside the jail (symbolic links followed inside it only).
+    /// SITE CHMOD: set the permission bits of a file or directory inside
+    /// the jail (symbolic links followed inside it only) to `mode & 0o777`.
+    ///
+    /// # Hazards
+    /// Run as root, a mode with set-uid or set-gid bits would make a
+    /// root-owned set-uid program out of an upload, and `000` on the root
+    /// would lock the whole served tree. The handler refuses both with a
+    /// reply; this method is the second line: the mode is masked to the
+    /// permission bits whatever the caller passes, and the root (also when
+    /// reached through a symbolic link to it) is `PermissionDenied`.
     pub fn chmod(&self, p: &VirtualPath, mode: u32) -> Result<(), FsError> {
         use std::os::unix::fs::PermissionsExt;
         self.require_writable()?;
+        if p.is_root() {
+            return Err(FsError::PermissionDenied);
+        }
         let fd = self.jail.open(p, libc::O_PATH)?;
+        let target = sys::fstat(fd.as_fd()).map_err(io_err)?;
+        let root = sys::fstat(self.jail.root_fd()).map_err(io_err)?;
+        if (target.st_dev, target.st_ino) == (root.st_dev, root.st_ino) {
+            return Err(FsError::PermissionDenied);
+        }
         // An O_PATH descriptor cannot be fchmod'ed; its /proc/self/fd link
         // names exactly the inode it holds, so no path is resolved twice.
         let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        std::fs::set_permissions(&proc_path, std::fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err)
+        std::fs::set_permissions(&proc_path, std::fs::Permissions::from_mode(mode & CHMOD_MODE_MASK))
+            .map_err(io_err)
     }
 
     /// MKD: `ReadOnly` unless writable; root → `AlreadyExists`;
@@ -1768,5 +1791,44 @@ mod tests {
         assert_eq!(&*l.next_entry(&vfs, true).unwrap().unwrap().name, b"file.txt");
         assert!(l.next_entry(&vfs, true).unwrap().is_none());
         assert!(l.is_done());
+    }
+
+    // ---- SITE CHMOD. ----
+
+    fn mode_of(fx: &Fixture, rel: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(fx.root.join(rel)).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn chmod_masks_to_the_permission_bits_whatever_it_is_given() {
+        let fx = Fixture::new("chmod");
+        let vfs = fx.vfs(true);
+        vfs.chmod(&vp("/file.txt"), 0o640).unwrap();
+        assert_eq!(mode_of(&fx, "file.txt"), 0o640);
+        vfs.chmod(&vp("/file.txt"), 0o6777).unwrap();
+        assert_eq!(mode_of(&fx, "file.txt"), 0o777, "no set-uid or set-gid bit");
+        vfs.chmod(&vp("/sub"), 0o1755).unwrap();
+        assert_eq!(mode_of(&fx, "sub"), 0o755, "no sticky bit");
+        vfs.chmod(&vp("/file.txt"), 0xFFFF_FFFF).unwrap();
+        assert_eq!(mode_of(&fx, "file.txt"), 0o777);
+        assert_eq!(fx.vfs(false).chmod(&vp("/file.txt"), 0o600), Err(FsError::ReadOnly));
+        assert_eq!(vfs.chmod(&vp("/missing"), 0o600), Err(FsError::NotFound));
+        assert_eq!(vfs.chmod(&vp("/abs_canary"), 0o600), Err(FsError::NotFound));
+        fx.canary_intact();
+    }
+
+    #[test]
+    fn chmod_never_changes_the_root_even_through_a_link() {
+        let fx = Fixture::new("chmod-root");
+        std::os::unix::fs::symlink("/", fx.root.join("sub/to_root")).unwrap();
+        let before = mode_of(&fx, ".");
+        let vfs = fx.vfs(true);
+        for p in ["/", "/.", "/sub/..", "/sub/to_root", "/sub/to_root/."] {
+            assert_eq!(vfs.chmod(&vp(p), 0o000), Err(FsError::PermissionDenied), "{p}");
+        }
+        assert_eq!(mode_of(&fx, "."), before);
+        vfs.chmod(&vp("/sub/to_root/sub"), 0o700).unwrap();
+        assert_eq!(mode_of(&fx, "sub"), 0o700);
     }
 }
