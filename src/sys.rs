@@ -23,7 +23,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// `struct open_how` from `<linux/openat2.h>` (libc marks its own copy
 /// `#[non_exhaustive]`, so it cannot be built outside libc).
@@ -316,57 +316,167 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Size of the header of a `struct linux_dirent64` record: `d_ino` (u64),
+/// `d_off` (i64), `d_reclen` (u16), `d_type` (u8); the NUL-terminated name
+/// follows.
+const DIRENT64_HEADER_BYTES: usize = 19;
+
+/// The smallest buffer [`DirReader`] accepts. `getdents64` fails with
+/// `EINVAL` when the next record does not fit, and a record is at most
+/// `DIRENT64_HEADER_BYTES` + a 255-byte name + its NUL, padded to 8: 280
+/// bytes; 512 leaves room for odd filesystems.
+pub const DIR_READER_MIN_BUFFER_BYTES: usize = 512;
+
+/// One `getdents64(fd, buf)`, retried on `EINTR`: the number of bytes of
+/// records written into `buf`, 0 at the end of the directory.
+fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes;
+        // the kernel writes at most that many.
+        let ret = unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+        if ret >= 0 {
+            return Ok(ret as usize);
+        }
+        let err = io::Error::last_os_error();
+        if !is_eintr(&err) {
+            return Err(err);
+        }
+    }
+}
+
+/// The record at the start of `recs` (the unread part of a `getdents64`
+/// result): its length and the range of its name within `recs`. `None` if
+/// fewer than a header's bytes are left; an error for a record whose length
+/// does not fit what the kernel returned (never seen, but not trusted).
+fn dirent64_record(recs: &[u8]) -> io::Result<Option<(usize, std::ops::Range<usize>)>> {
+    let Some(header) = recs.get(..DIRENT64_HEADER_BYTES) else { return Ok(None) };
+    let reclen = usize::from(u16::from_ne_bytes([header[16], header[17]]));
+    if reclen < DIRENT64_HEADER_BYTES || reclen > recs.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record"));
+    }
+    let name_area = &recs[DIRENT64_HEADER_BYTES..reclen];
+    let name_len = name_area.iter().position(|&b| b == 0).unwrap_or(name_area.len());
+    Ok(Some((reclen, DIRENT64_HEADER_BYTES..DIRENT64_HEADER_BYTES + name_len)))
+}
+
+/// Whether a directory entry's name is one a listing shows at all: not
+/// `.`, `..` or empty.
+fn is_listed_name(name: &[u8]) -> bool {
+    name != b"." && name != b".." && !name.is_empty()
+}
+
+/// An open directory read a few entries at a time with `getdents64`
+/// through one buffer of fixed size, allocated once: however many entries
+/// the directory has, reading it never holds more than that buffer.
+///
+/// Names come in the order the filesystem returns them, without `.` and
+/// `..`; a name never contains `/` or NUL. [`DirReader::rewind`] starts
+/// over from the first entry (`lseek(fd, 0, SEEK_SET)`, which is what
+/// `rewinddir(3)` does).
+pub struct DirReader {
+    /// The directory, opened `O_RDONLY | O_DIRECTORY` (not `O_PATH`).
+    fd: OwnedFd,
+    /// Records of the last `getdents64`.
+    buf: Box<[u8]>,
+    /// How many bytes of `buf` hold records.
+    len: usize,
+    /// The offset in `buf` of the next record to hand out.
+    pos: usize,
+}
+
+impl std::fmt::Debug for DirReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirReader")
+            .field("fd", &self.fd)
+            .field("buffer_bytes", &self.buf.len())
+            .field("pending_bytes", &(self.len - self.pos))
+            .finish()
+    }
+}
+
+impl DirReader {
+    /// Read the directory open on `fd` (`O_RDONLY | O_DIRECTORY`) from its
+    /// current position, through a buffer of `buffer_bytes` (raised to
+    /// [`DIR_READER_MIN_BUFFER_BYTES`] if smaller).
+    pub fn new(fd: OwnedFd, buffer_bytes: usize) -> DirReader {
+        let size = buffer_bytes.max(DIR_READER_MIN_BUFFER_BYTES);
+        DirReader { fd, buf: vec![0u8; size].into_boxed_slice(), len: 0, pos: 0 }
+    }
+
+    /// The directory's descriptor (for `fstatat` of the names read).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Bytes of heap this reader holds: its buffer.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Give up the buffer and keep the directory's descriptor.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Start again from the first entry: `lseek(fd, 0, SEEK_SET)`, and
+    /// forget the records still buffered.
+    pub fn rewind(&mut self) -> io::Result<()> {
+        // SAFETY: lseek takes no pointers; a bad descriptor is EBADF.
+        let ret = unsafe { libc::lseek(self.fd.as_raw_fd(), 0, libc::SEEK_SET) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.len = 0;
+        self.pos = 0;
+        Ok(())
+    }
+
+    /// The next name (`.` and `..` skipped), lent until the next call;
+    /// `Ok(None)` at the end of the directory. Calls `getdents64` only
+    /// when the buffered records are used up.
+    pub fn next_name(&mut self) -> io::Result<Option<&[u8]>> {
+        loop {
+            match dirent64_record(&self.buf[self.pos..self.len])? {
+                Some((reclen, name)) => {
+                    let at = self.pos;
+                    self.pos += reclen;
+                    let name = at + name.start..at + name.end;
+                    if is_listed_name(&self.buf[name.clone()]) {
+                        return Ok(Some(&self.buf[name]));
+                    }
+                }
+                None => {
+                    self.pos = 0;
+                    self.len = 0;
+                    let n = getdents64(self.fd.as_fd(), &mut self.buf)?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    self.len = n.min(self.buf.len());
+                }
+            }
+        }
+    }
+}
+
 /// Call `f` with every name of the directory open on `dir` (opened with
-/// `O_RDONLY | O_DIRECTORY`, not `O_PATH`), read with `getdents64`, skipping
-/// `.` and `..`, in the order the filesystem returns them. A name never
-/// contains `/` or NUL. Reads from the descriptor's current position, so
-/// pass a freshly opened descriptor. Names are lent, not allocated: the
-/// caller keeps them as compactly as it likes.
+/// `O_RDONLY | O_DIRECTORY`, not `O_PATH`), read with `getdents64` through
+/// one 32 KiB buffer, skipping `.` and `..`, in the order the filesystem
+/// returns them. A name never contains `/` or NUL. Reads from the
+/// descriptor's current position, so pass a freshly opened descriptor.
+/// Names are lent, not allocated. (Listings use [`DirReader`], which can
+/// stop and resume; this is the whole-directory form of the same reading.)
 pub fn read_dir_names(dir: BorrowedFd<'_>, mut f: impl FnMut(&[u8])) -> io::Result<()> {
-    // Header of `struct linux_dirent64`: d_ino u64, d_off i64, d_reclen u16,
-    // d_type u8, then the NUL-terminated name.
-    const HEADER: usize = 19;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        let n = loop {
-            // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes;
-            // the kernel writes at most that many.
-            let ret = unsafe {
-                libc::syscall(
-                    libc::SYS_getdents64,
-                    dir.as_raw_fd(),
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                )
-            };
-            if ret >= 0 {
-                break ret as usize;
-            }
-            let err = io::Error::last_os_error();
-            if !is_eintr(&err) {
-                return Err(err);
-            }
-        };
+        let n = getdents64(dir, &mut buf)?;
         if n == 0 {
             return Ok(());
         }
         let mut pos = 0;
-        while pos + HEADER <= n {
-            let rec = &buf[pos..n];
-            let reclen = usize::from(u16::from_ne_bytes(rec[16..18].try_into().expect("2 bytes")));
-            if reclen < HEADER || reclen > rec.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "malformed getdents64 record",
-                ));
-            }
-            let name_area = &rec[HEADER..reclen];
-            let name_len = name_area
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(name_area.len());
-            let name = &name_area[..name_len];
-            if name != b"." && name != b".." && !name.is_empty() {
+        while let Some((reclen, name)) = dirent64_record(&buf[pos..n])? {
+            let name = &buf[pos + name.start..pos + name.end];
+            if is_listed_name(name) {
                 f(name);
             }
             pos += reclen;
@@ -555,6 +665,69 @@ mod tests {
         read_dir_names(fd.as_fd(), |n| names.push(n.to_vec())).unwrap();
         assert!(names.iter().any(|n| n == b"proc" || n == b"tmp"));
         assert!(names.iter().all(|n| n != b"." && n != b".."));
+    }
+
+    /// A fresh directory with `n` files named `n00000`… (long enough that
+    /// a minimum-size buffer holds only a few records).
+    fn dir_with(tag: &str, n: usize) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("leanftpd-sys-dir-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).unwrap();
+        for i in 0..n {
+            std::fs::write(d.join(format!("n{i:05}-{}", "x".repeat(40))), b"").unwrap();
+        }
+        d
+    }
+
+    fn open_dir(d: &std::path::Path) -> OwnedFd {
+        OwnedFd::from(
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(d).unwrap(),
+        )
+    }
+
+    #[test]
+    fn dir_reader_with_a_tiny_buffer_yields_every_name_once_and_rewinds() {
+        let d = dir_with("reader", 300);
+        let mut r = DirReader::new(open_dir(&d), 1);
+        assert_eq!(r.buffer_bytes(), DIR_READER_MIN_BUFFER_BYTES);
+        let mut first = Vec::new();
+        while let Some(n) = r.next_name().unwrap() {
+            first.push(n.to_vec());
+        }
+        assert_eq!(r.next_name().unwrap(), None, "stays at the end");
+        let mut sorted = first.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 300, "every name exactly once");
+        assert!(first.iter().all(|n| n != b"." && n != b".."));
+        // Half-way, then rewind: the same names again, from the start.
+        r.rewind().unwrap();
+        for _ in 0..150 {
+            r.next_name().unwrap().unwrap();
+        }
+        r.rewind().unwrap();
+        let mut again = Vec::new();
+        while let Some(n) = r.next_name().unwrap() {
+            again.push(n.to_vec());
+        }
+        assert_eq!(again, first);
+        let mut whole = Vec::new();
+        read_dir_names(open_dir(&d).as_fd(), |n| whole.push(n.to_vec())).unwrap();
+        assert_eq!(whole, first, "read_dir_names reads the same records");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn dirent_records_that_overrun_the_buffer_are_an_error_not_a_panic() {
+        let mut rec = [0u8; 24];
+        rec[16..18].copy_from_slice(&200u16.to_ne_bytes());
+        assert!(dirent64_record(&rec).is_err());
+        rec[16..18].copy_from_slice(&3u16.to_ne_bytes());
+        assert!(dirent64_record(&rec).is_err());
+        assert!(dirent64_record(&rec[..10]).unwrap().is_none());
+        rec[16..18].copy_from_slice(&24u16.to_ne_bytes());
+        rec[19] = b'a';
+        assert_eq!(dirent64_record(&rec).unwrap(), Some((24, 19..20)));
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub enum Transfer {
     },
     /// LIST / NLST / MLSD: lines formatted a chunk at a time as the data
     /// connection takes them, so a big directory never sits formatted in
-    /// memory (10,000 entries: ~140 KiB of names instead of ~1 MiB of text).
+    /// memory. The listing itself holds at most
+    /// [`crate::vfs::LISTING_SORTED_MAX_HEAP_BYTES`] of names (a directory
+    /// past the sort caps is streamed through a 16 KiB buffer), and `buf`
+    /// at most [`LIST_CHUNK_BYTES`] plus one line.
     Listing {
         /// The session's filesystem (symlinks are resolved in its jail).
         vfs: Rc<Vfs>,
@@ -160,7 +163,7 @@ impl Transfer {
     pub fn listing_text(&mut self) -> Option<Vec<u8>> {
         let Transfer::Listing { vfs, listing, format, buf, pos } = self else { return None };
         let mut text = buf.split_off(*pos);
-        while fill_listing(vfs, listing, *format, &mut text, usize::MAX) {}
+        while let Ok(true) = fill_listing(vfs, listing, *format, &mut text, usize::MAX) {}
         Some(text)
     }
 
@@ -249,7 +252,7 @@ impl Transfer {
                     if *pos == buf.len() {
                         buf.clear();
                         *pos = 0;
-                        if !fill_listing(vfs, listing, *format, buf, LIST_CHUNK_BYTES) && buf.is_empty() {
+                        if !fill_listing(vfs, listing, *format, buf, LIST_CHUNK_BYTES)? && buf.is_empty() {
                             return Ok(Progress::Done);
                         }
                     }
@@ -258,7 +261,7 @@ impl Transfer {
                         None => return Ok(Progress::Blocked),
                     }
                     if left == 0 {
-                        return Ok(if *pos == buf.len() && listing.is_empty() { Progress::Done } else { Progress::Budget });
+                        return Ok(if *pos == buf.len() && listing.is_done() { Progress::Done } else { Progress::Budget });
                     }
                 }
             }
@@ -314,15 +317,17 @@ impl Transfer {
 }
 
 /// Format entries of `listing` into `out` until it holds `want` bytes;
-/// false once the listing has no entries left.
-fn fill_listing(vfs: &Vfs, listing: &mut Listing, format: ListFormat, out: &mut Vec<u8>, want: usize) -> bool {
+/// `Ok(false)` once the listing has no entries left. A directory that can
+/// no longer be read (a streamed listing reads it as it goes) fails the
+/// transfer rather than ending the listing early as if complete.
+fn fill_listing(vfs: &Vfs, listing: &mut Listing, format: ListFormat, out: &mut Vec<u8>, want: usize) -> Result<bool, TransferError> {
     while out.len() < want {
-        match listing.next_entry(vfs, format.needs_meta()) {
+        match listing.next_entry(vfs, format.needs_meta()).map_err(TransferError::Local)? {
             Some(e) => write_entry(format, &e, out),
-            None => return false,
+            None => return Ok(false),
         }
     }
-    true
+    Ok(true)
 }
 
 fn stor_pipe(ascii: bool) -> Option<(OwnedFd, OwnedFd)> {
@@ -557,7 +562,7 @@ mod listing_tests {
         let Transfer::Listing { buf, listing, .. } = &t else { unreachable!() };
         assert!(buf.len() >= LIST_CHUNK_BYTES && buf.len() < LIST_CHUNK_BYTES + 200, "{}", buf.len());
         let formatted_lines = buf.iter().filter(|&&c| c == b'\n').count();
-        assert_eq!(listing.len(), 2000 - formatted_lines);
+        assert_eq!(listing.remaining(), Some(2000 - formatted_lines));
         // Entries removed now, before their lines were formatted, are
         // skipped; the ones already formatted still go out whole.
         for i in 1000..2000 {
@@ -581,6 +586,23 @@ mod listing_tests {
         let want: Vec<String> = (0..1000).map(|i| format!("f{i:04}")).collect();
         assert_eq!(names, want);
         assert_eq!(moved as usize, text.len());
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_directory_past_the_sort_cap_is_sent_whole_in_directory_order() {
+        let n = crate::vfs::LISTING_SORT_MAX_ENTRIES + 1;
+        let (root, vfs) = tree("streamed", n);
+        for format in [ListFormat::Names, ListFormat::Long { now_unix: 0 }] {
+            let mut t = listing(&vfs, format);
+            let Transfer::Listing { listing: l, .. } = &t else { unreachable!() };
+            assert!(!l.is_sorted());
+            let text = String::from_utf8(t.listing_text().unwrap()).unwrap();
+            let mut names: Vec<&str> = text.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+            names.sort_unstable();
+            let want: Vec<String> = (0..n).map(|i| format!("f{i:04}")).collect();
+            assert_eq!(names, want, "every entry exactly once");
+        }
         let _ = std::fs::remove_dir_all(root);
     }
 

@@ -2330,3 +2330,160 @@ fn seeded_simulation_keeps_one_final_reply_per_command() {
         "the simulation no longer reaches its states: {stats:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// STAT <path>: a bounded listing over the control connection
+
+/// `dir` (relative to the root) with `n` empty files `e00000`….
+fn make_entries(h: &Harness, dir: &str, n: usize) -> Vec<String> {
+    std::fs::create_dir(h.path(dir)).unwrap();
+    let names: Vec<String> = (0..n).map(|i| format!("e{i:05}")).collect();
+    for name in &names {
+        std::fs::File::create(h.path(dir).join(name)).unwrap();
+    }
+    names
+}
+
+/// The entry lines of a STAT reply (between the header and the end line),
+/// each checked to be a continuation line.
+fn stat_lines(r: &Reply) -> Vec<String> {
+    assert!(r.lines[0].starts_with(b"213-Status of "), "{}", r.all());
+    assert_eq!(r.lines.last().unwrap(), b"213 End of status.");
+    r.lines[1..r.lines.len() - 1]
+        .iter()
+        .map(|l| {
+            assert!(l.starts_with(b" "), "not a continuation line: {:?}", String::from_utf8_lossy(l));
+            String::from_utf8(l.to_vec()).unwrap()
+        })
+        .collect()
+}
+
+/// The name at the end of a LIST line.
+fn last_word(line: &str) -> &str {
+    line.rsplit(' ').next().unwrap()
+}
+
+#[test]
+fn stat_of_a_small_directory_lists_every_entry_sorted() {
+    let mut h = logged_in();
+    let r = h.reply("STAT /", 213);
+    let lines = stat_lines(&r);
+    assert_eq!(lines.iter().map(|l| last_word(l)).collect::<Vec<_>>(), ["empty", "hello.txt", "sub"]);
+    assert!(lines[1].starts_with(" -rw"), "{}", lines[1]);
+    assert!(lines[1].contains(" 12 "), "the size: {}", lines[1]);
+    assert!(lines[0].starts_with(" d"), "{}", lines[0]);
+    // A file is its own one-line listing; a missing path is 550.
+    let r = h.reply("STAT -la hello.txt", 213);
+    assert_eq!(stat_lines(&r).iter().map(|l| last_word(l)).collect::<Vec<_>>(), ["hello.txt"]);
+    h.reply("STAT nope", 550);
+    // An empty directory: the header and the end, nothing between.
+    let r = h.reply("STAT empty", 213);
+    assert!(stat_lines(&r).is_empty());
+}
+
+#[test]
+fn stat_of_a_directory_of_1500_entries_shows_the_first_1000_and_says_it_was_cut() {
+    let mut h = logged_in();
+    let names = make_entries(&h, "big", 1_500);
+    let r = h.reply("STAT big", 213);
+    let lines = stat_lines(&r);
+    assert_eq!(lines.len(), 1_001, "1,000 entries and the truncation line");
+    let shown: Vec<&str> = lines[..1_000].iter().map(|l| last_word(l)).collect();
+    assert_eq!(shown, names[..1_000], "the first 1,000 in name order");
+    assert_eq!(lines[1_000], " ... more entries not shown; use LIST for the full listing");
+    // The cap is 1,000 exactly: a directory of 1,000 entries is shown whole.
+    for name in &names[1_000..] {
+        std::fs::remove_file(h.path("big").join(name)).unwrap();
+    }
+    let lines = stat_lines(&h.reply("STAT big", 213));
+    assert_eq!(lines.len(), 1_000);
+    assert!(lines.iter().all(|l| !l.contains("more entries")));
+}
+
+// ---------------------------------------------------------------------------
+// SITE CHMOD: permission bits only, never anonymous, never the root
+
+/// Logged in as `alice` with `perm` (not anonymous).
+fn logged_in_user(perm: Perm) -> Harness {
+    let mut h = with_users();
+    send!(h, "USER alice");
+    send!(h, "PASS right");
+    h.take();
+    let grant = h.grant("alice", perm);
+    h.login_checked(Ok(grant));
+    expect!(h, 230);
+    assert!(!h.s.is_anonymous());
+    h
+}
+
+fn mode_of(h: &Harness, rel: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(h.path(rel)).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn site_chmod_0644_is_200_and_sets_the_mode() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    h.reply("SITE CHMOD 0600 hello.txt", 200);
+    assert_eq!(mode_of(&h, "hello.txt"), 0o600);
+    h.reply("SITE CHMOD 0644 hello.txt", 200);
+    assert_eq!(mode_of(&h, "hello.txt"), 0o644);
+    h.reply("site chmod 750 sub", 200);
+    assert_eq!(mode_of(&h, "sub"), 0o750);
+    h.reply("SITE CHMOD 0 sub/inner.txt", 200);
+    assert_eq!(mode_of(&h, "sub/inner.txt"), 0);
+}
+
+#[test]
+fn site_chmod_with_set_uid_set_gid_or_sticky_is_550() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    let before = mode_of(&h, "hello.txt");
+    for mode in ["6777", "4755", "2755", "1777", "1000", "7000"] {
+        let r = h.reply(format!("SITE CHMOD {mode} hello.txt"), 550);
+        assert!(r.text().contains("set-uid, set-gid and sticky"), "{mode}: {}", r.text());
+        assert_eq!(mode_of(&h, "hello.txt"), before, "{mode}");
+    }
+    h.reply("SITE CHMOD 1777 sub", 550);
+    assert_eq!(mode_of(&h, "sub") & 0o7000, 0);
+}
+
+#[test]
+fn site_chmod_is_550_for_anonymous_even_when_writable() {
+    let mut h = logged_in_writable();
+    assert!(h.s.is_anonymous());
+    let before = mode_of(&h, "hello.txt");
+    let r = h.reply("SITE CHMOD 0644 hello.txt", 550);
+    assert!(r.text().contains("anonymous"), "{}", r.text());
+    h.reply("SITE CHMOD 6777 hello.txt", 550);
+    h.reply("SITE CHMOD 000 /", 550);
+    assert_eq!(mode_of(&h, "hello.txt"), before);
+    // SITE HELP still names CHMOD (for the users who may use it).
+    let r = h.reply("SITE HELP", 214);
+    assert!(r.text().contains("CHMOD"), "{}", r.text());
+}
+
+#[test]
+fn site_chmod_on_the_root_is_550_however_it_is_spelled() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    let before = mode_of(&h, ".");
+    for path in ["/", ".", "..", "/./", "//", "sub/..", "/sub/../.", "../../.."] {
+        h.reply(format!("SITE CHMOD 000 {path}"), 550);
+        assert_eq!(mode_of(&h, "."), before, "{path}");
+    }
+    h.reply("CWD sub", 250);
+    h.reply("SITE CHMOD 000 ..", 550);
+    h.reply("SITE CHMOD 700 .", 200);
+    assert_eq!(mode_of(&h, "sub"), 0o700);
+    assert_eq!(mode_of(&h, "."), before);
+}
+
+#[test]
+fn site_chmod_bad_modes_are_501_and_read_only_users_550() {
+    let mut h = logged_in_user(Perm::ReadWrite);
+    for line in ["SITE CHMOD 8 hello.txt", "SITE CHMOD 07777 hello.txt", "SITE CHMOD -1 hello.txt", "SITE CHMOD 644", "SITE CHMOD"] {
+        h.reply(line, 501);
+    }
+    h.reply("SITE CHMOD 644 nope", 550);
+    let mut h = logged_in_user(Perm::Read);
+    h.reply("SITE CHMOD 644 hello.txt", 550);
+}

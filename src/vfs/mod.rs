@@ -259,6 +259,12 @@ pub struct Entry {
 /// Names of in-progress upload temp files start with this; LIST/NLST hide them.
 pub const UPLOAD_TEMP_PREFIX: &[u8] = b".leanftpd-upload-";
 
+/// The mode bits SITE CHMOD may set: read, write and execute for owner,
+/// group and others. Never set-uid (0o4000), set-gid (0o2000) or sticky
+/// (0o1000), as vsftpd: an FTP user must not be able to make a program that
+/// runs with the owner's rights (the server's, when it runs as root).
+pub const CHMOD_MODE_MASK: u32 = 0o777;
+
 /// How many random temp names [`Vfs::create_upload`] tries before giving up.
 const TEMP_NAME_ATTEMPTS: usize = 8;
 
@@ -425,16 +431,33 @@ impl Vfs {
         Ok(Meta::from_stat(&st))
     }
 
-    /// SITE CHMOD: set the permission bits (`mode & 0o7777`) of a file or
-    /// directory inside the jail (symbolic links followed inside it only).
+    /// SITE CHMOD: set the permission bits of a file or directory inside
+    /// the jail (symbolic links followed inside it only) to `mode & 0o777`.
+    ///
+    /// # Hazards
+    /// Run as root, a mode with set-uid or set-gid bits would make a
+    /// root-owned set-uid program out of an upload, and `000` on the root
+    /// would lock the whole served tree. The handler refuses both with a
+    /// reply; this method is the second line: the mode is masked to the
+    /// permission bits whatever the caller passes, and the root (also when
+    /// reached through a symbolic link to it) is `PermissionDenied`.
     pub fn chmod(&self, p: &VirtualPath, mode: u32) -> Result<(), FsError> {
         use std::os::unix::fs::PermissionsExt;
         self.require_writable()?;
+        if p.is_root() {
+            return Err(FsError::PermissionDenied);
+        }
         let fd = self.jail.open(p, libc::O_PATH)?;
+        let target = sys::fstat(fd.as_fd()).map_err(io_err)?;
+        let root = sys::fstat(self.jail.root_fd()).map_err(io_err)?;
+        if (target.st_dev, target.st_ino) == (root.st_dev, root.st_ino) {
+            return Err(FsError::PermissionDenied);
+        }
         // An O_PATH descriptor cannot be fchmod'ed; its /proc/self/fd link
         // names exactly the inode it holds, so no path is resolved twice.
         let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        std::fs::set_permissions(&proc_path, std::fs::Permissions::from_mode(mode & 0o7777)).map_err(io_err)
+        std::fs::set_permissions(&proc_path, std::fs::Permissions::from_mode(mode & CHMOD_MODE_MASK))
+            .map_err(io_err)
     }
 
     /// MKD: `ReadOnly` unless writable; root → `AlreadyExists`;
@@ -512,127 +535,257 @@ impl Vfs {
         }
     }
 
-    /// LIST/NLST/MLSD source: a directory → its entries (no "." / "..", no
-    /// upload temp files) sorted by name bytes; a file → one entry named by
-    /// its own file name. Each entry's meta is lstat'ed; a symlink is
-    /// followed INSIDE the jail (openat2 from root with the entry's full
-    /// virtual path) and reported with the target's meta and kind; a
-    /// dangling or escaping link is reported as `Kind::Symlink` with size 0.
-    /// Entries that vanish while listing are skipped.
+    /// Every entry of a listing at once (see [`Vfs::open_listing`]), for
+    /// tests only: the server itself never holds a whole listing, it takes
+    /// entries one at a time from a [`Listing`].
+    #[cfg(test)]
     pub fn list(&self, p: &VirtualPath) -> Result<Vec<Entry>, FsError> {
         let mut listing = self.open_listing(p)?;
-        let mut entries = Vec::with_capacity(listing.len());
-        while let Some(e) = listing.next_entry(self, true) {
+        let mut entries = Vec::new();
+        while let Some(e) = listing.next_entry(self, true)? {
             entries.push(e);
         }
         Ok(entries)
     }
 
-    /// The start of `list`, for listings written while they are sent: the
-    /// directory is opened and its names read and sorted now (so a missing
-    /// or unreadable directory is an error before any `150`), but each
-    /// entry's metadata is read only by [`Listing::next_entry`]. Only the
-    /// names are held, in one buffer: ~14 bytes per entry instead of a
-    /// formatted listing (~90 bytes per entry).
+    /// LIST/NLST/MLSD/STAT source: a directory → its entries (no "." /
+    /// "..", no upload temp files); a file → one entry named by its own
+    /// file name. The directory is opened now, so a missing or unreadable
+    /// one is an error before any `150`; each entry's metadata is read only
+    /// by [`Listing::next_entry`].
+    ///
+    /// # Bounded memory and work
+    /// Names are read now until the directory turns out to have more than
+    /// [`LISTING_SORT_MAX_ENTRIES`] entries or more than
+    /// [`LISTING_SORT_MAX_NAME_BYTES`] of names, whichever comes first. A
+    /// directory within both caps is listed sorted by name bytes, from its
+    /// names held in one buffer (at most [`LISTING_SORTED_MAX_HEAP_BYTES`]).
+    /// Past either cap, reading stops at once (never all of a huge
+    /// directory before deciding), the names read are dropped, the
+    /// directory is rewound, and the listing streams it in directory order
+    /// through one [`LISTING_READ_BUFFER_BYTES`] buffer. So however big the
+    /// directory, opening a listing reads at most one cap's worth of names
+    /// and a listing holds at most ~[`LISTING_SORTED_MAX_HEAP_BYTES`].
     pub fn open_listing(&self, p: &VirtualPath) -> Result<Listing, FsError> {
         let dir = match self.jail.open(p, libc::O_RDONLY | libc::O_DIRECTORY) {
             Ok(fd) => fd,
             Err(FsError::NotADirectory) => {
                 let meta = self.metadata(p)?;
                 let name = p.file_name().ok_or(FsError::NotADirectory)?;
-                return Ok(Listing::single(Entry { name: name.into(), meta }));
+                return Ok(Listing {
+                    path: VirtualPath::root(),
+                    source: Source::Single(Entry { name: name.into(), meta }),
+                });
             }
             Err(e) => return Err(e),
         };
-        let mut names = Vec::new();
-        let mut spans = Vec::new();
-        sys::read_dir_names(dir.as_fd(), |name| {
-            if name.starts_with(UPLOAD_TEMP_PREFIX) || names.len() + name.len() > u32::MAX as usize {
-                return;
+        let mut reader = sys::DirReader::new(dir, LISTING_READ_BUFFER_BYTES);
+        let mut names: Vec<u8> = Vec::new();
+        let mut spans: Vec<(u32, u32)> = Vec::new();
+        let mut within_caps = true;
+        while let Some(name) = reader.next_name().map_err(io_err)? {
+            if name.starts_with(UPLOAD_TEMP_PREFIX) {
+                continue;
             }
+            if spans.len() >= LISTING_SORT_MAX_ENTRIES
+                || names.len() + name.len() > LISTING_SORT_MAX_NAME_BYTES
+            {
+                within_caps = false;
+                break;
+            }
+            reserve_within(&mut names, name.len(), LISTING_SORT_MAX_NAME_BYTES);
+            reserve_within(&mut spans, 1, LISTING_SORT_MAX_ENTRIES);
+            // Both fit in u32: names.len() <= LISTING_SORT_MAX_NAME_BYTES.
             let start = names.len() as u32;
             names.extend_from_slice(name);
             spans.push((start, names.len() as u32));
-        })
-        .map_err(io_err)?;
-        spans.sort_unstable_by(|a, b| names[a.0 as usize..a.1 as usize].cmp(&names[b.0 as usize..b.1 as usize]));
-        names.shrink_to_fit();
-        spans.shrink_to_fit();
-        Ok(Listing { dir: Some(dir), path: p.clone(), names, spans, next: 0, single: None })
+        }
+        let source = if within_caps {
+            spans.sort_unstable_by(|a, b| {
+                names[a.0 as usize..a.1 as usize].cmp(&names[b.0 as usize..b.1 as usize])
+            });
+            names.shrink_to_fit();
+            spans.shrink_to_fit();
+            Source::Sorted { dir: reader.into_fd(), names, spans, next: 0 }
+        } else {
+            drop((names, spans));
+            reader.rewind().map_err(io_err)?;
+            Source::Streamed(reader)
+        };
+        Ok(Listing { path: p.clone(), source })
     }
 }
 
-/// A listing in progress (see [`Vfs::open_listing`]): the sorted names of
-/// a directory's entries, the directory kept open, and how far it got.
+/// A directory with at most this many entries (upload temp files not
+/// counted) is listed sorted by name; past it, in directory order. Clients
+/// and people like sorted listings, but sorting needs every name in memory
+/// at once, so it is kept for directories small enough that their names
+/// cost little: 8,192 entries is far beyond what people browse, and its
+/// spans take 64 KiB.
+pub const LISTING_SORT_MAX_ENTRIES: usize = 8_192;
+
+/// A directory whose names take more than this many bytes in all is
+/// listed in directory order, however few its entries (255-byte names
+/// reach it at ~1,000 entries): the cap on the name buffer a sorted
+/// listing holds.
+pub const LISTING_SORT_MAX_NAME_BYTES: usize = 256 * 1024;
+
+/// The buffer through which a listing reads its directory with
+/// `getdents64`: while deciding whether to sort, and for the whole of a
+/// streamed listing. 16 KiB holds ~300 typical records, so a streamed
+/// listing makes about one system call per 300 entries and holds no more.
+pub const LISTING_READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The most heap a sorted listing's names take: the name bytes plus one
+/// `(start, end)` span of 8 bytes per entry (320 KiB). A streamed listing
+/// holds [`LISTING_READ_BUFFER_BYTES`] instead. Add the listed path and
+/// one entry being formatted for the whole of a listing in progress.
+pub const LISTING_SORTED_MAX_HEAP_BYTES: usize =
+    LISTING_SORT_MAX_NAME_BYTES + LISTING_SORT_MAX_ENTRIES * std::mem::size_of::<(u32, u32)>();
+
+/// Make room for `extra` more elements in `v` without letting its capacity
+/// pass `max` (`Vec`'s own doubling could reach almost twice `max`).
+fn reserve_within<T>(v: &mut Vec<T>, extra: usize, max: usize) {
+    let need = v.len() + extra;
+    if need > v.capacity() {
+        let target = (v.capacity() * 2).max(need).max(64).min(max.max(need));
+        v.reserve_exact(target - v.len());
+    }
+}
+
+/// A listing in progress (see [`Vfs::open_listing`]): where its entries
+/// come from, and the listed path.
 #[derive(Debug)]
 pub struct Listing {
-    /// The directory; `None` for the listing of a single file.
-    dir: Option<OwnedFd>,
     /// The listed path (symlinks are resolved from it, inside the jail).
     path: VirtualPath,
-    /// Every name, one after the other.
-    names: Vec<u8>,
-    /// `names[start..end]` of each entry, in name order.
-    spans: Vec<(u32, u32)>,
-    /// The next span to hand out.
-    next: usize,
+    /// Where the next entries come from.
+    source: Source,
+}
+
+/// Where a [`Listing`]'s entries come from.
+#[derive(Debug)]
+enum Source {
     /// The one entry of a file's listing, until handed out.
-    single: Option<Entry>,
+    Single(Entry),
+    /// A directory within the caps: its names, sorted.
+    Sorted {
+        /// The directory (for `fstatat` of each name).
+        dir: OwnedFd,
+        /// Every name, one after the other.
+        names: Vec<u8>,
+        /// `names[start..end]` of each entry, in name order.
+        spans: Vec<(u32, u32)>,
+        /// The next span to hand out.
+        next: usize,
+    },
+    /// A directory past a cap: read as entries are asked for, in
+    /// directory order, through a fixed buffer.
+    Streamed(sys::DirReader),
+    /// Every entry handed out; the directory is closed.
+    Done,
 }
 
 impl Listing {
-    fn single(e: Entry) -> Listing {
-        Listing {
-            dir: None,
-            path: VirtualPath::root(),
-            names: Vec::new(),
-            spans: Vec::new(),
-            next: 0,
-            single: Some(e),
+    /// Entries left to hand out, if known (an upper bound: some may vanish):
+    /// `None` for a directory streamed in directory order.
+    pub fn remaining(&self) -> Option<usize> {
+        match &self.source {
+            Source::Single(_) => Some(1),
+            Source::Sorted { spans, next, .. } => Some(spans.len() - next),
+            Source::Streamed(_) => None,
+            Source::Done => Some(0),
         }
     }
 
-    /// Entries left to hand out (an upper bound: some may vanish).
-    pub fn len(&self) -> usize {
-        self.spans.len() - self.next + usize::from(self.single.is_some())
+    /// Whether every entry is known to be handed out (a streamed listing
+    /// knows it only once [`Listing::next_entry`] has returned `None`).
+    pub fn is_done(&self) -> bool {
+        self.remaining() == Some(0)
     }
 
-    /// Whether every entry was handed out.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Whether the entries come sorted by name (the directory was within
+    /// [`LISTING_SORT_MAX_ENTRIES`] and [`LISTING_SORT_MAX_NAME_BYTES`]).
+    pub fn is_sorted(&self) -> bool {
+        !matches!(self.source, Source::Streamed(_))
     }
 
-    /// The next entry in name order, with its metadata (`lstat`; a symlink
-    /// is followed INSIDE the jail and reported with its target's meta, a
-    /// dangling or escaping one as `Kind::Symlink` of size 0) or, without
-    /// `with_meta` (NLST), with default metadata and no system call at all.
-    /// Entries removed since the names were read are skipped.
-    pub fn next_entry(&mut self, vfs: &Vfs, with_meta: bool) -> Option<Entry> {
-        if let Some(e) = self.single.take() {
-            return Some(e);
-        }
-        let dir = self.dir.as_ref()?;
-        while let Some(&(start, end)) = self.spans.get(self.next) {
-            self.next += 1;
-            let name = &self.names[start as usize..end as usize];
-            if !with_meta {
-                return Some(Entry { name: name.into(), meta: Meta::default() });
+    /// Bytes of heap the listing holds now: the listed path, plus the sorted
+    /// names and their spans, or a streamed listing's read buffer. Never
+    /// more than [`LISTING_SORTED_MAX_HEAP_BYTES`] plus the path.
+    pub fn heap_bytes(&self) -> usize {
+        self.path.as_bytes().len()
+            + match &self.source {
+                Source::Single(e) => e.name.len(),
+                Source::Sorted { names, spans, .. } => {
+                    names.capacity() + spans.capacity() * std::mem::size_of::<(u32, u32)>()
+                }
+                Source::Streamed(reader) => reader.buffer_bytes(),
+                Source::Done => 0,
             }
-            let Ok(cname) = c_name(name) else { continue };
-            let Ok(st) = sys::fstatat(dir.as_fd(), &cname, libc::AT_SYMLINK_NOFOLLOW) else {
-                continue; // removed since the names were read
+    }
+
+    /// The next name (upload temp files skipped); `None` at the end (the
+    /// directory is closed then).
+    fn next_name(&mut self) -> Result<Option<Box<[u8]>>, FsError> {
+        let name: Option<Box<[u8]>> = match &mut self.source {
+            Source::Single(_) | Source::Done => None,
+            Source::Sorted { names, spans, next, .. } => spans.get(*next).map(|&(start, end)| {
+                *next += 1;
+                names[start as usize..end as usize].into()
+            }),
+            Source::Streamed(reader) => loop {
+                match reader.next_name().map_err(io_err)? {
+                    Some(n) if n.starts_with(UPLOAD_TEMP_PREFIX) => continue,
+                    Some(n) => break Some(n.into()),
+                    None => break None,
+                }
+            },
+        };
+        if name.is_none() {
+            self.source = Source::Done; // close the directory now
+        }
+        Ok(name)
+    }
+
+    /// The next entry, with its metadata (`lstat`; a symlink is followed
+    /// INSIDE the jail and reported with its target's meta, a dangling or
+    /// escaping one as `Kind::Symlink` of size 0) or, without `with_meta`
+    /// (NLST), with default metadata and no system call for it. Entries
+    /// come sorted by name, or in directory order past the caps (see
+    /// [`Vfs::open_listing`]). Entries removed since their names were read
+    /// are skipped. `Ok(None)` once every entry was handed out; an error if
+    /// the directory cannot be read further (a streamed listing reads it
+    /// as it goes).
+    pub fn next_entry(&mut self, vfs: &Vfs, with_meta: bool) -> Result<Option<Entry>, FsError> {
+        if let Source::Single(_) = self.source {
+            if let Source::Single(e) = std::mem::replace(&mut self.source, Source::Done) {
+                return Ok(Some(e));
+            }
+        }
+        while let Some(name) = self.next_name()? {
+            if !with_meta {
+                return Ok(Some(Entry { name, meta: Meta::default() }));
+            }
+            let dir = match &self.source {
+                Source::Sorted { dir, .. } => dir.as_fd(),
+                Source::Streamed(reader) => reader.fd(),
+                Source::Single(_) | Source::Done => return Ok(None),
+            };
+            let Ok(cname) = c_name(&name) else { continue };
+            let Ok(st) = sys::fstatat(dir, &cname, libc::AT_SYMLINK_NOFOLLOW) else {
+                continue; // removed since the name was read
             };
             let mut meta = Meta::from_stat(&st);
             if meta.kind == Kind::Symlink {
-                match self.path.child(name).map(|c| vfs.metadata(&c)) {
+                match self.path.child(&name).map(|c| vfs.metadata(&c)) {
                     Some(Ok(target)) => meta = target,
                     _ => meta.size = 0,
                 }
             }
-            return Some(Entry { name: name.into(), meta });
+            return Ok(Some(Entry { name, meta }));
         }
-        self.dir = None; // done: close the directory now
-        None
+        Ok(None)
     }
 }
 
@@ -1502,5 +1655,180 @@ mod tests {
             assert!((400..600).contains(&e.code()));
         }
         assert_eq!(FsError::NotFound.text(), "No such file or directory");
+    }
+
+    // ---- Listing bounds: sorted within the caps, streamed past them. ----
+
+    /// `root/big/` with `n` empty files named `{prefix}{i:06}`.
+    fn big_dir(fx: &Fixture, n: usize, prefix: &str) -> Vec<String> {
+        let dir = fx.root.join("big");
+        std::fs::create_dir(&dir).unwrap();
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:06}")).collect();
+        for name in &names {
+            File::create(dir.join(name)).unwrap();
+        }
+        names
+    }
+
+    /// Every name of a listing, in the order handed out, checking its
+    /// memory after each entry.
+    fn drain(vfs: &Vfs, l: &mut Listing, with_meta: bool, max_heap_bytes: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Some(e) = l.next_entry(vfs, with_meta).unwrap() {
+            assert!(l.heap_bytes() <= max_heap_bytes, "{} > {max_heap_bytes}", l.heap_bytes());
+            got.push(String::from_utf8(e.name.to_vec()).unwrap());
+        }
+        assert!(l.is_done());
+        assert_eq!(l.heap_bytes(), b"/big".len(), "the names are freed at the end");
+        got
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_directory_at_the_entry_cap_is_listed_sorted_within_the_heap_cap() {
+        let fx = Fixture::new("cap");
+        let want = big_dir(&fx, LISTING_SORT_MAX_ENTRIES, "f");
+        // Upload temp files do not count towards the cap, and stay hidden.
+        File::create(fx.root.join("big/.leanftpd-upload-0123456789abcdef")).unwrap();
+        let vfs = fx.vfs(false);
+        let mut l = vfs.open_listing(&vp("/big")).unwrap();
+        assert!(l.is_sorted());
+        assert_eq!(l.remaining(), Some(LISTING_SORT_MAX_ENTRIES));
+        let heap = l.heap_bytes();
+        assert!(heap <= LISTING_SORTED_MAX_HEAP_BYTES + 4, "{heap}");
+        // 8,192 names of 7 bytes: the buffer holds the names, not more.
+        assert!(heap <= LISTING_SORT_MAX_ENTRIES * (7 + 8) + 4, "{heap}");
+        assert_eq!(drain(&vfs, &mut l, true, heap), want, "in name order");
+    }
+
+    #[test]
+    fn one_entry_past_the_entry_cap_streams_every_entry_exactly_once() {
+        let fx = Fixture::new("cap1");
+        let want = big_dir(&fx, LISTING_SORT_MAX_ENTRIES + 1, "f");
+        File::create(fx.root.join("big/.leanftpd-upload-0123456789abcdef")).unwrap();
+        let vfs = fx.vfs(false);
+        for with_meta in [false, true] {
+            let mut l = vfs.open_listing(&vp("/big")).unwrap();
+            assert!(!l.is_sorted());
+            assert_eq!(l.remaining(), None);
+            let got = drain(&vfs, &mut l, with_meta, LISTING_READ_BUFFER_BYTES + 4);
+            assert_eq!(got.len(), want.len(), "no entry twice, none missing");
+            assert_eq!(sorted(got), want);
+        }
+    }
+
+    #[test]
+    fn names_past_the_byte_cap_stream_however_few_the_entries() {
+        let fx = Fixture::new("bytes");
+        // 1,100 names of 240 bytes: 264,000 bytes > 256 KiB.
+        let prefix = "n".repeat(234);
+        let want = big_dir(&fx, 1_100, &prefix);
+        let vfs = fx.vfs(false);
+        let mut l = vfs.open_listing(&vp("/big")).unwrap();
+        assert!(!l.is_sorted());
+        let got = drain(&vfs, &mut l, true, LISTING_READ_BUFFER_BYTES + 4);
+        assert_eq!(got.len(), want.len());
+        assert_eq!(sorted(got), want);
+        // 1,000 of them fit the byte cap: sorted again.
+        for name in &want[1_000..] {
+            std::fs::remove_file(fx.root.join("big").join(name)).unwrap();
+        }
+        let mut l = vfs.open_listing(&vp("/big")).unwrap();
+        assert!(l.is_sorted());
+        let heap = l.heap_bytes();
+        assert!(heap <= LISTING_SORTED_MAX_HEAP_BYTES + 4, "{heap}");
+        assert_eq!(drain(&vfs, &mut l, false, heap), want[..1_000]);
+    }
+
+    #[test]
+    fn a_streamed_listing_of_20000_entries_holds_under_64_kib() {
+        const STREAMED_MAX_HEAP_BYTES: usize = 64 * 1024;
+        let fx = Fixture::new("stream");
+        let want = big_dir(&fx, 20_000, "entry-");
+        std::os::unix::fs::symlink("/file.txt", fx.root.join("big/link")).unwrap();
+        let vfs = fx.vfs(false);
+        let mut l = vfs.open_listing(&vp("/big")).unwrap();
+        assert!(!l.is_sorted());
+        assert!(l.heap_bytes() <= STREAMED_MAX_HEAP_BYTES, "{}", l.heap_bytes());
+        // Entries removed while the listing runs are skipped; the link is
+        // resolved inside the jail as in a sorted listing.
+        let mut got = Vec::new();
+        let mut link = None;
+        while let Some(e) = l.next_entry(&vfs, true).unwrap() {
+            assert!(l.heap_bytes() <= STREAMED_MAX_HEAP_BYTES);
+            if got.len() == 10 {
+                for name in &want[15_000..] {
+                    let _ = std::fs::remove_file(fx.root.join("big").join(name));
+                }
+            }
+            if &*e.name == b"link" {
+                link = Some(e.meta);
+            } else {
+                got.push(String::from_utf8(e.name.to_vec()).unwrap());
+            }
+        }
+        let link = link.expect("the link is listed");
+        assert_eq!((link.kind, link.size), (Kind::File, 5));
+        let got = sorted(got);
+        let mut deduped = got.clone();
+        deduped.dedup();
+        assert_eq!(deduped, got, "no entry twice");
+        assert!(got.len() >= 15_000 && got.len() <= 15_010, "{}", got.len());
+        assert!(want[..15_000].iter().all(|n| got.binary_search(n).is_ok()));
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_when_the_listing_opens() {
+        let fx = Fixture::new("gone");
+        let vfs = fx.vfs(false);
+        assert_eq!(vfs.open_listing(&vp("/missing")).unwrap_err(), FsError::NotFound);
+        let mut l = vfs.open_listing(&vp("/file.txt")).unwrap();
+        assert_eq!(l.remaining(), Some(1));
+        assert_eq!(&*l.next_entry(&vfs, true).unwrap().unwrap().name, b"file.txt");
+        assert!(l.next_entry(&vfs, true).unwrap().is_none());
+        assert!(l.is_done());
+    }
+
+    // ---- SITE CHMOD. ----
+
+    fn mode_of(fx: &Fixture, rel: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(fx.root.join(rel)).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn chmod_masks_to_the_permission_bits_whatever_it_is_given() {
+        let fx = Fixture::new("chmod");
+        let vfs = fx.vfs(true);
+        vfs.chmod(&vp("/file.txt"), 0o640).unwrap();
+        assert_eq!(mode_of(&fx, "file.txt"), 0o640);
+        vfs.chmod(&vp("/file.txt"), 0o6777).unwrap();
+        assert_eq!(mode_of(&fx, "file.txt"), 0o777, "no set-uid or set-gid bit");
+        vfs.chmod(&vp("/sub"), 0o1755).unwrap();
+        assert_eq!(mode_of(&fx, "sub"), 0o755, "no sticky bit");
+        vfs.chmod(&vp("/file.txt"), 0xFFFF_FFFF).unwrap();
+        assert_eq!(mode_of(&fx, "file.txt"), 0o777);
+        assert_eq!(fx.vfs(false).chmod(&vp("/file.txt"), 0o600), Err(FsError::ReadOnly));
+        assert_eq!(vfs.chmod(&vp("/missing"), 0o600), Err(FsError::NotFound));
+        assert_eq!(vfs.chmod(&vp("/abs_canary"), 0o600), Err(FsError::NotFound));
+        fx.canary_intact();
+    }
+
+    #[test]
+    fn chmod_never_changes_the_root_even_through_a_link() {
+        let fx = Fixture::new("chmod-root");
+        std::os::unix::fs::symlink("/", fx.root.join("sub/to_root")).unwrap();
+        let before = mode_of(&fx, ".");
+        let vfs = fx.vfs(true);
+        for p in ["/", "/.", "/sub/..", "/sub/to_root", "/sub/to_root/."] {
+            assert_eq!(vfs.chmod(&vp(p), 0o000), Err(FsError::PermissionDenied), "{p}");
+        }
+        assert_eq!(mode_of(&fx, "."), before);
+        vfs.chmod(&vp("/sub/to_root/sub"), 0o700).unwrap();
+        assert_eq!(mode_of(&fx, "sub"), 0o700);
     }
 }

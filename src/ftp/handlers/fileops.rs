@@ -3,7 +3,7 @@
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session, State};
-use crate::vfs::{listing, Kind};
+use crate::vfs::{listing, Kind, CHMOD_MODE_MASK};
 
 /// MKD — RFC 959 §4.1.3 and Appendix II: `257 "PATHNAME" created`, the
 /// absolute path with embedded quotes doubled.
@@ -193,6 +193,14 @@ pub fn mfmt(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 
 /// SITE — RFC 959 §4.1.3: "services specific to [the] system". `SITE
 /// CHMOD <octal> <path>` for users who may write; `SITE HELP`.
+///
+/// # SITE CHMOD is deliberately weak
+/// As vsftpd: only the permission bits 0–0777 (a set-uid, set-gid or
+/// sticky bit is `550`: run as root, `SITE CHMOD 6777` on an upload would
+/// make a root set-uid program), never for anonymous users (`550`), and
+/// never on the user's root directory (`550`: `SITE CHMOD 000 /` would lock
+/// the whole served tree). The filesystem masks the mode and refuses the
+/// root again, whatever reaches it.
 pub fn site(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let (cmd, rest) = match arg.iter().position(|&b| b == b' ') {
         Some(i) => (&arg[..i], &arg[i + 1..]),
@@ -211,13 +219,22 @@ pub fn site(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     if !cmd.eq_ignore_ascii_case(b"CHMOD") {
         return Err(CmdError::NotForParameter("Unknown SITE command; try SITE HELP."));
     }
+    if s.is_anonymous() {
+        return Err(CmdError::Refused("SITE CHMOD is not available to anonymous users."));
+    }
     let sp = rest.iter().position(|&b| b == b' ').ok_or(CmdError::Syntax("SITE CHMOD takes a mode and a path."))?;
-    let mode = std::str::from_utf8(&rest[..sp])
-        .ok()
-        .filter(|t| !t.is_empty() && t.len() <= 4 && t.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-        .and_then(|t| u32::from_str_radix(t, 8).ok())
-        .ok_or(CmdError::Syntax("SITE CHMOD: the mode must be octal, e.g. 644."))?;
+    let digits = &rest[..sp];
+    if digits.is_empty() || digits.len() > 4 || !digits.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return Err(CmdError::Syntax("SITE CHMOD: the mode must be octal, e.g. 644."));
+    }
+    let mode = digits.iter().fold(0u32, |m, &d| m * 8 + u32::from(d - b'0'));
+    if mode & !CHMOD_MODE_MASK != 0 {
+        return Err(CmdError::Refused("SITE CHMOD: set-uid, set-gid and sticky bits are not allowed."));
+    }
     let path = s.cwd.resolve(&rest[sp + 1..])?;
+    if path.is_root() {
+        return Err(CmdError::Refused("SITE CHMOD: the mode of your root directory cannot be changed."));
+    }
     s.login()?.vfs.chmod(&path, mode)?;
     reply::reply(ctx.out, ReplyCode::Ok, "SITE CHMOD command ok.");
     Ok(Action::None)

@@ -1,6 +1,6 @@
 //! NOOP, SYST, FEAT, OPTS, HELP, STAT, HOST.
 
-use crate::ftp::command::{self, Verb};
+use crate::ftp::command;
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session};
@@ -103,22 +103,49 @@ pub fn help(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, C
     reply::begin_multi(ctx.out, ReplyCode::Help);
     ctx.out.extend_from_slice(b"The following commands are recognized:");
     reply::end(ctx.out);
-    let implemented: Vec<Verb> = COMMANDS.iter().filter(|s| s.handler.is_some()).map(|s| s.verb).collect();
-    for row in implemented.chunks(8) {
-        ctx.out.push(b' ');
-        for v in row {
-            ctx.out.extend_from_slice(format!(" {:<4}", v.name()).as_bytes());
+    // Eight names a line, each in a column of five (" NAME" padded).
+    let implemented = COMMANDS.iter().filter(|s| s.handler.is_some());
+    for (i, spec) in implemented.enumerate() {
+        if i % HELP_VERBS_PER_LINE == 0 {
+            if i > 0 {
+                reply::end(ctx.out);
+            }
+            ctx.out.push(b' ');
         }
-        reply::end(ctx.out);
+        let name = spec.verb.name().as_bytes();
+        ctx.out.push(b' ');
+        ctx.out.extend_from_slice(name);
+        ctx.out.extend_from_slice(&b"    "[name.len().min(4)..]);
     }
+    reply::end(ctx.out);
     reply::reply(ctx.out, ReplyCode::Help, "Help OK.");
     Ok(Action::None)
 }
+
+/// How many verb names each line of the HELP reply holds.
+const HELP_VERBS_PER_LINE: usize = 8;
+
+/// The most entries `STAT <path>` writes over the control connection. A
+/// LIST over a data connection is written as the socket drains; a STAT
+/// reply is formatted whole into the session's reply buffer, so it is
+/// capped: 1,000 lines is ~70 KiB, enough to look into any directory a
+/// person browses, and a directory of 100,000 entries costs a STAT no more.
+pub const STAT_MAX_ENTRIES: usize = 1_000;
+
+/// The continuation line that ends a STAT listing cut at [`STAT_MAX_ENTRIES`].
+const STAT_TRUNCATED_LINE: &[u8] = b"... more entries not shown; use LIST for the full listing";
 
 /// STAT — RFC 959 §4.1.3: without argument, the server's status (`211`);
 /// with a pathname, "analogous to the LIST command … over the control
 /// connection" (`213`). During a transfer the reactor answers it at once
 /// with the progress (`Session::handle_urgent`).
+///
+/// # Bounded reply
+/// The entries come one at a time from [`crate::vfs::Vfs::open_listing`]
+/// (bounded memory, sorted for directories within its caps) and are
+/// formatted straight into the reply, at most [`STAT_MAX_ENTRIES`] of them;
+/// if more remain, one last continuation line says the listing was cut and
+/// that LIST gives all of it.
 pub fn stat(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     if arg.trim_ascii().is_empty() {
         s.write_status(None, ctx.env, ctx.out);
@@ -128,18 +155,35 @@ pub fn stat(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
         return Err(CmdError::NotLoggedIn);
     }
     let path = s.cwd.resolve(super::transfer::list_path(arg))?;
-    let entries = s.login()?.vfs.list(&path)?;
-    let mut listing_buf = Vec::with_capacity(entries.len() * 72);
-    listing::write_list(&entries, ctx.now_unix, &mut listing_buf);
+    let vfs = &s.login()?.vfs;
+    let mut entries = vfs.open_listing(&path)?;
+    // The first entry is read before any reply line, so that a directory
+    // that cannot be read is one error reply, not half a 213.
+    let mut next = entries.next_entry(vfs, true)?;
     reply::begin_multi(ctx.out, ReplyCode::FileStatus);
     ctx.out.extend_from_slice(b"Status of ");
     reply::push_text(ctx.out, path.as_bytes());
     ctx.out.push(b':');
     reply::end(ctx.out);
-    for line in listing_buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    let format = listing::ListFormat::Long { now_unix: ctx.now_unix };
+    // One line at a time: a name's 0xFF bytes must be doubled (Telnet IAC)
+    // by `continuation`, which the data-connection format does not do.
+    let mut line = Vec::new();
+    let mut written = 0;
+    while let Some(e) = next {
+        if written == STAT_MAX_ENTRIES {
+            reply::continuation(ctx.out, STAT_TRUNCATED_LINE);
+            break;
+        }
+        line.clear();
+        listing::write_entry(format, &e, &mut line);
         // Each listing line is a continuation line (leading space), so a
         // name that starts with digits can never end the reply early.
-        reply::continuation(ctx.out, line.strip_suffix(b"\r").unwrap_or(line));
+        reply::continuation(ctx.out, line.strip_suffix(b"\r\n").unwrap_or(&line));
+        written += 1;
+        // A directory that fails mid-way ends the listing where it got to:
+        // the 213 is already begun and must be closed.
+        next = entries.next_entry(vfs, true).unwrap_or(None);
     }
     reply::reply(ctx.out, ReplyCode::FileStatus, "End of status.");
     Ok(Action::None)
