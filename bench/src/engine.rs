@@ -186,7 +186,7 @@ pub fn connect_from(src: Option<IpAddr>, dst: SocketAddr) -> io::Result<TcpStrea
 }
 
 /// SO_LINGER {on, 0}: close() sends RST and leaves no TIME_WAIT.
-fn set_linger_zero(s: &TcpStream) {
+pub fn set_linger_zero(s: &TcpStream) {
     use std::os::fd::AsRawFd;
     let l = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: the fd is open for the call; the option value outlives it.
@@ -347,6 +347,25 @@ impl Engine {
                 self.retire(i, St::Done);
             }
         }
+    }
+
+    /// The age (µs since its PASV/EPSV) of each transfer of the group still
+    /// in flight: at the end of a window these are lower bounds of latencies
+    /// that a percentile over finished transfers alone would leave out.
+    pub fn inflight_ages_us(&self, group: usize) -> Vec<u32> {
+        self.clients
+            .iter()
+            .filter(|c| c.group == group && matches!(c.st, St::Pasv | St::Xfer))
+            .map(|c| c.t_start.elapsed().as_micros().min(u32::MAX as u128) as u32)
+            .collect()
+    }
+
+    /// The loop's registry, to wake it for another poll's events: register
+    /// that poll's fd with a token at or above `2 * clients` (say
+    /// `usize::MAX`); the loop ignores such tokens, and `run`'s `stop` is
+    /// called after every wake-up.
+    pub fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
     }
 
     pub fn count(&self, group: usize, f: impl Fn(St) -> bool) -> usize {
