@@ -116,6 +116,12 @@ pub struct Flood {
     next_src: usize,
     chunks: Vec<Vec<u8>>,
     flooders: Vec<Flooder>,
+    /// Flooders connected so far, and those of them still logging in (at
+    /// most `ramp`: a burst of connections past a server's listen backlog
+    /// (vsftpd's is 32) would wait for SYN retransmissions instead).
+    next: usize,
+    in_login: usize,
+    ramp: usize,
     flood_cap: u64,
     /// PASS floods: how many in all, over which window, from when.
     pass_total: usize,
@@ -141,6 +147,8 @@ pub struct FloodCfg {
     /// One command line per kind; flooders are spread evenly over the kinds.
     pub lines: Vec<String>,
     pub flooders: usize,
+    /// Flooders logging in at once.
+    pub ramp: usize,
     /// Bytes one flooder writes at most.
     pub flood_cap: u64,
     pub pass_total: usize,
@@ -176,6 +184,9 @@ impl Flood {
             next_src: 0,
             chunks,
             flooders,
+            next: 0,
+            in_login: 0,
+            ramp: c.ramp.max(1),
             flood_cap: c.flood_cap,
             pass_total: c.pass_total,
             pass_user: format!("USER {}\r\n", c.pass_user).into_bytes(),
@@ -202,9 +213,13 @@ impl Flood {
         Some(self.sources[self.next_src])
     }
 
-    /// Connect every flooder (they log in and wait for `start()`).
+    /// Connect the flooders, `ramp` at a time (they log in and wait for
+    /// `start()`); `step()` connects the rest as logins finish.
     pub fn connect(&mut self) {
-        for i in 0..self.flooders.len() {
+        while self.in_login < self.ramp && self.next < self.flooders.len() {
+            let i = self.next;
+            self.next += 1;
+            self.in_login += 1;
             let src = self.src();
             match connect_from(src, self.server) {
                 Ok(mut s) => {
@@ -226,6 +241,7 @@ impl Flood {
 
     /// Give up on flooders that did not log in.
     pub fn drop_unsettled(&mut self) {
+        self.next = self.flooders.len();
         for i in 0..self.flooders.len() {
             if matches!(self.flooders[i].st, FSt::Greeting | FSt::User | FSt::Pass) {
                 let st = self.flooders[i].st;
@@ -253,6 +269,7 @@ impl Flood {
 
     /// Handle what is ready now (never blocks); start due PASS floods.
     pub fn step(&mut self) {
+        self.connect();
         self.start_due_pass();
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         // A few rounds at most: the honest clients wait meanwhile.
@@ -281,6 +298,7 @@ impl Flood {
         }
         if matches!(f.st, FSt::Greeting | FSt::User | FSt::Pass) {
             self.stats.login_failed += 1;
+            self.in_login = self.in_login.saturating_sub(1);
         }
         f.st = FSt::Dead;
         if self.stats.first_error.is_none() {
@@ -340,6 +358,7 @@ impl Flood {
                 (FSt::User, 230) | (FSt::Pass, 230) | (FSt::Pass, 202) => {
                     self.flooders[i].st = FSt::Gated;
                     self.stats.logged_in += 1;
+                    self.in_login -= 1;
                     return;
                 }
                 (st, code) => {

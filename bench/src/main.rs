@@ -51,7 +51,7 @@ SCENARIOS
         LIST and MLSD (when FEAT has MLST): time and peak server RSS
   hostile [--clients 32] [--seconds 10] [--file small.bin] [--flooders 100] [--pass-floods 1000]
         [--stat-path hostile-dir] [--root DIR [--stat-dir-entries 20000]] [--pass-len 8100]
-        [--pass-user NAME] [--flood-bytes 16M] [--flood-sources A-B] [--rss-cap 1G] [--after 3]
+        [--pass-user NAME] [--flood-bytes 16M] [--flood-ramp 16] [--flood-sources A-B] [--rss-cap 1G] [--after 3]
         honest small-file clients alone, then while flooders that never read (a third each:
         `STAT <stat-path>`, `HELP`, `PASV`, written over and over) and PASS floods (USER, then a
         wrong --pass-len-byte PASS, reset at once, spread over the window) hit the server:

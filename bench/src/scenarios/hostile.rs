@@ -151,6 +151,7 @@ pub fn hostile(mut a: Args) -> Result<(), String> {
     let stat_path = a.str_or("stat-path", "hostile-dir");
     let entries: usize = a.num_or("stat-dir-entries", 20_000)?;
     let root = a.opt_str("root");
+    let flood_ramp: usize = a.num_or("flood-ramp", 16)?;
     let flood_bytes: u64 = a.num_or("flood-bytes", 16u64 << 20)?;
     let flood_stall: f64 = a.num_or("flood-stall", 5.0)?;
     let login_timeout: f64 = a.num_or("flood-login-timeout", 30.0)?;
@@ -204,6 +205,7 @@ pub fn hostile(mut a: Args) -> Result<(), String> {
         sources: flood_sources,
         lines,
         flooders,
+        ramp: flood_ramp,
         flood_cap: flood_bytes,
         pass_total: pass_floods,
         pass_user,
