@@ -120,7 +120,8 @@ def main():
              ("hostile: server peak RSS alone, KiB", "hostile", "", "baseline_peak_rss_kib", "low"),
              ("hostile: server peak RSS under the flood, KiB", "hostile", "", "hostile_peak_rss_kib", "low"),
              ("hostile: server peak PSS under the flood, KiB", "hostile", "", "hostile_peak_pss_kib", "low"),
-             ("hostile: PASS floods that got to send PASS", "hostile", "", "pass_sent", "high")]
+             ("hostile: PASS floods that got to send PASS", "hostile", "", "pass_sent", "high"),
+             ("hostile: honest transfers/s in the 3 s after the flood", "hostile", "", "after_transfers_per_s", "high")]
 
     out = []
     w = out.append
