@@ -140,6 +140,9 @@ pub struct Engine {
     pub gate: bool,
     /// Clients finishing an operation stop instead of starting the next.
     pub stop_new: bool,
+    /// The longest the loop waits for an event before calling `run`'s
+    /// `stop` again (lower it while `stop` also drives other work).
+    pub poll_max: Duration,
     /// This engine's number in the process (upload names).
     run: u32,
     rbuf: Vec<u8>,
@@ -275,6 +278,7 @@ impl Engine {
             ramp: 256,
             gate: false,
             stop_new: false,
+            poll_max: Duration::from_millis(50),
             run: ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             rbuf: vec![0u8; 256 << 10],
             wbuf,
@@ -405,7 +409,7 @@ impl Engine {
             if now >= deadline {
                 break false;
             }
-            let timeout = (deadline - now).min(Duration::from_millis(50));
+            let timeout = (deadline - now).min(self.poll_max);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     eprintln!("poll: {e}");

@@ -25,9 +25,12 @@ use mio::{Events, Interest, Poll, Token};
 use crate::engine::{connect_from, set_linger_zero};
 use crate::ftp::ReplyParser;
 
-/// Bytes a flooder writes per readiness event, so that one flooder's writes
-/// cannot hold up the honest clients of the same loop for long.
-const WRITE_BUDGET: usize = 16 << 10;
+/// Bytes a flooder writes per readiness event (then it is re-armed, so the
+/// flooders take turns).
+const WRITE_BUDGET: usize = 64 << 10;
+/// The longest one `step()` runs, so that the honest clients of the same
+/// loop wait at most about this long for the flood.
+const STEP_BUDGET: Duration = Duration::from_millis(1);
 
 /// The bytes a flooder sends: `line` + CRLF repeated to at least `min_len`
 /// bytes (whole lines only, so writing it cyclically keeps the framing).
@@ -69,6 +72,8 @@ struct Flooder {
     bytes: u64,
     /// The last write would have blocked and no writable event came since.
     blocked: bool,
+    /// In `Flood::ready` (used its turn's budget without blocking).
+    queued: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +121,11 @@ pub struct Flood {
     next_src: usize,
     chunks: Vec<Vec<u8>>,
     flooders: Vec<Flooder>,
+    /// Flooders that used their turn without blocking: written to again
+    /// without waiting for an event (epoll would not report the socket
+    /// writable again while less than a third of its buffer is free, though
+    /// it still takes bytes).
+    ready: std::collections::VecDeque<usize>,
     /// Flooders connected so far, and those of them still logging in (at
     /// most `ramp`: a burst of connections past a server's listen backlog
     /// (vsftpd's is 32) would wait for SYN retransmissions instead).
@@ -172,6 +182,7 @@ impl Flood {
                 pos: 0,
                 bytes: 0,
                 blocked: false,
+                queued: false,
             })
             .collect();
         Ok(Flood {
@@ -184,6 +195,7 @@ impl Flood {
             next_src: 0,
             chunks,
             flooders,
+            ready: Default::default(),
             next: 0,
             in_login: 0,
             ramp: c.ramp.max(1),
@@ -267,16 +279,20 @@ impl Flood {
         self.pass_t0 = Some(Instant::now());
     }
 
-    /// Handle what is ready now (never blocks); start due PASS floods.
+    /// Handle what is ready now, for at most `STEP_BUDGET` (never blocks);
+    /// start due PASS floods. The flooders that did not block are re-armed
+    /// and ready again at once, so call it again soon (the engine's
+    /// `poll_max`): a flooder writes until its socket would block.
     pub fn step(&mut self) {
         self.connect();
         self.start_due_pass();
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-        // A few rounds at most: the honest clients wait meanwhile.
-        for _ in 0..4 {
-            if self.poll.poll(&mut events, Some(Duration::ZERO)).is_err() || events.is_empty() {
+        let t0 = Instant::now();
+        while t0.elapsed() < STEP_BUDGET {
+            if self.poll.poll(&mut events, Some(Duration::ZERO)).is_err() {
                 break;
             }
+            let idle = events.is_empty() && self.ready.is_empty();
             for ev in events.iter() {
                 let t = ev.token().0;
                 if t >= PASS_BASE {
@@ -284,6 +300,17 @@ impl Flood {
                 } else if t < self.flooders.len() {
                     self.flooder_ready(t);
                 }
+            }
+            // One more turn for each flooder that did not block.
+            for _ in 0..self.ready.len() {
+                let Some(i) = self.ready.pop_front() else { break };
+                self.flooders[i].queued = false;
+                if self.flooders[i].st == FSt::Flood {
+                    self.flooder_write(i);
+                }
+            }
+            if idle {
+                break;
             }
         }
         self.events = events;
@@ -383,7 +410,7 @@ impl Flood {
         f.blocked = false;
         let mut err = None;
         while sent < WRITE_BUDGET && f.bytes < cap {
-            let room = ((cap - f.bytes) as usize).min(chunk.len() - f.pos);
+            let room = ((cap - f.bytes) as usize).min(chunk.len() - f.pos).min(WRITE_BUDGET - sent);
             match s.write(&chunk[f.pos..f.pos + room]) {
                 Ok(n) => {
                     sent += n;
@@ -421,9 +448,10 @@ impl Flood {
             f.st = FSt::Done;
             return;
         }
-        if !f.blocked {
-            // Budget used up with room left: re-arm (edge-triggered) to come back.
-            let _ = self.poll.registry().reregister(s, Token(i), Interest::WRITABLE);
+        if !f.blocked && !f.queued {
+            // Budget used up with room left: another turn soon.
+            f.queued = true;
+            self.ready.push_back(i);
         }
     }
 
@@ -566,6 +594,110 @@ mod tests {
         assert!(c.starts_with(b"STAT hostile-dir\r\nSTAT"));
         assert!(c.ends_with(b"\r\n"));
         assert_eq!(flood_chunk("HELP", 0), b"HELP\r\n");
+    }
+
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    fn cfg(server: SocketAddr, flooders: usize, pass_total: usize) -> FloodCfg {
+        FloodCfg {
+            server,
+            user: "u".into(),
+            pass: "p".into(),
+            sources: vec!["127.0.0.2".parse().unwrap()],
+            lines: vec!["HELP".into()],
+            flooders,
+            ramp: 4,
+            flood_cap: 256 << 20,
+            pass_total,
+            pass_user: "victim".into(),
+            pass_len: 3000,
+            stall: Duration::from_secs(5),
+        }
+    }
+
+    fn step_until(f: &mut Flood, secs: u64, done: impl Fn(&Flood) -> bool) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while !done(f) && Instant::now() < end {
+            f.step();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_flooder_logs_in_then_writes_until_its_socket_would_block() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            w.write_all(b"220 hi\r\n").unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "USER u\r\n");
+            w.write_all(b"230 in\r\n").unwrap();
+            // Never read again, until the test is over.
+            let _ = rx.recv_timeout(Duration::from_secs(30));
+        });
+        let mut f = Flood::new(cfg(addr, 1, 0)).unwrap();
+        f.connect();
+        step_until(&mut f, 10, Flood::settled);
+        assert_eq!(f.stats.logged_in, 1);
+        f.start(Duration::from_secs(1));
+        // Until it blocks and stays blocked (no byte more for 200 steps).
+        let mut last = 0;
+        let mut still = 0;
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end && still < 200 {
+            f.step();
+            if f.flooders[0].blocked && f.flooders[0].bytes == last {
+                still += 1;
+            } else {
+                still = 0;
+                last = f.flooders[0].bytes;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let st = f.close_all();
+        assert_eq!(st.blocked_at_end, 1, "wrote {} bytes", st.bytes[0]);
+        assert!(st.bytes[0] > 0 && st.bytes[0] < 256 << 20);
+        assert_eq!(f.open_sockets(), 0);
+        tx.send(()).unwrap();
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_pass_flood_sends_user_and_pass_then_resets() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (s, peer) = l.accept().unwrap();
+            assert_eq!(peer.ip().to_string(), "127.0.0.2");
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            w.write_all(b"220 hi\r\n").unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "USER victim\r\n");
+            w.write_all(b"331 pass?\r\n").unwrap();
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line.len(), "PASS \r\n".len() + 3000);
+            // Then a reset, never a wait for the verdict.
+            let mut rest = Vec::new();
+            let e = r.read_to_end(&mut rest);
+            assert!(rest.is_empty());
+            assert_eq!(e.map_err(|e| e.kind()).err(), Some(io::ErrorKind::ConnectionReset));
+        });
+        let mut f = Flood::new(cfg(addr, 0, 1)).unwrap();
+        f.start(Duration::ZERO);
+        step_until(&mut f, 10, |f| f.stats.pass_sent + f.stats.pass_refused + f.stats.pass_stalled > 0);
+        let st = f.close_all();
+        assert_eq!((st.pass_started, st.pass_sent, st.pass_stalled, st.pass_refused), (1, 1, 0, 0));
+        assert_eq!(f.open_sockets(), 0);
+        server.join().unwrap();
     }
 
     #[test]

@@ -218,6 +218,10 @@ pub fn hostile(mut a: Args) -> Result<(), String> {
     let mem = MemSampler::start(c.pid, cap_kib);
     let over = mem.over();
     let t_hostile = Instant::now();
+    // Come back to the flood every millisecond even when no event wakes the
+    // loop: re-armed flooders are ready at once, and the nested poll's fd
+    // (edge-triggered) signals only new readiness.
+    e.poll_max = Duration::from_millis(1);
     flood.connect();
     e.run(Instant::now() + Duration::from_secs_f64(login_timeout), |_| {
         flood.step();
@@ -233,6 +237,7 @@ pub fn hostile(mut a: Args) -> Result<(), String> {
     });
     let capped_in_window = over.load(Ordering::Relaxed);
     let fs = flood.close_all();
+    e.poll_max = Duration::from_millis(50);
     let _ = e.registry().deregister(&mut SourceFd(&ffd));
     let still_open = flood.open_sockets();
     drop(flood);
