@@ -159,12 +159,14 @@ def main():
     sref = num(res.get("sendfile", {}).get(("sendfile-ref", ""), {}).get("mb_per_s"))
     sref_cpu = num(res.get("sendfile", {}).get(("sendfile-ref", ""), {}).get("sender_cpu_s_per_gib"))
     w("")
-    w(f"Bare sendfile(2) loop over loopback (the physical reference): {fmt(sref)} MB/s, "
-      f"sender {fmt(sref_cpu)} CPU-s per GiB.")
+    if sref is not None:
+        w(f"Bare sendfile(2) loop over loopback (the physical reference): {fmt(sref)} MB/s, "
+          f"sender {fmt(sref_cpu)} CPU-s per GiB.")
     floor = num(res.get("floor", {}).get(("login", "1"), {}).get("server_cpu_us_per_login"))
-    w(f"Bare blocking login responder (`leanftpd-bench login-floor`: accept, 4 replies, 3 reads, close; "
-      f"no event loop, no password check — the kernel's cost of one login at a time, the physical "
-      f"reference for login ×1): {fmt(floor)} µs server CPU per login.")
+    if floor is not None:
+        w(f"Bare blocking login responder (`leanftpd-bench login-floor`: accept, 4 replies, 3 reads, close; "
+          f"no event loop, no password check — the kernel's cost of one login at a time, the physical "
+          f"reference for login ×1): {fmt(floor)} µs server CPU per login.")
     binsize = num(meta.get("binary_bytes"))
     w(f"leanftpd stripped release binary: {fmt(binsize / 2**20 if binsize else None)} MiB "
       f"({meta.get('binary_bytes', '?')} bytes). "
