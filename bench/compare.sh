@@ -56,6 +56,10 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+want() { case ",$SCENARIOS," in *,"$1",*) return 0 ;; esac; return 1; }
+for sc in ${SCENARIOS//,/ }; do
+    case "$sc" in stat|idle|small|large|list|login|mixed|hostile) ;; *) echo "compare.sh: unknown scenario $sc" >&2; exit 2 ;; esac
+done
 if [ "$WITH_UNFTP" = 1 ] || command -v unftp >/dev/null 2>&1; then
     case ",$SERVERS," in *,unftp,*) ;; *) SERVERS="$SERVERS,unftp" ;; esac
 fi
@@ -136,10 +140,6 @@ BENCH=$REPO/target/release/leanftpd-bench
 
 PY=$(python3 -c 'import sys; print(sys.executable)')
 has() { case ",$SERVERS," in *,"$1",*) return 0 ;; esac; return 1; }
-want() { case ",$SCENARIOS," in *,"$1",*) return 0 ;; esac; return 1; }
-for sc in ${SCENARIOS//,/ }; do
-    case "$sc" in stat|idle|small|large|list|login|mixed|hostile) ;; *) echo "compare.sh: unknown scenario $sc" >&2; exit 2 ;; esac
-done
 need_pip=()
 if has thinftp && ! "$PY" -c 'import thinftp' 2>/dev/null; then need_pip+=(thinftp); fi
 if { has pyftpdlib-threaded || has pyftpdlib-async; } && ! "$PY" -c 'import pyftpdlib' 2>/dev/null; then need_pip+=(pyftpdlib); fi
