@@ -3,11 +3,14 @@
 # and async), Twisted and vsftpd (and unftp, optionally), on loopback, in one
 # run; writes the table to bench/results/latest.md (issue 3).
 #
-#   bench/compare.sh [--quick] [--servers a,b,...] [--with-unftp] [--no-pin] [--keep]
+#   bench/compare.sh [--quick] [--servers a,b,...] [--scenarios a,b,...] [--with-unftp] [--no-pin] [--keep]
 #
 #   --quick        a few minutes: fewer idle sessions for the peers, short windows,
 #                  256 MiB large files (the full run: 1 GiB files, 1k/5k/19k idle for all)
 #   --servers      subset of: leanftpd,thinftp,pyftpdlib-threaded,pyftpdlib-async,twisted,vsftpd,unftp
+#   --scenarios    subset of: stat,idle,small,large,list,login,mixed,hostile [all]; e.g.
+#                  `--scenarios hostile --servers leanftpd,vsftpd,pyftpdlib-async` runs only the
+#                  flood scenario of issue 9 (~1 min per server; no large file is made)
 #   --with-unftp   include unftp (built with `cargo install` if it is not on PATH: takes minutes)
 #   --no-pin       do not pin (by default every server runs on CPU 0 with `taskset -c 0`,
 #                  as on a single-core device, and the load generator on CPU 1)
@@ -28,6 +31,7 @@ COMMAND="bench/compare.sh $*"
 
 MODE=full
 SERVERS="leanftpd,thinftp,pyftpdlib-threaded,pyftpdlib-async,twisted,vsftpd"
+SCENARIOS="stat,idle,small,large,list,login,mixed,hostile"
 WITH_UNFTP=0
 PIN=1
 KEEP=0
@@ -45,10 +49,16 @@ while [ $# -gt 0 ]; do
         --lean-args=*) LEAN_ARGS="${1#*=}" ;;
         --out) OUT="$2"; shift ;;
         --out=*) OUT="${1#*=}" ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --scenarios) SCENARIOS="$2"; shift ;;
+        --scenarios=*) SCENARIOS="${1#*=}" ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
+done
+want() { case ",$SCENARIOS," in *,"$1",*) return 0 ;; esac; return 1; }
+for sc in ${SCENARIOS//,/ }; do
+    case "$sc" in stat|idle|small|large|list|login|mixed|hostile) ;; *) echo "compare.sh: unknown scenario $sc" >&2; exit 2 ;; esac
 done
 if [ "$WITH_UNFTP" = 1 ] || command -v unftp >/dev/null 2>&1; then
     case ",$SERVERS," in *,unftp,*) ;; *) SERVERS="$SERVERS,unftp" ;; esac
@@ -62,6 +72,9 @@ else
     LARGE_SIZE=$((1 << 30)); RETR1_REPS=2; LARGE_ROUNDS=3; MIXED_SECS=8; MIXED_ROUNDS=2; LIST_REPS=5; LOGIN_TIMEOUT=600
 fi
 LOGIN_CONC="1 16 128"
+# hostile (issue 9): a fixed window per phase, the same in both modes; the
+# server's memory may not pass 1 GiB (the run stops there and says so).
+HOSTILE_SECS=10; HOSTILE_ENTRIES=20000; HOSTILE_RSS_CAP=1G
 SOURCES="127.0.0.1-127.0.0.20"
 USER_NAME=ftpbench
 USER_PASS="bench-$RANDOM$RANDOM"
@@ -154,9 +167,9 @@ mkdir -p "$DATA/list10k" "$RES" "$LOGS"
 chmod 777 "$DATA"
 log "making the data in $DATA"
 head -c 4096 /dev/urandom > "$DATA/small.bin"
-head -c "$LARGE_SIZE" /dev/urandom > "$DATA/large.bin"
-(cd "$DATA/list10k" && seq -f 'f%05g' 10000 | xargs touch)
-chmod 644 "$DATA/small.bin" "$DATA/large.bin"
+if want large || want mixed; then head -c "$LARGE_SIZE" /dev/urandom > "$DATA/large.bin"; chmod 644 "$DATA/large.bin"; fi
+want list && (cd "$DATA/list10k" && seq -f 'f%05g' 10000 | xargs touch)
+chmod 644 "$DATA/small.bin"
 printf '%s:%s:%s:rw\n' "$USER_NAME" "$(openssl passwd -6 "$USER_PASS")" "$DATA" > "$WORK/users"
 chmod 600 "$WORK/users"
 
@@ -305,11 +318,12 @@ run_server() { # NAME
     sleep 1
     local C=(--addr "127.0.0.1:$port" --user "$USER_NAME" --pass "$USER_PASS" --pid "$pid" --label "$name")
     local S=(--sources "$SOURCES")
-    bench "$name" 60 stat "${C[@]}"
+    want stat && bench "$name" 60 stat "${C[@]}"
     # Idle first: later scenarios grow the heap, and freed memory that a new
     # session can reuse would hide its real cost.
     local idle_ns=$IDLE_PEER
     [ "$name" = leanftpd ] && idle_ns=$IDLE_LEAN
+    want idle || idle_ns=""
     for n in $idle_ns; do
         if [ "$name" = vsftpd ] && [ $((2 * n + 2000)) -gt "$(cat /proc/sys/kernel/pid_max)" ]; then
             log "  vsftpd: $n sessions need $((2 * n)) processes, above kernel.pid_max; skipped"
@@ -319,13 +333,14 @@ run_server() { # NAME
         bench "$name" $((LOGIN_TIMEOUT + 120)) idle "${C[@]}" "${S[@]}" --sessions "$n" --window "$WINDOW" \
             --ramp 32 --login-timeout "$LOGIN_TIMEOUT"
     done
-    log "  small"
+    want small && log "  small" &&
     bench "$name" $((SMALL_SECS + 120)) small "${C[@]}" "${S[@]}" --clients 32 --seconds "$SMALL_SECS"
     # Large transfers: LARGE_ROUNDS rounds of the four runs (the table takes
     # each figure's median), and for leanftpd the physical reference right
     # before each of its RETR ×1 runs, so both see the machine in the same state.
-    local round
-    for round in $(seq "$LARGE_ROUNDS"); do
+    local round rounds=$LARGE_ROUNDS
+    want large || rounds=0
+    for round in $(seq "$rounds"); do
         for op in retr stor; do
             for st in 1 8; do
                 local reps=1
@@ -340,16 +355,22 @@ run_server() { # NAME
             done
         done
     done
-    log "  list"
+    want list && log "  list" &&
     bench "$name" 600 list "${C[@]}" --entries 10000 --path list10k --reps "$LIST_REPS"
-    for c in $LOGIN_CONC; do
+    local concs=$LOGIN_CONC
+    want login || concs=""
+    for c in $concs; do
         log "  login x$c"
         bench "$name" $((LOGIN_SECS + 90)) login "${C[@]}" "${S[@]}" --concurrency "$c" --seconds "$LOGIN_SECS"
     done
     # The physical reference for login ×1, measured next to leanftpd's.
-    [ "$name" = leanftpd ] && run_login_floor
-    log "  mixed"
+    [ "$name" = leanftpd ] && want login && run_login_floor
+    want mixed && log "  mixed" &&
     bench "$name" $((MIXED_SECS * 12 + 2 * LOGIN_TIMEOUT)) mixed "${C[@]}" "${S[@]}" --idle 2000 --seconds "$MIXED_SECS" --rounds "$MIXED_ROUNDS"
+    # Last: the floods may leave a server that has no bound in a bad state.
+    want hostile && log "  hostile" &&
+    bench "$name" $((3 * HOSTILE_SECS + 150)) hostile "${C[@]}" "${S[@]}" --clients 32 --seconds "$HOSTILE_SECS" \
+        --root "$DATA" --stat-path hostile-dir --stat-dir-entries "$HOSTILE_ENTRIES" --rss-cap "$HOSTILE_RSS_CAP"
     stop_server
     grep -h '^RESULT' "$LOGS/$name.bench.log" >"$RES/$name.txt"
 }
@@ -361,12 +382,12 @@ IFS=, read -r -a LIST <<<"$SERVERS"
 for s in "${LIST[@]}"; do
     run_server "$s"
 done
-if ! grep -qs '^RESULT' "$LOGS/sendfile.bench.log"; then
+if want large && ! grep -qs '^RESULT' "$LOGS/sendfile.bench.log"; then
     log "sendfile reference"
     timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 17 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
         >>"$LOGS/sendfile.bench.log" 2>&1 || log "sendfile-ref failed: $(tail -1 "$LOGS/sendfile.bench.log")"
 fi
-grep -h '^RESULT' "$LOGS/sendfile.bench.log" >"$RES/sendfile.txt"
+grep -hs '^RESULT' "$LOGS/sendfile.bench.log" >"$RES/sendfile.txt"
 
 # ------------------------------------------------------------ report
 versions="leanftpd_$("$LEAN_BIN" --version | awk '{print $2}')"
@@ -389,6 +410,7 @@ versions+=",_python_$("$PY" -c 'import platform; print(platform.python_version()
     echo "META mem=$(awk '/MemTotal/ {printf "%.0f_GiB_RAM", $2/1048576}' /proc/meminfo)"
     echo "META command=$(tr ' ' '~' <<<"$COMMAND") pinning=$PINNING versions=$versions"
     echo "META loadavg=start_${LOAD_START}_end_$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
+    echo "META scenarios=$SCENARIOS"
     echo "META lean_args=$(tr ' ' '~' <<<"${LEAN_ARGS:-none}")"
     strip -o "$WORK/leanftpd.stripped" "$LEAN_BIN" 2>/dev/null || cp "$LEAN_BIN" "$WORK/leanftpd.stripped"
     echo "META binary_bytes=$(stat -c %s "$WORK/leanftpd.stripped")"

@@ -109,7 +109,19 @@ def main():
              ("list 10,000: LIST ms", "list", "", "list_median_ms", "low"),
              ("list: LIST peak RSS growth, KiB", "list", "", "list_peak_rss_delta_kib", "low"),
              ("list: MLSD ms", "list", "", "mlsd_median_ms", "low"),
-             ("list: MLSD peak RSS growth, KiB", "list", "", "mlsd_peak_rss_delta_kib", "low")]
+             ("list: MLSD peak RSS growth, KiB", "list", "", "mlsd_peak_rss_delta_kib", "low"),
+             ("hostile: honest 4 KiB transfers/s alone", "hostile", "", "baseline_transfers_per_s", "high"),
+             ("hostile: honest transfers/s under the flood", "hostile", "", "hostile_transfers_per_s", "high"),
+             ("hostile: honest p50 alone, ms", "hostile", "", "baseline_p50_ms", "low"),
+             ("hostile: honest p50 under the flood, ms", "hostile", "", "hostile_p50_ms", "low"),
+             ("hostile: honest p99 alone, ms", "hostile", "", "baseline_p99_ms", "low"),
+             ("hostile: honest p99 under the flood, ms", "hostile", "", "hostile_p99_ms", "low"),
+             ("hostile: p99 ratio flood/alone", "hostile", "", "p99_ratio", "low"),
+             ("hostile: server peak RSS alone, KiB", "hostile", "", "baseline_peak_rss_kib", "low"),
+             ("hostile: server peak RSS under the flood, KiB", "hostile", "", "hostile_peak_rss_kib", "low"),
+             ("hostile: server peak PSS under the flood, KiB", "hostile", "", "hostile_peak_pss_kib", "low"),
+             ("hostile: PASS floods that got to send PASS", "hostile", "", "pass_sent", "high"),
+             ("hostile: honest transfers/s in the 3 s after the flood", "hostile", "", "after_transfers_per_s", "high")]
 
     out = []
     w = out.append
@@ -147,18 +159,43 @@ def main():
     sref = num(res.get("sendfile", {}).get(("sendfile-ref", ""), {}).get("mb_per_s"))
     sref_cpu = num(res.get("sendfile", {}).get(("sendfile-ref", ""), {}).get("sender_cpu_s_per_gib"))
     w("")
-    w(f"Bare sendfile(2) loop over loopback (the physical reference): {fmt(sref)} MB/s, "
-      f"sender {fmt(sref_cpu)} CPU-s per GiB.")
+    if sref is not None:
+        w(f"Bare sendfile(2) loop over loopback (the physical reference): {fmt(sref)} MB/s, "
+          f"sender {fmt(sref_cpu)} CPU-s per GiB.")
     floor = num(res.get("floor", {}).get(("login", "1"), {}).get("server_cpu_us_per_login"))
-    w(f"Bare blocking login responder (`leanftpd-bench login-floor`: accept, 4 replies, 3 reads, close; "
-      f"no event loop, no password check — the kernel's cost of one login at a time, the physical "
-      f"reference for login ×1): {fmt(floor)} µs server CPU per login.")
+    if floor is not None:
+        w(f"Bare blocking login responder (`leanftpd-bench login-floor`: accept, 4 replies, 3 reads, close; "
+          f"no event loop, no password check — the kernel's cost of one login at a time, the physical "
+          f"reference for login ×1): {fmt(floor)} µs server CPU per login.")
     binsize = num(meta.get("binary_bytes"))
     w(f"leanftpd stripped release binary: {fmt(binsize / 2**20 if binsize else None)} MiB "
       f"({meta.get('binary_bytes', '?')} bytes). "
       "The Python peers need a CPython interpreter and their packages (tens of MiB on disk); "
       "vsftpd is a ~150 KiB C binary plus libc, PAM and its modules, and forks two processes per client.")
     w("")
+
+    stopped = [s for s in servers if res.get(s, {}).get(("hostile", ""), {}).get("stopped_early", "no") != "no"]
+    if stopped:
+        w("hostile: stopped early because the server's memory passed the cap (--rss-cap; its figures are "
+          "up to that moment): " + ", ".join(stopped) + ".")
+        w("")
+    if any(("hostile", "") in res.get(s, {}) for s in servers):
+        w("## Issue 9 targets (hostile)\n")
+        w("| server | honest p99 flood/alone | ≤ 2× | peak RSS (PSS) under the flood | < 64 MiB |")
+        w("|---|---|---|---|---|")
+        for s in servers:
+            h = res.get(s, {}).get(("hostile", ""))
+            if not h:
+                continue
+            ratio, rss = num(h.get("p99_ratio")), num(h.get("hostile_peak_rss_kib"))
+            pss = num(h.get("hostile_peak_pss_kib"))
+            ok = lambda c: "—" if c is None else ("**met**" if c else "**not met**")
+            w(f"| {s} | {fmt(ratio)}× | {ok(None if ratio is None else ratio <= 2)} | "
+              f"{fmt(rss / 1024 if rss is not None else None)} ({fmt(pss / 1024 if pss is not None else None)}) MiB | {ok(None if rss is None else rss < 64 * 1024)} |")
+        w("")
+    if not any(sc != "hostile" for (sc, _v) in res.get(LEAN, {})):
+        print("\n".join(out))
+        return
 
     # Targets.
     w("## Issue 3 targets\n")

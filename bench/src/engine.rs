@@ -140,6 +140,9 @@ pub struct Engine {
     pub gate: bool,
     /// Clients finishing an operation stop instead of starting the next.
     pub stop_new: bool,
+    /// The longest the loop waits for an event before calling `run`'s
+    /// `stop` again (lower it while `stop` also drives other work).
+    pub poll_max: Duration,
     /// This engine's number in the process (upload names).
     run: u32,
     rbuf: Vec<u8>,
@@ -186,7 +189,7 @@ pub fn connect_from(src: Option<IpAddr>, dst: SocketAddr) -> io::Result<TcpStrea
 }
 
 /// SO_LINGER {on, 0}: close() sends RST and leaves no TIME_WAIT.
-fn set_linger_zero(s: &TcpStream) {
+pub fn set_linger_zero(s: &TcpStream) {
     use std::os::fd::AsRawFd;
     let l = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: the fd is open for the call; the option value outlives it.
@@ -275,6 +278,7 @@ impl Engine {
             ramp: 256,
             gate: false,
             stop_new: false,
+            poll_max: Duration::from_millis(50),
             run: ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             rbuf: vec![0u8; 256 << 10],
             wbuf,
@@ -349,6 +353,25 @@ impl Engine {
         }
     }
 
+    /// The age (µs since its PASV/EPSV) of each transfer of the group still
+    /// in flight: at the end of a window these are lower bounds of latencies
+    /// that a percentile over finished transfers alone would leave out.
+    pub fn inflight_ages_us(&self, group: usize) -> Vec<u32> {
+        self.clients
+            .iter()
+            .filter(|c| c.group == group && matches!(c.st, St::Pasv | St::Xfer))
+            .map(|c| c.t_start.elapsed().as_micros().min(u32::MAX as u128) as u32)
+            .collect()
+    }
+
+    /// The loop's registry, to wake it for another poll's events: register
+    /// that poll's fd with a token at or above `2 * clients` (say
+    /// `usize::MAX`); the loop ignores such tokens, and `run`'s `stop` is
+    /// called after every wake-up.
+    pub fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
     pub fn count(&self, group: usize, f: impl Fn(St) -> bool) -> usize {
         self.clients.iter().filter(|c| c.group == group && f(c.st)).count()
     }
@@ -386,7 +409,7 @@ impl Engine {
             if now >= deadline {
                 break false;
             }
-            let timeout = (deadline - now).min(Duration::from_millis(50));
+            let timeout = (deadline - now).min(self.poll_max);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     eprintln!("poll: {e}");

@@ -7,6 +7,7 @@
 
 mod args;
 mod engine;
+mod flood;
 mod ftp;
 mod procstat;
 mod report;
@@ -48,6 +49,14 @@ SCENARIOS
         --rounds times); small p99 alone and under large transfers
   list --entries 10000 [--path list10k] [--reps 3]
         LIST and MLSD (when FEAT has MLST): time and peak server RSS
+  hostile [--clients 32] [--seconds 10] [--file small.bin] [--flooders 100] [--pass-floods 1000]
+        [--stat-path hostile-dir] [--root DIR [--stat-dir-entries 20000]] [--pass-len 8100]
+        [--pass-user NAME] [--flood-bytes 16M] [--flood-ramp 16] [--flood-sources A-B] [--rss-cap 1G] [--after 3]
+        honest small-file clients alone, then while flooders that never read (a third each:
+        `STAT <stat-path>`, `HELP`, `PASV`, written over and over) and PASS floods (USER, then a
+        wrong --pass-len-byte PASS, reset at once, spread over the window) hit the server:
+        honest p50/p99, transfers/s and the server's peak RSS in both phases, p99 ratio;
+        --root makes ROOT/STAT_PATH with the entries if missing; stops early past --rss-cap
   sendfile-ref --size BYTES [--reps 3] [--chunk 1M] [--file PATH] [--sender-cpu N] [--reader-cpu N]
         bare sendfile(2) over loopback, sender thread in this process: the physical reference
   login-floor [--listen 127.0.0.1:0]
@@ -80,6 +89,7 @@ fn main() {
         "large" => scenarios::large(a),
         "mixed" => scenarios::mixed(a),
         "list" => scenarios::list(a),
+        "hostile" => scenarios::hostile(a),
         "sendfile-ref" => sendfile_ref::run(a),
         "login-floor" => login_floor::run(a),
         "stat" => scenarios::stat(a),

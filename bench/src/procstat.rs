@@ -170,6 +170,22 @@ pub fn rss_of(pids: &[u32]) -> u64 {
     pids.iter().map(|&p| statm_rss_pages(p)).sum::<u64>() * page_kib()
 }
 
+/// RSS and PSS in KiB summed over a set of pids, from `smaps_rollup`
+/// (slower than `statm`: for a sampler that reads it now and then).
+pub fn rss_pss_of(pids: &[u32]) -> (u64, u64) {
+    pids.iter()
+        .map(|&p| parse_rollup(&fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default()))
+        .fold((0, 0), |(r, p), (r1, p1)| (r + r1, p + p1))
+}
+
+/// Whether a server's memory is past `cap_kib`: its summed RSS, and, for a
+/// tree of several processes (vsftpd forks per client, and the forks share
+/// most pages), its PSS too when one was read — summed RSS counts shared
+/// pages once per process, which alone would stop a forking server early.
+pub fn over_cap(rss_kib: u64, pss_kib: Option<u64>, procs: usize, cap_kib: u64) -> bool {
+    rss_kib > cap_kib && (procs <= 1 || pss_kib.is_some_and(|p| p > cap_kib))
+}
+
 /// CPU seconds of the calling thread.
 pub fn thread_cpu_secs() -> f64 {
     // SAFETY: clock_gettime writes one timespec that we own.
@@ -212,7 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn memory_cap() {
+        assert!(!over_cap(100, None, 1, 200));
+        assert!(over_cap(300, None, 1, 200));
+        // Forks: summed RSS alone does not trip it; PSS does.
+        assert!(!over_cap(300, None, 5, 200));
+        assert!(!over_cap(300, Some(150), 5, 200));
+        assert!(over_cap(300, Some(250), 5, 200));
+    }
+
+    #[test]
     fn own_tree_is_readable() {
+        let (rss, pss) = rss_pss_of(&[std::process::id()]);
+        assert!(rss > 0 && pss > 0 && pss <= rss);
         let s = sample(std::process::id(), true);
         assert!(s.procs >= 1 && s.threads >= 1 && s.rss_kib > 0);
     }

@@ -13,6 +13,9 @@ use crate::engine::{percentile_ms, Cfg, Engine, Op, St, Stats};
 use crate::procstat::{self, Sample};
 use crate::report::Report;
 
+mod hostile;
+pub use hostile::hostile;
+
 const GIB: f64 = (1u64 << 30) as f64;
 
 /// The options every scenario shares.
