@@ -103,6 +103,12 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Transfer log in `xferlog(5)` format, if wanted.
     pub xferlog: Option<PathBuf>,
+    /// Every upload all-or-nothing: written to a temporary file and renamed
+    /// into place only when complete, so a directory watcher never sees a
+    /// partial file; an interrupted upload leaves nothing. Off by default:
+    /// an interrupted upload to a new name keeps its bytes (resumable), and
+    /// APPE and a resume at the end of a file write in place.
+    pub atomic_uploads: bool,
 }
 
 impl Config {
@@ -133,6 +139,7 @@ impl Config {
             insecure_port_any_host: false,
             log_level: LogLevel::Info,
             xferlog: None,
+            atomic_uploads: false,
         }
     }
 
@@ -204,6 +211,7 @@ impl Config {
                     }
                 }
                 "--xferlog" => c.xferlog = Some(PathBuf::from(value("--xferlog")?)),
+                "--atomic-uploads" => c.atomic_uploads = true,
                 "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
                 "--insecure-port-any-host" => c.insecure_port_any_host = true,
                 other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
@@ -320,6 +328,8 @@ OPTIONS:
     --shutdown-grace SECS      on SIGTERM/SIGINT, time for transfers to finish [default: 10]
     --log-level LEVEL          error, warn, info or debug [default: info]
     --xferlog FILE             append a line per transfer to FILE in xferlog(5) format
+    --atomic-uploads           every upload all-or-nothing (temp file + rename): an interrupted
+                               one leaves nothing; APPE/REST copy and lock (450 if busy)
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
     -h, --help                 print this help

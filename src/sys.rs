@@ -496,6 +496,23 @@ pub fn renameat_noreplace(
     renameat2(old_dir, old_name, new_dir, new_name, libc::RENAME_NOREPLACE)
 }
 
+/// `flock(fd, LOCK_EX | LOCK_NB)`: an exclusive advisory lock, refused at
+/// once (`EWOULDBLOCK`) when another open file description holds one. It
+/// lasts until every descriptor of this description is closed.
+pub fn flock_exclusive_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        // SAFETY: a valid descriptor for the duration of the call.
+        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !is_eintr(&err) {
+            return Err(err);
+        }
+    }
+}
+
 /// `copy_file_range(in, &in_off, out, NULL, len)`: copy inside the kernel
 /// (a reflink on filesystems that can) from `in_fd` at `*in_off` to
 /// `out_fd` at its file position. Used to carry the kept part of a file

@@ -158,14 +158,22 @@ fn retr_and_rest_retr_in_every_type_mode_order_and_size() {
 
 #[test]
 fn stor_appe_stou_and_rest_stor_in_every_type_mode_order_and_size() {
-    let srv = TestServer::start();
+    // APPE and a resume write in place by default, through a temporary
+    // copy with --atomic-uploads: both paths.
+    for atomic in [false, true] {
+        stor_family(atomic);
+    }
+}
+
+fn stor_family(atomic: bool) {
+    let srv = TestServer::with(|c| c.atomic_uploads = atomic);
     let mut c = srv.anon();
     for ty in [Type::Ascii, Type::Image] {
         set_type(&mut c, ty);
         for size in SIZES {
             let (disk, wire) = content(ty, size, size as u64 + 1000);
             for (mode, order) in ways() {
-                let tag = format!("{ty:?}-{size}-{mode:?}-{order:?}");
+                let tag = format!("{ty:?}-{size}-{mode:?}-{order:?}-atomic-{atomic}");
 
                 let name = format!("s-{tag}");
                 let what = format!("STOR {name}");
@@ -184,7 +192,9 @@ fn stor_appe_stou_and_rest_stor_in_every_type_mode_order_and_size() {
                 let want = [disk.as_slice(), disk.as_slice()].concat();
                 assert_eq!((on_disk.len(), sha256(&on_disk)), (want.len(), sha256(&want)), "{what}: on disk");
 
-                // REST n + STOR keeps the first n bytes and writes after them.
+                // REST n + STOR keeps the first n bytes and writes after
+                // them: n inside the file (a copy), then n at its end (in
+                // place unless atomic).
                 let n = size / 2;
                 c.expect(&format!("REST {n}"), 350);
                 let what = format!("REST {n} + STOR {name}");
@@ -193,6 +203,15 @@ fn stor_appe_stou_and_rest_stor_in_every_type_mode_order_and_size() {
                 final_226(&mut c, &what);
                 let on_disk = std::fs::read(srv.path(&name)).unwrap();
                 let want = [&disk[..n], disk.as_slice()].concat();
+                assert_eq!((on_disk.len(), sha256(&on_disk)), (want.len(), sha256(&want)), "{what}: on disk");
+                let end = want.len();
+                c.expect(&format!("REST {end}"), 350);
+                let what = format!("REST {end} (the end) + STOR {name}");
+                let (_, data) = open(&mut c, mode, order, &format!("STOR {name}"));
+                send_all(data, &wire, &what);
+                final_226(&mut c, &what);
+                let on_disk = std::fs::read(srv.path(&name)).unwrap();
+                let want = [want.as_slice(), disk.as_slice()].concat();
                 assert_eq!((on_disk.len(), sha256(&on_disk)), (want.len(), sha256(&want)), "{what}: on disk");
 
                 // STOU names a new file in its 150.

@@ -464,3 +464,124 @@ fn issue_10_a_download_cut_short_by_the_file_shrinking_is_451_not_226() {
         c.expect("NOOP", 200);
     }
 }
+
+// ----- issue 10: received bytes are kept unless that destroys a file --------
+
+/// Start a STOR of `name`, send `sent` bytes, wait until the server wrote
+/// them (temp file or target), then cut the upload as `cut` says.
+fn cut_upload(srv: &TestServer, c: &mut Ctl, name: &str, body: &[u8], sent: usize, cut: End) {
+    let (_, mut data) = c.open_transfer(Mode::Pasv, &format!("STOR {name}"));
+    data.write_all(&body[..sent]).unwrap();
+    let written = || {
+        let mut sizes: Vec<u64> = srv.temp_files("").iter().filter_map(|t| std::fs::metadata(srv.path(t)).ok()).map(|m| m.len()).collect();
+        sizes.extend(std::fs::metadata(srv.path(name)).ok().map(|m| m.len()));
+        sizes.contains(&(sent as u64))
+    };
+    wait_until("the server to write what was sent", Duration::from_secs(10), written);
+    match cut {
+        End::ControlClosed => {
+            c.shutdown();
+            drop(data);
+        }
+        End::Abor => {
+            c.send("ABOR");
+            let codes: Vec<u16> = (0..2).map(|_| c.reply().code).collect();
+            assert_eq!(codes, [426, 226]);
+            drop(data);
+        }
+        End::DataReset => {
+            reset(data);
+            let r = c.reply();
+            assert!((400..500).contains(&r.code), "{r:?}");
+        }
+    }
+}
+
+#[test]
+fn issue_10_an_interrupted_upload_to_a_new_name_keeps_its_bytes_and_resumes() {
+    let body = pattern(800_000, 77);
+    for cut in [End::Abor, End::DataReset, End::ControlClosed] {
+        let srv = TestServer::start();
+        let mut c = srv.anon();
+        c.expect("TYPE I", 200);
+        cut_upload(&srv, &mut c, "new.bin", &body, 300_000, cut);
+        wait_until("the kept bytes at the name", Duration::from_secs(10), || {
+            std::fs::metadata(srv.path("new.bin")).map(|m| m.len()).ok() == Some(300_000)
+        });
+        assert!(srv.temp_files("").is_empty(), "{cut:?}: temp files left: {:?}", srv.temp_files(""));
+        // Resume as FileZilla, WinSCP and `lftp put -c` do: SIZE, REST, STOR.
+        let mut c = srv.anon();
+        c.expect("TYPE I", 200);
+        assert_eq!(c.expect("SIZE new.bin", 213).lines[0], "213 300000", "{cut:?}");
+        c.expect("REST 300000", 350);
+        c.stor(Mode::Epsv, "new.bin", &body[300_000..]);
+        assert_eq!(sha256_file(&srv.path("new.bin")), sha256(&body), "{cut:?}: resumed file");
+    }
+}
+
+#[test]
+fn issue_10_atomic_uploads_leave_nothing_of_an_interrupted_upload() {
+    let body = pattern(800_000, 78);
+    let srv = TestServer::with(|c| c.atomic_uploads = true);
+    let mut c = srv.anon();
+    c.expect("TYPE I", 200);
+    cut_upload(&srv, &mut c, "new.bin", &body, 300_000, End::DataReset);
+    wait_until("the temp file to go", Duration::from_secs(10), || srv.temp_files("").is_empty());
+    assert!(!srv.path("new.bin").exists(), "an interrupted atomic upload left a file");
+    c.stor(Mode::Pasv, "new.bin", &body);
+    assert_eq!(sha256_file(&srv.path("new.bin")), sha256(&body));
+}
+
+#[test]
+fn issue_10_appe_appends_in_place_and_concurrent_appends_both_land() {
+    use std::os::unix::fs::MetadataExt;
+    let srv = TestServer::start();
+    srv.put("log.txt", b"first\n");
+    let ino = std::fs::metadata(srv.path("log.txt")).unwrap().ino();
+    let mut a = srv.anon();
+    let mut b = srv.anon();
+    a.expect("TYPE I", 200);
+    b.expect("TYPE I", 200);
+    // Both uploads open at once, each writes one line, then both end.
+    let (_, mut da) = a.open_transfer(Mode::Pasv, "APPE log.txt");
+    let (_, mut db) = b.open_transfer(Mode::Epsv, "APPE log.txt");
+    da.write_all(b"from a\n").unwrap();
+    db.write_all(b"from b\n").unwrap();
+    drop(da);
+    drop(db);
+    assert_eq!(a.reply().code, 226);
+    assert_eq!(b.reply().code, 226);
+    let text = std::fs::read_to_string(srv.path("log.txt")).unwrap();
+    assert!(text.starts_with("first\n") && text.contains("from a\n") && text.contains("from b\n") && text.len() == 20, "{text:?}");
+    // In place: the same file, not a copy renamed over it.
+    assert_eq!(std::fs::metadata(srv.path("log.txt")).unwrap().ino(), ino);
+    // A resume at the end of the file is in place too.
+    a.expect("REST 20", 350);
+    a.stor(Mode::Pasv, "log.txt", b"more\n");
+    assert_eq!(std::fs::read_to_string(srv.path("log.txt")).unwrap().len(), 25);
+    assert_eq!(std::fs::metadata(srv.path("log.txt")).unwrap().ino(), ino);
+}
+
+#[test]
+fn issue_10_with_atomic_uploads_a_second_appe_to_the_same_file_is_450() {
+    let srv = TestServer::with(|c| c.atomic_uploads = true);
+    srv.put("log.txt", b"first\n");
+    let mut a = srv.anon();
+    let mut b = srv.anon();
+    let (_, mut da) = a.open_transfer(Mode::Pasv, "APPE log.txt");
+    let prep = b.prepare(Mode::Pasv);
+    drop(prep);
+    let r = b.cmd("APPE log.txt");
+    assert_eq!(r.code, 450, "{r:?}");
+    da.write_all(b"from a\n").unwrap();
+    drop(da);
+    assert_eq!(a.reply().code, 226);
+    assert_eq!(std::fs::read_to_string(srv.path("log.txt")).unwrap(), "first\nfrom a\n");
+    // Once the first is over, the file is free again.
+    b.expect("TYPE I", 200);
+    let (_, mut db) = b.open_transfer(Mode::Pasv, "APPE log.txt");
+    db.write_all(b"from b\n").unwrap();
+    drop(db);
+    assert_eq!(b.reply().code, 226);
+    assert_eq!(std::fs::read_to_string(srv.path("log.txt")).unwrap(), "first\nfrom a\nfrom b\n");
+}

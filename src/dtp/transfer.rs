@@ -169,14 +169,16 @@ impl Transfer {
 
     /// STOR into `upload`.
     pub fn stor(upload: Upload, ascii: bool) -> Transfer {
-        Transfer::Stor { upload, ascii, held_cr: false, prefill: None, pipe: stor_pipe(ascii) }
+        let pipe = stor_pipe(ascii, upload.is_append());
+        Transfer::Stor { upload, ascii, held_cr: false, prefill: None, pipe }
     }
 
     /// STOR after REST n, or APPE: keep the first `keep` bytes of `src`,
     /// then the bytes that arrive.
     pub fn stor_after(upload: Upload, ascii: bool, src: File, keep: u64) -> Transfer {
         let prefill = (keep > 0).then_some(Prefill { src, copied: 0, len: keep });
-        Transfer::Stor { upload, ascii, held_cr: false, prefill, pipe: stor_pipe(ascii) }
+        let pipe = stor_pipe(ascii, upload.is_append());
+        Transfer::Stor { upload, ascii, held_cr: false, prefill, pipe }
     }
 
     /// Bytes the client has moved so far is counted by the reactor; this is
@@ -306,6 +308,15 @@ impl Transfer {
         }
     }
 
+    /// The transfer ended early (ABOR, a lost connection, a stall, a local
+    /// error): an upload keeps what arrived where that destroys no file
+    /// (see `Upload::interrupted`); anything else is just closed.
+    pub fn interrupted(self) {
+        if let Transfer::Stor { upload, .. } = self {
+            upload.interrupted();
+        }
+    }
+
     /// Complete a successful transfer: for STOR, flush and rename the
     /// temporary file into place.
     pub fn finish(self) -> Result<(), TransferError> {
@@ -330,8 +341,10 @@ fn fill_listing(vfs: &Vfs, listing: &mut Listing, format: ListFormat, out: &mut 
     Ok(true)
 }
 
-fn stor_pipe(ascii: bool) -> Option<(OwnedFd, OwnedFd)> {
-    if ascii || std::env::var_os("LEANFTPD_NO_SPLICE").is_some() {
+/// `splice(2)` cannot write to a file opened with `O_APPEND` (`EINVAL`):
+/// an APPE in place takes the copy through the scratch buffer.
+fn stor_pipe(ascii: bool, append: bool) -> Option<(OwnedFd, OwnedFd)> {
+    if ascii || append || std::env::var_os("LEANFTPD_NO_SPLICE").is_some() {
         return None;
     }
     crate::sys::pipe(STOR_PIPE_BYTES).ok()

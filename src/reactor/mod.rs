@@ -75,6 +75,16 @@ const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
 /// within a line and a chunk. A client that is not pipelining sends far
 /// less than this at a time.
 const CTRL_READ_CHUNK_BYTES: usize = 8 * 1024;
+/// Commands one session may run per dispatch (readiness event, timer,
+/// verdict) before the others get their turn: a client that pipelines
+/// thousands of commands in one write is served in slices, so the loop's
+/// pass stays short for everyone (redis's `NET_MAX_WRITES_PER_EVENT` idea,
+/// applied to commands).
+const LINES_PER_TURN: usize = 64;
+/// Reply bytes one session may produce per dispatch: what a command costs
+/// shows in its reply (HELP ~1 KiB, a STAT of a directory up to ~100 KiB),
+/// so this weighs heavy commands more than NOOPs.
+const REPLY_BYTES_PER_TURN: usize = 64 * 1024;
 /// Unread bytes discarded from a control connection the server closes after
 /// its last reply, so that the close is a FIN and not a RST (see
 /// `close_control`): one chunk per queued line at most, and the rest of an
@@ -197,6 +207,10 @@ pub struct Server {
     xferlog: Option<XferLog>,
     /// What is left of `PASS_BUDGET_BYTES` in this pass.
     pass_budget: usize,
+    /// Commands the session being dispatched may still run (see `new_turn`).
+    turn_lines: usize,
+    /// Reply bytes it may still produce.
+    turn_bytes: usize,
     /// Earliest time for the next slab shrink and heap trim.
     next_shrink: Instant,
     /// A `SHRINK_CHECK` timer is in the wheel.
@@ -278,6 +292,8 @@ impl Server {
             accept_paused: false,
             xferlog,
             pass_budget: PASS_BUDGET_BYTES,
+            turn_lines: LINES_PER_TURN,
+            turn_bytes: REPLY_BYTES_PER_TURN,
             next_shrink: now,
             shrink_scheduled: false,
         })
@@ -369,6 +385,7 @@ impl Server {
     /// `to_eagain`: read the control socket until `WouldBlock` even after a
     /// short read (urgent data, hang-up, or a source cut short earlier).
     fn ready(&mut self, key: usize, readable: bool, writable: bool, to_eagain: bool) {
+        self.new_turn();
         match self.slab.get(key) {
             Some(Entry::Listener(_)) => self.accept_control(key),
             Some(Entry::Ctrl(_)) => {
@@ -384,6 +401,14 @@ impl Server {
             Some(Entry::Data(_)) => self.data_ready(key),
             Some(Entry::Closed) | None => {}
         }
+    }
+
+    /// A new dispatch: a session may run `LINES_PER_TURN` commands and
+    /// produce `REPLY_BYTES_PER_TURN` of replies before it must wait for
+    /// the next pass of the loop.
+    fn new_turn(&mut self) {
+        self.turn_lines = LINES_PER_TURN;
+        self.turn_bytes = REPLY_BYTES_PER_TURN;
     }
 
     /// Run `key` again in the next pass (a source cut short by its budget,
@@ -402,6 +427,7 @@ impl Server {
     }
 
     fn timeout(&mut self, key: usize) {
+        self.new_turn();
         match key {
             ACCEPT_RETRY => {
                 self.accept_paused = false;
@@ -589,6 +615,7 @@ impl Server {
     /// Write replies, straight to the socket when nothing is queued; only an
     /// unsent tail is copied into the session.
     fn send(&mut self, key: usize, bytes: &[u8]) {
+        self.turn_bytes = self.turn_bytes.saturating_sub(bytes.len());
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         if bytes.is_empty() && c.out.is_empty() {
             if c.close_after_flush {
@@ -640,10 +667,19 @@ impl Server {
         // may start a transfer whose first slice runs at once and needs the
         // scratch (lending one buffer to both made a TYPE A RETR whose data
         // connection was already open read 0 bytes and answer 226).
+        // Lines left from an earlier turn go first; more is read only once
+        // they are done, so the queue never grows past a read.
+        if matches!(self.slab.get(key), Some(Entry::Ctrl(c)) if !c.line.is_empty()) {
+            self.drain_lines(key);
+        }
         let mut scratch = std::mem::take(&mut self.read_buf);
         let mut budget = CTRL_READ_BUDGET_BYTES;
         while let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if c.read_paused || c.close_after_flush || c.read_eof {
+                break;
+            }
+            if self.turn_lines == 0 || self.turn_bytes == 0 {
+                self.wake_later(key);
                 break;
             }
             let want = budget.min(CTRL_READ_CHUNK_BYTES);
@@ -725,6 +761,13 @@ impl Server {
                 c.read_paused = true;
                 return;
             }
+            if self.turn_lines == 0 || self.turn_bytes == 0 {
+                // This session had its share of the pass: the rest waits
+                // (reading stops, see `read_control`) for the next one.
+                c.line.push(&bytes[pos..]);
+                self.wake_later(key);
+                return;
+            }
             match line::frame(&bytes[pos..], max) {
                 Frame::Line { end, consumed } => {
                     line::clean(&bytes[pos..pos + end], &mut self.cleaned);
@@ -765,6 +808,12 @@ impl Server {
                 c.read_paused = false;
                 self.wake_later(key);
                 continue;
+            }
+            if self.turn_lines == 0 || self.turn_bytes == 0 {
+                if !c.line.is_empty() {
+                    self.wake_later(key);
+                }
+                return;
             }
             let hint = if c.line.sifted() == 0 { c.line.scanned() } else { 0 };
             match line::frame_from(c.line.bytes(), hint, max) {
@@ -937,6 +986,7 @@ impl Server {
     /// Hand the line in `self.cleaned` to the session, with a panic in its
     /// handling contained to this session.
     fn run_line(&mut self, key: usize) {
+        self.turn_lines = self.turn_lines.saturating_sub(1);
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -1493,13 +1543,21 @@ impl Server {
             self.wheel.cancel(id);
         }
         let (req, result) = match state {
-            DataState::Running(req) | DataState::Connecting(req) => {
+            DataState::Running(req) => {
                 let TransferRequest { transfer, kind, path, ascii } = req;
                 let result = match result {
                     Ok(()) => transfer.finish(),
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        transfer.interrupted();
+                        Err(e)
+                    }
                 };
                 (Some((kind, path, ascii)), result)
+            }
+            DataState::Connecting(req) => {
+                // Never connected: nothing moved, nothing to keep.
+                let TransferRequest { kind, path, ascii, .. } = req;
+                (Some((kind, path, ascii)), result.and(Err(TransferError::CantOpen)))
             }
             DataState::Idle => (None, result),
         };
@@ -1601,6 +1659,7 @@ impl Server {
     }
 
     fn on_verdict(&mut self, v: Verdict) {
+        self.new_turn();
         match self.slab.get(v.key) {
             Some(Entry::Ctrl(c)) if c.serial == v.serial && c.session.pending() == Pending::Login => {}
             _ => return,

@@ -374,14 +374,14 @@ impl Vfs {
         let name = p.file_name().ok_or(FsError::IsADirectory)?;
         check_new_name(name)?;
         let (dir, final_name) = self.jail.open_parent(p)?;
-        match sys::fstatat(dir.as_fd(), &final_name, libc::AT_SYMLINK_NOFOLLOW) {
+        let target_existed = match sys::fstatat(dir.as_fd(), &final_name, libc::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if Kind::from_mode(st.st_mode) == Kind::Dir => {
                 return Err(FsError::IsADirectory)
             }
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Ok(_) => true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => false,
             Err(e) => return Err(io_err(e)),
-        }
+        };
         for _ in 0..TEMP_NAME_ATTEMPTS {
             let temp = random_temp_name()?;
             let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
@@ -390,10 +390,14 @@ impl Vfs {
                     return Ok(Upload {
                         file: File::from(fd),
                         dir,
-                        temp,
+                        temp: Some(temp),
                         final_name,
                         done: false,
                         no_replace: false,
+                        target_existed,
+                        keep_partial: false,
+                        lock: None,
+                        append: false,
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
@@ -422,6 +426,57 @@ impl Vfs {
             return Ok((upload, p));
         }
         Err(FsError::AlreadyExists)
+    }
+
+    /// An upload written straight into its target, for APPE and for a
+    /// resumed STOR (`REST n` where n is the file's size): no copy of the
+    /// kept part, and what arrives is in the file at once, so an
+    /// interrupted upload keeps every byte received. `append`: `O_APPEND`
+    /// (concurrent appends both land, each write at the end) and the file
+    /// is created if missing; otherwise the file must exist and writing
+    /// starts at `offset`. `O_NOFOLLOW`: a symbolic link as the last
+    /// component is refused, as for every upload.
+    pub fn open_in_place(&self, p: &VirtualPath, append: bool, offset: u64) -> Result<Upload, FsError> {
+        use std::io::{Seek, SeekFrom};
+        self.require_writable()?;
+        let name = p.file_name().ok_or(FsError::IsADirectory)?;
+        check_new_name(name)?;
+        let (dir, final_name) = self.jail.open_parent(p)?;
+        let flags = libc::O_WRONLY | libc::O_NOFOLLOW | if append { libc::O_APPEND | libc::O_CREAT } else { 0 };
+        let fd = sys::openat(dir.as_fd(), &final_name, flags, 0o644).map_err(io_err)?;
+        let st = sys::fstat(fd.as_fd()).map_err(io_err)?;
+        if Kind::from_mode(st.st_mode) != Kind::File {
+            return Err(FsError::PermissionDenied);
+        }
+        let mut file = File::from(fd);
+        if !append {
+            file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        }
+        Ok(Upload {
+            file,
+            dir,
+            temp: None,
+            final_name,
+            done: true,
+            no_replace: false,
+            target_existed: true,
+            keep_partial: false,
+            lock: None,
+            append,
+        })
+    }
+
+    /// Take an exclusive lock on an upload's existing target (`flock`), for
+    /// `--atomic-uploads`: an APPE or resumed STOR copies the old content
+    /// into a temporary file, and two at once would lose one's bytes. The
+    /// second gets [`FsError::Busy`] (`450`) instead. Returns the locked
+    /// descriptor, to be held by the upload ([`Upload::hold_lock`]).
+    pub fn lock_target(file: &File) -> Result<File, FsError> {
+        match sys::flock_exclusive_nonblocking(file.as_fd()) {
+            Ok(()) => file.try_clone().map_err(io_err),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(FsError::Busy),
+            Err(e) => Err(io_err(e)),
+        }
     }
 
     /// `lstat` of a path (the link itself if it is a symbolic link).
@@ -802,33 +857,78 @@ fn random_temp_name() -> Result<CString, FsError> {
     c_name(&name)
 }
 
-/// An upload in progress: a temp file beside its target. Dropping it
+/// An upload in progress: a temp file beside its target (STOR, STOU, and
+/// APPE or a resumed STOR under `--atomic-uploads`), or the target itself
+/// (APPE, a resumed STOR at the end of the file). Dropping a temp upload
 /// without commit removes the temp file.
 #[derive(Debug)]
 pub struct Upload {
-    /// The temp file, open for writing.
+    /// The file being written: the temp file, or the target in place.
     pub file: File,
     /// The target's directory (`O_PATH`, resolved in the jail).
     dir: OwnedFd,
-    /// The temp file's name in `dir`.
-    temp: CString,
+    /// The temp file's name in `dir`; `None` when writing in place.
+    temp: Option<CString>,
     /// The target's name in `dir`.
     final_name: CString,
     /// Set once the temp name no longer exists (committed or removed).
     done: bool,
     /// STOU: never replace an existing target at commit.
     no_replace: bool,
+    /// The target existed when the upload began.
+    target_existed: bool,
+    /// An interrupted upload keeps its bytes at the target's name (see
+    /// [`Upload::keep_partial`]).
+    keep_partial: bool,
+    /// The target's `flock`, held until the upload ends (atomic APPE/REST).
+    lock: Option<File>,
+    /// Written in place with `O_APPEND`.
+    append: bool,
 }
 
 impl Upload {
     /// Rename the temp file over the target (`renameat`, atomically
     /// replacing an old file). Does not `fsync`. On error the temp file is
-    /// removed and an old target is left as it was.
+    /// removed and an old target is left as it was. In place: nothing to do.
     pub fn commit(mut self) -> Result<(), FsError> {
+        let Some(temp) = &self.temp else { return Ok(()) };
         let rename = if self.no_replace { sys::renameat_noreplace } else { sys::renameat };
-        rename(self.dir.as_fd(), &self.temp, self.dir.as_fd(), &self.final_name).map_err(io_err)?;
+        rename(self.dir.as_fd(), temp, self.dir.as_fd(), &self.final_name).map_err(io_err)?;
         self.done = true;
         Ok(())
+    }
+
+    /// Ask that an interruption keep the received bytes, where that cannot
+    /// destroy a file: only when the target did not exist when the upload
+    /// began (a new name, STOU). Over an existing file the old one stays.
+    pub fn keep_partial_if_new(&mut self) {
+        self.keep_partial = !self.target_existed;
+    }
+
+    /// Written in place with `O_APPEND`.
+    pub fn is_append(&self) -> bool {
+        self.append
+    }
+
+    /// Hold the target's lock until the upload ends.
+    pub fn hold_lock(&mut self, lock: File) {
+        self.lock = Some(lock);
+    }
+
+    /// The upload was interrupted (ABOR, a reset or closed connection, a
+    /// stall, a full disk): keep what arrived if [`keep_partial_if_new`]
+    /// asked for it — the temp file takes the target's name, unless a file
+    /// appeared there meanwhile (`RENAME_NOREPLACE`): then, and otherwise,
+    /// it is removed. In place, the bytes are already in the target.
+    ///
+    /// [`keep_partial_if_new`]: Upload::keep_partial_if_new
+    pub fn interrupted(mut self) {
+        if let (Some(temp), true) = (&self.temp, self.keep_partial) {
+            if sys::renameat_noreplace(self.dir.as_fd(), temp, self.dir.as_fd(), &self.final_name).is_ok() {
+                self.done = true;
+            }
+        }
+        // Drop removes the temp file if it was not renamed.
     }
 
     /// Remove the temp file (also done on drop).
@@ -836,9 +936,9 @@ impl Upload {
         drop(self);
     }
 
-    /// The temp file's name (in the target's directory).
+    /// The temp file's name (in the target's directory); empty in place.
     pub fn temp_name(&self) -> &[u8] {
-        self.temp.as_bytes()
+        self.temp.as_deref().map(std::ffi::CStr::to_bytes).unwrap_or(b"")
     }
 
     /// The target's name (in the same directory).
@@ -849,10 +949,10 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if !self.done {
+        if let (false, Some(temp)) = (self.done, &self.temp) {
             self.done = true;
             // Nothing useful to do on failure: the name is hidden anyway.
-            let _ = sys::unlinkat(self.dir.as_fd(), &self.temp, 0);
+            let _ = sys::unlinkat(self.dir.as_fd(), temp, 0);
         }
     }
 }

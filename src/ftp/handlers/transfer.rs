@@ -4,7 +4,7 @@ use crate::dtp::transfer::Transfer;
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session, XferKind};
-use crate::vfs::{FsError, Kind, ListFormat};
+use crate::vfs::{FsError, Kind, ListFormat, Vfs};
 
 /// TYPE — RFC 959 §3.1.1: `A` (ASCII, optionally `A N`), `I` (image) and
 /// `L 8` (bytes of 8 bits = image). EBCDIC, `A T`, `A C` and other byte
@@ -120,19 +120,31 @@ pub fn retr(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
 /// STOR — RFC 959 §4.1.3: "causes the server-DTP to accept the data
 /// transferred via the data connection and to store the data as a file at
 /// the server site. If the file specified in the pathname exists at the
-/// server site, then its contents shall be replaced". The data go to a
-/// temporary file that replaces the target only when the transfer completes.
+/// server site, then its contents shall be replaced".
 ///
-/// After `REST n` (RFC 3659 §5.5) the first n bytes of the old file are
-/// kept and the new bytes follow — still through a temporary file, so an
-/// interrupted resume leaves the old partial file as it was.
-pub fn stor(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+/// Received bytes are kept unless keeping them would destroy an existing
+/// file:
+/// - a new name: the data go to a temporary file renamed into place when
+///   the transfer completes, and also when it is interrupted (what arrived
+///   stays, resumable with SIZE + `REST n` + STOR or APPE, as vsftpd,
+///   ProFTPD and pyftpdlib keep it);
+/// - an existing file: through a temporary file that replaces it only when
+///   the transfer completes; an interrupted upload leaves the old file;
+/// - after `REST n` (RFC 3659 §5.5) with n the file's size: written in
+///   place at n (a resume: no copy of the kept part); with n smaller, the
+///   first n bytes are copied into a temporary file and the new bytes
+///   follow, replacing the file when complete.
+///
+/// With `--atomic-uploads` every upload is all-or-nothing, and a resume
+/// copies and locks the file (`450` while another upload holds it).
+pub fn stor(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     s.require_data()?;
     let offset = std::mem::take(&mut s.rest);
     let path = s.cwd.resolve(arg)?;
     if path.is_root() {
         return Err(CmdError::Fs(FsError::IsADirectory));
     }
+    let atomic = ctx.env.config.atomic_uploads;
     let vfs = &s.login()?.vfs;
     let transfer = if offset > 0 {
         if !vfs.is_writable() {
@@ -146,9 +158,21 @@ pub fn stor(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
         if offset > meta.size {
             return Err(CmdError::InvalidRestart);
         }
-        Transfer::stor_after(vfs.create_upload(&path)?, s.ascii, src, offset)
+        if offset == meta.size && !atomic {
+            Transfer::stor(vfs.open_in_place(&path, false, offset)?, s.ascii)
+        } else {
+            let mut upload = vfs.create_upload(&path)?;
+            if atomic {
+                upload.hold_lock(Vfs::lock_target(&src)?);
+            }
+            Transfer::stor_after(upload, s.ascii, src, offset)
+        }
     } else {
-        Transfer::stor(vfs.create_upload(&path)?, s.ascii)
+        let mut upload = vfs.create_upload(&path)?;
+        if !atomic {
+            upload.keep_partial_if_new();
+        }
+        Transfer::stor(upload, s.ascii)
     };
     Ok(s.start_transfer(XferKind::Stor, transfer, path))
 }
@@ -157,9 +181,15 @@ pub fn stor(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
 /// to store the data in a file at the server site. If the file specified in
 /// the pathname exists at the server site, then the data shall be appended
 /// to that file; otherwise the file specified in the pathname shall be
-/// created". Atomic like STOR: old contents + new data replace the file
-/// only when the transfer completes.
-pub fn appe(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+/// created".
+///
+/// Written in place with `O_APPEND`: no copy of the old content (a 1-byte
+/// APPE to a big file costs one byte), two sessions appending at once both
+/// land, and an interrupted APPE keeps what arrived. With
+/// `--atomic-uploads`: old content + new data replace the file only when
+/// the transfer completes, under a lock (`450` while another upload holds
+/// the file).
+pub fn appe(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     s.require_data()?;
     s.rest = 0;
     let path = s.cwd.resolve(arg)?;
@@ -170,8 +200,16 @@ pub fn appe(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
     if !vfs.is_writable() {
         return Err(CmdError::Fs(FsError::ReadOnly));
     }
+    if !ctx.env.config.atomic_uploads {
+        let transfer = Transfer::stor(vfs.open_in_place(&path, true, 0)?, s.ascii);
+        return Ok(s.start_transfer(XferKind::Stor, transfer, path));
+    }
     let transfer = match vfs.open_file(&path) {
-        Ok((src, meta)) => Transfer::stor_after(vfs.create_upload(&path)?, s.ascii, src, meta.size),
+        Ok((src, meta)) => {
+            let mut upload = vfs.create_upload(&path)?;
+            upload.hold_lock(Vfs::lock_target(&src)?);
+            Transfer::stor_after(upload, s.ascii, src, meta.size)
+        }
         Err(FsError::NotFound) => Transfer::stor(vfs.create_upload(&path)?, s.ascii),
         Err(e) => return Err(e.into()),
     };
@@ -182,7 +220,7 @@ pub fn appe(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
 /// current directory under a name unique to that directory", and RFC 1123
 /// §4.1.2.9: the reply is "150 FILE: pppp". An argument is taken as the
 /// name to start from; the commit never replaces a file.
-pub fn stou(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+pub fn stou(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     s.require_data()?;
     s.rest = 0;
     let (dir, base) = if arg.is_empty() {
@@ -194,7 +232,11 @@ pub fn stou(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
             None => (p, b"ftp.upload".to_vec()),
         }
     };
-    let (upload, path) = s.login()?.vfs.create_unique_upload(&dir, &base)?;
+    let (mut upload, path) = s.login()?.vfs.create_unique_upload(&dir, &base)?;
+    if !ctx.env.config.atomic_uploads {
+        // The name was new: an interrupted STOU keeps what arrived there.
+        upload.keep_partial_if_new();
+    }
     let transfer = Transfer::stor(upload, s.ascii);
     Ok(s.start_transfer(XferKind::Stou, transfer, path))
 }
