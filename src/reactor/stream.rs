@@ -100,8 +100,17 @@ pub fn prepare_listener(listener: &mio::net::TcpListener, control: bool) {
     let _ = crate::sys::set_nodelay(fd);
     if control {
         let _ = crate::sys::set_oobinline(fd);
+        let _ = crate::sys::set_send_buffer(fd, CONTROL_SEND_BUFFER_BYTES);
     }
 }
+
+/// The kernel send buffer of a control connection, in bytes (Linux
+/// reserves twice this). Replies are small; a client that does not read
+/// them should meet the server's reply budget after a few kilobytes, not
+/// after the megabytes an autotuned loopback buffer takes — until then the
+/// loop would keep running its commands. It also bounds the kernel memory
+/// a non-reading client holds.
+pub const CONTROL_SEND_BUFFER_BYTES: usize = 32 * 1024;
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
