@@ -544,6 +544,12 @@ pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes.min(libc::c_int::MAX as usize) as libc::c_int)
 }
 
+/// `SO_RCVBUF`: the kernel's receive buffer for a socket, in bytes (Linux
+/// doubles the value and stops autotuning it).
+pub fn set_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes.min(libc::c_int::MAX as usize) as libc::c_int)
+}
+
 /// Overwrite `buf` with zeros in a way the compiler may not elide as a
 /// dead store (a password about to be freed).
 pub fn zeroize(buf: &mut [u8]) {

@@ -80,7 +80,7 @@ const CTRL_READ_CHUNK_BYTES: usize = 8 * 1024;
 /// thousands of commands in one write is served in slices, so the loop's
 /// pass stays short for everyone (redis's `NET_MAX_WRITES_PER_EVENT` idea,
 /// applied to commands).
-const LINES_PER_TURN: usize = 64;
+const LINES_PER_TURN: usize = 16;
 /// Reply bytes one session may produce per dispatch: what a command costs
 /// shows in its reply (HELP ~1 KiB, a STAT of a directory up to ~100 KiB),
 /// so this weighs heavy commands more than NOOPs.

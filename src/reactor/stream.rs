@@ -101,8 +101,16 @@ pub fn prepare_listener(listener: &mio::net::TcpListener, control: bool) {
     if control {
         let _ = crate::sys::set_oobinline(fd);
         let _ = crate::sys::set_send_buffer(fd, CONTROL_SEND_BUFFER_BYTES);
+        let _ = crate::sys::set_receive_buffer(fd, CONTROL_RECEIVE_BUFFER_BYTES);
     }
 }
+
+/// The kernel receive buffer of a control connection, in bytes (Linux
+/// reserves twice this). Commands are lines of at most a few kilobytes;
+/// what a session that stopped reading (busy, or its client not reading
+/// replies) leaves in the kernel is bounded by this instead of the
+/// megabytes autotuning would grant a flooding client.
+pub const CONTROL_RECEIVE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The kernel send buffer of a control connection, in bytes (Linux
 /// reserves twice this). Replies are small; a client that does not read
