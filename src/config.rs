@@ -36,6 +36,9 @@ pub const DEFAULT_MAX_PER_IP: usize = 500;
 pub const DEFAULT_MAX_PASSIVE: usize = 1024;
 /// Data connections (transfers) open at once.
 pub const DEFAULT_MAX_TRANSFERS: usize = 1024;
+/// Passive listeners and data connections at once from one client address:
+/// a share, so that one address cannot take every data slot.
+pub const DEFAULT_MAX_DATA_PER_IP: usize = 64;
 
 /// Log verbosity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +106,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Transfer log in `xferlog(5)` format, if wanted.
     pub xferlog: Option<PathBuf>,
+    /// See `DEFAULT_MAX_DATA_PER_IP`.
+    pub max_data_per_ip: usize,
     /// Every upload all-or-nothing: written to a temporary file and renamed
     /// into place only when complete, so a directory watcher never sees a
     /// partial file; an interrupted upload leaves nothing. Off by default:
@@ -140,6 +145,7 @@ impl Config {
             log_level: LogLevel::Info,
             xferlog: None,
             atomic_uploads: false,
+            max_data_per_ip: DEFAULT_MAX_DATA_PER_IP,
         }
     }
 
@@ -195,6 +201,7 @@ impl Config {
                 "--max-per-ip" => c.max_per_ip = parse_num("--max-per-ip", &value("--max-per-ip")?)?,
                 "--max-passive" => c.max_passive = parse_num("--max-passive", &value("--max-passive")?)?,
                 "--max-transfers" => c.max_transfers = parse_num("--max-transfers", &value("--max-transfers")?)?,
+                "--max-data-per-ip" => c.max_data_per_ip = parse_num("--max-data-per-ip", &value("--max-data-per-ip")?)?,
                 "--max-line" => {
                     c.max_line_bytes = parse_num("--max-line", &value("--max-line")?)?;
                     if c.max_line_bytes < 64 {
@@ -324,6 +331,7 @@ OPTIONS:
     --max-per-ip N             control connections at once from one address [default: 500]
     --max-passive N            passive listeners open at once [default: 1024]
     --max-transfers N          data connections open at once [default: 1024]
+    --max-data-per-ip N        passive listeners and data connections at once from one address [default: 64]
     --max-line BYTES           longest command line [default: 8192]
     --shutdown-grace SECS      on SIGTERM/SIGINT, time for transfers to finish [default: 10]
     --log-level LEVEL          error, warn, info or debug [default: info]

@@ -244,3 +244,44 @@ fn stop_lets_a_running_transfer_finish_within_the_grace_period() {
     assert_eq!(r.code, 421, "{r:?}");
     c.expect_closed();
 }
+
+#[test]
+fn an_idle_data_connection_is_closed_after_the_data_timeout() {
+    // Found by the red team: a connected data socket with no transfer
+    // command held its slot for as long as the session lived.
+    let srv = TestServer::with(|c| c.data_timeout = Duration::from_secs(1));
+    srv.put("f", b"hello");
+    let mut c = srv.anon();
+    let addr = c.pasv();
+    let mut data = connect_data(addr);
+    data.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The server closes it: EOF within the bound.
+    let mut buf = [0u8; 16];
+    let n = data.read(&mut buf).expect("the server closes the idle data connection");
+    assert_eq!(n, 0);
+    let r = c.cmd("RETR f");
+    assert_eq!(r.code, 425, "{r:?}");
+    // The session goes on, with a new data connection.
+    assert_eq!(c.retr(Mode::Pasv, "f"), b"hello");
+}
+
+#[test]
+fn one_address_holds_at_most_max_data_per_ip_data_slots() {
+    let srv = TestServer::with(|c| c.max_data_per_ip = 2);
+    srv.put("f", b"hello");
+    let mut a = srv.anon();
+    let mut b = srv.anon();
+    let mut c = srv.anon();
+    a.pasv();
+    b.pasv();
+    c.expect("PASV", 425);
+    c.expect("EPSV", 425);
+    // Active mode counts too.
+    let l = c.port();
+    let r = c.cmd("RETR f");
+    assert_eq!(r.code, 425, "{r:?}");
+    drop(l);
+    // A slot comes back when a session gives its listener up.
+    a.expect("PORT 127,0,0,1,4,1", 200);
+    assert_eq!(c.retr(Mode::Epsv, "f"), b"hello");
+}

@@ -10,8 +10,12 @@
 //! send PASS without an account (unknown users cost the same, so that no
 //! one can tell them apart). So:
 //! - the queue holds at most [`MAX_JOBS`] jobs, and jobs from one client
-//!   address at most [`MAX_JOBS_PER_ADDRESS`]: a PASS past either bound is
-//!   refused at once ([`Full`]; the reactor answers `421` and closes);
+//!   address at most [`MAX_JOBS_PER_ADDRESS`]: a PASS past the address's
+//!   share is refused at once ([`Full`]; the reactor answers `421` and
+//!   closes). When the whole queue is full, a newcomer whose address has
+//!   fewer jobs waiting than the busiest address takes the place of that
+//!   address's newest job (which is refused instead), so a few flooding
+//!   addresses cannot keep everyone else out;
 //! - a session that closes takes its waiting job out ([`Helper::cancel`]),
 //!   so a flood of PASS-and-reset costs no hashing at all;
 //! - the thread takes next the job of the address it served least among
@@ -87,15 +91,27 @@ struct Queue {
 }
 
 impl Queue {
-    /// Whether one more job from `ip` may wait.
-    fn admit(&self, ip: IpAddr) -> Result<(), Full> {
-        if self.jobs.len() >= MAX_JOBS {
-            return Err(Full::Total);
-        }
-        if self.jobs.iter().filter(|j| j.ip == ip).count() >= MAX_JOBS_PER_ADDRESS {
+    /// Whether one more job from `ip` may wait: `Ok(None)` if there is
+    /// room, `Ok(Some(i))` if the job at `i` (the newest of the address
+    /// with most jobs, which has more than `ip`) must make room for it.
+    fn admit(&self, ip: IpAddr) -> Result<Option<usize>, Full> {
+        let mine = self.jobs.iter().filter(|j| j.ip == ip).count();
+        if mine >= MAX_JOBS_PER_ADDRESS {
             return Err(Full::Address);
         }
-        Ok(())
+        if self.jobs.len() < MAX_JOBS {
+            return Ok(None);
+        }
+        // At most 64 × 64 comparisons, only when the queue is full.
+        let busiest = self
+            .jobs
+            .iter()
+            .map(|j| (self.jobs.iter().filter(|k| k.ip == j.ip).count(), j.ip))
+            .max_by_key(|&(n, _)| n);
+        match busiest {
+            Some((n, busy_ip)) if n > mine + 1 => Ok(self.jobs.iter().rposition(|j| j.ip == busy_ip)),
+            _ => Err(Full::Total),
+        }
     }
 
     fn cancel(&mut self, key: usize, serial: u64) {
@@ -165,14 +181,18 @@ impl Helper {
     }
 
     /// Queue a job, or refuse it when the queue or this address's share of
-    /// it is full.
-    pub fn submit(&self, job: Job) -> Result<(), Full> {
+    /// it is full. `Ok(Some((key, serial)))`: that session's job was taken
+    /// out to make room (see the module's doc); the reactor refuses it.
+    pub fn submit(&self, job: Job) -> Result<Option<(usize, u64)>, Full> {
         let mut q = self.shared.lock();
-        q.admit(job.ip)?;
+        let evicted = match q.admit(job.ip)? {
+            Some(i) => q.jobs.remove(i).map(|j| (j.key, j.serial)),
+            None => None,
+        };
         q.jobs.push_back(job);
         drop(q);
         self.shared.ready.notify_one();
-        Ok(())
+        Ok(evicted)
     }
 
     /// Forget the waiting job of a session that closed (no hash is spent
@@ -236,22 +256,43 @@ mod tests {
         assert_eq!(q.jobs[q.pick().unwrap()].key, 100);
     }
 
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+    }
+
     #[test]
     fn the_queue_and_each_address_have_a_bound() {
         let mut q = Queue::default();
         for k in 0..MAX_JOBS_PER_ADDRESS {
-            assert_eq!(q.admit(job(k, 2).ip), Ok(()));
+            assert_eq!(q.admit(ip(2)), Ok(None));
             q.jobs.push_back(job(k, 2));
         }
-        assert_eq!(q.admit(job(99, 2).ip), Err(Full::Address));
+        assert_eq!(q.admit(ip(2)), Err(Full::Address));
+        // Fill the rest from addresses with one job each.
         let mut k = 100;
         while q.jobs.len() < MAX_JOBS {
-            let ip = 10 + (k % 100) as u8;
-            assert_eq!(q.admit(job(k, ip).ip), Ok(()), "job {k}");
-            q.jobs.push_back(job(k, ip));
+            let n = 10 + (k % 100) as u8;
+            assert_eq!(q.admit(ip(n)), Ok(None), "job {k}");
+            q.jobs.push_back(job(k, n));
             k += 1;
         }
-        assert_eq!(q.admit(job(k, 250).ip), Err(Full::Total));
+        // Full: a newcomer takes the place of the busiest address's newest
+        // job (127.0.0.2 has 8, the newcomer none).
+        let i = q.admit(ip(250)).unwrap().expect("room made");
+        assert_eq!((q.jobs[i].key, q.jobs[i].ip), (MAX_JOBS_PER_ADDRESS - 1, ip(2)));
+        // An address that already has as many as the busiest but one is refused.
+        let mut even = Queue::default();
+        for k in 0..MAX_JOBS {
+            even.jobs.push_back(job(k, (k / 2) as u8));
+        }
+        // Every address has 2: one with 2 would gain nothing by evicting.
+        assert_eq!(even.admit(ip(0)), Err(Full::Total));
+        // One with none may take a job from an address with 2 (both end at 1).
+        assert!(matches!(even.admit(ip(200)), Ok(Some(_))));
+        // One with 1 may not (it would only swap who has 2).
+        even.jobs.pop_back();
+        even.jobs.push_back(job(999, 201));
+        assert_eq!(even.admit(ip(201)), Err(Full::Total));
     }
 
     #[test]

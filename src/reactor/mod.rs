@@ -75,6 +75,8 @@ const CTRL_READ_BUDGET_BYTES: usize = 64 * 1024;
 /// within a line and a chunk. A client that is not pipelining sends far
 /// less than this at a time.
 const CTRL_READ_CHUNK_BYTES: usize = 8 * 1024;
+/// The refusal of a password check the queue has no room for.
+const LOGINS_BUSY: &[u8] = b"421 Too many logins in progress; try again later.\r\n";
 /// Commands one session may run per dispatch (readiness event, timer,
 /// verdict) before the others get their turn: a client that pipelines
 /// thousands of commands in one write is served in slices, so the loop's
@@ -186,6 +188,8 @@ pub struct Server {
     local_addr: SocketAddr,
     ports: PortPicker,
     per_ip: HashMap<IpAddr, u32>,
+    /// Passive listeners and data connections per client address.
+    data_per_ip: HashMap<IpAddr, u32>,
     ctrl_count: usize,
     /// Sessions in connection order, for eviction of the oldest
     /// unauthenticated one at the limit; entries may be stale (checked by serial).
@@ -277,6 +281,7 @@ impl Server {
             local_addr,
             ports: PortPicker::new(),
             per_ip: HashMap::new(),
+            data_per_ip: HashMap::new(),
             ctrl_count: 0,
             unauth: std::collections::VecDeque::new(),
             pasv_count: 0,
@@ -497,10 +502,50 @@ impl Server {
                             d.timer = Some(self.wheel.schedule(due, key));
                         }
                     }
-                    DataState::Idle => {}
+                    DataState::Idle => {
+                        // Connected, but no transfer command came in time.
+                        let owner = d.owner;
+                        self.close_entry(key);
+                        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                            if c.data == Some(key) {
+                                c.data = None;
+                            }
+                            ctx_log!(info, owner, c.session, "idle data connection closed after the data timeout");
+                        }
+                    }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Whether the session at `owner` may open one more passive listener or
+    /// data connection: its client address holds fewer than
+    /// `--max-data-per-ip`, so one address cannot take every data slot.
+    fn data_slot_free(&self, owner: usize) -> bool {
+        let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return false };
+        let held = self.data_per_ip.get(&c.session.peer().ip()).copied().unwrap_or(0);
+        if held as usize >= self.env.config.max_data_per_ip {
+            ctx_log!(warn, owner, c.session, "data connection limit for this address ({}) reached", self.env.config.max_data_per_ip);
+            return false;
+        }
+        true
+    }
+
+    fn take_data_slot(&mut self, owner: usize) {
+        if let Some(Entry::Ctrl(c)) = self.slab.get(owner) {
+            *self.data_per_ip.entry(c.session.peer().ip()).or_insert(0) += 1;
+        }
+    }
+
+    fn release_data_slot(&mut self, owner: usize) {
+        let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
+        let ip = c.session.peer().ip();
+        if let Some(n) = self.data_per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.data_per_ip.remove(&ip);
+            }
         }
     }
 
@@ -1051,13 +1096,25 @@ impl Server {
                 }
                 let ip = c.session.peer().ip();
                 let job = Job { key, serial, ip, user, password, users: self.users.clone(), digest };
-                if let Err(full) = self.helper.submit(job) {
-                    // Waiting would only lengthen the queue for everyone:
-                    // refuse now, clearly, and let the client retry.
-                    if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
-                        ctx_log!(warn, key, c.session, "password queue full ({full:?}); closing");
-                        out.extend_from_slice(b"421 Too many logins in progress; try again later.\r\n");
-                        c.close_after_flush = true;
+                match self.helper.submit(job) {
+                    Ok(None) => {}
+                    Ok(Some((evicted, evicted_serial))) => {
+                        // A flooding address's newest job made room.
+                        if matches!(self.slab.get(evicted), Some(Entry::Ctrl(c)) if c.serial == evicted_serial) {
+                            if let Some(Entry::Ctrl(c)) = self.slab.get(evicted) {
+                                ctx_log!(warn, evicted, c.session, "password check dropped for a fairer share; closing");
+                            }
+                            self.send_and_close(evicted, LOGINS_BUSY);
+                        }
+                    }
+                    Err(full) => {
+                        // Waiting would only lengthen the queue for everyone:
+                        // refuse now, clearly, and let the client retry.
+                        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                            ctx_log!(warn, key, c.session, "password queue full ({full:?}); closing");
+                            out.extend_from_slice(LOGINS_BUSY);
+                            c.close_after_flush = true;
+                        }
                     }
                 }
             }
@@ -1164,12 +1221,14 @@ impl Server {
             Entry::Ctrl(c) => drop(c),
             Entry::Pasv(p) => {
                 self.pasv_count -= 1;
+                self.release_data_slot(p.owner);
                 if let Some(id) = p.timer {
                     self.wheel.cancel(id);
                 }
             }
             Entry::Data(d) => {
                 self.data_count -= 1;
+                self.release_data_slot(d.owner);
                 if let Some(id) = d.timer {
                     self.wheel.cancel(id);
                 }
@@ -1239,6 +1298,9 @@ impl Server {
             ctx_log!(warn, key, c.session, "passive listener limit ({}) reached", self.env.config.max_passive);
             return Err(io::Error::other("too many passive listeners"));
         }
+        if !self.data_slot_free(key) {
+            return Err(io::Error::other("too many data connections from this address"));
+        }
         let ip = c.session.local().ip();
         let mut listener = match self.ports.bind(ip, self.env.config.passive_ports) {
             Ok(l) => {
@@ -1256,6 +1318,7 @@ impl Server {
         let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
         self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
         self.pasv_count += 1;
+        self.take_data_slot(key);
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             c.data = Some(pkey);
         }
@@ -1318,8 +1381,13 @@ impl Server {
                 Some(req) => DataState::Running(req),
                 None => DataState::Idle,
             };
-            let timer = running.then(|| self.wheel.schedule(self.now + self.env.config.stall_timeout, dkey));
+            // An idle data connection (no transfer command yet) waits at
+            // most the data timeout too, as its listener did: a client
+            // cannot hold a data slot forever by connecting and going quiet.
+            let wait = if running { self.env.config.stall_timeout } else { self.env.config.data_timeout };
+            let timer = Some(self.wheel.schedule(self.now + wait, dkey));
             self.data_count += 1;
+            self.take_data_slot(owner);
             self.slab.insert(Entry::Data(DataConn {
                 stream,
                 owner,
@@ -1378,6 +1446,7 @@ impl Server {
                 warn!("[c{key}] data connection limit ({}) reached", self.env.config.max_transfers);
                 self.fail_start(key, req, out);
             }
+            (DataMode::Active(_), _) if !self.data_slot_free(key) => self.fail_start(key, req, out),
             (DataMode::Active(addr), _) => {
                 self.drop_data(key);
                 match TcpStream::connect(addr) {
@@ -1390,6 +1459,7 @@ impl Server {
                         }
                         let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, dkey));
                         self.data_count += 1;
+                        self.take_data_slot(key);
                         self.slab.insert(Entry::Data(DataConn {
                             stream,
                             owner: key,
@@ -1538,6 +1608,7 @@ impl Server {
         let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return None };
         self.closed.push(dkey);
         self.data_count -= 1;
+        self.release_data_slot(d.owner);
         let DataConn { stream, owner, state, timer, started, bytes, .. } = d;
         if let Some(id) = timer {
             self.wheel.cancel(id);
