@@ -6,7 +6,8 @@
 //! mtime, directory listing) and the single mapping from `errno` to an
 //! FTP reply ([`FsError::from_errno`], [`FsError::code`], [`FsError::text`]).
 //! Submodules: [`path`] (lexical virtual paths), [`jail`] (the root handle
-//! and `openat2` lookups), [`listing`] (LIST/NLST/MDTM text formats).
+//! and `openat2` lookups), [`listing`] (LIST/NLST/MDTM text formats),
+//! [`glob`] (wildcards in a listing's last component).
 //!
 //! It never touches sockets, never knows about sessions or users beyond a
 //! root directory and a writable flag, uses no `unsafe` (system calls are in
@@ -32,6 +33,7 @@
 //!   [`FsError`].
 #![forbid(unsafe_code)]
 
+pub mod glob;
 pub mod jail;
 pub mod listing;
 pub mod path;
