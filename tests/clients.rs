@@ -800,3 +800,122 @@ fn ftplib_abor_during_retr_and_stor_then_the_session_goes_on() {
     assert_eq!(fs::read(root.path().join("old.bin")).unwrap(), b"old contents", "aborted STOR replaced the file");
     assert_no_temp_files(root.path());
 }
+
+// ---------------------------------------------------------------------------
+// NLST names and globs with real clients (issue 10)
+
+/// A root for multiple-get tests: `a.txt`, `b.txt`, `c.jpg`, `.hidden.txt`,
+/// `test/file1.txt`, `test/file2.txt`, `test/other.bin`, each with its own
+/// random bytes.
+fn mget_root(salt: u64) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (i, n) in ["a.txt", "b.txt", "c.jpg", ".hidden.txt", "test/file1.txt", "test/file2.txt", "test/other.bin"].iter().enumerate() {
+        write_file(&root.path().join(n), &random_bytes(1000 + 333 * i, salt + i as u64));
+    }
+    root
+}
+
+/// tnftp with prompting off (`-i`), run in `dir` (where `mget` saves each
+/// file under the name NLST gave).
+fn tnftp_in(dir: &Path, srv: &Server, script: &str) -> Out {
+    let tnftp = need("tnftp", "tnftp");
+    let mut c = cmd(&tnftp, &["-n", "-i", "-v", "127.0.0.1", &srv.port().to_string()]);
+    c.current_dir(dir);
+    let o = run(c, Some(&format!("user anonymous x\nbinary\n{script}\nquit\n")));
+    assert!(o.status.success(), "tnftp failed\n{}", o.describe());
+    o
+}
+
+/// Every file under `dir`, by relative path, with its sha256.
+fn fetched(dir: &Path) -> BTreeMap<String, String> {
+    tree(dir).into_iter().filter(|(_, v)| v != "dir").collect()
+}
+
+/// What `root` holds at `names`, as `fetched` shows it.
+fn expected(root: &Path, names: &[&str]) -> BTreeMap<String, String> {
+    let all = tree(root);
+    names.iter().map(|n| (n.to_string(), all[*n].clone())).collect()
+}
+
+#[test]
+fn issue_10_tnftp_mget_with_a_glob_and_with_a_path_fetches_the_right_files() {
+    let root = mget_root(90);
+    let srv = Server::start(root.path(), &[]);
+    // `mget *.txt`: NLST *.txt, then a RETR per name; hidden files and
+    // other suffixes are not fetched.
+    let work = tempfile::tempdir().unwrap();
+    let o = tnftp_in(work.path(), &srv, "mget *.txt");
+    assert_eq!(fetched(work.path()), expected(root.path(), &["a.txt", "b.txt"]), "mget *.txt\n{}", o.describe());
+    // `mget test/file1.txt`: NLST answers test/file1.txt, which RETR finds
+    // (it used to answer file1.txt, and RETR file1.txt was 550).
+    let work = tempfile::tempdir().unwrap();
+    fs::create_dir(work.path().join("test")).unwrap();
+    let o = tnftp_in(work.path(), &srv, "mget test/file1.txt");
+    assert_eq!(fetched(work.path()), expected(root.path(), &["test/file1.txt"]), "mget test/file1.txt\n{}", o.describe());
+    // `mget test/*.txt`: a glob below a directory.
+    let work = tempfile::tempdir().unwrap();
+    fs::create_dir(work.path().join("test")).unwrap();
+    let o = tnftp_in(work.path(), &srv, "mget test/*.txt");
+    assert_eq!(
+        fetched(work.path()),
+        expected(root.path(), &["test/file1.txt", "test/file2.txt"]),
+        "mget test/*.txt\n{}",
+        o.describe()
+    );
+    // `mget *.png` matches nothing: `550 No files found.` (tnftp prints
+    // the text), nothing fetched, the session goes on.
+    let work = tempfile::tempdir().unwrap();
+    let o = tnftp_in(work.path(), &srv, "mget *.png\nmget c.jpg");
+    assert!(o.stdout.contains("No files found."), "no 550 for a glob matching nothing\n{}", o.describe());
+    assert_eq!(fetched(work.path()), expected(root.path(), &["c.jpg"]), "{}", o.describe());
+}
+
+const FTPLIB_NLST: &str = r#"
+import ftplib, hashlib, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ftp = ftplib.FTP()
+ftp.connect(host, port, timeout=20)
+ftp.login()
+for arg in ["test", "test/", "*.txt", "test/file?.txt"]:
+    names = ftp.nlst(arg)
+    print("nlst[%s]=%s" % (arg, ",".join(names)))
+    for n in names:
+        h = hashlib.sha256()
+        ftp.retrbinary("RETR " + n, h.update)
+        print("sha=%s|%s" % (n, h.hexdigest()))
+print("bare=" + ",".join(ftp.nlst()))
+try:
+    ftp.nlst("*.png")
+    print("nomatch=none")
+except ftplib.error_perm as e:
+    print("nomatch=" + str(e)[:3])
+ftp.quit()
+print("DONE")
+"#;
+
+#[test]
+fn issue_10_ftplib_nlst_of_a_path_or_a_glob_gives_names_retr_can_fetch() {
+    let root = mget_root(95);
+    let srv = Server::start(root.path(), &[]);
+    let py = need("python3", "python3");
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("nlst.py");
+    fs::write(&script, FTPLIB_NLST).unwrap();
+    let o = run(cmd(&py, &[script.to_str().unwrap(), "127.0.0.1", &srv.port().to_string()]), None);
+    assert!(o.status.success() && o.stdout.contains("DONE"), "ftplib failed\n{}", o.describe());
+    assert_eq!(value(&o, "nlst[test]"), "test/file1.txt,test/file2.txt,test/other.bin");
+    assert_eq!(value(&o, "nlst[test/]"), "test/file1.txt,test/file2.txt,test/other.bin");
+    assert_eq!(value(&o, "nlst[*.txt]"), "a.txt,b.txt");
+    assert_eq!(value(&o, "nlst[test/file?.txt]"), "test/file1.txt,test/file2.txt");
+    // Plain NLST is unchanged: bare names, every entry (a glob's `*` skips
+    // hidden names, a plain listing does not).
+    assert_eq!(value(&o, "bare"), ".hidden.txt,a.txt,b.txt,c.jpg,test");
+    assert_eq!(value(&o, "nomatch"), "550");
+    // Every name NLST gave was fetched, with the bytes on disk.
+    let shas: Vec<&str> = o.stdout.lines().filter_map(|l| l.strip_prefix("sha=")).collect();
+    assert_eq!(shas.len(), 3 + 3 + 2 + 2, "{}", o.describe());
+    for line in shas {
+        let (name, sha) = line.split_once('|').unwrap();
+        assert_eq!(sha, sha256_file(&root.path().join(name)), "RETR {name}");
+    }
+}

@@ -113,7 +113,7 @@ fn issue_9_stalled_lists_of_a_huge_directory_hold_bounded_memory() {
     // The honest client, while they stay stalled.
     let mut honest = Ctl::open(server.addr);
     honest.login("anonymous", "honest@example.com");
-    assert_eq!(honest.listing(Mode::Pasv, "NLST small"), "a\r\nb\r\nc\r\n");
+    assert_eq!(honest.listing(Mode::Pasv, "NLST small"), "small/a\r\nsmall/b\r\nsmall/c\r\n");
     let r = honest.expect("STAT huge", 213);
     assert_eq!(r.lines.len(), 1 + 1_000 + 1 + 1, "header, 1,000 entries, the truncation line, the end");
     assert!(r.lines[1_001].contains("use LIST"), "{}", r.lines[1_001]);
@@ -140,7 +140,7 @@ fn issue_9_stalled_lists_of_a_huge_directory_hold_bounded_memory() {
     // The flood goes away; the server is alive and serving.
     drop(stalled);
     honest.expect("NOOP", 200);
-    assert_eq!(honest.listing(Mode::Epsv, "NLST small"), "a\r\nb\r\nc\r\n");
+    assert_eq!(honest.listing(Mode::Epsv, "NLST small"), "small/a\r\nsmall/b\r\nsmall/c\r\n");
     let mut late = Ctl::open(server.addr);
     late.login("anonymous", "late@example.com");
     late.expect("NOOP", 200);

@@ -25,13 +25,20 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use crate::vfs::listing::write_entry;
-use crate::vfs::{FsError, ListFormat, Listing, Upload, Vfs};
+use crate::vfs::{FsError, ListFormat, Listing, Next, Upload, Vfs};
 
 /// Size of the ASCII conversion buffer.
 const ASCII_CHUNK_BYTES: usize = 32 * 1024;
 
 /// Listing text formatted per refill: a few socket writes' worth.
 const LIST_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Names a listing's step may skip without writing them (a glob's
+/// non-matches in a streamed directory) before it yields the turn: a glob
+/// matching nothing, or one name in 4,000, in a directory of a million
+/// names is read over many turns of the loop, not in one (each skip is one
+/// linear match).
+const LIST_SKIPS_PER_STEP: usize = 4_096;
 
 /// What a transfer does, with its state.
 pub enum Transfer {
@@ -163,7 +170,8 @@ impl Transfer {
     pub fn listing_text(&mut self) -> Option<Vec<u8>> {
         let Transfer::Listing { vfs, listing, format, buf, pos } = self else { return None };
         let mut text = buf.split_off(*pos);
-        while let Ok(true) = fill_listing(vfs, listing, *format, &mut text, usize::MAX) {}
+        let mut skips = usize::MAX;
+        while let Ok(true) = fill_listing(vfs, listing, *format, &mut text, usize::MAX, &mut skips) {}
         Some(text)
     }
 
@@ -250,12 +258,16 @@ impl Transfer {
             }
             Transfer::Listing { vfs, listing, format, buf, pos } => {
                 let mut left = budget;
+                let mut skips = LIST_SKIPS_PER_STEP;
                 loop {
                     if *pos == buf.len() {
                         buf.clear();
                         *pos = 0;
-                        if !fill_listing(vfs, listing, *format, buf, LIST_CHUNK_BYTES)? && buf.is_empty() {
-                            return Ok(Progress::Done);
+                        let more = fill_listing(vfs, listing, *format, buf, LIST_CHUNK_BYTES, &mut skips)?;
+                        if buf.is_empty() {
+                            // Nothing to write: the end, or the step's
+                            // names to skip are spent (its turn is over).
+                            return Ok(if more { Progress::Budget } else { Progress::Done });
                         }
                     }
                     match write_some(sock, &buf[*pos..], &mut left, moved)? {
@@ -327,15 +339,18 @@ impl Transfer {
     }
 }
 
-/// Format entries of `listing` into `out` until it holds `want` bytes;
-/// `Ok(false)` once the listing has no entries left. A directory that can
-/// no longer be read (a streamed listing reads it as it goes) fails the
-/// transfer rather than ending the listing early as if complete.
-fn fill_listing(vfs: &Vfs, listing: &mut Listing, format: ListFormat, out: &mut Vec<u8>, want: usize) -> Result<bool, TransferError> {
+/// Format entries of `listing` into `out` until it holds `want` bytes or
+/// `skips` names were skipped (see [`LIST_SKIPS_PER_STEP`]); `Ok(false)`
+/// once the listing has no entries left. A directory that can no longer be read (a
+/// streamed listing reads it as it goes), or a glob past
+/// [`crate::vfs::GLOB_MAX_MATCHES`], fails the transfer rather than ending
+/// the listing early as if complete.
+fn fill_listing(vfs: &Vfs, listing: &mut Listing, format: ListFormat, out: &mut Vec<u8>, want: usize, skips: &mut usize) -> Result<bool, TransferError> {
     while out.len() < want {
-        match listing.next_entry(vfs, format.needs_meta()).map_err(TransferError::Local)? {
-            Some(e) => write_entry(format, &e, out),
-            None => return Ok(false),
+        match listing.next_entry_within(vfs, format.needs_meta(), skips).map_err(TransferError::Local)? {
+            Next::Entry(e) => write_entry(format, &e, out),
+            Next::Pending => return Ok(true),
+            Next::End => return Ok(false),
         }
     }
     Ok(true)
@@ -616,6 +631,36 @@ mod listing_tests {
             let want: Vec<String> = (0..n).map(|i| format!("f{i:04}")).collect();
             assert_eq!(names, want, "every entry exactly once");
         }
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_glob_matching_little_in_a_streamed_directory_yields_its_turn_per_fill() {
+        let n = crate::vfs::LISTING_SORT_MAX_ENTRIES + 1;
+        let (root, vfs) = tree("glob", n);
+        std::fs::write(root.join("d/match"), b"1").unwrap();
+        let p = VirtualPath::root().child(b"d").unwrap();
+        let glob = crate::vfs::glob::Glob::new(b"m*").unwrap();
+        let mut t = Transfer::listing(vfs.clone(), vfs.open_glob(&p, glob).unwrap(), ListFormat::Names);
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (mut scratch, mut moved, mut turns) = ([0u8; 64], 0, 0);
+        // Each step skips at most LIST_SKIPS_PER_STEP names, then gives the
+        // loop back (Budget), whether it wrote something or not.
+        loop {
+            turns += 1;
+            match t.step(&mut a, 64 * 1024, &mut scratch, &mut moved) {
+                Ok(Progress::Done) => break,
+                Ok(Progress::Budget) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(turns > n / LIST_SKIPS_PER_STEP, "{turns} turns for {n} names");
+        drop(a);
+        let mut text = Vec::new();
+        b.read_to_end(&mut text).unwrap();
+        assert_eq!(text, b"match\r\n");
+        assert_eq!(moved, 7);
         let _ = std::fs::remove_dir_all(root);
     }
 

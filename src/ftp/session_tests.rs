@@ -2499,3 +2499,233 @@ fn site_chmod_bad_modes_are_501_and_read_only_users_550() {
     let mut h = logged_in_user(Perm::Read);
     h.reply("SITE CHMOD 644 hello.txt", 550);
 }
+
+// ---------------------------------------------------------------------------
+// NLST names usable from the same directory, and globs (issue 10)
+
+/// The text a listing command sends; the transfer is then finished (`226`).
+#[track_caller]
+fn listing_of(h: &mut Harness, line: &str) -> String {
+    let mut req = h.transfer(line, XferKind::List);
+    let text = String::from_utf8(buffer_of(&mut req)).unwrap();
+    h.transfer_finished(Ok(text.len() as u64));
+    expect!(h, 226);
+    text
+}
+
+/// The lines of a listing.
+#[track_caller]
+fn listing_lines(h: &mut Harness, line: &str) -> Vec<String> {
+    listing_of(h, line).split_terminator("\r\n").map(String::from).collect()
+}
+
+/// The names at the end of a listing's LIST lines.
+#[track_caller]
+fn list_names(h: &mut Harness, line: &str) -> Vec<String> {
+    listing_lines(h, line).iter().map(|l| last_word(l).to_string()).collect()
+}
+
+/// RETR of `name` starts a transfer of the file `path` (not `550`).
+#[track_caller]
+fn retr_finds(h: &mut Harness, name: &str, path: &str) {
+    let req = h.transfer(&format!("RETR {name}"), XferKind::Retr);
+    assert_eq!(req.path.as_bytes(), path.as_bytes(), "RETR {name}");
+    h.transfer_finished(Ok(0));
+    expect!(h, 226);
+}
+
+#[test]
+fn issue_10_nlst_of_a_directory_names_entries_as_the_argument_wrote_it() {
+    let mut h = logged_in();
+    // RFC 959 §4.1.3: NLST output is for "a multiple get": each name
+    // works in RETR from the same working directory (vsftpd, ProFTPD).
+    for (arg, want) in [
+        ("sub", "sub/inner.txt"),
+        ("sub/", "sub/inner.txt"),
+        ("sub//", "sub/inner.txt"),
+        ("/sub", "/sub/inner.txt"),
+        ("-la sub", "sub/inner.txt"),
+        ("./sub", "./sub/inner.txt"),
+    ] {
+        assert_eq!(listing_lines(&mut h, &format!("NLST {arg}")), [want], "NLST {arg}");
+        retr_finds(&mut h, want, "/sub/inner.txt");
+    }
+    // Plain NLST, `NLST .` and `NLST -l` are bare names; `NLST /` gives
+    // `/name`, usable from anywhere.
+    for line in ["NLST", "NLST .", "NLST ./", "NLST -l"] {
+        assert_eq!(listing_lines(&mut h, line), ["empty", "hello.txt", "sub"], "{line}");
+    }
+    assert_eq!(listing_lines(&mut h, "NLST /"), ["/empty", "/hello.txt", "/sub"]);
+    // A file is named as written.
+    assert_eq!(listing_lines(&mut h, "NLST sub/inner.txt"), ["sub/inner.txt"]);
+    assert_eq!(listing_lines(&mut h, "NLST hello.txt"), ["hello.txt"]);
+    // From another directory, `..` stays in the names, and they still work.
+    h.reply("CWD empty", 250);
+    assert_eq!(listing_lines(&mut h, "NLST ../sub"), ["../sub/inner.txt"]);
+    retr_finds(&mut h, "../sub/inner.txt", "/sub/inner.txt");
+    assert!(listing_lines(&mut h, "NLST").is_empty());
+    // An empty directory is an empty listing, not 550.
+    assert!(listing_lines(&mut h, "NLST /empty").is_empty());
+}
+
+#[test]
+fn issue_10_list_and_mlsd_keep_bare_names() {
+    let mut h = logged_in();
+    // `ls -l dir` prints bare names, and so does LIST; RFC 3659 §7.2: MLSD
+    // names are bare ("pathname … shall be the name of the object").
+    assert_eq!(list_names(&mut h, "LIST sub"), ["inner.txt"]);
+    assert_eq!(list_names(&mut h, "LIST -la /sub"), ["inner.txt"]);
+    let text = listing_of(&mut h, "MLSD sub");
+    assert!(text.ends_with("; inner.txt\r\n"), "{text}");
+}
+
+/// A harness whose root also holds `a.txt`, `b.txt`, `c.jpg`,
+/// `.hidden.txt` and `sub/x.jpg`, `sub/y.txt`.
+fn logged_in_with_glob_files() -> Harness {
+    let h = logged_in();
+    for n in ["a.txt", "b.txt", "c.jpg", ".hidden.txt", "sub/x.jpg", "sub/y.txt"] {
+        std::fs::write(h.path(n), n).unwrap();
+    }
+    h
+}
+
+#[test]
+fn issue_10_nlst_expands_globs_in_the_last_component() {
+    let mut h = logged_in_with_glob_files();
+    for (arg, want) in [
+        ("*.txt", &["a.txt", "b.txt", "hello.txt"][..]),
+        ("?.txt", &["a.txt", "b.txt"]),
+        ("[a-b].*", &["a.txt", "b.txt"]),
+        ("[!a]*.txt", &["b.txt", "hello.txt"]),
+        ("[^ab]*", &["c.jpg", "empty", "hello.txt", "sub"]),
+        ("*", &["a.txt", "b.txt", "c.jpg", "empty", "hello.txt", "sub"]),
+        (".*", &[".hidden.txt"]),
+        ("sub/*.jpg", &["sub/x.jpg"]),
+        ("sub/*", &["sub/inner.txt", "sub/x.jpg", "sub/y.txt"]),
+        ("/sub/?.*", &["/sub/x.jpg", "/sub/y.txt"]),
+        ("-la sub/*.txt", &["sub/inner.txt", "sub/y.txt"]),
+    ] {
+        assert_eq!(listing_lines(&mut h, &format!("NLST {arg}")), want, "NLST {arg}");
+    }
+    // Every name a glob gives is one RETR can use.
+    for name in listing_lines(&mut h, "NLST sub/*.txt") {
+        let path = format!("/{name}");
+        retr_finds(&mut h, &name, &path);
+    }
+    // A directory that matches is a name like any other (not descended).
+    assert_eq!(listing_lines(&mut h, "NLST su?"), ["sub"]);
+}
+
+#[test]
+fn issue_10_list_and_stat_expand_globs_and_show_bare_names() {
+    let mut h = logged_in_with_glob_files();
+    let lines = listing_lines(&mut h, "LIST sub/*.jpg");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("-rw") && lines[0].ends_with(" x.jpg"), "{}", lines[0]);
+    assert_eq!(list_names(&mut h, "LIST -la *.txt"), ["a.txt", "b.txt", "hello.txt"]);
+    // STAT <glob> over the control connection (RFC 959 §4.1.3: "analogous
+    // to the LIST command").
+    let r = h.reply("STAT *.txt", 213);
+    assert_eq!(r.lines[0], b"213-Status of /*.txt:");
+    assert_eq!(stat_lines(&r).iter().map(|l| last_word(l)).collect::<Vec<_>>(), ["a.txt", "b.txt", "hello.txt"]);
+    let r = h.reply("STAT sub/[xy].*", 213);
+    assert_eq!(stat_lines(&r).iter().map(|l| last_word(l)).collect::<Vec<_>>(), ["x.jpg", "y.txt"]);
+}
+
+#[test]
+fn issue_10_a_glob_matching_nothing_is_550_before_any_data_connection_is_used() {
+    let mut h = logged_in_with_glob_files();
+    h.pasv();
+    for line in [
+        "NLST *.png",
+        "LIST *.png",
+        "NLST sub/*.png",
+        "NLST .*.png",
+        // Wildcards only in the last component: `*/inner.txt` is literal.
+        "NLST */inner.txt",
+        "LIST s*/inner.txt",
+        // A glob below a missing directory, or below a file.
+        "NLST nodir/*.txt",
+        "NLST hello.txt/*",
+    ] {
+        let r = h.reply(line, 550);
+        assert_eq!(h.s.pending(), Pending::Nothing, "{line}");
+        if line.ends_with(".png") {
+            assert_eq!(r.text(), "No files found.", "{line}");
+        }
+    }
+    h.reply("STAT *.png", 550);
+    // A pattern no name of 255 bytes could match is not a glob: the name
+    // is too long (553, RFC 959 "file name not allowed").
+    h.reply(format!("NLST {}", "?".repeat(256)), 553);
+    // One longer than NAME_MAX that could match is a glob.
+    let long = "l".repeat(100);
+    std::fs::write(h.path(&long), b"l").unwrap();
+    let mut req = h.transfer(&format!("NLST {}*", "[kl]".repeat(100)), XferKind::List);
+    assert_eq!(buffer_of(&mut req), format!("{long}\r\n").as_bytes());
+    h.transfer_finished(Ok(0));
+    expect!(h, 226);
+    h.pasv();
+    // The passive listener is still there for a listing that matches.
+    let mut req = h.transfer("NLST *.jpg", XferKind::List);
+    assert_eq!(buffer_of(&mut req), b"c.jpg\r\n");
+}
+
+#[test]
+fn issue_10_a_name_that_exists_with_wildcards_in_it_is_listed_literally() {
+    let mut h = logged_in();
+    for n in ["a*b", "axb", "q?", "qq", "[x]", "x"] {
+        std::fs::write(h.path(n), n).unwrap();
+    }
+    std::fs::create_dir(h.path("*")).unwrap();
+    std::fs::write(h.path("*/in star"), b"in").unwrap();
+    // Literal first: the name exists, so it is listed, not expanded.
+    assert_eq!(listing_lines(&mut h, "NLST a*b"), ["a*b"]);
+    assert_eq!(listing_lines(&mut h, "NLST q?"), ["q?"]);
+    assert_eq!(listing_lines(&mut h, "NLST [x]"), ["[x]"]);
+    assert_eq!(list_names(&mut h, "LIST a*b"), ["a*b"]);
+    // A directory named `*` is listed as a directory.
+    assert_eq!(listing_lines(&mut h, "NLST *"), ["*/in star"]);
+    assert_eq!(list_names(&mut h, "LIST *"), ["star"]);
+    assert_eq!(stat_lines(&h.reply("STAT *", 213)).len(), 1);
+    // … and a glob below it works, the directory part being literal.
+    assert_eq!(listing_lines(&mut h, "NLST */in*"), ["*/in star"]);
+    // A pattern that does not exist literally still globs.
+    assert_eq!(listing_lines(&mut h, "NLST a?b"), ["a*b", "axb"]);
+    // A bracketed wildcard matches it literally.
+    assert_eq!(listing_lines(&mut h, "NLST a[*]*"), ["a*b"]);
+}
+
+#[test]
+fn issue_10_mlsd_never_globs() {
+    let mut h = logged_in_with_glob_files();
+    // RFC 3659 §2.2.2: "the pathname … is not a pattern"; MLSD of a
+    // non-existent path is 550 and of a file 501, whatever it holds.
+    h.pasv();
+    h.reply("MLSD *", 550);
+    h.reply("MLSD sub/*", 550);
+    h.reply("MLST *.txt", 550);
+    std::fs::create_dir(h.path("*")).unwrap();
+    std::fs::write(h.path("*/lit"), b"l").unwrap();
+    let text = listing_of(&mut h, "MLSD *");
+    assert!(text.ends_with("; lit\r\n") && text.matches("\r\n").count() == 1, "{text}");
+}
+
+#[test]
+fn issue_10_a_glob_over_a_directory_streamed_past_the_sort_cap_scans_a_bounded_slice() {
+    let mut h = logged_in();
+    // 16,384 skipped names is STAT's scan budget: past it STAT says it
+    // was cut, as it does past 1,000 entries.
+    make_entries(&h, "big", 16_400);
+    std::fs::File::create(h.path("big").join("zz-match")).unwrap();
+    let r = h.reply("STAT big/nomatch*", 213);
+    assert_eq!(stat_lines(&r), [" ... more entries not shown; use LIST for the full listing"]);
+    // A streamed directory cannot be filtered before the 150: no match is
+    // an empty listing and 226, as vsftpd answers.
+    assert!(listing_of(&mut h, "NLST big/nomatch*").is_empty());
+    assert_eq!(listing_lines(&mut h, "NLST big/zz*"), ["big/zz-match"]);
+    // In directory order: sort to compare.
+    let mut names = list_names(&mut h, "LIST big/e0000?");
+    names.sort();
+    assert_eq!(names, (0..10).map(|i| format!("e0000{i}")).collect::<Vec<_>>());
+}

@@ -943,8 +943,7 @@ impl Server {
         let mut pos = 0;
         let mut partial = false;
         let mut abort = false;
-        loop {
-            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { break };
+        while let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if !matches!(c.session.pending(), Pending::Transfer(_)) || c.close_after_flush {
                 break;
             }

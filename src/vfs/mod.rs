@@ -6,7 +6,8 @@
 //! mtime, directory listing) and the single mapping from `errno` to an
 //! FTP reply ([`FsError::from_errno`], [`FsError::code`], [`FsError::text`]).
 //! Submodules: [`path`] (lexical virtual paths), [`jail`] (the root handle
-//! and `openat2` lookups), [`listing`] (LIST/NLST/MDTM text formats).
+//! and `openat2` lookups), [`listing`] (LIST/NLST/MDTM text formats),
+//! [`glob`] (wildcards in a listing's last component).
 //!
 //! It never touches sockets, never knows about sessions or users beyond a
 //! root directory and a writable flag, uses no `unsafe` (system calls are in
@@ -32,6 +33,7 @@
 //!   [`FsError`].
 #![forbid(unsafe_code)]
 
+pub mod glob;
 pub mod jail;
 pub mod listing;
 pub mod path;
@@ -630,6 +632,7 @@ impl Vfs {
                 return Ok(Listing {
                     path: VirtualPath::root(),
                     source: Source::Single(Entry { name: name.into(), meta }),
+                    prefix: Box::default(),
                 });
             }
             Err(e) => return Err(e),
@@ -665,10 +668,61 @@ impl Vfs {
         } else {
             drop((names, spans));
             reader.rewind().map_err(io_err)?;
-            Source::Streamed(reader)
+            Source::Streamed { reader, filter: None }
         };
-        Ok(Listing { path: p.clone(), source })
+        Ok(Listing { path: p.clone(), source, prefix: Box::default() })
     }
+
+    /// The entries of the directory `dir` whose names match `glob` (issue
+    /// 10: `NLST *.txt`, `LIST sub/*.jpg`); `NotADirectory` if `dir` is a
+    /// file. A sorted listing (see [`Vfs::open_listing`]) is filtered now,
+    /// so [`Listing::is_done`] tells at once that nothing matched; a
+    /// streamed one is filtered as it is read.
+    ///
+    /// # Bounded work (CVE-2011-0762)
+    /// Each name costs one linear [`glob::Glob::matches`]. Filtering now
+    /// costs at most [`LISTING_SORT_MAX_ENTRIES`] of them; a streamed
+    /// listing skips non-matching names within the scan budget its caller
+    /// gives [`Listing::next_entry_within`], and fails once more than
+    /// [`GLOB_MAX_MATCHES`] names matched.
+    pub fn open_glob(&self, dir: &VirtualPath, glob: glob::Glob) -> Result<Listing, FsError> {
+        let mut listing = self.open_listing(dir)?;
+        match &mut listing.source {
+            Source::Single(_) => return Err(FsError::NotADirectory),
+            Source::Sorted { names, spans, .. } => {
+                spans.retain(|&(start, end)| glob.matches(&names[start as usize..end as usize]));
+                debug_assert!(spans.len() <= GLOB_MAX_MATCHES);
+                spans.shrink_to_fit();
+            }
+            Source::Streamed { filter, .. } => *filter = Some(GlobFilter { glob, matched: 0 }),
+            Source::Done => {}
+        }
+        Ok(listing)
+    }
+}
+
+/// The most entries a glob lists. A sorted listing never reaches it (it
+/// holds at most [`LISTING_SORT_MAX_ENTRIES`]); a streamed one that does
+/// fails there with `E2BIG` ("argument list too long", the shell's word
+/// for a glob that expands too far), so the transfer ends `451`, never
+/// `226` over a listing that was cut short.
+pub const GLOB_MAX_MATCHES: usize = 10_000;
+
+/// The name prefix that makes NLST names usable from the client's working
+/// directory (issue 10, RFC 959 §4.1.3: NLST output is for "a multiple
+/// get"): `test` and `test//` give `test/`, `/` gives `/`, `sub/` of a
+/// glob `sub/*.txt` gives `sub/`; nothing, `.` and `./` give no prefix (a
+/// plain `NLST` and `NLST .` stay bare names, as `ls` prints them).
+fn nlst_prefix(written: &[u8]) -> Box<[u8]> {
+    let end = written.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+    let trimmed = &written[..end];
+    if trimmed == b"." || (trimmed.is_empty() && !written.starts_with(b"/")) {
+        return Box::default();
+    }
+    let mut p = Vec::with_capacity(trimmed.len() + 1);
+    p.extend_from_slice(trimmed);
+    p.push(b'/');
+    p.into_boxed_slice()
 }
 
 /// A directory with at most this many entries (upload temp files not
@@ -716,6 +770,28 @@ pub struct Listing {
     path: VirtualPath,
     /// Where the next entries come from.
     source: Source,
+    /// Written before each directory entry's name (NLST of a path, see
+    /// [`Listing::named_as_written`]); empty for bare names.
+    prefix: Box<[u8]>,
+}
+
+/// What [`Listing::next_entry_within`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// The next entry.
+    Entry(Entry),
+    /// The scan budget ran out skipping names that do not match the glob:
+    /// more may follow, ask again (on a later turn of the loop).
+    Pending,
+    /// Every entry was handed out.
+    End,
+}
+
+/// A streamed listing's glob, and how many names it matched so far.
+#[derive(Debug)]
+struct GlobFilter {
+    glob: glob::Glob,
+    matched: usize,
 }
 
 /// Where a [`Listing`]'s entries come from.
@@ -735,8 +811,15 @@ enum Source {
         next: usize,
     },
     /// A directory past a cap: read as entries are asked for, in
-    /// directory order, through a fixed buffer.
-    Streamed(sys::DirReader),
+    /// directory order, through a fixed buffer; only names matching the
+    /// filter, if any.
+    Streamed {
+        /// The directory.
+        reader: sys::DirReader,
+        /// The glob of [`Vfs::open_glob`] (a sorted listing is filtered
+        /// when it opens instead).
+        filter: Option<GlobFilter>,
+    },
     /// Every entry handed out; the directory is closed.
     Done,
 }
@@ -748,7 +831,7 @@ impl Listing {
         match &self.source {
             Source::Single(_) => Some(1),
             Source::Sorted { spans, next, .. } => Some(spans.len() - next),
-            Source::Streamed(_) => None,
+            Source::Streamed { .. } => None,
             Source::Done => Some(0),
         }
     }
@@ -762,45 +845,83 @@ impl Listing {
     /// Whether the entries come sorted by name (the directory was within
     /// [`LISTING_SORT_MAX_ENTRIES`] and [`LISTING_SORT_MAX_NAME_BYTES`]).
     pub fn is_sorted(&self) -> bool {
-        !matches!(self.source, Source::Streamed(_))
+        !matches!(self.source, Source::Streamed { .. })
     }
 
-    /// Bytes of heap the listing holds now: the listed path, plus the sorted
-    /// names and their spans, or a streamed listing's read buffer. Never
-    /// more than [`LISTING_SORTED_MAX_HEAP_BYTES`] plus the path.
+    /// Bytes of heap the listing holds now: the listed path and the NLST
+    /// prefix, plus the sorted names and their spans, or a streamed
+    /// listing's read buffer and glob. Never more than
+    /// [`LISTING_SORTED_MAX_HEAP_BYTES`] plus the path, the prefix and a glob.
     pub fn heap_bytes(&self) -> usize {
         self.path.as_bytes().len()
+            + self.prefix.len()
             + match &self.source {
                 Source::Single(e) => e.name.len(),
                 Source::Sorted { names, spans, .. } => {
                     names.capacity() + spans.capacity() * std::mem::size_of::<(u32, u32)>()
                 }
-                Source::Streamed(reader) => reader.buffer_bytes(),
+                Source::Streamed { reader, filter } => {
+                    reader.buffer_bytes() + filter.as_ref().map_or(0, |f| f.glob.heap_bytes())
+                }
                 Source::Done => 0,
             }
     }
 
-    /// The next name (upload temp files skipped); `None` at the end (the
-    /// directory is closed then).
-    fn next_name(&mut self) -> Result<Option<Box<[u8]>>, FsError> {
+    /// Name the entries as the client can use them from its working
+    /// directory, for NLST (issue 10; RFC 959 §4.1.3: NLST output is input
+    /// "to a program … such as a multiple get"; vsftpd and ProFTPD do the
+    /// same): `written` is the directory as the client wrote it, after
+    /// `ls` options. A directory's entries get it as a prefix with exactly
+    /// one `/` between (`test` and `test/` both give `test/file1.txt`;
+    /// `/abs` gives `/abs/name`; nothing or `.` gives bare names); a
+    /// file's one entry is `written` itself, trailing `/` removed.
+    pub fn named_as_written(mut self, written: &[u8]) -> Listing {
+        match &mut self.source {
+            Source::Single(e) => {
+                let end = written.iter().rposition(|&b| b != b'/').map_or(written.len(), |i| i + 1);
+                e.name = written[..end].into();
+            }
+            _ => self.prefix = nlst_prefix(written),
+        }
+        self
+    }
+
+    /// The next name (upload temp files and names the glob does not match
+    /// skipped, each skip taking one from `scan`: `Pending` once it is 0);
+    /// `End` at the end (the directory is closed then).
+    fn next_name(&mut self, scan: &mut usize) -> Result<NextName, FsError> {
         let name: Option<Box<[u8]>> = match &mut self.source {
             Source::Single(_) | Source::Done => None,
             Source::Sorted { names, spans, next, .. } => spans.get(*next).map(|&(start, end)| {
                 *next += 1;
                 names[start as usize..end as usize].into()
             }),
-            Source::Streamed(reader) => loop {
-                match reader.next_name().map_err(io_err)? {
-                    Some(n) if n.starts_with(UPLOAD_TEMP_PREFIX) => continue,
-                    Some(n) => break Some(n.into()),
-                    None => break None,
+            Source::Streamed { reader, filter } => loop {
+                let Some(n) = reader.next_name().map_err(io_err)? else { break None };
+                let skip = n.starts_with(UPLOAD_TEMP_PREFIX) || filter.as_ref().is_some_and(|f| !f.glob.matches(n));
+                if skip {
+                    *scan = scan.saturating_sub(1);
+                    if *scan == 0 {
+                        return Ok(NextName::Pending);
+                    }
+                    continue;
                 }
+                if let Some(f) = filter {
+                    if f.matched == GLOB_MAX_MATCHES {
+                        return Err(FsError::Io(libc::E2BIG));
+                    }
+                    f.matched += 1;
+                }
+                break Some(n.into());
             },
         };
-        if name.is_none() {
-            self.source = Source::Done; // close the directory now
+        match name {
+            Some(n) => Ok(NextName::Name(n)),
+            None => {
+                self.source = Source::Done; // close the directory now
+                Ok(NextName::End)
+            }
         }
-        Ok(name)
     }
 
     /// The next entry, with its metadata (`lstat`; a symlink is followed
@@ -812,20 +933,43 @@ impl Listing {
     /// are skipped. `Ok(None)` once every entry was handed out; an error if
     /// the directory cannot be read further (a streamed listing reads it
     /// as it goes).
+    ///
+    /// # Unbounded skipping
+    /// A streamed glob listing skips every name that does not match before
+    /// it returns; code on the loop uses [`Listing::next_entry_within`].
     pub fn next_entry(&mut self, vfs: &Vfs, with_meta: bool) -> Result<Option<Entry>, FsError> {
+        let mut unbounded = usize::MAX;
+        match self.next_entry_within(vfs, with_meta, &mut unbounded)? {
+            Next::Entry(e) => Ok(Some(e)),
+            Next::Pending | Next::End => Ok(None),
+        }
+    }
+
+    /// [`Listing::next_entry`] within a scan budget: each name skipped
+    /// (not matching the glob of a streamed [`Vfs::open_glob`] listing, or
+    /// an upload temp file) takes one from `scan`, and when it reaches 0
+    /// the answer is [`Next::Pending`], so that a huge directory with few
+    /// matches is read a bounded slice per call. Names get the NLST prefix
+    /// of [`Listing::named_as_written`].
+    pub fn next_entry_within(&mut self, vfs: &Vfs, with_meta: bool, scan: &mut usize) -> Result<Next, FsError> {
         if let Source::Single(_) = self.source {
             if let Source::Single(e) = std::mem::replace(&mut self.source, Source::Done) {
-                return Ok(Some(e));
+                return Ok(Next::Entry(e));
             }
         }
-        while let Some(name) = self.next_name()? {
+        loop {
+            let name = match self.next_name(scan)? {
+                NextName::Name(n) => n,
+                NextName::Pending => return Ok(Next::Pending),
+                NextName::End => return Ok(Next::End),
+            };
             if !with_meta {
-                return Ok(Some(Entry { name, meta: Meta::default() }));
+                return Ok(Next::Entry(Entry { name: self.prefixed(name), meta: Meta::default() }));
             }
             let dir = match &self.source {
                 Source::Sorted { dir, .. } => dir.as_fd(),
-                Source::Streamed(reader) => reader.fd(),
-                Source::Single(_) | Source::Done => return Ok(None),
+                Source::Streamed { reader, .. } => reader.fd(),
+                Source::Single(_) | Source::Done => return Ok(Next::End),
             };
             let Ok(cname) = c_name(&name) else { continue };
             let Ok(st) = sys::fstatat(dir, &cname, libc::AT_SYMLINK_NOFOLLOW) else {
@@ -838,10 +982,27 @@ impl Listing {
                     _ => meta.size = 0,
                 }
             }
-            return Ok(Some(Entry { name, meta }));
+            return Ok(Next::Entry(Entry { name: self.prefixed(name), meta }));
         }
-        Ok(None)
     }
+
+    /// `name` behind the NLST prefix, if there is one.
+    fn prefixed(&self, name: Box<[u8]>) -> Box<[u8]> {
+        if self.prefix.is_empty() {
+            return name;
+        }
+        let mut v = Vec::with_capacity(self.prefix.len() + name.len());
+        v.extend_from_slice(&self.prefix);
+        v.extend_from_slice(&name);
+        v.into_boxed_slice()
+    }
+}
+
+/// What [`Listing::next_name`] found.
+enum NextName {
+    Name(Box<[u8]>),
+    Pending,
+    End,
 }
 
 /// `UPLOAD_TEMP_PREFIX` followed by 16 random hex digits.
@@ -1891,6 +2052,142 @@ mod tests {
         assert_eq!(&*l.next_entry(&vfs, true).unwrap().unwrap().name, b"file.txt");
         assert!(l.next_entry(&vfs, true).unwrap().is_none());
         assert!(l.is_done());
+    }
+
+    // ---- Globs and NLST names (issue 10). ----
+
+    fn glob(p: &str) -> glob::Glob {
+        glob::Glob::new(p.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_glob_over_a_sorted_directory_is_filtered_when_it_opens() {
+        let fx = Fixture::new("glob");
+        for n in ["b.txt", "a.txt", "c.jpg", ".hidden.txt", "file1.txt", "file22.txt"] {
+            std::fs::write(fx.root.join("sub").join(n), n).unwrap();
+        }
+        symlink("a.txt", fx.root.join("sub/link.txt")).unwrap();
+        let vfs = fx.vfs(false);
+        let mut l = vfs.open_glob(&vp("/sub"), glob("*.txt")).unwrap();
+        assert!(l.is_sorted());
+        assert_eq!(l.remaining(), Some(6), "filtered before the first entry is asked for");
+        let got = vfs_names(&vfs, &mut l);
+        assert_eq!(got, ["a.txt", "b.txt", "file1.txt", "file22.txt", "inner.txt", "link.txt"], "no .hidden.txt");
+        let mut l = vfs.open_glob(&vp("/sub"), glob("file?.txt")).unwrap();
+        let e = l.next_entry(&vfs, true).unwrap().unwrap();
+        assert_eq!((&*e.name, e.meta.size), (&b"file1.txt"[..], 9), "entries carry their metadata");
+        assert!(l.next_entry(&vfs, true).unwrap().is_none());
+        // A link is reported by its target, as in any listing.
+        let mut l = vfs.open_glob(&vp("/sub"), glob("l*")).unwrap();
+        assert_eq!(l.next_entry(&vfs, true).unwrap().unwrap().meta.kind, Kind::File);
+        // No match is known at once; the directory must be one.
+        assert!(vfs.open_glob(&vp("/sub"), glob("*.png")).unwrap().is_done());
+        assert_eq!(vfs.open_glob(&vp("/file.txt"), glob("*")).unwrap_err(), FsError::NotADirectory);
+        assert_eq!(vfs.open_glob(&vp("/missing"), glob("*")).unwrap_err(), FsError::NotFound);
+        // A glob cannot reach outside the jail through a link to a directory.
+        assert_eq!(vfs.open_glob(&vp("/outdir_abs"), glob("*")).unwrap_err(), FsError::NotFound);
+        let mut l = vfs.open_glob(&vp("/"), glob("*canary")).unwrap();
+        let e = l.next_entry(&vfs, true).unwrap().unwrap();
+        assert_eq!((&*e.name, e.meta.kind, e.meta.size), (&b"abs_canary"[..], Kind::Symlink, 0));
+        fx.canary_intact();
+    }
+
+    fn vfs_names(vfs: &Vfs, l: &mut Listing) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Some(e) = l.next_entry(vfs, true).unwrap() {
+            got.push(String::from_utf8(e.name.to_vec()).unwrap());
+        }
+        got
+    }
+
+    #[test]
+    fn a_streamed_glob_reads_a_bounded_slice_per_call_and_finds_every_match_once() {
+        let fx = Fixture::new("glob-stream");
+        big_dir(&fx, LISTING_SORT_MAX_ENTRIES + 1, "f");
+        let want: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+        for n in &want {
+            File::create(fx.root.join("big").join(n)).unwrap();
+        }
+        let vfs = fx.vfs(false);
+        let mut l = vfs.open_glob(&vp("/big"), glob("m*")).unwrap();
+        assert!(!l.is_sorted() && !l.is_done());
+        assert!(l.heap_bytes() < 64 * 1024, "a streamed glob holds its read buffer and masks: {}", l.heap_bytes());
+        let (mut got, mut calls) = (Vec::new(), 0);
+        loop {
+            calls += 1;
+            let mut scan = 100;
+            match l.next_entry_within(&vfs, true, &mut scan).unwrap() {
+                Next::Entry(e) => got.push(String::from_utf8(e.name.to_vec()).unwrap()),
+                Next::Pending => assert_eq!(scan, 0, "pending only once the budget is spent"),
+                Next::End => break,
+            }
+        }
+        assert_eq!(sorted(got), want);
+        // 8,198 names, at most 100 skipped per call.
+        assert!(calls >= (LISTING_SORT_MAX_ENTRIES + 1) / 100, "{calls} calls");
+        assert!(l.is_done());
+    }
+
+    #[test]
+    fn a_streamed_glob_past_the_match_cap_fails_with_e2big_instead_of_ending() {
+        let fx = Fixture::new("glob-cap");
+        big_dir(&fx, GLOB_MAX_MATCHES + 1, "f");
+        let vfs = fx.vfs(false);
+        let mut l = vfs.open_glob(&vp("/big"), glob("f*")).unwrap();
+        assert!(!l.is_sorted());
+        let mut n = 0;
+        let err = loop {
+            match l.next_entry(&vfs, false) {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => panic!("the listing ended as if complete after {n} entries"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!((n, err), (GLOB_MAX_MATCHES, FsError::Io(libc::E2BIG)));
+        assert_eq!(err.code(), 451);
+        // A glob matching fewer is listed whole however big the directory.
+        let mut l = vfs.open_glob(&vp("/big"), glob("f00999?")).unwrap();
+        assert_eq!(vfs_names(&vfs, &mut l).len(), 10);
+    }
+
+    #[test]
+    fn nlst_names_carry_the_directory_as_the_client_wrote_it() {
+        let fx = Fixture::new("nlst-names");
+        let vfs = fx.vfs(false);
+        let names = |p: &str, written: &str| {
+            let mut l = vfs.open_listing(&vp(p)).unwrap().named_as_written(written.as_bytes());
+            vfs_names(&vfs, &mut l)
+        };
+        for (written, want) in [
+            ("sub", "sub/inner.txt"),
+            ("sub/", "sub/inner.txt"),
+            ("sub//", "sub/inner.txt"),
+            ("/sub", "/sub/inner.txt"),
+            ("./sub", "./sub/inner.txt"),
+            ("sub_link", "sub_link/inner.txt"),
+        ] {
+            assert!(names("/sub", written).contains(&want.to_string()), "{written}: {:?}", names("/sub", written));
+        }
+        // Plain NLST, `.` and `./` keep bare names; `/` gives `/name`.
+        for written in ["", ".", "./", ".//"] {
+            assert!(names("/", written).contains(&"file.txt".to_string()), "{written:?}");
+        }
+        assert!(names("/", "/").contains(&"/file.txt".to_string()));
+        assert!(names("/", "//").contains(&"/file.txt".to_string()));
+        // A file is named as written (trailing slashes dropped).
+        assert_eq!(names("/sub/inner.txt", "sub/inner.txt"), ["sub/inner.txt"]);
+        assert_eq!(names("/file.txt", "./file.txt"), ["./file.txt"]);
+        // A glob's entries carry the directory part of the argument.
+        let mut l = vfs.open_glob(&vp("/sub"), glob("*.txt")).unwrap().named_as_written(b"sub/");
+        assert_eq!(vfs_names(&vfs, &mut l), ["sub/inner.txt"]);
+        // Symlinks in a prefixed listing are still resolved by their bare
+        // name: `sub/escape` is a link out of the jail, shown with size 0.
+        let mut l = vfs.open_listing(&vp("/sub")).unwrap().named_as_written(b"sub");
+        let mut seen = Vec::new();
+        while let Some(e) = l.next_entry(&vfs, true).unwrap() {
+            seen.push((String::from_utf8(e.name.to_vec()).unwrap(), e.meta.kind, e.meta.size));
+        }
+        assert_eq!(seen, [("sub/escape".into(), Kind::Symlink, 0), ("sub/inner.txt".into(), Kind::File, 5)]);
     }
 
     // ---- SITE CHMOD. ----

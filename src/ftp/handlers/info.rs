@@ -5,7 +5,7 @@ use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session};
 use crate::ftp::table::{self, COMMANDS, EXTRA_FEATURES};
-use crate::vfs::listing;
+use crate::vfs::{listing, Next};
 
 /// NOOP — RFC 959 §4.1.3: "This command does not affect any parameters or
 /// previously entered commands. It specifies no action other than that the
@@ -132,13 +132,23 @@ const HELP_VERBS_PER_LINE: usize = 8;
 /// person browses, and a directory of 100,000 entries costs a STAT no more.
 pub const STAT_MAX_ENTRIES: usize = 1_000;
 
-/// The continuation line that ends a STAT listing cut at [`STAT_MAX_ENTRIES`].
+/// The most names a `STAT <glob>` skips (names in a directory streamed
+/// past the sort caps that do not match) before it ends the reply with
+/// [`STAT_TRUNCATED_LINE`]: the reply is formatted in one turn of the loop,
+/// so its scan is bounded however big the directory (CVE-2011-0762 was a
+/// STAT glob that kept vsftpd's CPU busy). A sorted directory is filtered
+/// whole when it opens and never reaches it.
+pub const STAT_MAX_SKIPPED_NAMES: usize = 16_384;
+
+/// The continuation line that ends a STAT listing cut at [`STAT_MAX_ENTRIES`]
+/// or [`STAT_MAX_SKIPPED_NAMES`].
 const STAT_TRUNCATED_LINE: &[u8] = b"... more entries not shown; use LIST for the full listing";
 
 /// STAT — RFC 959 §4.1.3: without argument, the server's status (`211`);
 /// with a pathname, "analogous to the LIST command … over the control
 /// connection" (`213`). During a transfer the reactor answers it at once
-/// with the progress (`Session::handle_urgent`).
+/// with the progress (`Session::handle_urgent`). The last component may be
+/// a glob, as for LIST (see `transfer::open_list_arg`): `STAT *.txt`.
 ///
 /// # Bounded reply
 /// The entries come one at a time from [`crate::vfs::Vfs::open_listing`]
@@ -154,12 +164,12 @@ pub fn stat(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     if !s.is_logged_in() {
         return Err(CmdError::NotLoggedIn);
     }
-    let path = s.cwd.resolve(super::transfer::list_path(arg))?;
+    let (path, mut entries) = super::transfer::open_list_arg(s, arg, false)?;
     let vfs = &s.login()?.vfs;
-    let mut entries = vfs.open_listing(&path)?;
+    let mut skips = STAT_MAX_SKIPPED_NAMES;
     // The first entry is read before any reply line, so that a directory
     // that cannot be read is one error reply, not half a 213.
-    let mut next = entries.next_entry(vfs, true)?;
+    let mut next = entries.next_entry_within(vfs, true, &mut skips)?;
     reply::begin_multi(ctx.out, ReplyCode::FileStatus);
     ctx.out.extend_from_slice(b"Status of ");
     reply::push_text(ctx.out, path.as_bytes());
@@ -170,11 +180,15 @@ pub fn stat(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     // by `continuation`, which the data-connection format does not do.
     let mut line = Vec::new();
     let mut written = 0;
-    while let Some(e) = next {
-        if written == STAT_MAX_ENTRIES {
-            reply::continuation(ctx.out, STAT_TRUNCATED_LINE);
-            break;
-        }
+    loop {
+        let e = match next {
+            Next::End => break,
+            Next::Entry(e) if written < STAT_MAX_ENTRIES => e,
+            Next::Entry(_) | Next::Pending => {
+                reply::continuation(ctx.out, STAT_TRUNCATED_LINE);
+                break;
+            }
+        };
         line.clear();
         listing::write_entry(format, &e, &mut line);
         // Each listing line is a continuation line (leading space), so a
@@ -183,7 +197,7 @@ pub fn stat(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
         written += 1;
         // A directory that fails mid-way ends the listing where it got to:
         // the 213 is already begun and must be closed.
-        next = entries.next_entry(vfs, true).unwrap_or(None);
+        next = entries.next_entry_within(vfs, true, &mut skips).unwrap_or(Next::End);
     }
     reply::reply(ctx.out, ReplyCode::FileStatus, "End of status.");
     Ok(Action::None)

@@ -4,7 +4,8 @@ use crate::dtp::transfer::Transfer;
 use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session, XferKind};
-use crate::vfs::{FsError, Kind, ListFormat, Vfs};
+use crate::vfs::glob::{has_wildcards, Glob};
+use crate::vfs::{FsError, Kind, ListFormat, Listing, VirtualPath, Vfs};
 
 /// TYPE — RFC 959 §3.1.1: `A` (ASCII, optionally `A N`), `I` (image) and
 /// `L 8` (bytes of 8 bits = image). EBCDIC, `A T`, `A C` and other byte
@@ -77,24 +78,76 @@ pub(super) fn list_path(arg: &[u8]) -> &[u8] {
     }
 }
 
+/// Open what the argument of LIST, NLST or STAT names (issue 10): the
+/// path after [`list_path`] if it exists, else, if its last component
+/// holds `*`, `?` or `[`, the entries of its directory that match that
+/// component as a [`Glob`]. Returns the path (for the log and STAT's
+/// header) and the listing.
+///
+/// - **Literal first.** A name that exists is listed as it is, so a file
+///   named `a*b` is still `NLST a*b`; only a missing one (or one too long
+///   to be a name) is a pattern. Matching rules: [`crate::vfs::glob`].
+/// - **The last component only.** `*/x` is looked up literally (`550`
+///   unless a directory is named `*`), as vsftpd does; RFC 3659 §2.2.2
+///   keeps MLSD/MLST free of globs, and they never come here.
+/// - **No match is `550 No files found.`**, before any `150`, when the
+///   directory is within the sort caps (the filter runs now). A directory
+///   streamed past the caps is filtered as it is sent, so there no match
+///   is an empty listing and `226` (vsftpd answers `226` always).
+/// - **NLST names** (`nlst`): as the client wrote the directory, so each
+///   works in RETR from the same working directory, as RFC 959 §4.1.3's
+///   "multiple get" needs and vsftpd and ProFTPD answer: `NLST test` →
+///   `test/file1.txt`, `NLST sub/*.txt` → `sub/a.txt`, `NLST f.txt` →
+///   `f.txt`; plain `NLST` and `NLST .` give bare names. LIST and STAT
+///   lines show bare names, as `ls -l dir` does.
+pub(super) fn open_list_arg(s: &Session, arg: &[u8], nlst: bool) -> Result<(VirtualPath, Listing), CmdError> {
+    let written = list_path(arg);
+    let path = s.cwd.resolve(written)?;
+    let vfs = &s.login()?.vfs;
+    let (listing, dir_written) = match vfs.open_listing(&path) {
+        Ok(listing) => (listing, written),
+        // A pattern longer than NAME_MAX (`[ab]` is 4 bytes for one) cannot
+        // exist literally either.
+        Err(literal @ (FsError::NotFound | FsError::NameTooLong)) => {
+            let (dir_written, pattern) = match written.iter().rposition(|&b| b == b'/') {
+                Some(i) => written.split_at(i + 1),
+                None => (&b""[..], written),
+            };
+            let glob = Some(pattern).filter(|p| has_wildcards(p)).and_then(Glob::new).ok_or(literal)?;
+            let listing = vfs.open_glob(&s.cwd.resolve(dir_written)?, glob)?;
+            if listing.is_done() {
+                return Err(CmdError::Refused("No files found."));
+            }
+            (listing, dir_written)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((path, if nlst { listing.named_as_written(dir_written) } else { listing }))
+}
+
 /// LIST — RFC 959 §4.1.3: "causes a list to be sent from the server to the
 /// passive DTP", in the `ls -l` form that curl, lftp, wget and FileZilla
-/// parse. A missing path is `550` before any data connection is used.
+/// parse. A missing path is `550` before any data connection is used. The
+/// last component may be a glob (see [`open_list_arg`]).
 pub fn list(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     listing_common(s, arg, ctx, false)
 }
 
 /// NLST — RFC 959 §4.1.3: "a directory listing … the server will return a
-/// stream of names of files and no other information."
+/// stream of names of files and no other information … This command is
+/// intended to return information that can be used by a program to
+/// further process the files automatically. For example, in the
+/// implementation of a 'multiple get' function." So the names of `NLST
+/// dir` come as `dir/name`, and the last component may be a glob (see
+/// [`open_list_arg`]).
 pub fn nlst(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     listing_common(s, arg, ctx, true)
 }
 
 fn listing_common(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>, names_only: bool) -> Result<Action, CmdError> {
     s.require_data()?;
-    let path = s.cwd.resolve(list_path(arg))?;
+    let (path, names) = open_list_arg(s, arg, names_only)?;
     let vfs = s.login()?.vfs.clone();
-    let names = vfs.open_listing(&path)?;
     let format = if names_only { ListFormat::Names } else { ListFormat::Long { now_unix: ctx.now_unix } };
     Ok(s.start_transfer(XferKind::List, Transfer::listing(vfs, names, format), path))
 }
