@@ -919,3 +919,125 @@ fn issue_10_ftplib_nlst_of_a_path_or_a_glob_gives_names_retr_can_fetch() {
         assert_eq!(sha, sha256_file(&root.path().join(name)), "RETR {name}");
     }
 }
+
+// ----- issue 10: the orders and modes real clients use ---------------------
+
+/// Text with LF line ends, and its CRLF form (what TYPE A sends).
+fn lf_and_crlf(lines: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut lf = Vec::new();
+    for i in 0..lines {
+        lf.extend_from_slice(format!("line {i}: {}\n", "abc".repeat(i % 40)).as_bytes());
+    }
+    let crlf = lf.iter().flat_map(|&b| if b == b'\n' { vec![b'\r', b'\n'] } else { vec![b] }).collect();
+    (lf, crlf)
+}
+
+#[test]
+fn issue_10_ftplib_retrlines_and_storlines_in_passive_and_active_mode() {
+    // ftplib connects the data socket before it sends RETR/STOR in passive
+    // mode: the order that once gave 0 bytes and 226 in TYPE A.
+    let root = tempfile::tempdir().unwrap();
+    let (lf, _) = lf_and_crlf(5000);
+    write_file(&root.path().join("t.txt"), &lf);
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let py = need("python3", "python3");
+    let script = format!(
+        r#"
+import ftplib, io, sys
+for passive in (True, False):
+    f = ftplib.FTP()
+    f.connect("127.0.0.1", {port}, timeout=20)
+    f.login()
+    f.set_pasv(passive)
+    got = []
+    r = f.retrlines("RETR t.txt", got.append)
+    print("retr", passive, r[:3], len(got))
+    data = open(sys.argv[1], "rb").read()
+    r = f.storlines("STOR up-%d.txt" % passive, io.BytesIO(data))
+    print("stor", passive, r[:3])
+    f.quit()
+print("DONE")
+"#,
+        port = srv.port()
+    );
+    let o = run(cmd(&py, &["-c", &script, root.path().join("t.txt").to_str().unwrap()]), None);
+    assert!(o.status.success() && o.stdout.contains("DONE"), "{}", o.describe());
+    for passive in ["True", "False"] {
+        assert!(o.stdout.contains(&format!("retr {passive} 226 5000")), "retrlines ({passive}): {}", o.describe());
+        assert!(o.stdout.contains(&format!("stor {passive} 226")), "storlines ({passive}): {}", o.describe());
+        let up = fs::read(root.path().join(format!("up-{}.txt", u8::from(passive == "True")))).unwrap();
+        assert_eq!(sha256(&up), sha256(&lf), "storlines ({passive}): the file on disk has LF line ends");
+    }
+}
+
+#[test]
+fn issue_10_curl_type_a_download_and_upload_in_passive_mode() {
+    let root = tempfile::tempdir().unwrap();
+    let (lf, crlf) = lf_and_crlf(3000);
+    write_file(&root.path().join("t.txt"), &lf);
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    let work = tempfile::tempdir().unwrap();
+    // Download: curl -B (and ;type=a) in passive mode connect first; the
+    // server sends CRLF lines and curl, on Unix, turns them back into LF:
+    // the whole file arrives (not the 0 bytes of the bug).
+    let out = work.path().join("down.txt");
+    curl_cmd_run(&["-B", "-o", out.to_str().unwrap(), &format!("{}/t.txt", srv.url())]);
+    assert_eq!(sha256_file(&out), sha256(&lf), "curl -B download");
+    let out2 = work.path().join("down2.txt");
+    curl_cmd_run(&["-o", out2.to_str().unwrap(), &format!("{}/t.txt;type=a", srv.url())]);
+    assert_eq!(sha256_file(&out2), sha256(&lf), "curl ;type=a download");
+    // The bytes on the wire are CRLF (what curl turns back into LF): the
+    // same file fetched in TYPE I by curl is the LF text, so check the
+    // TYPE A size the server announces.
+    let head = run(curl_cmd(&["-B", "-I", &format!("{}/t.txt", srv.url())]), None).ok();
+    assert!(head.stdout.contains(&format!("Content-Length: {}", crlf.len())), "SIZE in TYPE A\n{}", head.describe());
+    // Upload: curl -B -T turns the local LF lines into CRLF on the wire
+    // (TYPE A); the server stores LF again.
+    let src = work.path().join("src.txt");
+    write_file(&src, &lf);
+    curl_cmd_run(&["-B", "-T", src.to_str().unwrap(), &format!("{}/up.txt", srv.url())]);
+    assert_eq!(sha256_file(&root.path().join("up.txt")), sha256(&lf), "curl -B upload");
+}
+
+fn curl_cmd_run(args: &[&str]) {
+    run(curl_cmd(args), None).ok();
+}
+
+#[test]
+fn issue_10_lftp_put_c_resumes_an_interrupted_upload() {
+    let root = tempfile::tempdir().unwrap();
+    let body = random_bytes(3 << 20, 10);
+    let srv = Server::start(root.path(), &["--anonymous-write"]);
+    // An upload cut after 1 MiB: the data connection reset mid-way.
+    {
+        let mut c = common::process::Control::connect(([127, 0, 0, 1], srv.port()).into());
+        c.cmd("USER anonymous");
+        c.cmd("PASS x@y");
+        c.cmd("TYPE I");
+        let r = c.cmd("EPSV");
+        let port: u16 = r.split("|||").nth(1).and_then(|p| p.trim_end_matches(|ch| ch == ')' || ch == '|' || ch == '.').parse().ok()).unwrap_or_else(|| panic!("{r}"));
+        let mut data = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let r = c.cmd("STOR big.bin");
+        assert!(r.starts_with("150") || r.starts_with("125"), "{r}");
+        std::io::Write::write_all(&mut data, &body[..1 << 20]).unwrap();
+        let kept = root.path().join("big.bin");
+        let t0 = std::time::Instant::now();
+        while fs::metadata(&kept).map(|m| m.len()).unwrap_or(0) < (1 << 20) && t0.elapsed() < std::time::Duration::from_secs(10) {
+            // Written to the temp file until the cut; kept at the name after.
+            if fs::read_dir(root.path()).unwrap().any(|e| fs::metadata(e.unwrap().path()).map(|m| m.len()).unwrap_or(0) >= 1 << 20) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        common::reset(data);
+        let r = c.reply();
+        assert!(r.starts_with('4'), "the cut upload fails: {r}");
+    }
+    assert_eq!(fs::metadata(root.path().join("big.bin")).unwrap().len(), 1 << 20, "the received MiB is kept at the name");
+    // lftp put -c: SIZE, then REST + STOR of the rest.
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("big.bin");
+    write_file(&local, &body);
+    let o = lftp(&srv, &format!("set ftp:passive-mode on; put -c '{}' -o big.bin", local.display())).ok();
+    assert_eq!(sha256_file(&root.path().join("big.bin")), sha256(&body), "lftp put -c result\n{}", o.describe());
+}
