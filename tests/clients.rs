@@ -1015,7 +1015,7 @@ fn issue_10_lftp_put_c_resumes_an_interrupted_upload() {
         c.cmd("PASS x@y");
         c.cmd("TYPE I");
         let r = c.cmd("EPSV");
-        let port: u16 = r.split("|||").nth(1).and_then(|p| p.trim_end_matches(|ch| ch == ')' || ch == '|' || ch == '.').parse().ok()).unwrap_or_else(|| panic!("{r}"));
+        let port: u16 = r.split("|||").nth(1).and_then(|p| p.trim_end_matches([')', '|', '.']).parse().ok()).unwrap_or_else(|| panic!("{r}"));
         let mut data = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let r = c.cmd("STOR big.bin");
         assert!(r.starts_with("150") || r.starts_with("125"), "{r}");
