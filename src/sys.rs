@@ -538,6 +538,13 @@ pub fn set_oobinline(fd: RawFd) -> io::Result<()> {
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_OOBINLINE, 1)
 }
 
+/// `listen(2)` again on a listening socket: Linux then takes the new
+/// backlog (capped by `net.core.somaxconn`).
+pub fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: plain system call on a descriptor the caller owns.
+    cvt(unsafe { libc::listen(fd, backlog) }).map(|_| ())
+}
+
 /// `SO_SNDBUF`: the kernel's send buffer for a socket, in bytes (Linux
 /// doubles the value for its bookkeeping and stops autotuning it).
 pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {

@@ -7,9 +7,9 @@
 //! an honest client from another loopback address keeps working, and the
 //! test asserts:
 //!
-//! - each of its round trips (connect + greeting, USER, NOOP, PWD, a small
-//!   RETR checked by sha256) answers within [`ROUND_TRIP_BOUND`], a login
-//!   (PASS) within [`LOGIN_BOUND`];
+//! - each of its round trips (USER, NOOP, PWD, a small RETR checked by
+//!   sha256) answers within [`ROUND_TRIP_BOUND`], connect + greeting
+//!   within [`CONNECT_BOUND`], a login (PASS) within [`LOGIN_BOUND`];
 //! - the server's peak RSS, sampled every 100 ms during and after the flood,
 //!   stays under [`RSS_BOUND_KIB`];
 //! - the server is alive and serving afterwards.
@@ -62,6 +62,11 @@ const RSS_BOUND_KIB: u64 = 64 * 1024;
 const ROUND_TRIP_BOUND: Duration = Duration::from_secs(1);
 /// One honest login (PASS → 230), which may wait for the helper thread.
 const LOGIN_BOUND: Duration = Duration::from_secs(2);
+/// Connect + greeting: one round trip, plus one SYN retransmission (the
+/// kernel's initial 1 s timeout) when a connection flood fills the listen
+/// backlog for an instant — a discrete 1 s step that a 1 s bound would
+/// turn into a coin toss on a shared machine.
+const CONNECT_BOUND: Duration = Duration::from_secs(2);
 /// How much longer than its bound a reply is waited for before it is
 /// reported as missing (so a stalled server fails the test in seconds).
 const GRACE: Duration = Duration::from_secs(3);
@@ -380,7 +385,7 @@ fn honest_session(h: &Honest) -> Result<(), String> {
     let t = Instant::now();
     let s = connect_from(h.src, h.addr).map_err(|e| format!("connect from {}: {e}", h.src))?;
     let mut c = Ctl::from_stream(s);
-    round_trip(&mut c, "connect + greeting", None, 220, ROUND_TRIP_BOUND, Some(t))?;
+    round_trip(&mut c, "connect + greeting", None, 220, CONNECT_BOUND, Some(t))?;
     round_trip(&mut c, "USER", Some(&format!("USER {}", h.user)), 331, ROUND_TRIP_BOUND, None)?;
     round_trip(&mut c, "login (PASS)", Some(&format!("PASS {}", h.pass)), 230, LOGIN_BOUND, None)?;
     round_trip(&mut c, "NOOP", Some("NOOP"), 200, ROUND_TRIP_BOUND, None)?;

@@ -102,8 +102,15 @@ pub fn prepare_listener(listener: &mio::net::TcpListener, control: bool) {
         let _ = crate::sys::set_oobinline(fd);
         let _ = crate::sys::set_send_buffer(fd, CONTROL_SEND_BUFFER_BYTES);
         let _ = crate::sys::set_receive_buffer(fd, CONTROL_RECEIVE_BUFFER_BYTES);
+        let _ = crate::sys::set_backlog(fd, CONTROL_BACKLOG);
     }
 }
+
+/// The control listener's backlog (mio's default is 1,024): a flood of
+/// connections that reset at once fills a short queue for an instant, and
+/// an honest client's SYN dropped then waits a whole second to be sent
+/// again. The kernel caps it at `net.core.somaxconn` (4,096 by default).
+pub const CONTROL_BACKLOG: i32 = 4096;
 
 /// The kernel receive buffer of a control connection, in bytes (Linux
 /// reserves twice this). Commands are lines of at most a few kilobytes;
