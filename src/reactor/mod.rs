@@ -1124,8 +1124,13 @@ impl Server {
                 }
             }
             Action::OpenPassive { extended } => {
-                self.drop_data(key);
-                let result = self.open_passive(key);
+                let result = match self.reuse_passive(key) {
+                    Some(addr) => Ok(addr),
+                    None => {
+                        self.drop_data(key);
+                        self.open_passive(key)
+                    }
+                };
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
                     let mut ctx = Ctx { out, env: &self.env, now_unix: 0 };
                     c.session.passive_opened(result, extended, &mut ctx);
@@ -1289,6 +1294,24 @@ impl Server {
         if let Some(d) = data {
             self.close_entry(d);
         }
+    }
+
+    /// A PASV/EPSV while the session's passive listener still waits, unused
+    /// and with no command pending, answers with the same port (its data
+    /// timeout starts again) instead of closing it and opening another: the
+    /// client connects to the port it was last given either way, and a
+    /// pipelined PASV storm then costs a reply each, not a socket, bind,
+    /// listen and close (the hostile benchmark's flooders sent thousands).
+    fn reuse_passive(&mut self, key: usize) -> Option<SocketAddr> {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return None };
+        let pkey = c.data?;
+        let Some(Entry::Pasv(p)) = self.slab.get_mut(pkey) else { return None };
+        if p.pending.is_some() {
+            return None;
+        }
+        let addr = p.listener.local_addr().ok()?;
+        set_timer(&mut self.wheel, &mut p.timer, self.now + self.env.config.data_timeout, pkey);
+        Some(addr)
     }
 
     fn open_passive(&mut self, key: usize) -> io::Result<SocketAddr> {
