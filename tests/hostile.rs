@@ -1140,3 +1140,66 @@ fn site_chmod_for_a_writing_user_sets_permission_bits_only_and_never_on_the_home
     check_alive_and_serving(&mut srv, &honest, &mut problems, "afterwards");
     problems.assert_none("SITE CHMOD by a users-file user with write permission");
 }
+
+// ---------------------------------------------------------------------------
+// 6. Found by the red team: a client that *reads* its replies but pipelines
+//    a 64 KiB burst of heavy commands. The reply budget never engages (the
+//    kernel takes every reply), so only a budget of work per turn keeps the
+//    loop's pass short: before it, one burst of `STAT <dir>` stalled every
+//    other client for ~57 s, one of `SIZE` in TYPE A for ~2.3 s.
+
+/// Write `burst`, and read every reply on another thread until `replies`
+/// final replies arrived or `limit` passed. Returns the reader thread.
+fn fast_reader_burst(mut c: Ctl, burst: Vec<u8>, replies: usize, limit: Duration) -> JoinHandle<usize> {
+    let mut w = c.writer_clone();
+    std::thread::spawn(move || {
+        let writer = std::thread::spawn(move || w.write_all(&burst));
+        let t = Instant::now();
+        let mut got = 0;
+        c.set_read_timeout(Duration::from_millis(500));
+        while got < replies && t.elapsed() < limit {
+            if c.try_reply().is_ok() {
+                got += 1;
+            }
+        }
+        drop(c);
+        let _ = writer.join();
+        got
+    })
+}
+
+#[test]
+fn a_fast_reader_pipelining_64kib_of_heavy_commands_is_served_in_slices() {
+    let _one = one_at_a_time();
+    let (root, sha) = served_root();
+    make_huge_dir(&root.path().join("dir"), 8_000, false);
+    let text: Vec<u8> = common::pattern(250 * 1024, 4).iter().map(|b| if b % 40 == 0 { b'\n' } else { b'a' + b % 26 }).collect();
+    fs::write(root.path().join("text.txt"), &text).unwrap();
+    for (what, setup, line) in [
+        ("STAT of an 8,000-entry directory", None, "STAT dir\r\n"),
+        ("SIZE in TYPE A of a 250 KiB file", Some("TYPE A"), "SIZE text.txt\r\n"),
+    ] {
+        let mut srv = Server::start(root.path(), &["--shutdown-grace", "0"]);
+        let honest = Honest::anonymous(&srv, Some(sha.clone()));
+        let mut problems = Problems::default();
+        let steady = steady_session(&srv);
+        let mut hostile = hostile_anon(&srv);
+        if let Some(cmd) = setup {
+            hostile.cmd(cmd);
+        }
+        let burst = line.as_bytes().repeat(64 * 1024 / line.len());
+        let n = burst.len() / line.len();
+        let reader = fast_reader_burst(hostile, burst, n, HOLD + Duration::from_secs(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let during = honest_during(honest.clone(), stop.clone());
+        let noops = noop_during(steady, stop.clone());
+        std::thread::sleep(HOLD);
+        stop.store(true, Ordering::Relaxed);
+        let runs = join_honest(during, &mut problems, "during the burst");
+        let (k, slowest) = join_noops(noops, &mut problems, "during the burst");
+        let answered = reader.join().unwrap();
+        eprintln!("{what}: {n} pipelined, {answered} answered to the fast reader; {runs} honest sessions, {k} NOOPs, slowest {slowest:.2?}");
+        check_alive_and_serving(&mut srv, &honest, &mut problems, "after the burst");
+        problems.assert_none(&format!("a fast reader's 64 KiB burst of {what}"));
+    }
+}
