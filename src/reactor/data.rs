@@ -1,0 +1,467 @@
+//! Data connections and transfers: passive listeners (kept while unused),
+//! active connects, accepting the client's data connection, moving the
+//! bytes within the per-step and per-pass budgets, and the end of a
+//! transfer (commit or keep what arrived, log, reply after the data
+//! connection is closed).
+
+use super::*;
+
+impl Server {
+    /// Close the session's passive listener or data connection, if any.
+    pub(super) fn drop_data(&mut self, key: usize) {
+        let data = match self.slab.get_mut(key) {
+            Some(Entry::Ctrl(c)) => c.data.take(),
+            _ => None,
+        };
+        if let Some(d) = data {
+            self.close_entry(d);
+        }
+    }
+
+    /// A PASV/EPSV while the session's passive listener still waits, unused
+    /// and with no command pending, answers with the same port (its data
+    /// timeout starts again) instead of closing it and opening another: the
+    /// client connects to the port it was last given either way, and a
+    /// pipelined PASV storm then costs a reply each, not a socket, bind,
+    /// listen and close (the hostile benchmark's flooders sent thousands).
+    pub(super) fn reuse_passive(&mut self, key: usize) -> Option<SocketAddr> {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return None };
+        let pkey = c.data?;
+        let Some(Entry::Pasv(p)) = self.slab.get_mut(pkey) else { return None };
+        if p.pending.is_some() {
+            return None;
+        }
+        let addr = p.listener.local_addr().ok()?;
+        set_timer(&mut self.wheel, &mut p.timer, self.now + self.env.config.data_timeout, pkey);
+        Some(addr)
+    }
+
+    pub(super) fn open_passive(&mut self, key: usize) -> io::Result<SocketAddr> {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
+        if self.pasv_count >= self.env.config.max_passive {
+            ctx_log!(warn, key, c.session, "passive listener limit ({}) reached", self.env.config.max_passive);
+            return Err(io::Error::other("too many passive listeners"));
+        }
+        if !self.data_slot_free(key) {
+            return Err(io::Error::other("too many data connections from this address"));
+        }
+        let ip = c.session.local().ip();
+        let mut listener = match self.ports.bind(ip, self.env.config.passive_ports) {
+            Ok(l) => {
+                stream::prepare_listener(&l, false);
+                l
+            }
+            Err(e) => {
+                ctx_log!(warn, key, c.session, "cannot open a passive port: {e}");
+                return Err(e);
+            }
+        };
+        let addr = listener.local_addr()?;
+        let pkey = self.slab.vacant_key();
+        self.poll.registry().register(&mut listener, Token(pkey), Interest::READABLE)?;
+        let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
+        self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
+        self.pasv_count += 1;
+        self.take_data_slot(key);
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            c.data = Some(pkey);
+        }
+        Ok(addr)
+    }
+
+    pub(super) fn accept_data(&mut self, pkey: usize) {
+        loop {
+            let Some(Entry::Pasv(p)) = self.slab.get(pkey) else { return };
+            let owner = p.owner;
+            let accepted = p.listener.accept();
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    debug!("[c{owner}] passive accept: {e}");
+                    return;
+                }
+            };
+            let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
+            let peer = session::canonical(peer);
+            if peer.ip() != c.session.peer().ip() && !self.env.config.insecure_pasv_any_peer {
+                ctx_log!(warn, owner, c.session, "refused data connection from foreign address {peer}");
+                drop(tcp);
+                continue;
+            }
+            if self.data_count >= self.env.config.max_transfers {
+                ctx_log!(warn, owner, c.session, "data connection limit ({}) reached", self.env.config.max_transfers);
+                drop(tcp);
+                let had = matches!(self.slab.get(pkey), Some(Entry::Pasv(p)) if p.pending.is_some());
+                self.close_entry(pkey);
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                    c.data = None;
+                }
+                if had {
+                    self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
+                }
+                return;
+            }
+            // One connection per PASV: the listener goes, the port is free.
+            let pending = match self.slab.get_mut(pkey) {
+                Some(Entry::Pasv(p)) => p.pending.take(),
+                _ => None,
+            };
+            self.close_entry(pkey);
+            let mut stream = Stream::accepted(tcp);
+            let dkey = self.slab.vacant_key();
+            if stream.register(self.poll.registry(), Token(dkey)).is_err() {
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                    c.data = None;
+                }
+                if pending.is_some() {
+                    self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
+                }
+                return;
+            }
+            let running = pending.is_some();
+            let state = match pending {
+                Some(req) => DataState::Running(req),
+                None => DataState::Idle,
+            };
+            // An idle data connection (no transfer command yet) waits at
+            // most the data timeout too, as its listener did: a client
+            // cannot hold a data slot forever by connecting and going quiet.
+            let wait = if running { self.env.config.stall_timeout } else { self.env.config.data_timeout };
+            let timer = Some(self.wheel.schedule(self.now + wait, dkey));
+            self.data_count += 1;
+            self.take_data_slot(owner);
+            self.slab.insert(Entry::Data(DataConn {
+                stream,
+                owner,
+                state,
+                timer,
+                last_progress: self.now,
+                started: self.now,
+                bytes: 0,
+            }));
+            if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                c.data = Some(dkey);
+            }
+            if running {
+                let mut out = std::mem::take(&mut self.out);
+                out.clear();
+                self.first_step(dkey, owner, false, &mut out);
+                self.send(owner, &out);
+                out.clear();
+                self.out = out;
+                self.refresh_deadline(owner);
+                self.drain_lines(owner);
+            }
+            return;
+        }
+    }
+
+    /// `150`/`125` for a transfer that is starting.
+    pub(super) fn announce_start(&mut self, owner: usize, already_open: bool) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
+        c.session.transfer_started(already_open, &mut ctx);
+        self.send(owner, &out);
+        out.clear();
+        self.out = out;
+    }
+
+    pub(super) fn start_transfer(&mut self, key: usize, req: TransferRequest, out: &mut Vec<u8>) {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return };
+        let mode = c.session.data_mode();
+        let data = c.data;
+        match (mode, data) {
+            (DataMode::Passive, Some(k)) => match self.slab.get_mut(k) {
+                Some(Entry::Pasv(p)) => p.pending = Some(req),
+                Some(Entry::Data(d)) if matches!(d.state, DataState::Idle) => {
+                    d.state = DataState::Running(req);
+                    d.started = self.now;
+                    d.last_progress = self.now;
+                    set_timer(&mut self.wheel, &mut d.timer, self.now + self.env.config.stall_timeout, k);
+                    self.first_step(k, key, true, out);
+                }
+                _ => self.fail_start(key, req, out),
+            },
+            (DataMode::Active(_), _) if self.data_count >= self.env.config.max_transfers => {
+                warn!("[c{key}] data connection limit ({}) reached", self.env.config.max_transfers);
+                self.fail_start(key, req, out);
+            }
+            (DataMode::Active(_), _) if !self.data_slot_free(key) => self.fail_start(key, req, out),
+            (DataMode::Active(addr), _) => {
+                self.drop_data(key);
+                match TcpStream::connect(addr) {
+                    Ok(tcp) => {
+                        let mut stream = Stream::plain(tcp);
+                        let dkey = self.slab.vacant_key();
+                        if stream.register(self.poll.registry(), Token(dkey)).is_err() {
+                            self.fail_start(key, req, out);
+                            return;
+                        }
+                        let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, dkey));
+                        self.data_count += 1;
+                        self.take_data_slot(key);
+                        self.slab.insert(Entry::Data(DataConn {
+                            stream,
+                            owner: key,
+                            state: DataState::Connecting(req),
+                            timer,
+                            last_progress: self.now,
+                            started: self.now,
+                            bytes: 0,
+                        }));
+                        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                            c.data = Some(dkey);
+                        }
+                    }
+                    Err(_) => self.fail_start(key, req, out),
+                }
+            }
+            _ => self.fail_start(key, req, out),
+        }
+    }
+
+    /// The data connection is gone or could not be made: `425`.
+    pub(super) fn fail_start(&mut self, key: usize, req: TransferRequest, out: &mut Vec<u8>) {
+        drop(req);
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            c.data = None;
+            let mut ctx = Ctx { out, env: &self.env, now_unix: 0 };
+            c.session.transfer_finished(Err(TransferError::CantOpen), &mut ctx);
+        }
+    }
+
+    pub(super) fn data_ready(&mut self, dkey: usize) {
+        let outcome = {
+            let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else { return };
+            match &mut d.state {
+                DataState::Idle => None,
+                DataState::Connecting(_) => match d.stream.take_error() {
+                    Ok(Some(_)) | Err(_) => Some(Err(TransferError::CantOpen)),
+                    Ok(None) => match d.stream.peer_addr() {
+                        Ok(_) => {
+                            let DataState::Connecting(req) = std::mem::replace(&mut d.state, DataState::Idle) else {
+                                unreachable!()
+                            };
+                            d.state = DataState::Running(req);
+                            d.started = self.now;
+                            d.last_progress = self.now;
+                            set_timer(&mut self.wheel, &mut d.timer, self.now + self.env.config.stall_timeout, dkey);
+                            let owner = d.owner;
+                            self.announce_start(owner, false);
+                            self.wake_later(dkey);
+                            return;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+                        Err(_) => Some(Err(TransferError::CantOpen)),
+                    },
+                },
+                DataState::Running(_) => {
+                    if let Some(result) = self.step_data(dkey, true) {
+                        self.end_transfer(dkey, result, true);
+                    }
+                    return;
+                }
+            }
+        };
+        if let Some(result) = outcome {
+            self.end_transfer(dkey, result, true);
+        }
+    }
+
+    /// Move a running transfer's bytes within the budget: `Some` when it
+    /// ended, `None` when it waits for readiness (or for its next turn).
+    pub(super) fn step_data(&mut self, dkey: usize, bulk: bool) -> Option<Result<(), TransferError>> {
+        if bulk && self.pass_budget == 0 {
+            self.wake_later(dkey);
+            return None;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let outcome = match self.slab.get_mut(dkey) {
+            Some(Entry::Data(DataConn { state: DataState::Running(req), stream, bytes, last_progress, .. })) => {
+                let step = if req.transfer.is_upload() { UPLOAD_STEP_BYTES } else { DATA_BUDGET_BYTES };
+                let budget = if bulk { step.min(self.pass_budget) } else { step };
+                let mut moved = 0;
+                let r = req.transfer.step(stream, budget, &mut scratch, &mut moved);
+                *bytes += moved;
+                if bulk {
+                    self.pass_budget = self.pass_budget.saturating_sub(moved as usize);
+                }
+                if moved > 0 {
+                    *last_progress = self.now;
+                }
+                match r {
+                    Ok(Progress::Done) => Some(Ok(())),
+                    Ok(Progress::Blocked) => None,
+                    Ok(Progress::Budget) => {
+                        // Not `wake_later`: a transfer may take several
+                        // steps in one pass while the pass budget lasts
+                        // (one 256 KiB step per pass cost a large RETR a
+                        // quarter more CPU per GiB in loop turns). The
+                        // duplicates end when the pass budget does (then
+                        // `wake_later`, above, queues it once).
+                        self.next_ready.push(dkey);
+                        None
+                    }
+                    Err(e) => Some(Err(e)),
+                }
+            }
+            _ => None,
+        };
+        self.scratch = scratch;
+        outcome
+    }
+
+    /// A transfer whose data connection is open starts: for a download,
+    /// move its first slice at once, and if that was all of it (a small
+    /// file, a listing), send `125`/`150` and `226` in one write — one TCP
+    /// segment and one wake-up of the client instead of two. The replies
+    /// still come in their order, after the data connection was closed.
+    pub(super) fn first_step(&mut self, dkey: usize, owner: usize, already_open: bool, out: &mut Vec<u8>) {
+        let try_now = matches!(self.slab.get(dkey), Some(Entry::Data(DataConn { state: DataState::Running(r), .. })) if !r.transfer.is_upload());
+        let outcome = if try_now { self.step_data(dkey, false) } else { None };
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+            let mut ctx = Ctx { out: &mut *out, env: &self.env, now_unix: 0 };
+            c.session.transfer_started(already_open, &mut ctx);
+        }
+        match outcome {
+            Some(result) => {
+                if let Some(result) = self.complete_transfer(dkey, result) {
+                    self.reply_transfer_end(owner, result, out);
+                }
+            }
+            None if !try_now => self.wake_later(dkey),
+            None => {}
+        }
+    }
+
+    /// A transfer ended: commit (STOR), close the data connection, log, and
+    /// only then reply (the data connection is closed before `226`).
+    pub(super) fn end_transfer(&mut self, dkey: usize, result: Result<(), TransferError>, drain: bool) {
+        let owner = match self.slab.get(dkey) {
+            Some(Entry::Data(d)) => d.owner,
+            _ => return,
+        };
+        if let Some(result) = self.complete_transfer(dkey, result) {
+            self.finish_transfer_reply(owner, result, drain);
+        }
+    }
+
+    /// The data side of a transfer's end: commit (STOR), close the data
+    /// connection, log. Returns the outcome to reply with, if the data
+    /// connection carried a transfer.
+    pub(super) fn complete_transfer(&mut self, dkey: usize, result: Result<(), TransferError>) -> Option<Result<u64, TransferError>> {
+        let Some(entry @ Entry::Data(_)) = self.slab.get_mut(dkey) else { return None };
+        let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return None };
+        self.closed.push(dkey);
+        self.data_count -= 1;
+        self.release_data_slot(d.owner);
+        let DataConn { stream, owner, state, timer, started, bytes, .. } = d;
+        if let Some(id) = timer {
+            self.wheel.cancel(id);
+        }
+        let (req, result) = match state {
+            DataState::Running(req) => {
+                let TransferRequest { transfer, kind, path, ascii } = req;
+                let result = match result {
+                    Ok(()) => transfer.finish(),
+                    Err(e) => {
+                        transfer.interrupted();
+                        Err(e)
+                    }
+                };
+                (Some((kind, path, ascii)), result)
+            }
+            DataState::Connecting(req) => {
+                // Never connected: nothing moved, nothing to keep.
+                let TransferRequest { kind, path, ascii, .. } = req;
+                (Some((kind, path, ascii)), result.and(Err(TransferError::CantOpen)))
+            }
+            DataState::Idle => (None, result),
+        };
+        // close(2) sends the FIN after the queued bytes; no shutdown needed.
+        drop(stream);
+        let secs = self.now.saturating_duration_since(started).as_secs_f64();
+        if let (Some(Entry::Ctrl(c)), Some((kind, path, ascii))) = (self.slab.get(owner), &req) {
+            ctx_log!(info, owner, c.session, "{:?} {} {} bytes in {:.3}s: {}", kind,
+                sanitize(path.as_bytes()), bytes, secs,
+                match &result { Ok(()) => "ok".to_string(), Err(e) => format!("{e:?}") });
+            if let (Some(log), false) = (&mut self.xferlog, *kind == XferKind::List) {
+                let record = xferlog::Record {
+                    end_unix: unix_now(),
+                    seconds: secs.round() as u64,
+                    remote: c.session.peer().ip(),
+                    bytes,
+                    path: path.as_bytes(),
+                    ascii: *ascii,
+                    direction: if *kind == XferKind::Retr { xferlog::Direction::Outgoing } else { xferlog::Direction::Incoming },
+                    anonymous: c.session.is_anonymous(),
+                    user: c.session.user(),
+                    complete: result.is_ok(),
+                };
+                if let Err(e) = log.write(&record) {
+                    warn!("xferlog: {e}");
+                }
+            }
+        }
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+            if c.data == Some(dkey) {
+                c.data = None;
+            }
+        }
+        req.map(|_| result.map(|_| bytes))
+    }
+
+    /// Tell the session how its transfer ended, then go on with its queue.
+    pub(super) fn finish_transfer_reply(&mut self, owner: usize, result: Result<u64, TransferError>, drain: bool) {
+        if !matches!(self.slab.get(owner), Some(Entry::Ctrl(c)) if matches!(c.session.pending(), Pending::Transfer(_))) {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.reply_transfer_end(owner, result, &mut out);
+        self.send(owner, &out);
+        out.clear();
+        self.out = out;
+        self.refresh_deadline(owner);
+        if drain {
+            self.drain_lines(owner);
+        }
+    }
+
+    /// The session's reply to the end of its transfer, into `out`.
+    pub(super) fn reply_transfer_end(&mut self, owner: usize, result: Result<u64, TransferError>, out: &mut Vec<u8>) {
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
+        let mut ctx = Ctx { out: &mut *out, env: &self.env, now_unix: 0 };
+        c.session.transfer_finished(result, &mut ctx);
+        if self.shutting_down {
+            c.session.shutting_down(out);
+            c.close_after_flush = true;
+        }
+    }
+
+    /// Abort the session's transfer, if one is running or waiting.
+    pub(super) fn abort_transfer(&mut self, key: usize, why: TransferError, drain: bool) {
+        let data = match self.slab.get(key) {
+            Some(Entry::Ctrl(c)) => c.data,
+            _ => None,
+        };
+        match data.and_then(|d| self.slab.get(d).map(|e| (d, matches!(e, Entry::Data(_))))) {
+            Some((d, true)) => self.end_transfer(d, Err(why), drain),
+            Some((d, false)) => {
+                let had = matches!(self.slab.get(d), Some(Entry::Pasv(p)) if p.pending.is_some());
+                self.close_entry(d);
+                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+                    c.data = None;
+                }
+                if had {
+                    self.finish_transfer_reply(key, Err(why), drain);
+                }
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The server's life outside single sessions: password verdicts from the
+//! helper thread, signals (drain on SIGTERM/SIGINT, reload on SIGHUP),
+//! shutdown, and giving memory back after a peak.
+
+use super::*;
+
+impl Server {
+    /// After a peak (a flood of connections, a burst of clients) give the
+    /// memory back: the slab keeps its capacity otherwise, and the heap its
+    /// freed pages. Only when the slab is mostly empty, at most once a
+    /// second; a check that is too early is retried from the wheel, since
+    /// the last close of a peak may come within that second.
+    pub(super) fn maybe_shrink(&mut self) {
+        let cap = self.slab.capacity();
+        if cap <= SHRINK_MIN_ENTRIES || self.slab.len() * 4 >= cap {
+            return;
+        }
+        if self.now < self.next_shrink {
+            if !self.shrink_scheduled {
+                self.shrink_scheduled = true;
+                self.wheel.schedule(self.next_shrink, SHRINK_CHECK);
+            }
+            return;
+        }
+        self.next_shrink = self.now + Duration::from_secs(1);
+        self.slab.shrink_to_fit();
+        crate::sys::trim_heap();
+        if self.slab.capacity() > SHRINK_MIN_ENTRIES && self.slab.len() * 4 < self.slab.capacity() && !self.shrink_scheduled {
+            // Live entries high in the slab keep it long: look again later.
+            self.shrink_scheduled = true;
+            self.wheel.schedule(self.next_shrink + Duration::from_secs(9), SHRINK_CHECK);
+        }
+    }
+
+    pub(super) fn on_wake(&mut self) {
+        if self.stop.swap(false, Ordering::SeqCst) {
+            self.begin_shutdown();
+        }
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        self.helper.drain(&mut verdicts);
+        for v in verdicts.drain(..) {
+            self.on_verdict(v);
+        }
+        self.verdicts = verdicts;
+    }
+
+    pub(super) fn on_verdict(&mut self, v: Verdict) {
+        self.new_turn();
+        match self.slab.get(v.key) {
+            Some(Entry::Ctrl(c)) if c.serial == v.serial && c.session.pending() == Pending::Login => {}
+            _ => return,
+        }
+        if let (Some(grant), Some(digest)) = (&v.grant, v.digest) {
+            self.login_cache.insert(digest, grant.clone(), self.now);
+        }
+        let result = match v.grant {
+            Some(grant) => match self.user_vfs(&grant.home, grant.perm.is_writable()) {
+                Ok(vfs) => Ok((grant, vfs)),
+                Err(e) => {
+                    error!("[c{}] home {} of {} unavailable: {e}", v.key, grant.home.display(), grant.name);
+                    Err(())
+                }
+            },
+            None => Err(()),
+        };
+        let Some(Entry::Ctrl(c)) = self.slab.get_mut(v.key) else { return };
+        let ok = result.is_ok();
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
+        let action = c.session.login_checked(result, &mut ctx);
+        if ok {
+            ctx_log!(info, v.key, c.session, "logged in");
+        } else {
+            ctx_log!(info, v.key, c.session, "failed login");
+        }
+        self.out = out;
+        // `after_step` sends what `login_checked` wrote, then the action's own.
+        let mut out = std::mem::take(&mut self.out);
+        self.perform(v.key, action, &mut out);
+        self.send(v.key, &out);
+        out.clear();
+        self.out = out;
+        self.refresh_deadline(v.key);
+        self.drain_lines(v.key);
+    }
+
+    /// One `Vfs` (one directory descriptor) per home and permission, shared
+    /// by all sessions of that user.
+    pub(super) fn user_vfs(&mut self, home: &std::path::Path, writable: bool) -> io::Result<Rc<Vfs>> {
+        let key = (home.to_path_buf(), writable);
+        if let Some(v) = self.vfs_cache.get(&key) {
+            return Ok(v.clone());
+        }
+        let vfs = Rc::new(Vfs::open(home, writable)?);
+        self.vfs_cache.insert(key, vfs.clone());
+        Ok(vfs)
+    }
+
+    pub(super) fn on_signals(&mut self) {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let pending: Vec<i32> = match &mut self.signals {
+            Some(s) => s.pending().collect(),
+            None => return,
+        };
+        for sig in pending {
+            match sig {
+                SIGINT | SIGTERM if self.shutting_down => {
+                    info!("signal {sig} again: cutting transfers now");
+                    self.timeout(SHUTDOWN_DEADLINE);
+                }
+                SIGINT | SIGTERM => {
+                    info!("signal {sig}: shutting down (grace {:?})", self.env.config.shutdown_grace);
+                    self.begin_shutdown();
+                }
+                SIGHUP => self.reload_users(),
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn reload_users(&mut self) {
+        let Some(path) = self.env.config.users.clone() else {
+            info!("SIGHUP: no users file to reload");
+            return;
+        };
+        match Users::load(&path, &self.env.config.root) {
+            Ok(users) => {
+                info!("SIGHUP: reloaded {} users from {}", users.len(), path.display());
+                self.env.has_users = !users.is_empty();
+                self.users = Arc::new(users);
+                // New logins open homes afresh; live sessions keep theirs.
+                self.vfs_cache.clear();
+                self.login_cache.clear();
+            }
+            Err(e) => error!("SIGHUP: keeping the old users: {e}"),
+        }
+    }
+
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        if let Some(l) = self.listener_key.take() {
+            self.close_entry(l);
+        }
+        let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { continue };
+            if matches!(c.session.pending(), Pending::Transfer(_)) {
+                continue; // finishes, or is cut at the deadline
+            }
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            c.session.shutting_down(&mut out);
+            c.close_after_flush = true;
+            self.send(key, &out);
+            self.out = out;
+        }
+        let grace = self.env.config.shutdown_grace;
+        self.wheel.schedule(self.now + grace, SHUTDOWN_DEADLINE);
+        // Everything may already be gone.
+        self.reap();
+    }
+}
