@@ -23,19 +23,14 @@ impl Server {
 
     pub(super) fn take_data_slot(&mut self, owner: usize) {
         if let Some(Entry::Ctrl(c)) = self.slab.get(owner) {
-            *self.data_per_ip.entry(c.session.peer().ip()).or_insert(0) += 1;
+            count_up(&mut self.data_per_ip, c.session.peer().ip());
         }
     }
 
     pub(super) fn release_data_slot(&mut self, owner: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
         let ip = c.session.peer().ip();
-        if let Some(n) = self.data_per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.data_per_ip.remove(&ip);
-            }
-        }
+        count_down(&mut self.data_per_ip, ip);
     }
 
     pub(super) fn accept_control(&mut self, key: usize) {
@@ -120,7 +115,7 @@ impl Server {
             let slab = &self.slab;
             self.unauth.retain(|&(k, serial)| matches!(slab.get(k), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in()));
         }
-        *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
+        count_up(&mut self.per_ip, peer.ip());
         self.ctrl_count += 1;
         self.send(key, &out);
         self.out = out;

@@ -16,7 +16,7 @@ impl Server {
     /// Write replies, straight to the socket when nothing is queued; only an
     /// unsent tail is copied into the session.
     pub(super) fn send(&mut self, key: usize, bytes: &[u8]) {
-        self.turn_bytes = self.turn_bytes.saturating_sub(bytes.len());
+        self.turn.bytes = self.turn.bytes.saturating_sub(bytes.len());
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         if bytes.is_empty() && c.out.is_empty() {
             if c.close_after_flush {
@@ -79,7 +79,7 @@ impl Server {
             if c.read_paused || c.close_after_flush || c.read_eof {
                 break;
             }
-            if self.turn_lines == 0 || self.turn_bytes == 0 {
+            if self.turn.is_over() {
                 self.wake_later(key);
                 break;
             }
@@ -162,7 +162,7 @@ impl Server {
                 c.read_paused = true;
                 return;
             }
-            if self.turn_lines == 0 || self.turn_bytes == 0 {
+            if self.turn.is_over() {
                 // This session had its share of the pass: the rest waits
                 // (reading stops, see `read_control`) for the next one.
                 c.line.push(&bytes[pos..]);
@@ -210,7 +210,7 @@ impl Server {
                 self.wake_later(key);
                 continue;
             }
-            if self.turn_lines == 0 || self.turn_bytes == 0 {
+            if self.turn.is_over() {
                 if !c.line.is_empty() {
                     self.wake_later(key);
                 }
@@ -386,7 +386,7 @@ impl Server {
     /// Hand the line in `self.cleaned` to the session, with a panic in its
     /// handling contained to this session.
     pub(super) fn run_line(&mut self, key: usize) {
-        self.turn_lines = self.turn_lines.saturating_sub(1);
+        self.turn.lines = self.turn.lines.saturating_sub(1);
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -550,12 +550,7 @@ impl Server {
             // Its password would be hashed for no one.
             self.helper.cancel(key, c.serial);
         }
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
-            }
-        }
+        count_down(&mut self.per_ip, ip);
         self.ctrl_count -= 1;
         // A transfer cut short by the control connection closing still ends
         // with its log line and xferlog record (incomplete).

@@ -129,21 +129,7 @@ impl Server {
             // most the data timeout too, as its listener did: a client
             // cannot hold a data slot forever by connecting and going quiet.
             let wait = if running { self.env.config.stall_timeout } else { self.env.config.data_timeout };
-            let timer = Some(self.wheel.schedule(self.now + wait, dkey));
-            self.data_count += 1;
-            self.take_data_slot(owner);
-            self.slab.insert(Entry::Data(DataConn {
-                stream,
-                owner,
-                state,
-                timer,
-                last_progress: self.now,
-                started: self.now,
-                bytes: 0,
-            }));
-            if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
-                c.data = Some(dkey);
-            }
+            self.insert_data(owner, dkey, stream, state, wait);
             if running {
                 let mut out = std::mem::take(&mut self.out);
                 out.clear();
@@ -155,6 +141,21 @@ impl Server {
                 self.drain_lines(owner);
             }
             return;
+        }
+    }
+
+    /// Put a registered data connection at `dkey` (the slab's vacant key)
+    /// for the session at `owner`, with its first deadline `wait` away: the
+    /// one place where data connections are counted, in all and against
+    /// the owner's address, and linked to their session.
+    fn insert_data(&mut self, owner: usize, dkey: usize, stream: Stream, state: DataState, wait: Duration) {
+        debug_assert_eq!(dkey, self.slab.vacant_key());
+        let timer = Some(self.wheel.schedule(self.now + wait, dkey));
+        self.data_count += 1;
+        self.take_data_slot(owner);
+        self.slab.insert(Entry::Data(DataConn { stream, owner, state, timer, last_progress: self.now, started: self.now, bytes: 0 }));
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+            c.data = Some(dkey);
         }
     }
 
@@ -201,21 +202,8 @@ impl Server {
                             self.fail_start(key, req, out);
                             return;
                         }
-                        let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, dkey));
-                        self.data_count += 1;
-                        self.take_data_slot(key);
-                        self.slab.insert(Entry::Data(DataConn {
-                            stream,
-                            owner: key,
-                            state: DataState::Connecting(req),
-                            timer,
-                            last_progress: self.now,
-                            started: self.now,
-                            bytes: 0,
-                        }));
-                        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
-                            c.data = Some(dkey);
-                        }
+                        let wait = self.env.config.data_timeout;
+                        self.insert_data(key, dkey, stream, DataState::Connecting(req), wait);
                     }
                     Err(_) => self.fail_start(key, req, out),
                 }

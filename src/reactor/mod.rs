@@ -227,10 +227,8 @@ pub struct Server {
     xferlog: Option<XferLog>,
     /// What is left of `PASS_BUDGET_BYTES` in this pass.
     pass_budget: usize,
-    /// Commands the session being dispatched may still run (see `new_turn`).
-    turn_lines: usize,
-    /// Reply bytes it may still produce.
-    turn_bytes: usize,
+    /// What the session being dispatched may still do (see `Turn`).
+    turn: Turn,
     /// Earliest time for the next slab shrink and heap trim.
     next_shrink: Instant,
     /// A `SHRINK_CHECK` timer is in the wheel.
@@ -313,8 +311,7 @@ impl Server {
             accept_paused: false,
             xferlog,
             pass_budget: PASS_BUDGET_BYTES,
-            turn_lines: LINES_PER_TURN,
-            turn_bytes: REPLY_BYTES_PER_TURN,
+            turn: Turn::new(),
             next_shrink: now,
             shrink_scheduled: false,
         })
@@ -422,12 +419,8 @@ impl Server {
         }
     }
 
-    /// A new dispatch: a session may run `LINES_PER_TURN` commands and
-    /// produce `REPLY_BYTES_PER_TURN` of replies before it must wait for
-    /// the next pass of the loop.
     fn new_turn(&mut self) {
-        self.turn_lines = LINES_PER_TURN;
-        self.turn_bytes = REPLY_BYTES_PER_TURN;
+        self.turn = Turn::new();
     }
 
     /// Run `key` again in the next pass (a source cut short by its budget,
@@ -575,6 +568,41 @@ impl Server {
             }
         }
         self.maybe_shrink();
+    }
+}
+
+/// One dispatch's share of work for a session: it may run
+/// `LINES_PER_TURN` commands and produce `REPLY_BYTES_PER_TURN` of replies
+/// before it must wait for the next pass of the loop. A field of its own,
+/// so that it can be checked while a session entry is borrowed.
+struct Turn {
+    lines: usize,
+    bytes: usize,
+}
+
+impl Turn {
+    fn new() -> Turn {
+        Turn { lines: LINES_PER_TURN, bytes: REPLY_BYTES_PER_TURN }
+    }
+
+    fn is_over(&self) -> bool {
+        self.lines == 0 || self.bytes == 0
+    }
+}
+
+/// Add one to an address's count.
+fn count_up(map: &mut HashMap<IpAddr, u32>, ip: IpAddr) {
+    *map.entry(ip).or_insert(0) += 1;
+}
+
+/// Take one from an address's count; an address at zero leaves the map,
+/// so the map holds only addresses with something open.
+fn count_down(map: &mut HashMap<IpAddr, u32>, ip: IpAddr) {
+    if let Some(n) = map.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&ip);
+        }
     }
 }
 
