@@ -114,6 +114,20 @@ pub struct Config {
     /// an interrupted upload to a new name keeps its bytes (resumable), and
     /// APPE and a resume at the end of a file write in place.
     pub atomic_uploads: bool,
+    /// FTPS (RFC 4217): the certificate chain and private key, PEM. With
+    /// them, AUTH TLS is offered on the control port. Reloaded on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// See `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// An implicit FTPS listener (TLS from the first byte, port 990 style).
+    pub implicit_tls_listen: Option<SocketAddr>,
+    /// Refuse USER before AUTH TLS (`530`) and transfers under PROT C
+    /// (`521`), for every user, anonymous included.
+    pub tls_required: bool,
+    /// Accept PROT P data connections that do not resume the control
+    /// connection's TLS session (Python's ftplib cannot); off by default:
+    /// such a connection is refused with `522`.
+    pub insecure_tls_no_reuse: bool,
 }
 
 impl Config {
@@ -146,6 +160,11 @@ impl Config {
             xferlog: None,
             atomic_uploads: false,
             max_data_per_ip: DEFAULT_MAX_DATA_PER_IP,
+            tls_cert: None,
+            tls_key: None,
+            implicit_tls_listen: None,
+            tls_required: false,
+            insecure_tls_no_reuse: false,
         }
     }
 
@@ -219,6 +238,16 @@ impl Config {
                 }
                 "--xferlog" => c.xferlog = Some(PathBuf::from(value("--xferlog")?)),
                 "--atomic-uploads" => c.atomic_uploads = true,
+                "--tls-cert" => c.tls_cert = Some(PathBuf::from(value("--tls-cert")?)),
+                "--tls-key" => c.tls_key = Some(PathBuf::from(value("--tls-key")?)),
+                "--implicit-tls-listen" => {
+                    let v = value("--implicit-tls-listen")?;
+                    c.implicit_tls_listen = Some(v.parse().map_err(|_| {
+                        UsageError(format!("--implicit-tls-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:990"))
+                    })?);
+                }
+                "--tls-required" => c.tls_required = true,
+                "--insecure-tls-no-reuse" => c.insecure_tls_no_reuse = true,
                 "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
                 "--insecure-port-any-host" => c.insecure_port_any_host = true,
                 other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
@@ -240,6 +269,18 @@ impl Config {
         }
         self.root = std::fs::canonicalize(&self.root)
             .map_err(|e| UsageError(format!("--root {}: {e}", self.root.display())))?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(UsageError("--tls-cert and --tls-key go together".into()));
+        }
+        let tls = self.tls_cert.is_some();
+        if !tls && (self.implicit_tls_listen.is_some() || self.tls_required || self.insecure_tls_no_reuse) {
+            return Err(UsageError(
+                "--implicit-tls-listen, --tls-required and --insecure-tls-no-reuse need --tls-cert and --tls-key".into(),
+            ));
+        }
+        if tls && !crate::TLS_BUILT_IN {
+            return Err(UsageError("--tls-cert: this leanftpd was built without TLS (cargo feature `tls`)".into()));
+        }
         if self.max_clients == 0 || self.max_per_ip == 0 || self.max_passive == 0 || self.max_transfers == 0 {
             return Err(UsageError("--max-clients, --max-per-ip, --max-passive and --max-transfers must be at least 1".into()));
         }
@@ -338,6 +379,14 @@ OPTIONS:
     --xferlog FILE             append a line per transfer to FILE in xferlog(5) format
     --atomic-uploads           every upload all-or-nothing (temp file + rename): an interrupted
                                one leaves nothing; APPE/REST copy and lock (450 if busy)
+    --tls-cert FILE            FTPS (RFC 4217): certificate chain, PEM; offers AUTH TLS on --listen
+    --tls-key FILE             the certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1)
+    --implicit-tls-listen ADDR:PORT
+                               also listen for implicit FTPS (TLS from the first byte, port 990 style)
+    --tls-required             USER before AUTH TLS gets 530, a transfer under PROT C gets 521,
+                               for every user, anonymous included
+    --insecure-tls-no-reuse    accept PROT P data connections that do not resume the control
+                               connection's TLS session (Python ftplib); default: 522
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
     -h, --help                 print this help
@@ -345,7 +394,7 @@ OPTIONS:
 
 SIGNALS:
     SIGTERM, SIGINT            stop accepting, let transfers finish (grace period), exit 0
-    SIGHUP                     reload the users file
+    SIGHUP                     reload the users file, and the TLS certificate and key
 
 EXIT CODES:
     0 clean shutdown, 1 runtime error (e.g. address in use), 2 bad usage or configuration

@@ -52,5 +52,8 @@ pub mod timer;
 pub mod vfs;
 pub mod xferlog;
 
+/// Whether this build has FTPS (the default cargo feature `tls`).
+pub const TLS_BUILT_IN: bool = cfg!(feature = "tls");
+
 pub use config::Config;
 pub use reactor::{Server, StopHandle};
