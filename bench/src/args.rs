@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 /// Options that take no value.
-const FLAGS: &[&str] = &["help", "no-epsv", "mlsd-only", "list-only"];
+const FLAGS: &[&str] = &["help", "no-epsv", "mlsd-only", "list-only", "tls"];
 
 /// The parsed command line: the scenario name and its `--key value` options.
 #[derive(Debug)]

@@ -7,15 +7,17 @@
 //! `2i + 1`. Clients belong to a `group` (e.g. "small" vs "large" in the mixed
 //! scenario) and each group has its own `Stats`.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::ftp::{parse_epsv, parse_pasv, Reply, ReplyParser};
+use crate::tls::{Conn, TlsCfg};
 
 /// Where and how clients connect.
 #[derive(Clone, Debug)]
@@ -29,6 +31,9 @@ pub struct Cfg {
     pub epsv: bool,
     /// A client waiting longer than this for anything fails.
     pub stall: Duration,
+    /// Explicit FTPS: AUTH TLS before USER, PBSZ 0 and PROT P after the
+    /// login (not for `LoginLoop`), data connections under TLS.
+    pub tls: Option<TlsCfg>,
 }
 
 /// What a client does once logged in.
@@ -57,8 +62,14 @@ impl Op {
 pub enum St {
     Waiting,
     Greeting,
+    /// AUTH TLS sent, waiting for 234.
+    Auth,
+    /// The control connection's TLS handshake.
+    Handshake,
     User,
     Pass,
+    Pbsz,
+    Prot,
     Type,
     Ready,
     Pasv,
@@ -71,7 +82,10 @@ pub enum St {
 
 impl St {
     fn logging_in(self) -> bool {
-        matches!(self, St::Waiting | St::Greeting | St::User | St::Pass | St::Type)
+        matches!(
+            self,
+            St::Waiting | St::Greeting | St::Auth | St::Handshake | St::User | St::Pass | St::Pbsz | St::Prot | St::Type
+        )
     }
 }
 
@@ -88,6 +102,13 @@ pub struct Stats {
     pub lat_us: Vec<u32>,
     /// Login latencies (connect → 230), µs.
     pub login_lat_us: Vec<u32>,
+    /// TLS data connections that resumed the control connection's session, and those that did not.
+    pub data_resumed: u64,
+    pub data_full: u64,
+    /// TLS downloads that ended with a TCP EOF but no `close_notify`.
+    pub unclean_eof: u64,
+    /// What the first TLS handshake negotiated (`tls::describe`).
+    pub tls: String,
 }
 
 impl Stats {
@@ -104,8 +125,16 @@ struct Client {
     group: usize,
     st: St,
     src: Option<IpAddr>,
-    ctrl: Option<TcpStream>,
-    data: Option<TcpStream>,
+    ctrl: Option<Conn>,
+    data: Option<Conn>,
+    /// This client's TLS config: its own session store when it opens data
+    /// connections (they resume its control connection's session).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// An upload's end under TLS: 1 = `close_notify` queued, 2 = write side
+    /// shut, reading the server's side to its end.
+    stor_end: u8,
+    /// Counted this data connection's handshake already.
+    data_counted: bool,
     parser: ReplyParser,
     out: Vec<u8>,
     epsv: bool,
@@ -148,6 +177,10 @@ pub struct Engine {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     last_stall_check: Instant,
+    /// Clients whose TLS data connection holds decrypted bytes or records
+    /// that no socket event will announce (a read stopped at its budget):
+    /// served again without waiting for the poll.
+    again: Vec<usize>,
 }
 
 /// A non-blocking TCP socket bound to `src` (port chosen at connect time, so
@@ -283,6 +316,7 @@ impl Engine {
             rbuf: vec![0u8; 256 << 10],
             wbuf,
             last_stall_check: Instant::now(),
+            again: Vec::new(),
         })
     }
 
@@ -292,7 +326,11 @@ impl Engine {
         while self.stats.len() <= group {
             self.stats.push(Stats::default());
         }
+        let tls = self.cfg.tls.as_ref().map(|t| if op.transfers() { t.per_client() } else { t.fresh.clone() });
         self.clients.push(Client {
+            tls,
+            stor_end: 0,
+            data_counted: false,
             epsv: self.cfg.epsv,
             op,
             group,
@@ -346,7 +384,7 @@ impl Engine {
             if self.clients[i].group == group {
                 let c = &self.clients[i];
                 for s in [c.ctrl.as_ref(), c.data.as_ref()].into_iter().flatten() {
-                    set_linger_zero(s);
+                    set_linger_zero(&s.sock);
                 }
                 self.retire(i, St::Done);
             }
@@ -409,7 +447,7 @@ impl Engine {
             if now >= deadline {
                 break false;
             }
-            let timeout = (deadline - now).min(self.poll_max);
+            let timeout = if self.again.is_empty() { (deadline - now).min(self.poll_max) } else { Duration::ZERO };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     eprintln!("poll: {e}");
@@ -427,6 +465,9 @@ impl Engine {
                 } else {
                     self.data_ready(i);
                 }
+            }
+            for i in std::mem::take(&mut self.again) {
+                self.data_ready(i);
             }
             if self.last_stall_check.elapsed() > Duration::from_millis(250) {
                 self.check_stalls();
@@ -482,7 +523,7 @@ impl Engine {
                     self.fail(i, format!("register: {e}"));
                     return;
                 }
-                self.clients[i].ctrl = Some(s);
+                self.clients[i].ctrl = Some(Conn::plain(s));
             }
             Err(e) => self.fail(i, format!("connect: {e}")),
         }
@@ -491,7 +532,7 @@ impl Engine {
     fn close_sockets(&mut self, i: usize) {
         let c = &mut self.clients[i];
         for mut s in [c.ctrl.take(), c.data.take()].into_iter().flatten() {
-            let _ = self.poll.registry().deregister(&mut s);
+            let _ = self.poll.registry().deregister(&mut s.sock);
         }
     }
 
@@ -530,22 +571,58 @@ impl Engine {
     fn flush(&mut self, i: usize) {
         let c = &mut self.clients[i];
         let Some(s) = c.ctrl.as_mut() else { return };
+        let mut err = None;
         while !c.out.is_empty() {
             match s.write(&c.out) {
                 Ok(n) => {
                     c.out.drain(..n);
                 }
-                Err(e) if would_block(&e) => return,
+                Err(e) if would_block(&e) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.fail(i, format!("control write: {e}"));
-                    return;
+                    err = Some(e);
+                    break;
                 }
             }
         }
+        if err.is_none() {
+            err = s.flush_tls().err();
+        }
+        if let Some(e) = err {
+            self.fail(i, format!("control write: {e}"));
+        }
+    }
+
+    /// The control connection's handshake went as far as it could; once it
+    /// is done, log in.
+    fn ctrl_handshake(&mut self, i: usize) {
+        let Some(s) = self.clients[i].ctrl.as_mut() else { return };
+        match s.handshake() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                self.fail(i, format!("control TLS handshake: {e}"));
+                return;
+            }
+        }
+        let c = &self.clients[i];
+        if self.stats[c.group].tls.is_empty() {
+            if let Some(t) = c.ctrl.as_ref().and_then(|s| s.tls.as_ref()) {
+                self.stats[c.group].tls = crate::tls::describe(t);
+            }
+        }
+        self.clients[i].st = St::User;
+        let u = self.cfg.user.clone();
+        self.send(i, &format!("USER {u}"));
     }
 
     fn ctrl_ready(&mut self, i: usize) {
+        if self.clients[i].st == St::Handshake {
+            self.ctrl_handshake(i);
+            if self.clients[i].st == St::Handshake {
+                return;
+            }
+        }
         self.flush(i);
         let gen = self.clients[i].gen;
         let mut eof = false;
@@ -595,6 +672,25 @@ impl Engine {
         let st = self.clients[i].st;
         let class = r.code / 100;
         match (st, r.code) {
+            (St::Greeting, 220) if self.cfg.tls.is_some() => {
+                self.clients[i].st = St::Auth;
+                self.send(i, "AUTH TLS");
+            }
+            (St::Auth, 234) => {
+                let c = &mut self.clients[i];
+                let (Some(s), Some(cfg), Some(t)) = (c.ctrl.as_mut(), c.tls.clone(), self.cfg.tls.as_ref()) else { return };
+                if let Err(e) = s.start_tls(cfg, t.name.clone()) {
+                    self.fail(i, format!("start TLS: {e}"));
+                    return;
+                }
+                c.st = St::Handshake;
+                self.ctrl_handshake(i);
+            }
+            (St::Pbsz, 200) => {
+                self.clients[i].st = St::Prot;
+                self.send(i, "PROT P");
+            }
+            (St::Prot, 200) => self.protected(i),
             (St::Greeting, 220) => {
                 self.clients[i].st = St::User;
                 let u = self.cfg.user.clone();
@@ -641,6 +737,17 @@ impl Engine {
         let g = c.group;
         self.stats[g].logins += 1;
         self.stats[g].login_lat_us.push(lat);
+        if self.cfg.tls.is_some() && !matches!(c.op, Op::LoginLoop) {
+            c.st = St::Pbsz;
+            self.send(i, "PBSZ 0");
+            return;
+        }
+        self.protected(i);
+    }
+
+    /// Logged in (and under TLS, PBSZ 0 and PROT P done): idle, QUIT or TYPE I.
+    fn protected(&mut self, i: usize) {
+        let c = &mut self.clients[i];
         match c.op {
             Op::Idle => {
                 c.st = St::Ready;
@@ -722,15 +829,35 @@ impl Engine {
             }
         };
         let c = &mut self.clients[i];
-        let interest = if matches!(c.op, Op::Stor { .. }) { Interest::WRITABLE } else { Interest::READABLE };
+        let tls = c.tls.clone().filter(|_| self.cfg.tls.is_some());
+        // Under TLS the handshake reads and writes whatever the transfer's direction.
+        let interest = if tls.is_some() {
+            Interest::READABLE | Interest::WRITABLE
+        } else if matches!(c.op, Op::Stor { .. }) {
+            Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
         if let Err(e) = self.poll.registry().register(&mut s, Token(2 * i + 1), interest) {
             self.fail(i, format!("register data: {e}"));
             return;
         }
-        c.data = Some(s);
+        let mut conn = Conn::plain(s);
+        if let (Some(cfg), Some(t)) = (tls, self.cfg.tls.as_ref()) {
+            // The ClientHello leaves as soon as the socket connects; it
+            // resumes the control connection's session (same config, same name).
+            if let Err(e) = conn.start_tls(cfg, t.name.clone()) {
+                c.data = Some(conn);
+                self.fail(i, format!("data TLS: {e}"));
+                return;
+            }
+        }
+        c.data = Some(conn);
         c.prelim = false;
         c.final_ok = false;
         c.data_done = false;
+        c.stor_end = 0;
+        c.data_counted = false;
         c.st = St::Xfer;
         let cmd = match &c.op {
             Op::Retr(p) => format!("RETR {p}"),
@@ -745,7 +872,38 @@ impl Engine {
         self.send(i, &cmd);
     }
 
+    /// Drive a TLS data connection's handshake: true once it is done (or
+    /// without TLS). Counts whether it resumed the control session.
+    fn data_handshake(&mut self, i: usize) -> bool {
+        let c = &mut self.clients[i];
+        let Some(s) = c.data.as_mut() else { return false };
+        if !s.is_tls() {
+            return true;
+        }
+        match s.handshake() {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                self.fail(i, format!("data TLS handshake: {e}"));
+                return false;
+            }
+        }
+        if !c.data_counted {
+            c.data_counted = true;
+            let g = c.group;
+            if s.resumed() == Some(true) {
+                self.stats[g].data_resumed += 1;
+            } else {
+                self.stats[g].data_full += 1;
+            }
+        }
+        true
+    }
+
     fn data_ready(&mut self, i: usize) {
+        if !self.data_handshake(i) {
+            return;
+        }
         if matches!(self.clients[i].op, Op::Stor { .. }) {
             self.pump_stor(i);
             return;
@@ -754,11 +912,15 @@ impl Engine {
         let mut got = 0u64;
         let mut lines = 0u64;
         let mut outcome: Option<Result<(), String>> = None;
+        let tls;
         {
             let c = &mut self.clients[i];
             let Some(s) = c.data.as_mut() else { return };
+            tls = s.is_tls();
             loop {
-                let r = if is_list { s.read(&mut self.rbuf) } else { discard(s, DISCARD_BYTES) };
+                // Plain downloads are dropped in the kernel (MSG_TRUNC); TLS
+                // ones must be decrypted, into the one reusable buffer.
+                let r = if is_list || tls { s.read(&mut self.rbuf) } else { discard(&s.sock, DISCARD_BYTES) };
                 match r {
                     Ok(0) => {
                         outcome = Some(Ok(()));
@@ -790,16 +952,24 @@ impl Engine {
             self.clients[i].deadline = Some(Instant::now() + self.cfg.stall);
         }
         match outcome {
+            // rustls may hold records no socket event will announce: come back at once.
+            None if got >= READ_BUDGET_BYTES && tls => self.again.push(i),
             None if got >= READ_BUDGET_BYTES => {
                 // Edge-triggered: more may be waiting; come back via a re-arm.
                 if let Some(s) = self.clients[i].data.as_mut() {
-                    let _ = self.poll.registry().reregister(s, Token(2 * i + 1), Interest::READABLE);
+                    let _ = self.poll.registry().reregister(&mut s.sock, Token(2 * i + 1), Interest::READABLE);
                 }
             }
             None => {}
             Some(Ok(())) => {
                 if let Some(mut s) = self.clients[i].data.take() {
-                    let _ = self.poll.registry().deregister(&mut s);
+                    if s.unclean_eof {
+                        self.stats[g].unclean_eof += 1;
+                    } else if s.is_tls() {
+                        // Answer the server's close_notify, as curl does (best effort).
+                        let _ = s.close_notify();
+                    }
+                    let _ = self.poll.registry().deregister(&mut s.sock);
                 }
                 self.clients[i].data_done = true;
                 self.check_done(i);
@@ -809,11 +979,16 @@ impl Engine {
     }
 
     fn pump_stor(&mut self, i: usize) {
-        let c = &mut self.clients[i];
-        if !c.prelim || c.data_done || !matches!(c.op, Op::Stor { .. }) {
+        let c = &self.clients[i];
+        if !c.prelim || c.data_done || !matches!(c.op, Op::Stor { .. }) || c.data.is_none() {
             return;
         }
+        if !self.data_handshake(i) {
+            return;
+        }
+        let c = &mut self.clients[i];
         let Some(s) = c.data.as_mut() else { return };
+        let tls = s.is_tls();
         let mut sent = 0u64;
         let mut err = None;
         while c.stor_left > 0 {
@@ -824,7 +999,8 @@ impl Engine {
                     sent += w as u64;
                     if sent >= 4 << 20 {
                         // Re-arm so edge-triggered readiness comes back.
-                        let _ = self.poll.registry().reregister(s, Token(2 * i + 1), Interest::WRITABLE);
+                        let interest = if tls { Interest::READABLE | Interest::WRITABLE } else { Interest::WRITABLE };
+                        let _ = self.poll.registry().reregister(&mut s.sock, Token(2 * i + 1), interest);
                         break;
                     }
                 }
@@ -836,7 +1012,48 @@ impl Engine {
                 }
             }
         }
-        let done = c.stor_left == 0 && err.is_none();
+        let mut done = c.stor_left == 0 && err.is_none();
+        if done && tls {
+            // The end of an upload under TLS: close_notify (without it the
+            // upload is a truncation), then FIN once rustls has written it
+            // all, then the server's side read to its end through rustls:
+            // the session tickets an OpenSSL server sends on a data
+            // connection are what the next one resumes, and bytes left
+            // unread would turn our close into a reset.
+            if c.stor_end == 0 {
+                if let Err(e) = s.close_notify() {
+                    err = Some(format!("data close_notify: {e}"));
+                }
+                c.stor_end = 1;
+            }
+            if c.stor_end == 1 && err.is_none() {
+                if let Err(e) = s.flush_tls() {
+                    err = Some(format!("data write: {e}"));
+                } else if !s.tls_pending() {
+                    s.shutdown_write();
+                    c.stor_end = 2;
+                }
+            }
+            done = false;
+            if c.stor_end == 2 && err.is_none() {
+                loop {
+                    match s.read(&mut self.rbuf) {
+                        Ok(0) => {
+                            done = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) if would_block(&e) => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // A reset after the server had it all: the 226 tells.
+                        Err(_) => {
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         if sent > 0 {
             c.deadline = Some(Instant::now() + self.cfg.stall);
         }
@@ -846,8 +1063,10 @@ impl Engine {
             self.fail(i, m);
         } else if done {
             if let Some(mut s) = self.clients[i].data.take() {
-                let _ = s.shutdown(Shutdown::Write);
-                let _ = self.poll.registry().deregister(&mut s);
+                if !tls {
+                    s.shutdown_write();
+                }
+                let _ = self.poll.registry().deregister(&mut s.sock);
             }
             self.clients[i].data_done = true;
             self.check_done(i);
@@ -892,6 +1111,7 @@ pub fn percentile_ms(v: &mut [u32], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn discard_drops_the_bytes_and_sees_the_end() {

@@ -14,6 +14,7 @@ mod report;
 mod scenarios;
 mod login_floor;
 mod sendfile_ref;
+mod tls;
 
 use args::Args;
 
@@ -65,6 +66,21 @@ SCENARIOS
   stat --pid PID
         the server's RSS, PSS, CPU, threads and processes now
 
+FTPS (explicit, RFC 4217: AUTH TLS, then USER/PASS, PBSZ 0, PROT P; rustls with ring)
+  idle-tls, login-tls, large-tls
+        idle, login and large over TLS, with the same options. login-tls is
+        AUTH TLS + a full handshake + USER/PASS + QUIT (no resumption); a large-tls data
+        connection resumes its own control connection's session (each client has its own
+        session store). The RESULT line adds what was negotiated (tls=VERSION/SUITE/GROUP),
+        data connections resumed / not (data_tls_resumed, data_tls_full) and downloads that
+        ended without close_notify (unclean_eof).
+  TLS OPTIONS
+  --ca FILE[,FILE]        PEM CA certificates to trust (required)
+  --tls-name NAME         the name or IP the server's certificate carries [--addr's IP]
+  --tls-version 1.2|1.3|any   [any: 1.3 preferred]
+  --tls-suite NAME        one cipher suite, e.g. TLS13_AES_128_GCM_SHA256 [rustls's order]
+  --cert-label NAME       what certificate the server has, for the RESULT line (cert=NAME)
+
 Every scenario prints its figures, the command that reproduces them, and one
 `RESULT scenario=... key=value ...` line.
 ";
@@ -82,11 +98,11 @@ fn main() {
         return;
     }
     let res = match a.scenario.clone().as_str() {
-        "idle" => scenarios::idle(a),
+        "idle" | "idle-tls" => scenarios::idle(a),
         "idle-worker" => scenarios::idle_worker(a),
-        "login" => scenarios::login(a),
+        "login" | "login-tls" => scenarios::login(a),
         "small" => scenarios::small(a),
-        "large" => scenarios::large(a),
+        "large" | "large-tls" => scenarios::large(a),
         "mixed" => scenarios::mixed(a),
         "list" => scenarios::list(a),
         "hostile" => scenarios::hostile(a),

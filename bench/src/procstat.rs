@@ -23,6 +23,8 @@ pub struct Sample {
     /// reaped children at clock-tick resolution.
     pub cpu_ns: u64,
     pub ctx_switches: u64,
+    /// Times a live thread was given a CPU (`schedstat`'s third field).
+    pub runs: u64,
 }
 
 impl Sample {
@@ -144,7 +146,10 @@ pub fn sample(root: u32, pss: bool) -> Sample {
                 let p = t.path();
                 s.ctx_switches += parse_ctxt(&fs::read_to_string(p.join("status")).unwrap_or_default());
                 let tst = fs::read_to_string(p.join("stat")).ok().as_deref().and_then(parse_stat);
-                let ns = fs::read_to_string(p.join("schedstat")).ok().and_then(|x| x.split_whitespace().next()?.parse::<u64>().ok());
+                let sched = fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+                let mut f = sched.split_whitespace().map(|v| v.parse::<u64>().ok());
+                let ns = f.next().flatten();
+                s.runs += f.nth(1).flatten().unwrap_or(0);
                 if let (Some(tst), Some(ns)) = (tst, ns) {
                     live_ticks += tst.own_ticks;
                     live_ns += ns;

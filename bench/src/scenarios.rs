@@ -25,6 +25,8 @@ struct Common {
     label: String,
     /// To pass on to child processes (idle workers).
     raw: Vec<String>,
+    /// What certificate the server has (`--cert-label`, for the report).
+    cert_label: Option<String>,
 }
 
 fn common(a: &mut Args) -> Result<Common, String> {
@@ -53,11 +55,34 @@ fn common(a: &mut Args) -> Result<Common, String> {
         raw.push("--no-epsv".into());
     }
     raw.extend(["--stall".into(), stall.to_string()]);
+    // Explicit FTPS: the `-tls` scenarios, or `--tls` (idle workers).
+    let want_tls = a.flag("tls") || a.scenario.ends_with("-tls");
+    let ca = a.opt_str("ca");
+    let tls_name = a.str_or("tls-name", &server.ip().to_string());
+    let tls_version = a.str_or("tls-version", "any");
+    let tls_suite = a.opt_str("tls-suite");
+    let cert_label = a.opt_str("cert-label");
+    let tls = if want_tls {
+        let cas: Vec<String> = ca.as_deref().unwrap_or("").split(',').filter(|f| !f.is_empty()).map(String::from).collect();
+        if cas.is_empty() {
+            return Err("TLS scenarios need --ca FILE[,FILE] (the CA that signed the server's certificate)".into());
+        }
+        let t = crate::tls::TlsCfg::load(&cas, &tls_name, &tls_version, tls_suite.as_deref())?;
+        raw.extend(["--tls".into(), "--ca".into(), cas.join(","), "--tls-name".into(), tls_name]);
+        raw.extend(["--tls-version".into(), tls_version]);
+        if let Some(s) = tls_suite {
+            raw.extend(["--tls-suite".into(), s]);
+        }
+        Some(t)
+    } else {
+        None
+    };
     Ok(Common {
-        cfg: Cfg { server, user, pass, sources, epsv, stall: Duration::from_secs_f64(stall) },
+        cfg: Cfg { server, user, pass, sources, epsv, stall: Duration::from_secs_f64(stall), tls },
         pid,
         label,
         raw,
+        cert_label,
     })
 }
 
@@ -80,6 +105,25 @@ fn report_errors(r: &mut Report, s: &Stats) {
     r.kv("errors", s.errors);
     for e in &s.err_samples {
         r.note(&format!("error: {e}"));
+    }
+}
+
+/// Under TLS: the certificate, what the handshakes negotiated, how many
+/// data connections resumed the control session, and downloads that ended
+/// without close_notify.
+fn report_tls(r: &mut Report, c: &Common, st: Option<&Stats>) {
+    if c.cfg.tls.is_none() {
+        return;
+    }
+    r.kv("cert", c.cert_label.as_deref().unwrap_or("unnamed"));
+    let Some(st) = st else { return };
+    if !st.tls.is_empty() {
+        r.kv("tls", &st.tls);
+    }
+    if st.data_resumed + st.data_full > 0 {
+        r.kv("data_tls_resumed", st.data_resumed);
+        r.kv("data_tls_full", st.data_full);
+        r.kv("unclean_eof", st.unclean_eof);
     }
 }
 
@@ -120,6 +164,7 @@ pub fn stat(mut a: Args) -> Result<(), String> {
 // ---------------------------------------------------------------- idle
 
 pub fn idle(mut a: Args) -> Result<(), String> {
+    let name = a.scenario.clone();
     let c = common(&mut a)?;
     let n: usize = a.num_or("sessions", 1000)?;
     let per_proc_max = 9000;
@@ -132,8 +177,9 @@ pub fn idle(mut a: Args) -> Result<(), String> {
     if n.div_ceil(procs) > 19_000 {
         return Err(format!("{n} sessions over {procs} processes exceed 19,000 per process (open-file limit)"));
     }
-    let mut r = Report::new("idle", &c.label);
+    let mut r = Report::new(&name, &c.label);
     r.kv("sessions", n);
+    report_tls(&mut r, &c, None);
     let base = c.sample(true);
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel::<(usize, String)>();
@@ -212,6 +258,8 @@ pub fn idle(mut a: Args) -> Result<(), String> {
         if let (Some(x), Some(y)) = (&a0, &a1) {
             r.f("server_cpu_pct", 100.0 * (y.cpu_secs() - x.cpu_secs()) / secs);
             r.f("wakeups_per_s", (y.ctx_switches as f64 - x.ctx_switches as f64) / secs);
+            // The scheduler's count of times a thread got a CPU (schedstat): the same question asked another way.
+            r.f("runs_per_s", (y.runs as f64 - x.runs as f64) / secs);
         }
         r.f("window_s", secs);
         report_client(&mut r, s1 - s0, secs);
@@ -270,6 +318,7 @@ pub fn idle_worker(mut a: Args) -> Result<(), String> {
 // ---------------------------------------------------------------- login
 
 pub fn login(mut a: Args) -> Result<(), String> {
+    let name = a.scenario.clone();
     let c = common(&mut a)?;
     let conc: usize = a.num_or("concurrency", 16)?;
     let secs: f64 = a.num_or("seconds", 10.0)?;
@@ -290,8 +339,9 @@ pub fn login(mut a: Args) -> Result<(), String> {
     let mut st = e.take_stats(0);
     e.stop_new = true;
     e.run(Instant::now() + Duration::from_secs(3), |e| e.quiet(0));
-    let mut r = Report::new("login", &c.label);
+    let mut r = Report::new(&name, &c.label);
     r.kv("concurrency", conc);
+    report_tls(&mut r, &c, Some(&st));
     r.kv("logins", st.logins);
     r.f("logins_per_s", st.logins as f64 / el);
     r.f("login_p50_ms", percentile_ms(&mut st.login_lat_us, 50.0));
@@ -381,6 +431,7 @@ pub fn small(mut a: Args) -> Result<(), String> {
 // ---------------------------------------------------------------- large
 
 pub fn large(mut a: Args) -> Result<(), String> {
+    let name = a.scenario.clone();
     let c = common(&mut a)?;
     let op = a.str_or("op", "retr");
     let streams: usize = a.num_or("streams", 1)?;
@@ -436,9 +487,10 @@ pub fn large(mut a: Args) -> Result<(), String> {
     // Let transfers in flight finish and uploads be deleted.
     e.stop_new = true;
     e.run(Instant::now() + Duration::from_secs_f64(timeout), |e| e.quiet(0));
-    let mut r = Report::new("large", &c.label);
+    let mut r = Report::new(&name, &c.label);
     r.kv("op", if matches!(op, Op::Retr(_)) { "retr" } else { "stor" });
     r.kv("streams", streams);
+    report_tls(&mut r, &c, Some(&st));
     r.kv("size", size);
     r.kv("warmup_per_stream", warmup);
     r.kv("transfers", st.xfers);

@@ -1,0 +1,264 @@
+//! TLS for the load generator (issue 11): a rustls client (ring provider) for
+//! explicit FTPS — `AUTH TLS` on the control connection, `PBSZ 0`, `PROT P`,
+//! and data connections that resume their own control connection's session.
+//!
+//! Every client that opens data connections gets its own `ClientConfig` with
+//! its own resumption store, shared by its control connection and its data
+//! connections (same `ServerName`): a data connection resumes the session of
+//! that control connection and never another client's (leanftpd, like
+//! vsftpd's `require_ssl_reuse`, refuses a data connection that resumes
+//! nothing, and leanftpd one that resumes another connection's session).
+//! Logins and idle sessions use one shared config with resumption disabled,
+//! so every control connection is a full handshake.
+//!
+//! `Conn` is one non-blocking socket, plain or TLS, with the calls the engine
+//! needs; the engine keeps driving the socket (rustls is sans-IO).
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
+
+/// How the bench speaks TLS to one server.
+#[derive(Clone, Debug)]
+pub struct TlsCfg {
+    /// No resumption: every connection made with it is a full handshake.
+    pub fresh: Arc<ClientConfig>,
+    /// The template of per-client configs (each gets its own session store).
+    base: Arc<ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
+impl TlsCfg {
+    /// `cas`: PEM files of the trusted CAs; `name`: the server's name or IP as
+    /// its certificate says; `version`: `1.2`, `1.3` or `any`; `suite`: one
+    /// cipher suite by its rustls name (e.g. `TLS13_AES_128_GCM_SHA256`), or
+    /// rustls's default order.
+    pub fn load(cas: &[String], name: &str, version: &str, suite: Option<&str>) -> Result<TlsCfg, String> {
+        let mut roots = RootCertStore::empty();
+        for f in cas {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(f)
+                .map_err(|e| format!("--ca {f}: {e}"))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--ca {f}: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("--ca {f}: no certificate"));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| format!("--ca {f}: {e}"))?;
+            }
+        }
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(s) = suite {
+            provider.cipher_suites.retain(|cs| format!("{:?}", cs.suite()).eq_ignore_ascii_case(s));
+            if provider.cipher_suites.is_empty() {
+                return Err(format!("--tls-suite {s:?}: not a ring cipher suite (e.g. TLS13_AES_128_GCM_SHA256)"));
+            }
+        }
+        let versions: &[&'static rustls::SupportedProtocolVersion] = match version {
+            "1.2" => &[&rustls::version::TLS12],
+            "1.3" => &[&rustls::version::TLS13],
+            "any" => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            v => return Err(format!("--tls-version {v:?}: 1.2, 1.3 or any")),
+        };
+        let mut base = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        base.alpn_protocols = vec![b"ftp".to_vec()];
+        let mut fresh = base.clone();
+        fresh.resumption = Resumption::disabled();
+        let name = ServerName::try_from(name.to_string()).map_err(|e| format!("--tls-name {name:?}: {e}"))?;
+        Ok(TlsCfg { fresh: Arc::new(fresh), base: Arc::new(base), name })
+    }
+
+    /// A config with a resumption store of its own (for one client: its
+    /// control connection and its data connections).
+    pub fn per_client(&self) -> Arc<ClientConfig> {
+        let mut c = (*self.base).clone();
+        c.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(1)));
+        Arc::new(c)
+    }
+}
+
+/// What a handshake negotiated, for the report: `TLSv1_3/TLS13_AES_256_GCM_SHA384/X25519`.
+pub fn describe(t: &ClientConnection) -> String {
+    let v = t.protocol_version().map(|v| format!("{v:?}")).unwrap_or_else(|| "?".into());
+    let s = t.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_else(|| "?".into());
+    let k = t.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name())).unwrap_or_else(|| "?".into());
+    format!("{v}/{s}/{k}")
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOTCONN)
+}
+
+/// One connection of a client: the socket, and its TLS state once started.
+pub struct Conn {
+    pub sock: TcpStream,
+    pub tls: Option<Box<ClientConnection>>,
+    /// A download ended by TCP EOF without `close_notify`.
+    pub unclean_eof: bool,
+}
+
+impl Conn {
+    pub fn plain(sock: TcpStream) -> Conn {
+        Conn { sock, tls: None, unclean_eof: false }
+    }
+
+    /// Start the client side of a handshake; the ClientHello leaves at the next flush.
+    pub fn start_tls(&mut self, cfg: Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<()> {
+        let c = ClientConnection::new(cfg, name).map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+        self.tls = Some(Box::new(c));
+        self.flush_tls()
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Whether the handshake resumed a session (None before it ends or without TLS).
+    pub fn resumed(&self) -> Option<bool> {
+        let k = self.tls.as_ref()?.handshake_kind()?;
+        Some(k == HandshakeKind::Resumed)
+    }
+
+    /// Write what rustls holds for the socket until the socket would block.
+    pub fn flush_tls(&mut self) -> io::Result<()> {
+        let Conn { sock, tls, .. } = self;
+        match tls.as_mut() {
+            Some(t) => flush(t, sock),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes rustls still holds for the socket.
+    pub fn tls_pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Drive the handshake as far as the socket allows: true once it is done.
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        let Conn { sock, tls, .. } = self;
+        let t = tls.as_mut().ok_or_else(|| io::Error::other("no TLS"))?;
+        loop {
+            flush(t, sock)?;
+            if !t.is_handshaking() {
+                return Ok(true);
+            }
+            if !t.wants_read() {
+                return Ok(false);
+            }
+            match t.read_tls(sock) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the TLS handshake")),
+                Ok(_) => process(t, sock)?,
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Read plaintext. Ok(0) at the end: `close_notify`, or (TLS) a TCP EOF
+    /// without it, which sets `unclean_eof`.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Conn { sock, tls, unclean_eof } = self;
+        let Some(t) = tls.as_mut() else { return sock.read(buf) };
+        let mut eof = false;
+        loop {
+            match t.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    *unclean_eof = true;
+                    return Ok(0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if eof {
+                *unclean_eof = true;
+                return Ok(0);
+            }
+            match t.read_tls(sock) {
+                Ok(n) => {
+                    eof = n == 0;
+                    process(t, sock)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Write plaintext: Err(WouldBlock) while rustls holds a full buffer
+    /// (64 KiB) that the socket will not take.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let Conn { sock, tls, .. } = self;
+        let Some(t) = tls.as_mut() else { return sock.write(data) };
+        flush(t, sock)?;
+        let n = t.writer().write(data)?;
+        flush(t, sock)?;
+        if n == 0 && !data.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    /// Queue `close_notify` (TLS only) and flush it as far as possible.
+    pub fn close_notify(&mut self) -> io::Result<()> {
+        if let Some(t) = self.tls.as_mut() {
+            t.send_close_notify();
+        }
+        self.flush_tls()
+    }
+
+    pub fn shutdown_write(&self) {
+        let _ = self.sock.shutdown(Shutdown::Write);
+    }
+}
+
+fn flush(t: &mut ClientConnection, sock: &mut TcpStream) -> io::Result<()> {
+    while t.wants_write() {
+        match t.write_tls(sock) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if would_block(&e) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Process what `read_tls` brought; on a TLS error, send the alert rustls
+/// queued (best effort) and fail.
+fn process(t: &mut ClientConnection, sock: &mut TcpStream) -> io::Result<()> {
+    match t.process_new_packets() {
+        Ok(_) => flush(t, sock),
+        Err(e) => {
+            let _ = flush(t, sock);
+            Err(io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_options_are_refused() {
+        assert!(TlsCfg::load(&[], "localhost", "1.4", None).is_err());
+        assert!(TlsCfg::load(&[], "localhost", "any", Some("NOPE")).is_err());
+        assert!(TlsCfg::load(&["/nonexistent.pem".into()], "localhost", "any", None).is_err());
+        let t = TlsCfg::load(&[], "127.0.0.1", "1.3", Some("tls13_aes_128_gcm_sha256")).unwrap();
+        assert!(matches!(t.name, ServerName::IpAddress(_)));
+        assert!(!Arc::ptr_eq(&t.per_client(), &t.per_client()));
+    }
+}
