@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # bench/compare.sh — leanftpd side by side with thinFTP, pyftpdlib (threaded
 # and async), Twisted and vsftpd (and unftp, optionally), on loopback, in one
-# run; writes the table to bench/results/latest.md (issue 3).
+# run; writes the table to bench/results/latest.md (issue 3). The FTPS
+# scenarios (issue 11) run against the servers that have it: leanftpd,
+# vsftpd (ssl_enable=YES) and pyftpdlib (TLS_FTPHandler), all with the same
+# certificate, each started again in TLS mode after its plain scenarios.
 #
 #   bench/compare.sh [--quick] [--servers a,b,...] [--scenarios a,b,...] [--with-unftp] [--no-pin] [--keep]
 #
 #   --quick        a few minutes: fewer idle sessions for the peers, short windows,
 #                  256 MiB large files (the full run: 1 GiB files, 1k/5k/19k idle for all)
 #   --servers      subset of: leanftpd,thinftp,pyftpdlib-threaded,pyftpdlib-async,twisted,vsftpd,unftp
-#   --scenarios    subset of: stat,idle,small,large,list,login,mixed,hostile [all]; e.g.
-#                  `--scenarios hostile --servers leanftpd,vsftpd,pyftpdlib-async` runs only the
-#                  flood scenario of issue 9 (~1 min per server; no large file is made)
+#   --scenarios    subset of: stat,idle,small,large,list,login,mixed,hostile,idle-tls,login-tls,large-tls
+#                  [all]; e.g. `--scenarios hostile --servers leanftpd,vsftpd,pyftpdlib-async` runs only
+#                  the flood scenario of issue 9 (~1 min per server; no large file is made), and
+#                  `--scenarios idle-tls,login-tls,large-tls --servers leanftpd,vsftpd,pyftpdlib-async
+#                  --out bench/results/tls.md` only FTPS (servers without it are skipped)
 #   --with-unftp   include unftp (built with `cargo install` if it is not on PATH: takes minutes)
 #   --no-pin       do not pin (by default every server runs on CPU 0 with `taskset -c 0`,
 #                  as on a single-core device, and the load generator on CPU 1)
@@ -19,11 +24,13 @@
 #   --out FILE     where the table goes [bench/results/latest.md]; raw RESULT lines
 #                  go to FILE without .md, plus -raw/ (bench/results/raw/ for the default)
 #
-# It installs what is missing (pip: thinftp pyftpdlib twisted; apt: vsftpd),
+# It installs what is missing (pip: thinftp pyftpdlib twisted pyopenssl; apt: vsftpd),
 # makes a temporary root (4 KiB file, large file, 10,000-entry directory), a
 # SHA-512-crypt users file for leanftpd and a local user `ftpbench` (SHA-512
-# in /etc/shadow, removed afterwards if this script created it) for vsftpd.
-# Every process it starts is stopped on exit, by PID. Traffic stays on 127.0.0.0/8.
+# in /etc/shadow, removed afterwards if this script created it) for vsftpd;
+# for FTPS, two certificates made once by `openssl` (RSA-2048 and ECDSA
+# P-256, each signed by a CA of its kind that the load generator trusts;
+# subjectAltName localhost and 127.0.0.1). Every process it starts is stopped on exit, by PID. Traffic stays on 127.0.0.0/8.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -31,7 +38,7 @@ COMMAND="bench/compare.sh $*"
 
 MODE=full
 SERVERS="leanftpd,thinftp,pyftpdlib-threaded,pyftpdlib-async,twisted,vsftpd"
-SCENARIOS="stat,idle,small,large,list,login,mixed,hostile"
+SCENARIOS="stat,idle,small,large,list,login,mixed,hostile,idle-tls,login-tls,large-tls"
 WITH_UNFTP=0
 PIN=1
 KEEP=0
@@ -51,15 +58,19 @@ while [ $# -gt 0 ]; do
         --out=*) OUT="${1#*=}" ;;
         --scenarios) SCENARIOS="$2"; shift ;;
         --scenarios=*) SCENARIOS="${1#*=}" ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 want() { case ",$SCENARIOS," in *,"$1",*) return 0 ;; esac; return 1; }
 for sc in ${SCENARIOS//,/ }; do
-    case "$sc" in stat|idle|small|large|list|login|mixed|hostile) ;; *) echo "compare.sh: unknown scenario $sc" >&2; exit 2 ;; esac
+    case "$sc" in stat|idle|small|large|list|login|mixed|hostile|idle-tls|login-tls|large-tls) ;;
+        *) echo "compare.sh: unknown scenario $sc" >&2; exit 2 ;; esac
 done
+want_plain() { local sc; for sc in stat idle small large list login mixed hostile; do want "$sc" && return 0; done; return 1; }
+want_tls() { want idle-tls || want login-tls || want large-tls; }
+has_tls() { case "$1" in leanftpd|vsftpd|pyftpdlib-async|pyftpdlib-threaded) return 0 ;; esac; return 1; }
 if [ "$WITH_UNFTP" = 1 ] || command -v unftp >/dev/null 2>&1; then
     case ",$SERVERS," in *,unftp,*) ;; *) SERVERS="$SERVERS,unftp" ;; esac
 fi
@@ -72,6 +83,19 @@ else
     LARGE_SIZE=$((1 << 30)); RETR1_REPS=2; LARGE_ROUNDS=3; MIXED_SECS=8; MIXED_ROUNDS=2; LIST_REPS=5; LOGIN_TIMEOUT=600
 fi
 LOGIN_CONC="1 16 128"
+# FTPS (issue 11). idle-tls: leanftpd's target is at 5,000 sessions; the
+# peers get 1,000 in the quick mode (vsftpd: 3 processes and ~0.9 MiB a
+# session). login-tls: full handshakes, with each certificate. large-tls:
+# RETR and STOR under PROT P, 1 and TLS_STREAMS streams, TLS_LARGE_ROUNDS
+# rounds (the table takes medians); at most 2 transfers per control
+# connection (a rustls client uses each TLS 1.3 ticket once, and leanftpd
+# sends 2 on the control connection and none on data connections).
+if [ "$MODE" = quick ]; then
+    IDLE_TLS_LEAN="1000 5000"; IDLE_TLS_PEER="1000"; TLS_LARGE_SIZE=$((256 << 20)); TLS_LARGE_ROUNDS=3
+else
+    IDLE_TLS_LEAN="1000 5000"; IDLE_TLS_PEER="1000 5000"; TLS_LARGE_SIZE=$((1 << 30)); TLS_LARGE_ROUNDS=3
+fi
+TLS_LOGIN_CONC="1 16"; TLS_STREAMS=4; TLS_CERTS="rsa2048 ecdsa-p256"
 # hostile (issue 9): a fixed window per phase, the same in both modes; the
 # server's memory may not pass 1 GiB (the run stops there and says so).
 HOSTILE_SECS=10; HOSTILE_ENTRIES=20000; HOSTILE_RSS_CAP=1G
@@ -144,6 +168,7 @@ need_pip=()
 if has thinftp && ! "$PY" -c 'import thinftp' 2>/dev/null; then need_pip+=(thinftp); fi
 if { has pyftpdlib-threaded || has pyftpdlib-async; } && ! "$PY" -c 'import pyftpdlib' 2>/dev/null; then need_pip+=(pyftpdlib); fi
 if has twisted && ! "$PY" -c 'import twisted.protocols.ftp' 2>/dev/null; then need_pip+=(twisted); fi
+if want_tls && { has pyftpdlib-threaded || has pyftpdlib-async; } && ! "$PY" -c 'import OpenSSL' 2>/dev/null; then need_pip+=(pyopenssl); fi
 if [ ${#need_pip[@]} -gt 0 ]; then
     log "pip install ${need_pip[*]}"
     "$PY" -m pip install -q "${need_pip[@]}" >&2 || log "pip install failed"
@@ -168,10 +193,46 @@ chmod 777 "$DATA"
 log "making the data in $DATA"
 head -c 4096 /dev/urandom > "$DATA/small.bin"
 if want large || want mixed; then head -c "$LARGE_SIZE" /dev/urandom > "$DATA/large.bin"; chmod 644 "$DATA/large.bin"; fi
+if want large-tls; then
+    if [ -f "$DATA/large.bin" ] && [ "$(stat -c %s "$DATA/large.bin")" = "$TLS_LARGE_SIZE" ]; then ln "$DATA/large.bin" "$DATA/large-tls.bin"
+    else head -c "$TLS_LARGE_SIZE" /dev/urandom > "$DATA/large-tls.bin"; fi
+    chmod 644 "$DATA/large-tls.bin"
+fi
 want list && (cd "$DATA/list10k" && seq -f 'f%05g' 10000 | xargs touch)
 chmod 644 "$DATA/small.bin"
 printf '%s:%s:%s:rw\n' "$USER_NAME" "$(openssl passwd -6 "$USER_PASS")" "$DATA" > "$WORK/users"
 chmod 600 "$WORK/users"
+
+# FTPS certificates, the same for every server: per kind, a CA and a leaf it
+# signs (the leaf alone is served; the load generator trusts both CAs).
+TLSDIR=$WORK/tls
+make_certs() {
+    mkdir -p "$TLSDIR"
+    local kind alg
+    for kind in $TLS_CERTS; do
+        case $kind in
+            rsa2048) alg=(-algorithm RSA -pkeyopt rsa_keygen_bits:2048) ;;
+            ecdsa-p256) alg=(-algorithm EC -pkeyopt ec_paramgen_curve:P-256) ;;
+        esac
+        openssl genpkey "${alg[@]}" -out "$TLSDIR/$kind-ca.key" 2>/dev/null &&
+        openssl req -x509 -new -key "$TLSDIR/$kind-ca.key" -out "$TLSDIR/$kind-ca.pem" -days 30 \
+            -subj "/CN=leanftpd bench CA $kind" -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign &&
+        openssl genpkey "${alg[@]}" -out "$TLSDIR/$kind.key" 2>/dev/null &&
+        openssl req -new -key "$TLSDIR/$kind.key" -out "$TLSDIR/$kind.csr" -subj "/CN=localhost" &&
+        printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$TLSDIR/leaf.ext" &&
+        openssl x509 -req -in "$TLSDIR/$kind.csr" -CA "$TLSDIR/$kind-ca.pem" -CAkey "$TLSDIR/$kind-ca.key" \
+            -CAcreateserial -out "$TLSDIR/$kind.pem" -days 30 -extfile "$TLSDIR/leaf.ext" 2>/dev/null ||
+            { log "openssl could not make the $kind certificate"; return 1; }
+    done
+    cat "$TLSDIR"/*-ca.pem >"$TLSDIR/ca.pem"
+    chmod 644 "$TLSDIR"/*.pem "$TLSDIR"/*.key
+}
+if want_tls; then
+    log "making the certificates ($TLS_CERTS) in $TLSDIR"
+    make_certs || exit 1
+fi
 
 if has vsftpd; then
     if ! id "$USER_NAME" >/dev/null 2>&1; then
@@ -206,18 +267,25 @@ wait_port() { # PORT PID
 }
 
 SPID=""
-start_server() { # NAME PORT
-    local name=$1 port=$2 slog=$LOGS/$1.server.log
+start_server() { # NAME PORT [CERT]: with CERT (rsa2048, ecdsa-p256), explicit FTPS, TLS required
+    local name=$1 port=$2 cert=${3:-} slog=$LOGS/$1.server.log
+    local lean_tls=() py_tls=()
+    if [ -n "$cert" ]; then
+        slog=$LOGS/$1.tls-$cert.server.log
+        lean_tls=(--tls-cert "$TLSDIR/$cert.pem" --tls-key "$TLSDIR/$cert.key" --tls-required)
+        py_tls=(--tls-cert "$TLSDIR/$cert.pem" --tls-key "$TLSDIR/$cert.key")
+        has_tls "$name" || { log "$name has no FTPS: skipped"; return 1; }
+    fi
     case "$name" in
         leanftpd)
             "${PS[@]}" "$LEAN_BIN" --root "$DATA" --users "$WORK/users" --listen "127.0.0.1:$port" \
-                --max-clients 20000 --max-per-ip 20000 --log-level warn $LEAN_ARGS >"$slog" 2>&1 & ;;
+                --max-clients 20000 --max-per-ip 20000 --log-level warn "${lean_tls[@]}" $LEAN_ARGS >"$slog" 2>&1 & ;;
         thinftp)
             "${PS[@]}" "$PY" "$REPO/bench/peers/thinftp_peer.py" --port "$port" --user "$USER_NAME" \
                 --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
         pyftpdlib-threaded|pyftpdlib-async)
             "${PS[@]}" "$PY" "$REPO/bench/peers/pyftpd_peer.py" --mode "${name#pyftpdlib-}" --port "$port" \
-                --user "$USER_NAME" --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
+                --user "$USER_NAME" --password "$USER_PASS" --root "$DATA" "${py_tls[@]}" >"$slog" 2>&1 & ;;
         twisted)
             "${PS[@]}" "$PY" "$REPO/bench/peers/twisted_peer.py" --port "$port" --user "$USER_NAME" \
                 --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
@@ -247,6 +315,24 @@ secure_chroot_dir=/var/run/vsftpd/empty
 idle_session_timeout=1800
 data_connection_timeout=300
 vsftpd_log_file=$LOGS/vsftpd.log
+EOF
+            # FTPS: Debian's vsftpd 3.0.3 has no ssl_tlsv1_1/_2/_3 options
+            # (an unknown option stops it at start-up); with OpenSSL 3 it
+            # negotiates TLS 1.2 and 1.3. ssl_ciphers=HIGH instead of its
+            # default DES-CBC3-SHA (TLS 1.2 only; rustls has no 3DES);
+            # ssl_request_cert=NO: no client certificates here.
+            [ -n "$cert" ] && cat >>"$WORK/vsftpd.conf" <<EOF
+ssl_enable=YES
+rsa_cert_file=$TLSDIR/$cert.pem
+rsa_private_key_file=$TLSDIR/$cert.key
+require_ssl_reuse=YES
+ssl_ciphers=HIGH
+ssl_request_cert=NO
+force_local_logins_ssl=YES
+force_local_data_ssl=YES
+allow_anon_ssl=YES
+force_anon_logins_ssl=YES
+force_anon_data_ssl=YES
 EOF
             mkdir -p /var/run/vsftpd/empty
             "${PS[@]}" /usr/sbin/vsftpd "$WORK/vsftpd.conf" >"$slog" 2>&1 & ;;
@@ -308,7 +394,7 @@ run_login_floor() { # a blocking login responder on CPU 0: the kernel's cost of 
     grep -h '^RESULT' "$LOGS/floor.bench.log" >"$RES/floor.txt" 2>/dev/null
 }
 
-run_server() { # NAME
+run_plain() { # NAME: the plain scenarios
     local name=$1 port pid
     wait_time_wait
     port=$(free_port)
@@ -372,7 +458,67 @@ run_server() { # NAME
     bench "$name" $((3 * HOSTILE_SECS + 150)) hostile "${C[@]}" "${S[@]}" --clients 32 --seconds "$HOSTILE_SECS" \
         --root "$DATA" --stat-path hostile-dir --stat-dir-entries "$HOSTILE_ENTRIES" --rss-cap "$HOSTILE_RSS_CAP"
     stop_server
-    grep -h '^RESULT' "$LOGS/$name.bench.log" >"$RES/$name.txt"
+}
+
+run_tls() { # NAME: the FTPS scenarios; the server started again for each certificate
+    local name=$1 cert port pid n round op st reps
+    for cert in $TLS_CERTS; do
+        # The RSA certificate for everything; the others change only the handshake: login-tls.
+        [ "$cert" = rsa2048 ] || want login-tls || continue
+        wait_time_wait
+        port=$(free_port)
+        log "== $name, FTPS with $cert, on 127.0.0.1:$port"
+        start_server "$name" "$port" "$cert" || continue
+        pid=$SPID
+        sleep 1
+        local C=(--addr "127.0.0.1:$port" --user "$USER_NAME" --pass "$USER_PASS" --pid "$pid" --label "$name"
+                 --ca "$TLSDIR/ca.pem" --tls-name 127.0.0.1 --cert-label "$cert")
+        local S=(--sources "$SOURCES")
+        if [ "$cert" = rsa2048 ]; then
+            local idle_ns=$IDLE_TLS_PEER
+            [ "$name" = leanftpd ] && idle_ns=$IDLE_TLS_LEAN
+            want idle-tls || idle_ns=""
+            for n in $idle_ns; do
+                if [ "$name" = vsftpd ] && [ $((3 * n + 2000)) -gt "$(cat /proc/sys/kernel/pid_max)" ]; then
+                    log "  vsftpd: $n TLS sessions need $((3 * n)) processes, above kernel.pid_max; skipped"
+                    continue
+                fi
+                log "  idle-tls $n"
+                bench "$name" $((LOGIN_TIMEOUT + 120)) idle-tls "${C[@]}" "${S[@]}" --sessions "$n" --window "$WINDOW" \
+                    --ramp 32 --login-timeout "$LOGIN_TIMEOUT"
+            done
+            local rounds=$TLS_LARGE_ROUNDS
+            want large-tls || rounds=0
+            for round in $(seq "$rounds"); do
+                for op in retr stor; do
+                    for st in 1 "$TLS_STREAMS"; do
+                        reps=1
+                        [ "$st" = 1 ] && reps=2
+                        log "  large-tls $op x$st ($round/$TLS_LARGE_ROUNDS)"
+                        bench "$name" 900 large-tls "${C[@]}" --op "$op" --streams "$st" --size "$TLS_LARGE_SIZE" \
+                            --reps "$reps" --file large-tls.bin
+                    done
+                done
+            done
+        fi
+        local c concs=$TLS_LOGIN_CONC
+        want login-tls || concs=""
+        for c in $concs; do
+            log "  login-tls x$c ($cert)"
+            bench "$name" $((LOGIN_SECS + 90)) login-tls "${C[@]}" "${S[@]}" --concurrency "$c" --seconds "$LOGIN_SECS"
+        done
+        stop_server
+    done
+}
+
+run_server() { # NAME
+    local name=$1
+    want_plain && run_plain "$name"
+    if want_tls; then
+        if has_tls "$name"; then run_tls "$name"; else log "$name has no FTPS: its TLS scenarios are skipped"; fi
+    fi
+    grep -hs '^RESULT' "$LOGS/$name.bench.log" >"$RES/$name.txt"
+    [ -s "$RES/$name.txt" ] || rm -f "$RES/$name.txt"
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')
@@ -404,6 +550,11 @@ EOF
 )"
 [ -x /usr/sbin/vsftpd ] && versions+=",_$(/usr/sbin/vsftpd -v 0>&1 2>/dev/null | awk '{print "vsftpd_" $3}')"
 versions+=",_python_$("$PY" -c 'import platform; print(platform.python_version())')"
+if want_tls; then # the TLS libraries: vsftpd's (the system's OpenSSL), pyOpenSSL's, and rustls (leanftpd, the load generator)
+    versions+=",_system_$(openssl version | awk '{print $1 "_" $2}')"
+    versions+=",_$("$PY" -c 'import OpenSSL; from OpenSSL import SSL; print("pyopenssl_" + OpenSSL.__version__ + "_with_" + SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode().split()[1])' 2>/dev/null)"
+    versions+=",_rustls_$(awk '/^name = "rustls"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
+fi
 {
     echo "META date=$(date -u +%Y-%m-%dT%H:%MZ) cores=$(nproc) kernel=$(uname -r) mode=$MODE"
     echo "META cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo | tr ' ' '_')"

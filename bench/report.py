@@ -5,7 +5,8 @@ usage: report.py RESULTS_DIR   (one SERVER.txt per server, plus meta.txt)
 
 Each row is a figure; columns are leanftpd, each peer, the best peer and
 leanftpd's ratio to it (leanftpd / best: below 1 is better where lower is
-better, above 1 where higher is better). Then every issue-3 target, met or not.
+better, above 1 where higher is better). Then every issue-3 target, met or
+not, and the FTPS targets of issue 11 when the TLS scenarios ran.
 """
 import os
 import sys
@@ -34,6 +35,9 @@ def load(d):
                     "idle": kv.get("sessions", ""),
                     "login": kv.get("concurrency", ""),
                     "large": kv.get("op", "") + str(kv.get("streams", "")),
+                    "idle-tls": kv.get("sessions", ""),
+                    "login-tls": kv.get("concurrency", "") + "/" + kv.get("cert", ""),
+                    "large-tls": kv.get("op", "") + str(kv.get("streams", "")),
                 }.get(sc, "")
                 res.setdefault(server, {}).setdefault((sc, variant), []).append(kv)
     # A scenario run several times (large transfers, the sendfile reference):
@@ -122,10 +126,36 @@ def main():
              ("hostile: server peak PSS under the flood, KiB", "hostile", "", "hostile_peak_pss_kib", "low"),
              ("hostile: PASS floods that got to send PASS", "hostile", "", "pass_sent", "high"),
              ("hostile: honest transfers/s in the 3 s after the flood", "hostile", "", "after_transfers_per_s", "high")]
+    variants = lambda sc: {v for s in res.values() for (x, v) in s if x == sc}
+    for n in sorted(variants("idle-tls"), key=lambda v: int(v or 0)):
+        rows += [(f"FTPS idle {int(n):,}: logged in", "idle-tls", n, "logged_in", "high"),
+                 (f"FTPS idle {int(n):,}: PSS per session, KiB", "idle-tls", n, "pss_per_session_kib", "low"),
+                 (f"FTPS idle {int(n):,}: RSS per session, KiB", "idle-tls", n, "rss_per_session_kib", "low"),
+                 (f"FTPS idle {int(n):,}: server processes", "idle-tls", n, "server_procs", "low"),
+                 (f"FTPS idle {int(n):,}: wake-ups/s (context switches)", "idle-tls", n, "wakeups_per_s", "low"),
+                 (f"FTPS idle {int(n):,}: times on a CPU/s (schedstat)", "idle-tls", n, "runs_per_s", "low"),
+                 (f"FTPS idle {int(n):,}: server CPU %", "idle-tls", n, "server_cpu_pct", "low")]
+    tls_logins = sorted(variants("login-tls"), key=lambda v: (v.split("/")[1], int(v.split("/")[0] or 0)))
+    for v in tls_logins:
+        c, cert = v.split("/")
+        rows += [(f"FTPS login ×{c} ({cert}): logins/s", "login-tls", v, "logins_per_s", "high"),
+                 (f"FTPS login ×{c} ({cert}): p50 ms", "login-tls", v, "login_p50_ms", "low"),
+                 (f"FTPS login ×{c} ({cert}): server CPU µs per login", "login-tls", v, "server_cpu_us_per_login", "low")]
+    tls_large = sorted(variants("large-tls"), key=lambda v: (v[:4] != "retr", int(v[4:] or 0)))
+    for v in tls_large:
+        rows += [(f"FTPS {v[:4].upper()} ×{v[4:]} (PROT P): MB/s", "large-tls", v, "mb_per_s", "high"),
+                 (f"FTPS {v[:4].upper()} ×{v[4:]} (PROT P): server CPU-s per GiB", "large-tls", v, "server_cpu_s_per_gib", "low"),
+                 (f"FTPS {v[:4].upper()} ×{v[4:]} (PROT P): load generator CPU %", "large-tls", v, "client_cpu_pct", "low")]
 
     out = []
     w = out.append
-    w("# leanftpd vs its peers — issue 3 benchmark\n")
+    scs = {sc for s in res.values() for (sc, _v) in s}
+    plain = scs & {"stat", "idle", "small", "large", "list", "login", "mixed", "hostile"}
+    tls = scs & {"idle-tls", "login-tls", "large-tls"}
+    if tls and not plain:
+        w("# leanftpd vs its peers — FTPS (issue 11) benchmark\n")
+    else:
+        w("# leanftpd vs its peers — issue 3 benchmark\n")
     w(f"- date: {meta.get('date', '?')}")
     w(f"- machine: {meta.get('cores', '?')} cores ({meta.get('cpu', '?').replace('_', ' ')}), "
       f"kernel {meta.get('kernel', '?')}, {meta.get('mem', '?').replace('_', ' ')}")
@@ -193,7 +223,9 @@ def main():
             w(f"| {s} | {fmt(ratio)}× | {ok(None if ratio is None else ratio <= 2)} | "
               f"{fmt(rss / 1024 if rss is not None else None)} ({fmt(pss / 1024 if pss is not None else None)}) MiB | {ok(None if rss is None else rss < 64 * 1024)} |")
         w("")
-    if not any(sc != "hostile" for (sc, _v) in res.get(LEAN, {})):
+    if tls:
+        tls_section(w, res, servers, peers, get, tls_logins, tls_large, variants("idle-tls"), meta)
+    if not any(sc in plain - {"hostile"} for (sc, _v) in res.get(LEAN, {})):
         print("\n".join(out))
         return
 
@@ -267,6 +299,78 @@ def main():
       f"{res.get(LEAN, {}).get(('large', 'retr1'), {}).get('runs', '1')} runs (after one unmeasured warm-up "
       "transfer per stream); large downloads are read with recv(MSG_TRUNC), so the load generator is not the bottleneck.")
     print("\n".join(out))
+
+
+def tls_section(w, res, servers, peers, get, tls_logins, tls_large, idle_ns, meta):
+    """What each FTPS handshake negotiated, and the targets of issue 11."""
+    w("## FTPS: what was negotiated\n")
+    w("| server | TLS (version/suite/group) | large-tls data connections resumed / full handshake "
+      "(sum of the runs' medians) | downloads without close_notify |")
+    w("|---|---|---|---|")
+    for s in servers:
+        runs = [kv for (sc, _v), kv in res.get(s, {}).items() if sc in ("login-tls", "large-tls")]
+        if not runs:
+            continue
+        kinds = sorted({kv.get("tls", "?") for kv in runs})
+        large = [kv for (sc, _v), kv in res.get(s, {}).items() if sc == "large-tls"]
+        total = lambda k: fmt(sum(num(kv.get(k)) or 0 for kv in large))
+        w(f"| {s} | {', '.join(kinds)} | {total('data_tls_resumed')} / {total('data_tls_full')} | {total('unclean_eof')} |")
+    w("")
+    w("## Issue 11 targets (FTPS)\n")
+    w("| target | leanftpd | threshold | met? |")
+    w("|---|---|---|---|")
+
+    def target(name, value, threshold_text, ok):
+        status = "n/a" if ok is None else ("**met**" if ok else "**not met**")
+        w(f"| {name} | {value} | {threshold_text} | {status} |")
+
+    def best_peer(sc, v, key, better):
+        pv = [(get(p, sc, v, key), p) for p in peers if get(p, sc, v, key) is not None]
+        if not pv:
+            return None
+        return min(pv) if better == "low" else max(pv)
+
+    x = get(LEAN, "idle-tls", "5000", "pss_per_session_kib")
+    target("FTPS idle: PSS per session at 5,000 sessions", f"{fmt(x)} KiB", "≤ 4 KiB", None if x is None else x <= 4)
+    wk = [get(LEAN, "idle-tls", n, "wakeups_per_s") for n in idle_ns]
+    wk = [x for x in wk if x is not None]
+    target("FTPS idle: no wake-ups while idle (all idle-tls runs)", f"{fmt(max(wk)) if wk else '—'} /s", "0 /s",
+           None if not wk else max(wk) == 0)
+    for v in tls_logins:
+        c, cert = v.split("/")
+        x = get(LEAN, "login-tls", v, "server_cpu_us_per_login")
+        b = best_peer("login-tls", v, "server_cpu_us_per_login", "low")
+        target(f"FTPS login ×{c} ({cert}): server CPU ≤ best peer's, same certificate",
+               f"{fmt(x)} µs" + (f" ({x / b[0]:.2f}× {b[1]})" if x and b else ""),
+               f"≤ {fmt(b[0]) if b else '—'} µs", None if x is None or b is None else x <= b[0])
+    concs = sorted({v.split("/")[0] for v in tls_logins}, key=int)
+    for c in concs:
+        r, e = get(LEAN, "login-tls", f"{c}/rsa2048", "server_cpu_us_per_login"), get(LEAN, "login-tls", f"{c}/ecdsa-p256", "server_cpu_us_per_login")
+        if r and e:
+            w(f"| what ECDSA P-256 saves leanftpd per login ×{c} | {fmt(r - e)} µs ({fmt(r)} → {fmt(e)}, {100 * (r - e) / r:.0f}%) | — | — |")
+    for v in tls_large:
+        label = f"FTPS {v[:4].upper()} ×{v[4:]}"
+        x = get(LEAN, "large-tls", v, "server_cpu_s_per_gib")
+        b = best_peer("large-tls", v, "server_cpu_s_per_gib", "low")
+        target(f"{label}: CPU-s/GiB ≤ half the best peer's", fmt(x), f"≤ {fmt(b[0] / 2) if b else '—'} ({b[1] if b else '—'})",
+               None if x is None or b is None else x <= b[0] / 2)
+        x = get(LEAN, "large-tls", v, "mb_per_s")
+        b = best_peer("large-tls", v, "mb_per_s", "high")
+        target(f"{label}: MB/s ahead of every peer", fmt(x), f"> {fmt(b[0]) if b else '—'} ({b[1] if b else '—'})",
+               None if x is None or b is None else x > b[0])
+    w("")
+    rounds = max((int(kv.get("runs", "1")) for s in servers for (sc, _v), kv in res.get(s, {}).items()
+                  if sc == "large-tls"), default=1)
+    w("FTPS notes: explicit FTPS (AUTH TLS, PBSZ 0, PROT P) with a rustls 0.23 client (ring), TLS 1.3 preferred; "
+      "every server has the same certificate (a leaf signed by a CA of its kind) and requires TLS for the login and "
+      "the data (leanftpd `--tls-required`; vsftpd `force_local_logins_ssl`, `force_local_data_ssl`, `require_ssl_reuse`; "
+      "pyftpdlib `tls_control_required`, `tls_data_required`). A login is connect + AUTH TLS + a full handshake "
+      "(no resumption) + USER/PASS + QUIT. A data connection resumes its own control connection's session "
+      "(each client has its own session store). The client offers an X25519 key share first (as OpenSSL 3 "
+      "clients do); a server that takes only P-256 (vsftpd 3.0.3) asks again (HelloRetryRequest) on a login. TLS downloads are decrypted by the load generator (no MSG_TRUNC), "
+      "so its core can limit MB/s: see its CPU %. "
+      f"Large transfers: each figure is the median of {rounds} runs, after one unmeasured warm-up transfer per stream.")
+    w("")
 
 
 if __name__ == "__main__":
