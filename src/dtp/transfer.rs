@@ -145,6 +145,15 @@ pub enum TransferError {
     FileShrank,
     /// The file side failed (`451`, `452`, `552`, …).
     Local(FsError),
+    /// PROT P: the data connection's TLS handshake failed, or it did not
+    /// resume its own control connection's TLS session (`522`, as vsftpd
+    /// and FileZilla Server answer; RFC 4217 §10 leaves the code to the
+    /// server).
+    TlsRefused,
+    /// PROT P upload: the TLS stream ended without `close_notify`, so the
+    /// end of the file may be missing (`426`; the upload is handled as
+    /// interrupted).
+    TlsTruncated,
 }
 
 impl Transfer {

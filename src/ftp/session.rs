@@ -127,6 +127,9 @@ pub struct TransferRequest {
     pub path: VirtualPath,
     /// TYPE A (for the transfer log).
     pub ascii: bool,
+    /// PROT P (RFC 4217 §9): the data connection is TLS, and must resume
+    /// the control connection's TLS session.
+    pub protected: bool,
 }
 
 /// What the reactor must do after a command.
@@ -155,6 +158,14 @@ pub enum Action {
     /// Get the data connection (`DataMode`), call `transfer_started`, move
     /// the bytes, close the data connection, call `transfer_finished`.
     Transfer(TransferRequest),
+    /// AUTH TLS accepted (`234` is in the replies): send the replies in
+    /// plaintext, discard whatever input was queued after the AUTH line
+    /// (never run plaintext that arrived before the handshake:
+    /// CVE-2011-1575), then run the TLS handshake on the control connection.
+    StartTls,
+    /// CCC accepted (`200` is in the replies): send them under TLS, then
+    /// `close_notify`, and go on in plaintext (RFC 4217 §6).
+    EndTls,
 }
 
 /// Which timeout applies to the control connection now.
@@ -393,6 +404,16 @@ impl Session {
                 reply::reply(ctx.out, ReplyCode::LocalError, "File changed during the transfer; not all of it was sent.")
             }
             Err(TransferError::Local(e)) => CmdError::Fs(e).write(ctx.out),
+            Err(TransferError::TlsRefused) => reply::reply(
+                ctx.out,
+                ReplyCode::ProtocolNotSupported,
+                "TLS data connection refused: it must resume the control connection's TLS session.",
+            ),
+            Err(TransferError::TlsTruncated) => reply::reply(
+                ctx.out,
+                ReplyCode::TransferAborted,
+                "TLS data connection ended without close_notify; transfer aborted.",
+            ),
         }
     }
 
@@ -527,7 +548,7 @@ impl Session {
         debug_assert!(self.data != DataMode::None, "checked by require_data first");
         self.pending = Pending::Transfer(kind);
         self.transfer_path = path.clone();
-        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii })
+        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected: false })
     }
 
     /// `425` unless PASV/EPSV/PORT/EPRT came first; checked before any file

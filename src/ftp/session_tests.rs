@@ -125,6 +125,8 @@ fn describe(a: &Action) -> String {
         Action::OpenPassive { extended } => format!("OpenPassive {{ extended: {extended} }}"),
         Action::DropData => "DropData".into(),
         Action::Transfer(r) => format!("Transfer({:?}, {})", r.kind, r.path),
+        Action::StartTls => "StartTls".into(),
+        Action::EndTls => "EndTls".into(),
     }
 }
 
@@ -2128,7 +2130,7 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -
     let mut step = Step { lines: 1, ..Step::default() };
     loop {
         match action {
-            Action::None | Action::DropData | Action::Close => break,
+            Action::None | Action::DropData | Action::Close | Action::StartTls | Action::EndTls => break,
             Action::CheckLogin { user, .. } => {
                 assert_eq!(h.s.pending(), Pending::Login);
                 let result = if rng.chance(2) {

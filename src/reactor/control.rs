@@ -432,6 +432,9 @@ impl Server {
     pub(super) fn perform(&mut self, key: usize, action: Action, out: &mut Vec<u8>) {
         match action {
             Action::None => {}
+            // The PI answers these only when TLS is configured; the reactor's
+            // side lands with the TLS stream (issue 11).
+            Action::StartTls | Action::EndTls => debug_assert!(false, "TLS action without TLS in the reactor"),
             Action::Close => {
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
                     c.close_after_flush = true;

@@ -353,7 +353,7 @@ impl Server {
         }
         let (req, result) = match state {
             DataState::Running(req) => {
-                let TransferRequest { transfer, kind, path, ascii } = req;
+                let TransferRequest { transfer, kind, path, ascii, .. } = req;
                 let result = match result {
                     Ok(()) => transfer.finish(),
                     Err(e) => {
