@@ -34,7 +34,7 @@ impl Server {
     }
 
     pub(super) fn accept_control(&mut self, key: usize) {
-        if self.accept_paused || self.shutting_down {
+        if self.accept_paused || self.life.shutting_down {
             return;
         }
         for _ in 0..ACCEPT_BUDGET {

@@ -425,7 +425,7 @@ impl Server {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
         let mut ctx = Ctx { out: &mut *out, env: &self.env, now_unix: 0 };
         c.session.transfer_finished(result, &mut ctx);
-        if self.shutting_down {
+        if self.life.shutting_down {
             c.session.shutting_down(out);
             c.close_after_flush = true;
         }

@@ -4,6 +4,26 @@
 
 use super::*;
 
+/// The server's own life: how it is told to stop, whether it is draining,
+/// and when it last gave memory back.
+///
+/// # Invariants
+/// - `shutting_down` only goes from false to true (`begin_shutdown`); once
+///   true, no connection is accepted and `run` returns when the slab is empty.
+/// - `shrink_scheduled` is true exactly while a `SHRINK_CHECK` timer is in
+///   the wheel, so there is at most one.
+pub(super) struct Lifecycle {
+    /// SIGINT/SIGTERM/SIGHUP, once `handle_signals` registered them.
+    pub(super) signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Set by a `StopHandle`, read and cleared on the waker's event.
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) shutting_down: bool,
+    /// Earliest time for the next slab shrink and heap trim.
+    pub(super) next_shrink: Instant,
+    /// A `SHRINK_CHECK` timer is in the wheel.
+    pub(super) shrink_scheduled: bool,
+}
+
 impl Server {
     /// After a peak (a flood of connections, a burst of clients) give the
     /// memory back: the slab keeps its capacity otherwise, and the heap its
@@ -15,25 +35,25 @@ impl Server {
         if cap <= SHRINK_MIN_ENTRIES || self.slab.len() * 4 >= cap {
             return;
         }
-        if self.now < self.next_shrink {
-            if !self.shrink_scheduled {
-                self.shrink_scheduled = true;
-                self.wheel.schedule(self.next_shrink, SHRINK_CHECK);
+        if self.now < self.life.next_shrink {
+            if !self.life.shrink_scheduled {
+                self.life.shrink_scheduled = true;
+                self.wheel.schedule(self.life.next_shrink, SHRINK_CHECK);
             }
             return;
         }
-        self.next_shrink = self.now + Duration::from_secs(1);
+        self.life.next_shrink = self.now + Duration::from_secs(1);
         self.slab.shrink_to_fit();
         crate::sys::trim_heap();
-        if self.slab.capacity() > SHRINK_MIN_ENTRIES && self.slab.len() * 4 < self.slab.capacity() && !self.shrink_scheduled {
+        if self.slab.capacity() > SHRINK_MIN_ENTRIES && self.slab.len() * 4 < self.slab.capacity() && !self.life.shrink_scheduled {
             // Live entries high in the slab keep it long: look again later.
-            self.shrink_scheduled = true;
-            self.wheel.schedule(self.next_shrink + Duration::from_secs(9), SHRINK_CHECK);
+            self.life.shrink_scheduled = true;
+            self.wheel.schedule(self.life.next_shrink + Duration::from_secs(9), SHRINK_CHECK);
         }
     }
 
     pub(super) fn on_wake(&mut self) {
-        if self.stop.swap(false, Ordering::SeqCst) {
+        if self.life.stop.swap(false, Ordering::SeqCst) {
             self.begin_shutdown();
         }
         let mut verdicts = std::mem::take(&mut self.verdicts);
@@ -99,13 +119,13 @@ impl Server {
 
     pub(super) fn on_signals(&mut self) {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let pending: Vec<i32> = match &mut self.signals {
+        let pending: Vec<i32> = match &mut self.life.signals {
             Some(s) => s.pending().collect(),
             None => return,
         };
         for sig in pending {
             match sig {
-                SIGINT | SIGTERM if self.shutting_down => {
+                SIGINT | SIGTERM if self.life.shutting_down => {
                     info!("signal {sig} again: cutting transfers now");
                     self.timeout(SHUTDOWN_DEADLINE);
                 }
@@ -138,10 +158,10 @@ impl Server {
     }
 
     pub(super) fn begin_shutdown(&mut self) {
-        if self.shutting_down {
+        if self.life.shutting_down {
             return;
         }
-        self.shutting_down = true;
+        self.life.shutting_down = true;
         if let Some(l) = self.listener_key.take() {
             self.close_entry(l);
         }

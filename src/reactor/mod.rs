@@ -198,8 +198,6 @@ pub struct Server {
     cached_verdicts: Vec<Verdict>,
     login_cache: LoginCache,
     waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
     listener_key: Option<usize>,
     local_addr: SocketAddr,
     ports: PortPicker,
@@ -222,17 +220,14 @@ pub struct Server {
     cleaned: Vec<u8>,
     out: Vec<u8>,
     now: Instant,
-    shutting_down: bool,
     accept_paused: bool,
     xferlog: Option<XferLog>,
     /// What is left of `PASS_BUDGET_BYTES` in this pass.
     pass_budget: usize,
     /// What the session being dispatched may still do (see `Turn`).
     turn: Turn,
-    /// Earliest time for the next slab shrink and heap trim.
-    next_shrink: Instant,
-    /// A `SHRINK_CHECK` timer is in the wheel.
-    shrink_scheduled: bool,
+    /// Signals, stop requests, shutdown, trimming (see `lifecycle.rs`).
+    life: lifecycle::Lifecycle,
 }
 
 impl Server {
@@ -289,8 +284,6 @@ impl Server {
             cached_verdicts: Vec::new(),
             login_cache: LoginCache::new(env_login_cache, 4096),
             waker,
-            stop: Arc::new(AtomicBool::new(false)),
-            signals: None,
             listener_key: Some(key),
             local_addr,
             ports: PortPicker::new(),
@@ -307,13 +300,17 @@ impl Server {
             cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
             out: Vec::with_capacity(4096),
             now,
-            shutting_down: false,
             accept_paused: false,
             xferlog,
             pass_budget: PASS_BUDGET_BYTES,
             turn: Turn::new(),
-            next_shrink: now,
-            shrink_scheduled: false,
+            life: lifecycle::Lifecycle {
+                signals: None,
+                stop: Arc::new(AtomicBool::new(false)),
+                shutting_down: false,
+                next_shrink: now,
+                shrink_scheduled: false,
+            },
         })
     }
 
@@ -324,7 +321,7 @@ impl Server {
 
     /// A handle that stops the server from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { waker: self.waker.clone(), stop: self.stop.clone() }
+        StopHandle { waker: self.waker.clone(), stop: self.life.stop.clone() }
     }
 
     /// Handle SIGINT/SIGTERM (drain and exit) and SIGHUP (reload users).
@@ -332,7 +329,7 @@ impl Server {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll.registry().register(&mut signals, SIGNAL, Interest::READABLE)?;
-        self.signals = Some(signals);
+        self.life.signals = Some(signals);
         Ok(())
     }
 
@@ -390,7 +387,7 @@ impl Server {
                 self.timeout(key);
             }
             self.reap();
-            if self.shutting_down && self.slab.is_empty() {
+            if self.life.shutting_down && self.slab.is_empty() {
                 break;
             }
         }
@@ -449,7 +446,7 @@ impl Server {
                 return;
             }
             SHRINK_CHECK => {
-                self.shrink_scheduled = false;
+                self.life.shrink_scheduled = false;
                 self.maybe_shrink();
                 return;
             }
