@@ -550,8 +550,8 @@ impl Server {
             // Its password would be hashed for no one.
             self.helper.cancel(key, c.serial);
         }
-        count_down(&mut self.per_ip, ip);
-        self.ctrl_count -= 1;
+        count_down(&mut self.accept.per_ip, ip);
+        self.accept.ctrl_count -= 1;
         // A transfer cut short by the control connection closing still ends
         // with its log line and xferlog record (incomplete).
         if let Some(d) = c.data {

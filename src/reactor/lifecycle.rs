@@ -162,7 +162,7 @@ impl Server {
             return;
         }
         self.life.shutting_down = true;
-        if let Some(l) = self.listener_key.take() {
+        if let Some(l) = self.accept.listener_key.take() {
             self.close_entry(l);
         }
         let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();

@@ -198,19 +198,9 @@ pub struct Server {
     cached_verdicts: Vec<Verdict>,
     login_cache: LoginCache,
     waker: Arc<Waker>,
-    listener_key: Option<usize>,
-    local_addr: SocketAddr,
     ports: PortPicker,
-    per_ip: HashMap<IpAddr, u32>,
-    /// Passive listeners and data connections per client address.
-    data_per_ip: HashMap<IpAddr, u32>,
-    ctrl_count: usize,
-    /// Sessions in connection order, for eviction of the oldest
-    /// unauthenticated one at the limit; entries may be stale (checked by serial).
-    unauth: std::collections::VecDeque<(usize, u64)>,
     pasv_count: usize,
     data_count: usize,
-    serial: u64,
     /// Scratch for transfers (ASCII conversion, STOR without splice).
     scratch: Vec<u8>,
     /// Scratch for control reads.
@@ -220,12 +210,13 @@ pub struct Server {
     cleaned: Vec<u8>,
     out: Vec<u8>,
     now: Instant,
-    accept_paused: bool,
     xferlog: Option<XferLog>,
     /// What is left of `PASS_BUDGET_BYTES` in this pass.
     pass_budget: usize,
     /// What the session being dispatched may still do (see `Turn`).
     turn: Turn,
+    /// The listener, connection counts and limits (see `accept.rs`).
+    accept: accept::Accepting,
     /// Signals, stop requests, shutdown, trimming (see `lifecycle.rs`).
     life: lifecycle::Lifecycle,
 }
@@ -284,26 +275,28 @@ impl Server {
             cached_verdicts: Vec::new(),
             login_cache: LoginCache::new(env_login_cache, 4096),
             waker,
-            listener_key: Some(key),
-            local_addr,
             ports: PortPicker::new(),
-            per_ip: HashMap::new(),
-            data_per_ip: HashMap::new(),
-            ctrl_count: 0,
-            unauth: std::collections::VecDeque::new(),
             pasv_count: 0,
             data_count: 0,
-            serial: 0,
             scratch: vec![0; SCRATCH_BYTES],
             read_buf: vec![0; CTRL_READ_CHUNK_BYTES],
             sift_buf: Vec::new(),
             cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
             out: Vec::with_capacity(4096),
             now,
-            accept_paused: false,
             xferlog,
             pass_budget: PASS_BUDGET_BYTES,
             turn: Turn::new(),
+            accept: accept::Accepting {
+                listener_key: Some(key),
+                local_addr,
+                per_ip: HashMap::new(),
+                data_per_ip: HashMap::new(),
+                ctrl_count: 0,
+                unauth: std::collections::VecDeque::new(),
+                serial: 0,
+                accept_paused: false,
+            },
             life: lifecycle::Lifecycle {
                 signals: None,
                 stop: Arc::new(AtomicBool::new(false)),
@@ -316,7 +309,7 @@ impl Server {
 
     /// The address the control listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.accept.local_addr
     }
 
     /// A handle that stops the server from another thread.
@@ -335,7 +328,7 @@ impl Server {
 
     /// Serve until shut down (signal or `StopHandle`) and every session is gone.
     pub fn run(mut self) -> io::Result<()> {
-        info!("listening on {} (root {}, anonymous {})", self.local_addr, self.env.config.root.display(),
+        info!("listening on {} (root {}, anonymous {})", self.accept.local_addr, self.env.config.root.display(),
             match (self.env.anonymous.is_some(), self.env.config.anonymous_write) {
                 (false, _) => "off",
                 (true, false) => "read-only",
@@ -439,8 +432,8 @@ impl Server {
         self.new_turn();
         match key {
             ACCEPT_RETRY => {
-                self.accept_paused = false;
-                if let Some(l) = self.listener_key {
+                self.accept.accept_paused = false;
+                if let Some(l) = self.accept.listener_key {
                     self.accept_control(l);
                 }
                 return;
