@@ -198,11 +198,6 @@ pub struct Server {
     cached_verdicts: Vec<Verdict>,
     login_cache: LoginCache,
     waker: Arc<Waker>,
-    ports: PortPicker,
-    pasv_count: usize,
-    data_count: usize,
-    /// Scratch for transfers (ASCII conversion, STOR without splice).
-    scratch: Vec<u8>,
     /// Scratch for control reads.
     read_buf: Vec<u8>,
     /// The lines the sifter walks (see `sift`); kept for its capacity.
@@ -211,12 +206,12 @@ pub struct Server {
     out: Vec<u8>,
     now: Instant,
     xferlog: Option<XferLog>,
-    /// What is left of `PASS_BUDGET_BYTES` in this pass.
-    pass_budget: usize,
     /// What the session being dispatched may still do (see `Turn`).
     turn: Turn,
     /// The listener, connection counts and limits (see `accept.rs`).
     accept: accept::Accepting,
+    /// Port picking, data counts, the pass budget (see `data.rs`).
+    xfer: data::Transfers,
     /// Signals, stop requests, shutdown, trimming (see `lifecycle.rs`).
     life: lifecycle::Lifecycle,
 }
@@ -275,17 +270,12 @@ impl Server {
             cached_verdicts: Vec::new(),
             login_cache: LoginCache::new(env_login_cache, 4096),
             waker,
-            ports: PortPicker::new(),
-            pasv_count: 0,
-            data_count: 0,
-            scratch: vec![0; SCRATCH_BYTES],
             read_buf: vec![0; CTRL_READ_CHUNK_BYTES],
             sift_buf: Vec::new(),
             cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
             out: Vec::with_capacity(4096),
             now,
             xferlog,
-            pass_budget: PASS_BUDGET_BYTES,
             turn: Turn::new(),
             accept: accept::Accepting {
                 listener_key: Some(key),
@@ -296,6 +286,13 @@ impl Server {
                 unauth: std::collections::VecDeque::new(),
                 serial: 0,
                 accept_paused: false,
+            },
+            xfer: data::Transfers {
+                ports: PortPicker::new(),
+                pasv_count: 0,
+                data_count: 0,
+                pass_budget: PASS_BUDGET_BYTES,
+                scratch: vec![0; SCRATCH_BYTES],
             },
             life: lifecycle::Lifecycle {
                 signals: None,
@@ -347,7 +344,7 @@ impl Server {
                 }
             }
             self.now = Instant::now();
-            self.pass_budget = PASS_BUDGET_BYTES;
+            self.xfer.pass_budget = PASS_BUDGET_BYTES;
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => self.on_signals(),
@@ -528,14 +525,14 @@ impl Server {
         match old {
             Entry::Ctrl(c) => drop(c),
             Entry::Pasv(p) => {
-                self.pasv_count -= 1;
+                self.xfer.pasv_count -= 1;
                 self.release_data_slot(p.owner);
                 if let Some(id) = p.timer {
                     self.wheel.cancel(id);
                 }
             }
             Entry::Data(d) => {
-                self.data_count -= 1;
+                self.xfer.data_count -= 1;
                 self.release_data_slot(d.owner);
                 if let Some(id) = d.timer {
                     self.wheel.cancel(id);
