@@ -138,7 +138,7 @@ impl Server {
             started: self.now,
         };
         ctx_log!(info, key, ctrl.session, "connected");
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         ctrl.session.greeting(&mut out);
         self.slab.insert(Entry::Ctrl(ctrl));
@@ -151,7 +151,7 @@ impl Server {
         count_up(&mut self.accept.per_ip, peer.ip());
         self.accept.ctrl_count += 1;
         self.send(key, &out);
-        self.out = out;
+        self.ctl.out = out;
     }
 
     /// At the connection limit, make room by closing the oldest session that

@@ -152,12 +152,12 @@ impl Server {
             let wait = if running { self.env.config.stall_timeout } else { self.env.config.data_timeout };
             self.insert_data(owner, dkey, stream, state, wait);
             if running {
-                let mut out = std::mem::take(&mut self.out);
+                let mut out = std::mem::take(&mut self.ctl.out);
                 out.clear();
                 self.first_step(dkey, owner, false, &mut out);
                 self.send(owner, &out);
                 out.clear();
-                self.out = out;
+                self.ctl.out = out;
                 self.refresh_deadline(owner);
                 self.drain_lines(owner);
             }
@@ -183,13 +183,13 @@ impl Server {
     /// `150`/`125` for a transfer that is starting.
     pub(super) fn announce_start(&mut self, owner: usize, already_open: bool) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
         c.session.transfer_started(already_open, &mut ctx);
         self.send(owner, &out);
         out.clear();
-        self.out = out;
+        self.ctl.out = out;
     }
 
     pub(super) fn start_transfer(&mut self, key: usize, req: TransferRequest, out: &mut Vec<u8>) {
@@ -429,12 +429,12 @@ impl Server {
         if !matches!(self.slab.get(owner), Some(Entry::Ctrl(c)) if matches!(c.session.pending(), Pending::Transfer(_))) {
             return;
         }
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         self.reply_transfer_end(owner, result, &mut out);
         self.send(owner, &out);
         out.clear();
-        self.out = out;
+        self.ctl.out = out;
         self.refresh_deadline(owner);
         if drain {
             self.drain_lines(owner);

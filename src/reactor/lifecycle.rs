@@ -85,7 +85,7 @@ impl Server {
         };
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(v.key) else { return };
         let ok = result.is_ok();
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
         let action = c.session.login_checked(result, &mut ctx);
@@ -94,13 +94,13 @@ impl Server {
         } else {
             ctx_log!(info, v.key, c.session, "failed login");
         }
-        self.out = out;
+        self.ctl.out = out;
         // `after_step` sends what `login_checked` wrote, then the action's own.
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         self.perform(v.key, action, &mut out);
         self.send(v.key, &out);
         out.clear();
-        self.out = out;
+        self.ctl.out = out;
         self.refresh_deadline(v.key);
         self.drain_lines(v.key);
     }
@@ -171,12 +171,12 @@ impl Server {
             if matches!(c.session.pending(), Pending::Transfer(_)) {
                 continue; // finishes, or is cut at the deadline
             }
-            let mut out = std::mem::take(&mut self.out);
+            let mut out = std::mem::take(&mut self.ctl.out);
             out.clear();
             c.session.shutting_down(&mut out);
             c.close_after_flush = true;
             self.send(key, &out);
-            self.out = out;
+            self.ctl.out = out;
         }
         let grace = self.env.config.shutdown_grace;
         self.wheel.schedule(self.now + grace, SHUTDOWN_DEADLINE);

@@ -198,16 +198,10 @@ pub struct Server {
     cached_verdicts: Vec<Verdict>,
     login_cache: LoginCache,
     waker: Arc<Waker>,
-    /// Scratch for control reads.
-    read_buf: Vec<u8>,
-    /// The lines the sifter walks (see `sift`); kept for its capacity.
-    sift_buf: Vec<u8>,
-    cleaned: Vec<u8>,
-    out: Vec<u8>,
     now: Instant,
     xferlog: Option<XferLog>,
-    /// What the session being dispatched may still do (see `Turn`).
-    turn: Turn,
+    /// The control connections' scratch and turn (see `control.rs`).
+    ctl: control::ControlShared,
     /// The listener, connection counts and limits (see `accept.rs`).
     accept: accept::Accepting,
     /// Port picking, data counts, the pass budget (see `data.rs`).
@@ -270,13 +264,15 @@ impl Server {
             cached_verdicts: Vec::new(),
             login_cache: LoginCache::new(env_login_cache, 4096),
             waker,
-            read_buf: vec![0; CTRL_READ_CHUNK_BYTES],
-            sift_buf: Vec::new(),
-            cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
-            out: Vec::with_capacity(4096),
             now,
             xferlog,
-            turn: Turn::new(),
+            ctl: control::ControlShared {
+                read_buf: vec![0; CTRL_READ_CHUNK_BYTES],
+                sift_buf: Vec::new(),
+                cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
+                out: Vec::with_capacity(4096),
+                turn: control::Turn::new(),
+            },
             accept: accept::Accepting {
                 listener_key: Some(key),
                 local_addr,
@@ -407,7 +403,7 @@ impl Server {
     }
 
     fn new_turn(&mut self) {
-        self.turn = Turn::new();
+        self.ctl.turn = control::Turn::new();
     }
 
     /// Run `key` again in the next pass (a source cut short by its budget,
@@ -454,7 +450,7 @@ impl Server {
             Some(Entry::Ctrl(c)) => {
                 c.timer = None;
                 let action = {
-                    let mut out = std::mem::take(&mut self.out);
+                    let mut out = std::mem::take(&mut self.ctl.out);
                     out.clear();
                     let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: unix_now() };
                     let action = match c.session.pending() {
@@ -465,7 +461,7 @@ impl Server {
                         }
                         _ => Action::None,
                     };
-                    self.out = out;
+                    self.ctl.out = out;
                     action
                 };
                 self.after_step(key, action);
@@ -555,25 +551,6 @@ impl Server {
             }
         }
         self.maybe_shrink();
-    }
-}
-
-/// One dispatch's share of work for a session: it may run
-/// `LINES_PER_TURN` commands and produce `REPLY_BYTES_PER_TURN` of replies
-/// before it must wait for the next pass of the loop. A field of its own,
-/// so that it can be checked while a session entry is borrowed.
-struct Turn {
-    lines: usize,
-    bytes: usize,
-}
-
-impl Turn {
-    fn new() -> Turn {
-        Turn { lines: LINES_PER_TURN, bytes: REPLY_BYTES_PER_TURN }
-    }
-
-    fn is_over(&self) -> bool {
-        self.lines == 0 || self.bytes == 0
     }
 }
 
