@@ -484,18 +484,18 @@ impl Server {
             Action::CheckLogin { user, password } => {
                 let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return };
                 let serial = c.serial;
-                let digest = self.login_cache.digest(&user, &password);
-                if let Some(grant) = self.login_cache.get(digest, self.now) {
+                let digest = self.auth.login_cache.digest(&user, &password);
+                if let Some(grant) = self.auth.login_cache.get(digest, self.now) {
                     // Answered after this iteration's events, like a helper
                     // verdict (not from inside the handler that asked). The
                     // socket was read to a short read, so no extra pass is
                     // needed: lines that came with PASS wait in the buffer.
-                    self.cached_verdicts.push(Verdict { key, serial, grant: Some(grant), digest: None });
+                    self.auth.cached_verdicts.push(Verdict { key, serial, grant: Some(grant), digest: None });
                     return;
                 }
                 let ip = c.session.peer().ip();
-                let job = Job { key, serial, ip, user, password, users: self.users.clone(), digest };
-                match self.helper.submit(job) {
+                let job = Job { key, serial, ip, user, password, users: self.auth.users.clone(), digest };
+                match self.auth.helper.submit(job) {
                     Ok(None) => {}
                     Ok(Some((evicted, evicted_serial))) => {
                         // A flooding address's newest job made room.
@@ -592,7 +592,7 @@ impl Server {
         let ip = c.session.peer().ip();
         if c.session.pending() == Pending::Login {
             // Its password would be hashed for no one.
-            self.helper.cancel(key, c.serial);
+            self.auth.helper.cancel(key, c.serial);
         }
         count_down(&mut self.accept.per_ip, ip);
         self.accept.ctrl_count -= 1;

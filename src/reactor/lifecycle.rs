@@ -24,6 +24,34 @@ pub(super) struct Lifecycle {
     pub(super) shrink_scheduled: bool,
 }
 
+/// What logging in needs: the users, the helper thread that checks their
+/// passwords, the verdicts on their way back, the cache of recent logins
+/// and the `Vfs` of each home.
+///
+/// Defined here, not in `helper.rs`: the methods that read and change it
+/// (`on_wake`, `on_verdict`, `user_vfs`, `reload_users`) are in this file,
+/// while `helper.rs` is the thread's side of the queue, which never
+/// touches the reactor's state; a SIGHUP reload replaces `users` and
+/// empties both caches at once, which is this file's business.
+///
+/// # Invariants
+/// - `vfs_cache` and `login_cache` hold only what came from the current
+///   `users`: `reload_users` replaces `users` and clears both together
+///   (jobs already queued keep the `Arc` of the old users).
+/// - `verdicts` is empty outside `on_wake`; `cached_verdicts` is drained
+///   once per pass of the loop, after the events.
+pub(super) struct Auth {
+    pub(super) users: Arc<Users>,
+    /// One `Vfs` (one directory descriptor) per home and permission.
+    pub(super) vfs_cache: HashMap<(PathBuf, bool), Rc<Vfs>>,
+    pub(super) helper: Helper,
+    /// The helper's verdicts, drained on the waker's event; kept for its capacity.
+    pub(super) verdicts: Vec<Verdict>,
+    /// Verdicts answered from the login cache, handled after the events.
+    pub(super) cached_verdicts: Vec<Verdict>,
+    pub(super) login_cache: LoginCache,
+}
+
 impl Server {
     /// After a peak (a flood of connections, a burst of clients) give the
     /// memory back: the slab keeps its capacity otherwise, and the heap its
@@ -56,12 +84,12 @@ impl Server {
         if self.life.stop.swap(false, Ordering::SeqCst) {
             self.begin_shutdown();
         }
-        let mut verdicts = std::mem::take(&mut self.verdicts);
-        self.helper.drain(&mut verdicts);
+        let mut verdicts = std::mem::take(&mut self.auth.verdicts);
+        self.auth.helper.drain(&mut verdicts);
         for v in verdicts.drain(..) {
             self.on_verdict(v);
         }
-        self.verdicts = verdicts;
+        self.auth.verdicts = verdicts;
     }
 
     pub(super) fn on_verdict(&mut self, v: Verdict) {
@@ -71,7 +99,7 @@ impl Server {
             _ => return,
         }
         if let (Some(grant), Some(digest)) = (&v.grant, v.digest) {
-            self.login_cache.insert(digest, grant.clone(), self.now);
+            self.auth.login_cache.insert(digest, grant.clone(), self.now);
         }
         let result = match v.grant {
             Some(grant) => match self.user_vfs(&grant.home, grant.perm.is_writable()) {
@@ -109,11 +137,11 @@ impl Server {
     /// by all sessions of that user.
     pub(super) fn user_vfs(&mut self, home: &std::path::Path, writable: bool) -> io::Result<Rc<Vfs>> {
         let key = (home.to_path_buf(), writable);
-        if let Some(v) = self.vfs_cache.get(&key) {
+        if let Some(v) = self.auth.vfs_cache.get(&key) {
             return Ok(v.clone());
         }
         let vfs = Rc::new(Vfs::open(home, writable)?);
-        self.vfs_cache.insert(key, vfs.clone());
+        self.auth.vfs_cache.insert(key, vfs.clone());
         Ok(vfs)
     }
 
@@ -148,10 +176,10 @@ impl Server {
             Ok(users) => {
                 info!("SIGHUP: reloaded {} users from {}", users.len(), path.display());
                 self.env.has_users = !users.is_empty();
-                self.users = Arc::new(users);
+                self.auth.users = Arc::new(users);
                 // New logins open homes afresh; live sessions keep theirs.
-                self.vfs_cache.clear();
-                self.login_cache.clear();
+                self.auth.vfs_cache.clear();
+                self.auth.login_cache.clear();
             }
             Err(e) => error!("SIGHUP: keeping the old users: {e}"),
         }

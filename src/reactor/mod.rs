@@ -179,6 +179,11 @@ impl StopHandle {
 }
 
 /// The server: bound, ready to `run`.
+///
+/// It holds the loop's own state (poll, slab, wheel, the ready lists, the
+/// tombstones, the clock of this pass); the state of each part is a struct
+/// in the file named for it: `ctl` in `control.rs`, `accept` in
+/// `accept.rs`, `xfer` in `data.rs`, `life` and `auth` in `lifecycle.rs`.
 pub struct Server {
     poll: Poll,
     events: Events,
@@ -190,13 +195,6 @@ pub struct Server {
     ready_bits: Vec<u64>,
     closed: Vec<usize>,
     env: Env,
-    users: Arc<Users>,
-    vfs_cache: HashMap<(PathBuf, bool), Rc<Vfs>>,
-    helper: Helper,
-    verdicts: Vec<Verdict>,
-    /// Verdicts answered from the login cache, handled after the events.
-    cached_verdicts: Vec<Verdict>,
-    login_cache: LoginCache,
     waker: Arc<Waker>,
     now: Instant,
     xferlog: Option<XferLog>,
@@ -208,6 +206,8 @@ pub struct Server {
     xfer: data::Transfers,
     /// Signals, stop requests, shutdown, trimming (see `lifecycle.rs`).
     life: lifecycle::Lifecycle,
+    /// Users, password checks, login and home caches (see `lifecycle.rs`).
+    auth: lifecycle::Auth,
 }
 
 impl Server {
@@ -257,12 +257,6 @@ impl Server {
             ready_bits: Vec::new(),
             closed: Vec::with_capacity(64),
             env: Env { anonymous, has_users, config },
-            users: Arc::new(users),
-            vfs_cache: HashMap::new(),
-            helper,
-            verdicts: Vec::new(),
-            cached_verdicts: Vec::new(),
-            login_cache: LoginCache::new(env_login_cache, 4096),
             waker,
             now,
             xferlog,
@@ -296,6 +290,14 @@ impl Server {
                 shutting_down: false,
                 next_shrink: now,
                 shrink_scheduled: false,
+            },
+            auth: lifecycle::Auth {
+                users: Arc::new(users),
+                vfs_cache: HashMap::new(),
+                helper,
+                verdicts: Vec::new(),
+                cached_verdicts: Vec::new(),
+                login_cache: LoginCache::new(env_login_cache, 4096),
             },
         })
     }
@@ -353,11 +355,11 @@ impl Server {
                     ),
                 }
             }
-            let mut cached = std::mem::take(&mut self.cached_verdicts);
+            let mut cached = std::mem::take(&mut self.auth.cached_verdicts);
             for v in cached.drain(..) {
                 self.on_verdict(v);
             }
-            self.cached_verdicts = cached;
+            self.auth.cached_verdicts = cached;
             let mut again = std::mem::take(&mut self.still_ready);
             for key in again.drain(..) {
                 if let Some(w) = self.ready_bits.get_mut(key / 64) {
