@@ -26,6 +26,10 @@ pub(super) struct Accepting {
     pub(super) listener_key: Option<usize>,
     /// The address the control listener is bound to.
     pub(super) local_addr: SocketAddr,
+    /// The implicit FTPS listener's slab key (TLS from the first byte).
+    pub(super) implicit_key: Option<usize>,
+    /// The address it is bound to.
+    pub(super) implicit_addr: Option<SocketAddr>,
     /// Control connections per client address.
     pub(super) per_ip: HashMap<IpAddr, u32>,
     /// Passive listeners and data connections per client address.
@@ -34,7 +38,7 @@ pub(super) struct Accepting {
     /// Sessions in connection order, for eviction of the oldest
     /// unauthenticated one at the limit; entries may be stale (checked by serial).
     pub(super) unauth: std::collections::VecDeque<(usize, u64)>,
-    /// The serial of the newest session.
+    /// The serial of the newest session (see `next_serial`).
     pub(super) serial: u64,
     /// `accept` failed for lack of descriptors; retried from the wheel.
     pub(super) accept_paused: bool,
@@ -76,7 +80,7 @@ impl Server {
                 _ => return,
             };
             match accepted {
-                Ok((tcp, peer)) => self.new_control(tcp, peer),
+                Ok((tcp, peer)) => self.new_control(tcp, peer, Some(key) == self.accept.implicit_key),
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
@@ -92,7 +96,9 @@ impl Server {
         self.wake_later(key);
     }
 
-    pub(super) fn new_control(&mut self, tcp: TcpStream, peer: SocketAddr) {
+    /// A new control connection; `implicit`: from the implicit FTPS
+    /// listener, so TLS starts at once and the greeting waits for it.
+    pub(super) fn new_control(&mut self, tcp: TcpStream, peer: SocketAddr, implicit: bool) {
         let peer = session::canonical(peer);
         let cfg = &self.env.config;
         let from_ip = self.accept.per_ip.get(&peer.ip()).copied().unwrap_or(0);
@@ -106,7 +112,7 @@ impl Server {
         }
         let cfg = &self.env.config;
         // Bound to one address, the listener knows our end already.
-        let local = if self.accept.local_addr.ip().is_unspecified() {
+        let local = if implicit || self.accept.local_addr.ip().is_unspecified() {
             match tcp.local_addr() {
                 Ok(a) => a,
                 Err(_) => return,
@@ -120,8 +126,21 @@ impl Server {
             warn!("register {peer}: {e}");
             return;
         }
-        self.accept.serial += 1;
-        let session = Session::new(peer, local);
+        self.accept.serial = next_serial();
+        #[allow(unused_mut)]
+        let mut session = Session::new(peer, local);
+        if implicit {
+            #[cfg(feature = "tls")]
+            {
+                let Some(tls) = &self.tls else { return };
+                let owner = crate::tls::OwnerId(self.accept.serial);
+                if let Err(e) = stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, Vec::new()) {
+                    warn!("TLS for {peer}: {e}");
+                    return;
+                }
+                session.set_implicit_tls();
+            }
+        }
         let deadline = self.now + cfg.login_timeout;
         let timer = Some(self.wheel.schedule(deadline, key));
         let ctrl = Control {
@@ -171,4 +190,14 @@ impl Server {
         }
         false
     }
+}
+
+/// A session serial unique in the process, not only in this reactor: it is
+/// also the id a TLS session carries to bind data connections to their
+/// control connection (`crate::tls::OwnerId`), and reactors per core
+/// (issue 12) must not hand out the same one.
+fn next_serial() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }

@@ -148,6 +148,7 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
+                    let tls = c.stream.is_tls();
                     self.on_bytes(key, &scratch[..n]);
                     budget -= n;
                     if budget == 0 {
@@ -159,7 +160,8 @@ impl Server {
                     // so with urgent data (EPOLLPRI): with SO_OOBINLINE a
                     // read stops at the urgent mark (ftplib sends ABOR's LF
                     // as urgent data), and the rest raises no new edge.
-                    if n < want && !to_eagain {
+                    // (Under TLS a short read says nothing of the socket.)
+                    if n < want && !to_eagain && !tls {
                         break;
                     }
                 }
@@ -192,6 +194,12 @@ impl Server {
         while pos < bytes.len() {
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
             if c.close_after_flush {
+                return;
+            }
+            if c.stream.is_handshaking() {
+                // AUTH TLS was the last line: what came after it in the
+                // clear is never run (CVE-2011-1575).
+                ctx_log!(warn, key, c.session, "discarded {} bytes sent in the clear after AUTH TLS", bytes.len() - pos);
                 return;
             }
             if c.session.is_busy() {
@@ -476,9 +484,8 @@ impl Server {
     pub(super) fn perform(&mut self, key: usize, action: Action, out: &mut Vec<u8>) {
         match action {
             Action::None => {}
-            // The PI answers these only when TLS is configured; the reactor's
-            // side lands with the TLS stream (issue 11).
-            Action::StartTls | Action::EndTls => debug_assert!(false, "TLS action without TLS in the reactor"),
+            Action::StartTls => self.start_tls(key, out),
+            Action::EndTls => self.end_tls(key, out),
             Action::Close => {
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
                     c.close_after_flush = true;
@@ -544,6 +551,69 @@ impl Server {
         }
     }
 
+    /// AUTH TLS: the replies so far (ending with `234`) go first, in the
+    /// clear, then the handshake; lines queued after the AUTH line are
+    /// dropped unrun (CVE-2011-1575), and so is the rest of the read they
+    /// came in (`on_bytes` stops at a handshaking stream).
+    fn start_tls(&mut self, key: usize, out: &mut Vec<u8>) {
+        #[cfg(feature = "tls")]
+        {
+            let Some(tls) = &self.tls else { return };
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            let mut preface = std::mem::take(&mut c.out);
+            preface.extend_from_slice(out);
+            out.clear();
+            if !c.line.is_empty() {
+                ctx_log!(warn, key, c.session, "discarded {} bytes queued in the clear after AUTH TLS", c.line.bytes().len());
+                c.line.release();
+            }
+            let owner = crate::tls::OwnerId(c.serial);
+            if let Err(e) = c.stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, preface) {
+                ctx_log!(warn, key, c.session, "cannot start TLS: {e}");
+                c.close_after_flush = true;
+                return;
+            }
+            match c.stream.flush_tls() {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => {}
+                Err(e) => {
+                    debug!("[c{key}] write: {e}");
+                    self.close_control(key, "connection lost");
+                }
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = (key, out);
+    }
+
+    /// CCC (RFC 4217 §6): the `200` goes under TLS, then `close_notify`;
+    /// after that the control connection is plain again.
+    fn end_tls(&mut self, key: usize, out: &mut Vec<u8>) {
+        #[cfg(feature = "tls")]
+        {
+            self.send(key, out);
+            out.clear();
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            if !c.out.is_empty() {
+                // Cannot happen with a reply budget of 64 KiB and a 200
+                // line; a client that does not read its replies gets none.
+                c.close_after_flush = true;
+                return;
+            }
+            c.stream.begin_clear();
+            match c.stream.close_notify() {
+                Ok(()) => ctx_log!(info, key, c.session, "CCC: in the clear after the client's close_notify"),
+                Err(e) if would_block(&e) => {}
+                Err(e) => {
+                    debug!("[c{key}] CCC: {e}");
+                    self.close_control(key, "connection lost");
+                }
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = (key, out);
+    }
+
     pub(super) fn refresh_deadline(&mut self, key: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         let cfg = &self.env.config;
@@ -581,14 +651,10 @@ impl Server {
             // what is already here (bounded), so the close is a FIN.
             // (The reactor's read buffer may be lent out to the read that
             // led here: a small buffer of its own.)
-            let mut sink = [0u8; 4096];
-            let mut left = CLOSE_DISCARD_BYTES;
-            while left > 0 {
-                match c.stream.read(&mut sink[..left.min(4096)]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left -= n,
-                }
-            }
+            let _ = c.stream.close_notify();
+            c.stream.discard_input(CLOSE_DISCARD_BYTES);
+        } else {
+            let _ = c.stream.close_notify();
         }
         let secs = self.now.saturating_duration_since(c.started).as_secs_f64();
         ctx_log!(info, key, c.session, "disconnected ({why}) after {secs:.1}s");

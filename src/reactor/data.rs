@@ -288,6 +288,10 @@ impl Server {
             self.wake_later(dkey);
             return None;
         }
+        #[cfg(feature = "tls")]
+        if let Err(e) = self.protect_data(dkey) {
+            return Some(Err(e));
+        }
         let mut scratch = std::mem::take(&mut self.xfer.scratch);
         let outcome = match self.slab.get_mut(dkey) {
             Some(Entry::Data(DataConn { state: DataState::Running(req), stream, bytes, last_progress, .. })) => {
@@ -303,6 +307,15 @@ impl Server {
                     *last_progress = self.now;
                 }
                 match r {
+                    // Under TLS a download ends with close_notify, sent
+                    // before the data connection closes and 226 is said
+                    // (the step is called again on writable readiness, and
+                    // finds its transfer done).
+                    Ok(Progress::Done) if stream.is_tls() && !req.transfer.is_upload() => match stream.close_notify() {
+                        Ok(()) => Some(Ok(())),
+                        Err(e) if would_block(&e) => None,
+                        Err(_) => Some(Err(TransferError::ConnectionLost)),
+                    },
                     Ok(Progress::Done) => Some(Ok(())),
                     Ok(Progress::Blocked) => None,
                     Ok(Progress::Budget) => {
@@ -322,6 +335,26 @@ impl Server {
         };
         self.xfer.scratch = scratch;
         outcome
+    }
+
+    /// PROT P: the data connection turns TLS when its transfer starts to
+    /// move bytes (clients start their handshake after the `150`), and
+    /// must resume its control connection's session unless
+    /// `--insecure-tls-no-reuse`.
+    #[cfg(feature = "tls")]
+    fn protect_data(&mut self, dkey: usize) -> Result<(), TransferError> {
+        let Some(Entry::Data(d)) = self.slab.get(dkey) else { return Ok(()) };
+        let DataState::Running(req) = &d.state else { return Ok(()) };
+        if !req.protected || d.stream.is_tls() {
+            return Ok(());
+        }
+        let Some(tls) = &self.tls else { return Err(TransferError::TlsRefused) };
+        let Some(Entry::Ctrl(c)) = self.slab.get(d.owner) else { return Err(TransferError::CantOpen) };
+        let owner = crate::tls::OwnerId(c.serial);
+        let role = crate::tls::stream::Role::Data { require_reuse: !self.env.config.insecure_tls_no_reuse };
+        let config = tls.data.clone();
+        let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else { return Ok(()) };
+        d.stream.start_tls(&config, owner, role, Vec::new()).map_err(|_| TransferError::TlsRefused)
     }
 
     /// A transfer whose data connection is open starts: for a download,

@@ -161,9 +161,29 @@ impl Server {
                     info!("signal {sig}: shutting down (grace {:?})", self.env.config.shutdown_grace);
                     self.begin_shutdown();
                 }
-                SIGHUP => self.reload_users(),
+                SIGHUP => {
+                    self.reload_users();
+                    #[cfg(feature = "tls")]
+                    self.reload_tls();
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// SIGHUP: the certificate and key are read again; new TLS sessions
+    /// get the new ones, live ones keep theirs. The ticket key and session
+    /// cache stay, so data connections of sessions made before still
+    /// resume them. A file that does not load keeps the old ones.
+    #[cfg(feature = "tls")]
+    pub(super) fn reload_tls(&mut self) {
+        let (Some(tls), Some(cert), Some(key)) = (&self.tls, &self.env.config.tls_cert, &self.env.config.tls_key) else { return };
+        match tls.reload(cert, key) {
+            Ok(new) => {
+                info!("SIGHUP: reloaded the TLS certificate {} and key {}", cert.display(), key.display());
+                self.tls = Some(new);
+            }
+            Err(e) => error!("SIGHUP: keeping the old TLS certificate and key: {e}"),
         }
     }
 
@@ -191,6 +211,9 @@ impl Server {
         }
         self.life.shutting_down = true;
         if let Some(l) = self.accept.listener_key.take() {
+            self.close_entry(l);
+        }
+        if let Some(l) = self.accept.implicit_key.take() {
             self.close_entry(l);
         }
         let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();

@@ -208,6 +208,10 @@ pub struct Server {
     life: lifecycle::Lifecycle,
     /// Users, password checks, login and home caches (see `lifecycle.rs`).
     auth: lifecycle::Auth,
+    /// FTPS: the certificate and rustls's configurations, when configured
+    /// (`--tls-cert`/`--tls-key`); replaced on SIGHUP (see `lifecycle.rs`).
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Server {
@@ -238,6 +242,28 @@ impl Server {
             .register(&mut listener, Token(key), Interest::READABLE)
             .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
         slab.insert(Entry::Listener(listener));
+        #[cfg(feature = "tls")]
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(crate::tls::TlsConfig::load(cert, key).map_err(|e| StartError(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let (implicit_key, implicit_addr) = match config.implicit_tls_listen {
+            Some(addr) => {
+                let mut l = TcpListener::bind(addr)
+                    .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?;
+                let bound = l.local_addr().map_err(|e| StartError(e.to_string()))?;
+                stream::prepare_listener(&l, true);
+                let k = slab.vacant_key();
+                poll.registry()
+                    .register(&mut l, Token(k), Interest::READABLE)
+                    .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
+                slab.insert(Entry::Listener(l));
+                (Some(k), Some(bound))
+            }
+            None => (None, None),
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| StartError(e.to_string()))?);
         let helper = Helper::spawn(waker.clone()).map_err(|e| StartError(format!("cannot start helper thread: {e}")))?;
         let env_login_cache = config.login_cache;
@@ -270,6 +296,8 @@ impl Server {
             accept: accept::Accepting {
                 listener_key: Some(key),
                 local_addr,
+                implicit_key,
+                implicit_addr,
                 per_ip: HashMap::new(),
                 data_per_ip: HashMap::new(),
                 ctrl_count: 0,
@@ -299,12 +327,20 @@ impl Server {
                 cached_verdicts: Vec::new(),
                 login_cache: LoginCache::new(env_login_cache, 4096),
             },
+            #[cfg(feature = "tls")]
+            tls,
         })
     }
 
     /// The address the control listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.accept.local_addr
+    }
+
+    /// The implicit FTPS listener's address (`--implicit-tls-listen`, with
+    /// port 0 resolved), if there is one.
+    pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        self.accept.implicit_addr
     }
 
     /// A handle that stops the server from another thread.
@@ -396,6 +432,11 @@ impl Server {
                 }
                 if readable {
                     self.read_control(key, to_eagain);
+                    // Under TLS, replies wait for the handshake (the
+                    // implicit FTPS greeting): it may have just finished.
+                    if matches!(self.slab.get(key), Some(Entry::Ctrl(c)) if !c.out.is_empty() && c.stream.is_tls()) {
+                        self.flush(key);
+                    }
                 }
             }
             Some(Entry::Pasv(_)) => self.accept_data(key),

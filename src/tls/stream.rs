@@ -103,6 +103,7 @@ pub struct TlsStream {
     peer_closed: bool,
     close_notify_queued: bool,
     failed: bool,
+    clearing: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -133,6 +134,7 @@ impl TlsStream {
             peer_closed: false,
             close_notify_queued: false,
             failed: false,
+            clearing: false,
         }))
     }
 
@@ -341,6 +343,11 @@ impl TlsStream {
                     let _ = self.step(inb, &mut none, &mut None, got);
                     let _ = self.step(inb, &mut none, &mut None, got);
                     *len = 0;
+                    if !self.handshake_done {
+                        // The handshake failed: the data connection is
+                        // refused (`522`), a control connection closed.
+                        return Err(io::Error::new(io::ErrorKind::PermissionDenied, e));
+                    }
                     return Err(tls_error(e));
                 }
                 Next::Writable if wr.is_some() && self.handshake_done => {
@@ -461,6 +468,25 @@ impl TlsStream {
             self.resumed_from = resumed;
         }
         next
+    }
+
+    /// After CCC: the ciphertext-free rest, i.e. what the client sent after
+    /// its `close_notify` (plaintext) and plaintext not yet read.
+    pub fn into_leftover(self) -> Vec<u8> {
+        let mut rest = self.plain[self.plain_pos..].to_vec();
+        rest.extend_from_slice(&self.pending_in);
+        rest
+    }
+
+    /// CCC: the connection goes back to plaintext once the peer's
+    /// `close_notify` has been read.
+    pub fn begin_clear(&mut self) {
+        self.clearing = true;
+    }
+
+    /// See `begin_clear`.
+    pub fn is_clearing(&self) -> bool {
+        self.clearing
     }
 
     /// A data connection must have resumed its owner's session.
