@@ -2569,6 +2569,21 @@ const VOCABULARY: &[&str] = &[
     "REST 0",
     "STAT",
     "MLSD",
+    "AUTH TLS",
+    "AUTH tls",
+    "AUTH SSL",
+    "AUTH TLS-P",
+    "AUTH XYZ",
+    "AUTH",
+    "PBSZ 0",
+    "PBSZ 0",
+    "PBSZ x",
+    "PROT P",
+    "PROT P",
+    "PROT C",
+    "PROT S",
+    "PROT Q",
+    "CCC",
     "XYZZY",
     "",
 ];
@@ -2626,6 +2641,23 @@ struct Stats {
     closes: usize,
     timeouts: usize,
     urgent: usize,
+    /// AUTH accepted (`StartTls`).
+    tls_starts: usize,
+    /// CCC accepted (`EndTls`).
+    tls_ends: usize,
+    /// Transfers asked for with a protected data connection.
+    protected_transfers: usize,
+    /// Transfers refused with 521 (`--tls-required`, PROT C).
+    refused_521: usize,
+}
+
+/// How far along `Plain` → `Tls` → `Cleared` a session is: it never goes back.
+fn protection_rank(p: Protection) -> u8 {
+    match p {
+        Protection::Plain => 0,
+        Protection::Tls(_) => 1,
+        Protection::Cleared(_) => 2,
+    }
 }
 
 /// Send one line and complete every action as the reactor would.
@@ -2634,7 +2666,26 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -
     let mut step = Step { lines: 1, ..Step::default() };
     loop {
         match action {
-            Action::None | Action::DropData | Action::Close | Action::StartTls | Action::EndTls => break,
+            Action::None | Action::DropData | Action::Close => break,
+            Action::StartTls => {
+                // The reactor sends the 234 in plaintext, drops queued input
+                // and completes the handshake at once.
+                assert!(h.env.tls_configured());
+                assert!(h.out.ends_with(b"\r\n") && h.out.starts_with(b"234 "), "{:?}", String::from_utf8_lossy(&h.out));
+                assert!(h.s.protection().is_control_tls());
+                assert!(!h.s.is_logged_in(), "AUTH after login");
+                stats.tls_starts += 1;
+                break;
+            }
+            Action::EndTls => {
+                // 200 under TLS, close_notify, then plaintext.
+                assert!(h.out.starts_with(b"200 "), "{:?}", String::from_utf8_lossy(&h.out));
+                assert!(matches!(h.s.protection(), Protection::Cleared(_)));
+                assert!(!h.env.config.tls_required, "CCC accepted with --tls-required");
+                assert!(h.s.is_logged_in());
+                stats.tls_ends += 1;
+                break;
+            }
             Action::CheckLogin { user, .. } => {
                 assert_eq!(h.s.pending(), Pending::Login);
                 let result = if rng.chance(2) {
@@ -2667,6 +2718,11 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -
                 assert_eq!(h.s.pending(), Pending::Transfer(req.kind));
                 assert_ne!(h.s.data_mode(), DataMode::None, "a transfer without PASV/PORT");
                 assert_eq!(h.s.deadline(), Deadline::None);
+                assert_eq!(req.protected, h.s.protection().is_data_private(), "protected exactly under PROT P");
+                assert!(req.protected || !h.env.config.tls_required, "a clear transfer with --tls-required");
+                if req.protected {
+                    stats.protected_transfers += 1;
+                }
                 // Both orders real clients use: in passive mode the data
                 // connection may be open before the command (125) or not.
                 let open_first = h.s.data_mode() == DataMode::Passive && rng.chance(2);
@@ -2724,16 +2780,28 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -
 
 fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats) {
     let mut rng = Rng::new(seed);
-    let opts = Opts { anonymous: !rng.chance(4), writable: rng.chance(2), has_users: rng.chance(2), ..Opts::default() };
-    trace.push(format!("-- anonymous {} writable {} has_users {}", opts.anonymous, opts.writable, opts.has_users));
+    let tls = *rng.pick(&[TlsOpt::Off, TlsOpt::On, TlsOpt::Required]);
+    let implicit = tls != TlsOpt::Off && rng.chance(4);
+    let opts = Opts { anonymous: !rng.chance(4), writable: rng.chance(2), has_users: rng.chance(2), tls, implicit };
+    trace.push(format!(
+        "-- anonymous {} writable {} has_users {} tls {:?} implicit {}",
+        opts.anonymous, opts.writable, opts.has_users, opts.tls, opts.implicit
+    ));
     let mut h = unauth_with(opts);
     let mut seen_230 = false;
     // Lines to send before random ones: most connections start by logging in.
     let mut script: Vec<Vec<u8>> = Vec::new();
     let login_script = |rng: &mut Rng| -> Vec<Vec<u8>> {
         let user: &[u8] = if opts.anonymous && (rng.chance(2) || !opts.has_users) { b"USER anonymous" } else { b"USER alice" };
-        vec![b"PASS x".to_vec(), user.to_vec()] // popped from the end
+        let mut script = vec![b"PASS x".to_vec(), user.to_vec()]; // popped from the end
+        // With a certificate, most clients start with AUTH TLS (and must,
+        // with --tls-required); now and then one forgets.
+        if opts.tls != TlsOpt::Off && !opts.implicit && !rng.chance(10) {
+            script.push(b"AUTH TLS".to_vec());
+        }
+        script
     };
+    let mut rank = protection_rank(h.s.protection());
     if !rng.chance(5) {
         script = login_script(&mut rng);
     }
@@ -2742,6 +2810,7 @@ fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats)
             trace.push("-- reconnect".into());
             stats.closes += 1;
             h.reconnect();
+            rank = protection_rank(h.s.protection());
             seen_230 = false;
             script = if rng.chance(5) { Vec::new() } else { login_script(&mut rng) };
         }
@@ -2765,6 +2834,12 @@ fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats)
             let setup = *rng.pick(&["PASV", "EPSV", "PORT 127,0,0,1,4,1", "EPRT |1|127.0.0.1|2000|"]);
             let xfer = *rng.pick(&["RETR hello.txt", "STOR up.txt", "LIST", "NLST", "MLSD", "APPE up.txt", "STOU", "RETR sub"]);
             script = vec![xfer.as_bytes().to_vec(), setup.as_bytes().to_vec()];
+            if opts.tls != TlsOpt::Off && rng.chance(2) {
+                script.extend([b"PROT P".to_vec(), b"PBSZ 0".to_vec()]);
+            }
+        } else if script.is_empty() && seen_230 && opts.tls == TlsOpt::On && rng.chance(40) {
+            // Back to a plaintext control connection (NAT-friendly clients).
+            script = vec![b"CCC".to_vec()];
         }
         let line = script.pop().unwrap_or_else(|| random_line(&mut rng));
         trace.push(format!("{:?}", String::from_utf8_lossy(&line)));
@@ -2801,8 +2876,23 @@ fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats)
             seen_230 = true;
             stats.logins += 1;
         }
+        if replies.iter().any(|r| r.code == 521) {
+            assert!(opts.tls == TlsOpt::Required && !h.s.protection().is_data_private());
+            stats.refused_521 += 1;
+        }
         if h.closed {
             continue;
+        }
+        // Protection: only with a certificate, only forward, and with
+        // --tls-required a logged-in session is always under TLS.
+        let p = h.s.protection();
+        if opts.tls == TlsOpt::Off {
+            assert_eq!(p, Protection::Plain);
+        }
+        assert!(protection_rank(p) >= rank, "protection went back to {p:?}");
+        rank = protection_rank(p);
+        if opts.tls == TlsOpt::Required && h.s.is_logged_in() {
+            assert!(p.is_control_tls(), "logged in without TLS under --tls-required: {p:?}");
         }
         // State invariants: nothing pending, so the next command is accepted;
         // the deadline matches the state; a transfer resets the data mode.
@@ -2844,7 +2934,15 @@ fn seeded_simulation_keeps_one_final_reply_per_command() {
     assert!(failed.is_empty(), "simulation failed for seeds {failed:#x?}");
     eprintln!("simulation coverage: {stats:?}");
     assert!(
-        stats.transfers >= 150 && stats.logins >= 40 && stats.closes >= 40 && stats.timeouts >= 5 && stats.urgent >= 20,
+        stats.transfers >= 150
+            && stats.logins >= 40
+            && stats.closes >= 40
+            && stats.timeouts >= 5
+            && stats.urgent >= 20
+            && stats.tls_starts >= 20
+            && stats.tls_ends >= 3
+            && stats.protected_transfers >= 20
+            && stats.refused_521 >= 3,
         "the simulation no longer reaches its states: {stats:?}"
     );
 }
