@@ -79,9 +79,9 @@ pub enum ReplyCode {
     BadSequence = 503,
     /// 504 Command not implemented for that parameter.
     NotImplementedForParam = 504,
-    /// 521 Data connection cannot be opened with this PROT setting
-    /// (draft-murray-auth-ftp-ssl; vsftpd and ProFTPD send it when the
-    /// data connection must be protected).
+    /// 521 Data connection cannot be opened with this PROT setting: not in
+    /// RFC 2228 or 4217, but what vsftpd and ProFTPD send (and issue 11
+    /// asks for) when data connections must be protected.
     DataProtectionRequired = 521,
     /// 522 Network protocol not supported (RFC 2428).
     ProtocolNotSupported = 522,

@@ -536,6 +536,15 @@ impl Session {
         reply::push_text(out, self.user().as_bytes());
         reply::end(out);
         let _ = write!(out, " TYPE: {}, STRUcture: File, MODE: Stream\r\n", if self.ascii { "ASCII" } else { "BINARY" });
+        if env.tls_configured() {
+            let control = match self.protection {
+                Protection::Plain => "plaintext",
+                Protection::Tls(_) => "TLS",
+                Protection::Cleared(_) => "plaintext (cleared by CCC)",
+            };
+            let data = if self.protection.is_data_private() { "P" } else { "C" };
+            let _ = write!(out, " Control connection: {control}; data connections: PROT {data}\r\n");
+        }
         let _ = write!(out, " Session timeout in seconds is {}\r\n", env.config.idle_timeout.as_secs());
         match (progress, self.pending) {
             (Some(bytes), Pending::Transfer(kind)) => {

@@ -2407,6 +2407,25 @@ fn tls_required_after_prot_c_again_is_521_again() {
 }
 
 #[test]
+fn stat_names_the_protection_only_with_a_certificate() {
+    let line = |h: &mut Harness| -> Option<String> {
+        let r = h.reply("STAT", 211);
+        r.lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).find(|l| l.contains("Control connection"))
+    };
+    let mut h = logged_in();
+    assert_eq!(line(&mut h), None);
+    let mut h = logged_in_as(tls_opts(TlsOpt::On));
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: plaintext; data connections: PROT C"));
+    let mut h = tls_logged_in_with(TlsOpt::On);
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: TLS; data connections: PROT C"));
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: TLS; data connections: PROT P"));
+    check(&mut h, "CCC", Exp::EndTls);
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: plaintext (cleared by CCC); data connections: PROT P"));
+}
+
+#[test]
 fn with_tls_every_other_command_behaves_as_without() {
     // Before login, after USER and after login, a certificate changes
     // nothing but the four FTPS commands.
