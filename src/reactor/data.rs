@@ -307,11 +307,13 @@ impl Server {
                     *last_progress = self.now;
                 }
                 match r {
-                    // Under TLS a download ends with close_notify, sent
+                    // Under TLS a transfer ends with close_notify, sent
                     // before the data connection closes and 226 is said
                     // (the step is called again on writable readiness, and
-                    // finds its transfer done).
-                    Ok(Progress::Done) if stream.is_tls() && !req.transfer.is_upload() => match stream.close_notify() {
+                    // finds its transfer done). An upload's comes after
+                    // the client's: clients that wait for it (Python's
+                    // `unwrap`) fail the upload without it.
+                    Ok(Progress::Done) if stream.is_tls() => match stream.close_notify() {
                         Ok(()) => Some(Ok(())),
                         Err(e) if would_block(&e) => None,
                         Err(_) => Some(Err(TransferError::ConnectionLost)),

@@ -210,7 +210,12 @@ fn garbage_instead_of_a_client_hello_fails_the_handshake_with_an_error() {
     let mut tls = TlsStream::new(&server.control, OwnerId::fresh(), Role::Control, Vec::new()).unwrap();
     let mut buf = [0u8; 100];
     let e = until(|| tls.read(&mut s, &mut buf)).unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "a failed handshake is a refusal: {e}");
+    // An alert went out before the refusal.
+    let mut alert = [0u8; 7];
+    c.read_exact(&mut alert).unwrap();
+    assert_eq!(alert[0], 21, "a TLS alert record: {alert:?}");
     assert_eq!(until(|| tls.read(&mut s, &mut buf)).unwrap_err().kind(), io::ErrorKind::InvalidData, "and stays failed");
 }
+
 
