@@ -135,6 +135,9 @@ struct Client {
     stor_end: u8,
     /// Counted this data connection's handshake already.
     data_counted: bool,
+    /// This download's TLS stream ended without close_notify (counted if
+    /// the transfer then succeeds).
+    data_unclean: bool,
     parser: ReplyParser,
     out: Vec<u8>,
     epsv: bool,
@@ -331,6 +334,7 @@ impl Engine {
             tls,
             stor_end: 0,
             data_counted: false,
+            data_unclean: false,
             epsv: self.cfg.epsv,
             op,
             group,
@@ -858,6 +862,7 @@ impl Engine {
         c.data_done = false;
         c.stor_end = 0;
         c.data_counted = false;
+        c.data_unclean = false;
         c.st = St::Xfer;
         let cmd = match &c.op {
             Op::Retr(p) => format!("RETR {p}"),
@@ -964,7 +969,7 @@ impl Engine {
             Some(Ok(())) => {
                 if let Some(mut s) = self.clients[i].data.take() {
                     if s.unclean_eof {
-                        self.stats[g].unclean_eof += 1;
+                        self.clients[i].data_unclean = true;
                     } else if s.is_tls() {
                         // Answer the server's close_notify, as curl does (best effort).
                         let _ = s.close_notify();
@@ -1081,6 +1086,7 @@ impl Engine {
         let lat = c.t_start.elapsed().as_micros().min(u32::MAX as u128) as u32;
         let g = c.group;
         self.stats[g].xfers += 1;
+        self.stats[g].unclean_eof += c.data_unclean as u64;
         self.stats[g].lat_us.push(lat);
         if let Some(l) = c.left.as_mut() {
             *l = l.saturating_sub(1);
