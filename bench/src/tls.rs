@@ -251,6 +251,139 @@ fn process(t: &mut ClientConnection, sock: &mut TcpStream) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::PrivateKeyDer;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    /// An ECDSA CA and a leaf for 127.0.0.1 made by `openssl` in a fresh
+    /// directory (as compare.sh makes them); None without openssl.
+    fn certs() -> Option<PathBuf> {
+        let dir = std::env::temp_dir().join(format!("leanftpd-bench-tls-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let sh = r#"set -e
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
+openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out leaf.key 2>/dev/null
+openssl req -new -key leaf.key -out leaf.csr -subj /CN=localhost
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > leaf.ext
+openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile leaf.ext 2>/dev/null"#;
+        let ok = std::process::Command::new("sh").arg("-c").arg(sh).current_dir(&dir).status().ok()?.success();
+        ok.then_some(dir)
+    }
+
+    /// A blocking rustls server: per connection, read `up` bytes, send
+    /// `down` bytes, close_notify, then read to the end; reports whether
+    /// each connection resumed a session.
+    fn server(dir: &Path, conns: usize, up: usize, down: usize) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<bool>>) {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("leaf.pem")).unwrap().collect::<Result<_, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let cfg = Arc::new(cfg);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let mut resumed = Vec::new();
+            for _ in 0..conns {
+                let (s, _) = l.accept().unwrap();
+                let mut t = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), s);
+                let mut buf = vec![0u8; 64 << 10];
+                let mut got = 0;
+                while got < up {
+                    let n = t.read(&mut buf).unwrap();
+                    assert!(n > 0, "client closed early");
+                    got += n;
+                }
+                resumed.push(t.conn.handshake_kind() == Some(HandshakeKind::Resumed));
+                let chunk = vec![7u8; 64 << 10];
+                let mut sent = 0;
+                while sent < down {
+                    let n = chunk.len().min(down - sent);
+                    t.write_all(&chunk[..n]).unwrap();
+                    sent += n;
+                }
+                t.conn.send_close_notify();
+                t.flush().unwrap();
+                while t.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+            }
+            resumed
+        });
+        (addr, h)
+    }
+
+    /// Retry a non-blocking call until it stops saying WouldBlock.
+    fn spin<T>(mut f: impl FnMut() -> io::Result<T>) -> T {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            match f() {
+                Ok(v) => return v,
+                Err(e) if would_block(&e) && Instant::now() < until => std::thread::sleep(Duration::from_micros(200)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// One connection: handshake, `up` bytes written, `down` read to close_notify.
+    fn session(addr: std::net::SocketAddr, cfg: Arc<ClientConfig>, name: &ServerName<'static>, up: usize, down: usize) -> Conn {
+        let sock = crate::engine::connect_from(None, addr).unwrap();
+        let mut c = Conn::plain(sock);
+        c.start_tls(cfg, name.clone()).unwrap();
+        spin(|| match c.handshake()? {
+            true => Ok(()),
+            false => Err(io::ErrorKind::WouldBlock.into()),
+        });
+        let data = vec![1u8; 100_000];
+        let mut sent = 0;
+        while sent < up {
+            let n = (up - sent).min(data.len());
+            sent += spin(|| c.write(&data[..n]));
+        }
+        spin(|| match c.tls_pending() {
+            true => c.flush_tls().and(Err(io::ErrorKind::WouldBlock.into())),
+            false => Ok(()),
+        });
+        let mut buf = vec![0u8; 256 << 10];
+        let mut got = 0;
+        loop {
+            match spin(|| c.read(&mut buf)) {
+                0 => break,
+                n => got += n,
+            }
+        }
+        assert_eq!(got, down);
+        assert!(!c.unclean_eof, "the server sent close_notify");
+        c.close_notify().unwrap();
+        c.shutdown_write();
+        c
+    }
+
+    #[test]
+    fn round_trip_and_resumption_of_the_first_session() {
+        let Some(dir) = certs() else {
+            eprintln!("no openssl: skipped");
+            return;
+        };
+        let (addr, h) = server(&dir, 3, 300_000, 1_000_000);
+        let t = TlsCfg::load(&[dir.join("ca.pem").to_string_lossy().into_owned()], "127.0.0.1", "1.3", None).unwrap();
+        // A client's "control" connection (full handshake) and two "data"
+        // connections that resume it through the client's own store.
+        let mine = t.per_client();
+        let a = session(addr, mine.clone(), &t.name, 300_000, 1_000_000);
+        assert_eq!(a.resumed(), Some(false));
+        assert!(describe(a.tls.as_ref().unwrap()).starts_with("TLSv1_3/"));
+        let b = session(addr, mine.clone(), &t.name, 300_000, 1_000_000);
+        assert_eq!(b.resumed(), Some(true));
+        let c = session(addr, t.fresh.clone(), &t.name, 300_000, 1_000_000);
+        assert_eq!(c.resumed(), Some(false), "the shared config never resumes");
+        assert_eq!(h.join().unwrap(), vec![false, true, false]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn bad_options_are_refused() {
