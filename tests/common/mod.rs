@@ -27,8 +27,22 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod process;
+pub mod tls;
 
 use leanftpd::{Config, Server, StopHandle};
+
+// TEMPORARY (issue 11): `Server::implicit_tls_addr` lands on main with the
+// FTPS server; until then this stand-in answers `None`. An inherent method
+// wins over a trait method, so once the real one exists this is unused and
+// is deleted in the merge.
+trait ImplicitTlsAddrUntilTheServerLands {
+    fn implicit_tls_addr(&self) -> Option<SocketAddr>;
+}
+impl ImplicitTlsAddrUntilTheServerLands for Server {
+    fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
 use sha2::{Digest, Sha256};
 
 /// Read/write timeout of every test socket.
@@ -45,6 +59,9 @@ pub const MIB: usize = 1024 * 1024;
 pub struct TestServer {
     /// The control address.
     pub addr: SocketAddr,
+    /// The implicit FTPS address, when the configuration asked for one
+    /// (`tls::enable` does).
+    pub implicit_tls: Option<SocketAddr>,
     /// The served directory (canonical).
     pub root: PathBuf,
     /// The temporary directory that holds `root`; whatever is put here
@@ -86,7 +103,7 @@ impl TestServer {
             .name("leanftpd-server".into())
             .spawn(move || match Server::bind(config) {
                 Ok(server) => {
-                    let _ = tx.send(Ok((server.local_addr(), server.stop_handle())));
+                    let _ = tx.send(Ok((server.local_addr(), server.implicit_tls_addr(), server.stop_handle())));
                     server.run()
                 }
                 Err(e) => {
@@ -95,12 +112,12 @@ impl TestServer {
                 }
             })
             .expect("spawn server thread");
-        let (addr, stop) = match rx.recv_timeout(IO_TIMEOUT) {
+        let (addr, implicit_tls, stop) = match rx.recv_timeout(IO_TIMEOUT) {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => panic!("Server::bind failed: {e}"),
             Err(e) => panic!("server thread did not report its address within {IO_TIMEOUT:?}: {e}"),
         };
-        TestServer { addr, root, base, stop, thread: Some(thread), _dir: dir }
+        TestServer { addr, implicit_tls, root, base, stop, thread: Some(thread), _dir: dir }
     }
 
     /// A control connection that has read the `220` greeting.
