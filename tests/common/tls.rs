@@ -406,6 +406,17 @@ pub fn ways() -> Vec<(Mode, Order)> {
     v
 }
 
+/// Who sends close_notify first after `CCC`'s `200`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseNotify {
+    /// The client, then it waits for the server's (Python's `ssl` unwrap).
+    ClientFirst,
+    /// The server; the client answers with its own.
+    ServerFirst,
+    /// The server; the client sends none (curl's default "passive" CCC).
+    ClientNever,
+}
+
 /// A control connection's byte stream: plain before AUTH TLS and after CCC.
 enum Chan {
     Plain(TcpStream),
@@ -529,23 +540,39 @@ impl TlsCtl {
         }
     }
 
-    /// `CCC` → `200`, then the close_notify exchange (RFC 4217 §6); the
-    /// connection is plaintext afterwards. The server's close_notify must
-    /// arrive: without it a client cannot know where the TLS stream ends
-    /// and plaintext begins (RFC 8446 §6.1).
+    /// `CCC` → `200`, then the close_notify exchange (RFC 4217 §6) with
+    /// ours sent first; the connection is plaintext afterwards.
     #[track_caller]
     pub fn ccc(&mut self) {
+        self.ccc_with(CloseNotify::ClientFirst)
+    }
+
+    /// `CCC` → `200`, then the close_notify exchange in the order `how`
+    /// says; the connection is plaintext afterwards. The server's
+    /// close_notify must arrive whatever the client does: without it a
+    /// client cannot know where the TLS stream ends and plaintext begins
+    /// (RFC 8446 §6.1), and curl waits for it without sending its own.
+    #[track_caller]
+    pub fn ccc_with(&mut self, how: CloseNotify) {
         self.expect("CCC", 200);
         assert!(self.reader.buffer().is_empty(), "bytes after the CCC reply: {:?}", String::from_utf8_lossy(self.reader.buffer()));
         let chan = std::mem::replace(self.reader.get_mut(), Chan::Switching);
         let Chan::Tls(mut tls) = chan else { panic!("CCC on a plain control connection") };
-        tls.conn.send_close_notify();
-        tls.flush().unwrap_or_else(|e| panic!("sending close_notify after CCC: {e}"));
+        let send = |tls: &mut TlsStream| {
+            tls.conn.send_close_notify();
+            tls.flush().unwrap_or_else(|e| panic!("sending close_notify after CCC: {e}"));
+        };
+        if how == CloseNotify::ClientFirst {
+            send(&mut tls);
+        }
         let mut buf = [0u8; 256];
         match tls.read(&mut buf) {
             Ok(0) => {}
             Ok(n) => panic!("data after CCC's 200 inside TLS: {:?}", String::from_utf8_lossy(&buf[..n])),
-            Err(e) => panic!("no close_notify from the server after CCC: {e}"),
+            Err(e) => panic!("no close_notify from the server after CCC ({how:?}): {e}"),
+        }
+        if how == CloseNotify::ServerFirst {
+            send(&mut tls);
         }
         let tcp = tls.sock;
         *self.reader.get_mut() = Chan::Plain(tcp);
