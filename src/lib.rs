@@ -49,6 +49,8 @@ pub mod line;
 pub mod reactor;
 pub mod sys;
 pub mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod vfs;
 pub mod xferlog;
 

@@ -40,6 +40,37 @@ const LIST_CHUNK_BYTES: usize = 16 * 1024;
 /// linear match).
 const LIST_SKIPS_PER_STEP: usize = 4_096;
 
+/// A data connection as a transfer sees it: bytes in and out, its socket
+/// for the zero-copy paths, and whether those may be taken (not under TLS:
+/// `sendfile` and `splice` would move the file's bytes past the record
+/// layer, in clear).
+pub trait DataStream: Read + Write + AsRawFd {
+    /// `sendfile(2)` and `splice(2)` may move bytes between the socket and
+    /// a file.
+    fn zero_copy(&self) -> bool;
+}
+
+impl DataStream for std::os::unix::net::UnixStream {
+    fn zero_copy(&self) -> bool {
+        true
+    }
+}
+
+/// The failure a data socket's error means. TLS reports its own through
+/// the error kind (see `crate::tls::stream`): a refused handshake or
+/// session, and a TLS stream cut without `close_notify`.
+fn lost(e: &io::Error) -> TransferError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => TransferError::TlsRefused,
+        io::ErrorKind::UnexpectedEof => TransferError::TlsTruncated,
+        _ => TransferError::ConnectionLost,
+    }
+}
+
+/// Bytes read from the file per write under TLS (`Transfer::SendFile`
+/// without `sendfile`): four TLS records.
+const TLS_FILE_CHUNK_BYTES: usize = 64 * 1024;
+
 /// What a transfer does, with its state.
 pub enum Transfer {
     /// RETR, binary: `sendfile(2)` from `offset` to `end`.
@@ -145,6 +176,15 @@ pub enum TransferError {
     FileShrank,
     /// The file side failed (`451`, `452`, `552`, …).
     Local(FsError),
+    /// PROT P: the data connection's TLS handshake failed, or it did not
+    /// resume its own control connection's TLS session (`522`, as vsftpd
+    /// and FileZilla Server answer; RFC 4217 §10 leaves the code to the
+    /// server).
+    TlsRefused,
+    /// PROT P upload: the TLS stream ended without `close_notify`, so the
+    /// end of the file may be missing (`426`; the upload is handled as
+    /// interrupted).
+    TlsTruncated,
 }
 
 impl Transfer {
@@ -205,7 +245,7 @@ impl Transfer {
 
     /// Move up to `budget` bytes. `scratch` is the reactor's shared buffer.
     /// `moved` is increased by the bytes moved over the network.
-    pub fn step<S: Read + Write + AsRawFd>(
+    pub fn step<S: DataStream>(
         &mut self,
         sock: &mut S,
         budget: usize,
@@ -213,7 +253,8 @@ impl Transfer {
         moved: &mut u64,
     ) -> Result<Progress, TransferError> {
         match self {
-            Transfer::SendFile { file, offset, end } => send_file(file, offset, *end, sock, budget, moved),
+            Transfer::SendFile { file, offset, end } if sock.zero_copy() => send_file(file, offset, *end, sock, budget, moved),
+            Transfer::SendFile { file, offset, end } => copy_out(file, offset, *end, sock, budget, scratch, moved),
             Transfer::AsciiOut { file, buf, pos, eof, prev_cr, left: file_left } => {
                 let mut left = budget;
                 loop {
@@ -288,7 +329,9 @@ impl Transfer {
                     *prefill = None;
                 }
                 if let Some((r, w)) = pipe {
-                    return splice_in(sock.as_raw_fd(), r, w, &upload.file, left, moved);
+                    if sock.zero_copy() {
+                        return splice_in(sock.as_raw_fd(), r, w, &upload.file, left, moved);
+                    }
                 }
                 loop {
                     let want = scratch.len().min(left.max(1));
@@ -303,7 +346,7 @@ impl Transfer {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Blocked),
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => return Err(TransferError::ConnectionLost),
+                        Err(e) => return Err(lost(&e)),
                     };
                     *moved += n as u64;
                     left = left.saturating_sub(n);
@@ -485,9 +528,41 @@ fn write_some<S: Write>(sock: &mut S, bytes: &[u8], left: &mut usize, moved: &mu
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(TransferError::ConnectionLost),
+            Err(e) => return Err(lost(&e)),
         }
     }
+}
+
+/// RETR in binary mode where `sendfile` cannot serve (TLS): read the file
+/// at `offset` into the shared scratch and write it; the stream takes what
+/// it can encrypt, and what it did not take is read again next time (from
+/// the page cache), so the transfer holds no buffer of its own.
+fn copy_out<S: Write>(
+    file: &File,
+    offset: &mut u64,
+    end: u64,
+    sock: &mut S,
+    budget: usize,
+    scratch: &mut [u8],
+    moved: &mut u64,
+) -> Result<Progress, TransferError> {
+    use std::os::unix::fs::FileExt;
+    let mut left = budget;
+    while *offset < end {
+        let want = ((end - *offset) as usize).min(TLS_FILE_CHUNK_BYTES).min(scratch.len());
+        let n = retry(|| file.read_at(&mut scratch[..want], *offset)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
+        if n == 0 {
+            return Err(TransferError::FileShrank);
+        }
+        match write_some(sock, &scratch[..n], &mut left, moved)? {
+            Some(k) => *offset += k as u64,
+            None => return Ok(Progress::Blocked),
+        }
+        if left == 0 && *offset < end {
+            return Ok(Progress::Budget);
+        }
+    }
+    Ok(Progress::Done)
 }
 
 fn send_file<S: AsRawFd>(

@@ -5,7 +5,7 @@
 //! that reaches the reactor. It is `Copy`, holds no heap data and carries its
 //! reply text as `&'static str`.
 
-use super::reply;
+use super::reply::{self, ReplyCode};
 use crate::vfs::FsError;
 
 /// Why a command was not carried out.
@@ -33,6 +33,19 @@ pub enum CmdError {
     /// `554`: REST beyond the end of the file (RFC 3659 §5.5: "554
     /// Requested action not taken: invalid REST parameter").
     InvalidRestart,
+    /// `530`: USER or PASS on a plaintext control connection while TLS is
+    /// required (`--tls-required`), for every user, anonymous included.
+    LoginNeedsTls,
+    /// `521`: a transfer under PROT C while TLS is required.
+    DataNeedsProt,
+    /// `533` (RFC 2228): the control connection's protection does not allow
+    /// it (CCC on a connection that is not protected, RFC 4217 §6).
+    ProtectionDenied(&'static str),
+    /// `534` (RFC 2228): refused by the server's policy (CCC when TLS is
+    /// required, RFC 4217 §6).
+    DeniedByPolicy(&'static str),
+    /// `536` (RFC 2228): PROT S or E, which TLS does not provide (RFC 4217 §9).
+    ProtLevelNotSupported,
     /// `451`: a state that should be impossible; logged as a bug.
     Internal,
 }
@@ -57,6 +70,11 @@ impl CmdError {
             CmdError::Refused(_) => 550,
             CmdError::Fs(e) => e.code(),
             CmdError::InvalidRestart => 554,
+            CmdError::LoginNeedsTls => ReplyCode::NotLoggedIn.number(),
+            CmdError::DataNeedsProt => ReplyCode::DataProtectionRequired.number(),
+            CmdError::ProtectionDenied(_) => ReplyCode::ProtectionDenied.number(),
+            CmdError::DeniedByPolicy(_) => ReplyCode::DeniedByPolicy.number(),
+            CmdError::ProtLevelNotSupported => ReplyCode::ProtLevelNotSupported.number(),
             CmdError::Internal => 451,
         }
     }
@@ -69,11 +87,16 @@ impl CmdError {
             CmdError::Internal => "Local error in processing.",
             CmdError::InvalidRestart => "Invalid REST parameter: beyond the end of the file.",
             CmdError::Fs(e) => e.text(),
+            CmdError::LoginNeedsTls => "TLS required: send AUTH TLS before USER.",
+            CmdError::DataNeedsProt => "Data connection must be protected: send PROT P.",
+            CmdError::ProtLevelNotSupported => "PROT S and E are not supported with TLS; use PROT C or P.",
             CmdError::BadSequence(t)
             | CmdError::Syntax(t)
             | CmdError::NotForParameter(t)
             | CmdError::CantOpenData(t)
             | CmdError::ProtocolNotSupported(t)
+            | CmdError::ProtectionDenied(t)
+            | CmdError::DeniedByPolicy(t)
             | CmdError::Refused(t) => t,
         }
     }
@@ -114,6 +137,11 @@ mod tests {
             (CmdError::ProtocolNotSupported("x"), 522),
             (CmdError::Fs(FsError::NotFound), 550),
             (CmdError::Fs(FsError::NoSpace), 452),
+            (CmdError::LoginNeedsTls, 530),
+            (CmdError::DataNeedsProt, 521),
+            (CmdError::ProtectionDenied("x"), 533),
+            (CmdError::DeniedByPolicy("x"), 534),
+            (CmdError::ProtLevelNotSupported, 536),
             (CmdError::Internal, 451),
         ];
         for (e, code) in cases {

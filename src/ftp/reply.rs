@@ -47,6 +47,8 @@ pub enum ReplyCode {
     ExtendedPassive = 229,
     /// 230 User logged in, proceed.
     LoggedIn = 230,
+    /// 234 Security data exchange complete (RFC 2228 §4; AUTH TLS, RFC 4217 §4).
+    SecurityExchangeDone = 234,
     /// 250 Requested file action okay, completed.
     FileActionOk = 250,
     /// 257 "PATHNAME" created.
@@ -77,10 +79,23 @@ pub enum ReplyCode {
     BadSequence = 503,
     /// 504 Command not implemented for that parameter.
     NotImplementedForParam = 504,
+    /// 521 Data connection cannot be opened with this PROT setting: not in
+    /// RFC 2228 or 4217, but what vsftpd and ProFTPD send (and issue 11
+    /// asks for) when data connections must be protected.
+    DataProtectionRequired = 521,
     /// 522 Network protocol not supported (RFC 2428).
     ProtocolNotSupported = 522,
     /// 530 Not logged in.
     NotLoggedIn = 530,
+    /// 533 Command protection level denied for policy reasons (RFC 2228
+    /// §4; CCC on a control connection that is not protected, RFC 4217 §6).
+    ProtectionDenied = 533,
+    /// 534 Request denied for policy reasons (RFC 2228 §4; CCC when TLS is
+    /// required, RFC 4217 §6).
+    DeniedByPolicy = 534,
+    /// 536 Requested PROT level not supported by mechanism (RFC 2228 §4;
+    /// PROT S and E under TLS, RFC 4217 §9).
+    ProtLevelNotSupported = 536,
     /// 550 Requested action not taken; file unavailable.
     FileUnavailable = 550,
     /// 552 Requested file action aborted. Exceeded storage allocation.

@@ -11,12 +11,18 @@
 //! States, as in Twisted: `Unauth` → `InAuth` (after USER) → `Authed` ⇄
 //! `Renaming` (after RNFR). Orthogonal to them, `Pending` says what the
 //! reactor is doing for the session: while it is not `Nothing` the reactor
-//! queues further command lines, so replies leave in command order.
+//! queues further command lines, so replies leave in command order; and
+//! `Protection` says what TLS covers (RFC 4217): `Plain` → `Tls` (AUTH TLS,
+//! or implicit FTPS from the start) → `Cleared` (CCC), each but `Plain`
+//! carrying the data connections' `DataProtection` (PBSZ, PROT).
 //!
 //! # Invariants
 //! - Every command line gets exactly one final reply (a 1xx is never final).
 //! - `handle` is only called while `pending` is `Nothing`.
 //! - An idle session at `/` owns no heap memory beyond its login record.
+//! - `Protection` only moves forward: `Plain` → `Tls` → `Cleared`, never
+//!   back (a second AUTH is `503`), and it leaves `Plain` only while TLS is
+//!   configured.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -43,6 +49,14 @@ pub struct Env {
     pub anonymous: Option<Rc<Vfs>>,
     /// Whether a users file is loaded (otherwise only anonymous can log in).
     pub has_users: bool,
+}
+
+impl Env {
+    /// True when a certificate is loaded: AUTH, PBSZ, PROT and CCC are
+    /// offered (and FEAT lists them); otherwise they are `502`.
+    pub fn tls_configured(&self) -> bool {
+        self.config.tls_cert.is_some()
+    }
 }
 
 /// Per-call context: where replies go, the shared environment, wall time.
@@ -78,6 +92,59 @@ pub enum State {
     Authed(Login),
     /// Logged in, RNFR given, RNTO expected.
     Renaming(Login, VirtualPath),
+}
+
+/// What TLS covers on this session (RFC 4217). One byte: the variants
+/// carry the data connections' protection, so no combination that cannot
+/// happen can be written (PROT without AUTH, PROT P on a session that never
+/// had TLS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// The control connection is plaintext and no AUTH was accepted: data
+    /// connections are clear, PBSZ and PROT are `503`.
+    Plain,
+    /// The control connection is TLS (after `AUTH TLS`, or implicit FTPS
+    /// from the first byte).
+    Tls(DataProtection),
+    /// TLS was negotiated, then CCC (RFC 4217 §6) returned the control
+    /// connection to plaintext. The data connections keep the protection
+    /// set before (a PROT P data connection still resumes the TLS session
+    /// of the control connection), and PBSZ and PROT still work, as in
+    /// ProFTPD; a second AUTH is `503`.
+    Cleared(DataProtection),
+}
+
+/// The data connections' protection (RFC 4217 §8 PBSZ, §9 PROT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataProtection {
+    /// No PBSZ yet: PROT is `503`; data connections are clear (RFC 4217
+    /// §9: "the default protection level … is 'Clear'").
+    NoPbsz,
+    /// PBSZ given, PROT C: data connections in plaintext.
+    Clear,
+    /// PBSZ given, PROT P: data connections are TLS, resuming the control
+    /// connection's session.
+    Private,
+}
+
+impl Protection {
+    /// The data connections' protection, if TLS was ever negotiated.
+    pub fn data(self) -> Option<DataProtection> {
+        match self {
+            Protection::Plain => None,
+            Protection::Tls(d) | Protection::Cleared(d) => Some(d),
+        }
+    }
+
+    /// True if the next data connection is TLS (PROT P in force).
+    pub fn is_data_private(self) -> bool {
+        self.data() == Some(DataProtection::Private)
+    }
+
+    /// True if the control connection is TLS now.
+    pub fn is_control_tls(self) -> bool {
+        matches!(self, Protection::Tls(_))
+    }
 }
 
 /// What the reactor is doing for the session; lines are queued meanwhile.
@@ -127,6 +194,9 @@ pub struct TransferRequest {
     pub path: VirtualPath,
     /// TYPE A (for the transfer log).
     pub ascii: bool,
+    /// PROT P (RFC 4217 §9): the data connection is TLS, and must resume
+    /// the control connection's TLS session.
+    pub protected: bool,
 }
 
 /// What the reactor must do after a command.
@@ -155,6 +225,14 @@ pub enum Action {
     /// Get the data connection (`DataMode`), call `transfer_started`, move
     /// the bytes, close the data connection, call `transfer_finished`.
     Transfer(TransferRequest),
+    /// AUTH TLS accepted (`234` is in the replies): send the replies in
+    /// plaintext, discard whatever input was queued after the AUTH line
+    /// (never run plaintext that arrived before the handshake:
+    /// CVE-2011-1575), then run the TLS handshake on the control connection.
+    StartTls,
+    /// CCC accepted (`200` is in the replies): send them under TLS, then
+    /// `close_notify`, and go on in plaintext (RFC 4217 §6).
+    EndTls,
 }
 
 /// Which timeout applies to the control connection now.
@@ -182,6 +260,8 @@ pub struct Session {
     pub(in crate::ftp) rest: u64,
     /// MLST/MLSD facts chosen with OPTS MLST (bits of `vfs::listing::Fact`).
     pub(in crate::ftp) mlst_facts: u8,
+    /// What TLS covers (RFC 4217).
+    pub(in crate::ftp) protection: Protection,
     /// The file of the transfer in progress (STOU's reply, STAT).
     pub(in crate::ftp) transfer_path: VirtualPath,
     pub(in crate::ftp) peer: SocketAddr,
@@ -202,10 +282,28 @@ impl Session {
             unknown_before_login: 0,
             rest: 0,
             mlst_facts: crate::vfs::listing::DEFAULT_FACTS,
+            protection: Protection::Plain,
             transfer_path: VirtualPath::root(),
             peer: canonical(peer),
             local: canonical(local),
         }
+    }
+
+    /// An implicit FTPS connection (`--implicit-tls-listen`): TLS from the
+    /// first byte, so the session starts protected, as after `AUTH TLS`.
+    /// The reactor calls it once the connection is accepted, before the
+    /// greeting.
+    ///
+    /// PBSZ 0 and PROT P are implied: implicit FTPS has no RFC, and
+    /// Microsoft's MS-FTPS ("Control Connection Negotiation with Implicit
+    /// FTPS") says the client "MUST NOT send PBSZ 0 and PROT P" and "MUST
+    /// assume that the server successfully processed" them, as IIS and
+    /// FileZilla Server do. Clients that send them anyway (curl, lftp) get
+    /// `200` and the same state; `PROT C` still turns data protection off.
+    pub fn set_implicit_tls(&mut self) {
+        debug_assert_eq!(self.protection, Protection::Plain, "set once, before the greeting");
+        debug_assert!(matches!(self.state, State::Unauth));
+        self.protection = Protection::Tls(DataProtection::Private);
     }
 
     /// The `220` greeting. It names no version (nothing to look up in a CVE list).
@@ -249,7 +347,7 @@ impl Session {
             CmdError::NotLoggedIn.write(ctx.out);
             return Action::None;
         }
-        let Some(handler) = spec.handler else {
+        let Some(handler) = spec.handler.filter(|_| spec.is_offered(ctx.env)) else {
             CmdError::NotImplemented.write(ctx.out);
             return Action::None;
         };
@@ -393,6 +491,16 @@ impl Session {
                 reply::reply(ctx.out, ReplyCode::LocalError, "File changed during the transfer; not all of it was sent.")
             }
             Err(TransferError::Local(e)) => CmdError::Fs(e).write(ctx.out),
+            Err(TransferError::TlsRefused) => reply::reply(
+                ctx.out,
+                ReplyCode::ProtocolNotSupported,
+                "TLS data connection refused: it must resume the control connection's TLS session.",
+            ),
+            Err(TransferError::TlsTruncated) => reply::reply(
+                ctx.out,
+                ReplyCode::TransferAborted,
+                "TLS data connection ended without close_notify; transfer aborted.",
+            ),
         }
     }
 
@@ -428,6 +536,15 @@ impl Session {
         reply::push_text(out, self.user().as_bytes());
         reply::end(out);
         let _ = write!(out, " TYPE: {}, STRUcture: File, MODE: Stream\r\n", if self.ascii { "ASCII" } else { "BINARY" });
+        if env.tls_configured() {
+            let control = match self.protection {
+                Protection::Plain => "plaintext",
+                Protection::Tls(_) => "TLS",
+                Protection::Cleared(_) => "plaintext (cleared by CCC)",
+            };
+            let data = if self.protection.is_data_private() { "P" } else { "C" };
+            let _ = write!(out, " Control connection: {control}; data connections: PROT {data}\r\n");
+        }
         let _ = write!(out, " Session timeout in seconds is {}\r\n", env.config.idle_timeout.as_secs());
         match (progress, self.pending) {
             (Some(bytes), Pending::Transfer(kind)) => {
@@ -494,6 +611,13 @@ impl Session {
         matches!(&self.state, State::Authed(l) | State::Renaming(l, _) if l.anonymous)
     }
 
+    /// What TLS covers now (for the reactor's logs and checks; the
+    /// reactor learns of changes through `Action::StartTls`/`EndTls` and
+    /// `TransferRequest::protected`).
+    pub fn protection(&self) -> Protection {
+        self.protection
+    }
+
     /// The client's address (IPv4-mapped addresses shown as IPv4).
     pub fn peer(&self) -> SocketAddr {
         self.peer
@@ -527,12 +651,20 @@ impl Session {
         debug_assert!(self.data != DataMode::None, "checked by require_data first");
         self.pending = Pending::Transfer(kind);
         self.transfer_path = path.clone();
-        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii })
+        let protected = self.protection.is_data_private();
+        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected })
     }
 
-    /// `425` unless PASV/EPSV/PORT/EPRT came first; checked before any file
-    /// is opened, so a refused transfer has no side effect.
-    pub(in crate::ftp) fn require_data(&self) -> Result<(), CmdError> {
+    /// Checked by every transfer command before any file is opened, so that
+    /// a refused transfer has no side effect:
+    /// - `521` under PROT C when TLS is required (`--tls-required`): the
+    ///   data connection must be protected (the PASV/PORT given stays, so
+    ///   `PROT P` and the same command again work);
+    /// - `425` unless PASV/EPSV/PORT/EPRT came first.
+    pub(in crate::ftp) fn require_data(&self, env: &Env) -> Result<(), CmdError> {
+        if env.config.tls_required && !self.protection.is_data_private() {
+            return Err(CmdError::DataNeedsProt);
+        }
         match self.data {
             DataMode::None => Err(CmdError::CantOpenData("Use PORT, EPRT, PASV or EPSV first.")),
             _ => Ok(()),

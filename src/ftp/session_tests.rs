@@ -24,8 +24,10 @@ use crate::auth::{Grant, Perm};
 use crate::config::Config;
 use crate::dtp::transfer::TransferError;
 use crate::ftp::command::{self, Verb};
-use crate::ftp::table::{self, Access};
-use crate::ftp::session::{Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest, XferKind};
+use crate::ftp::session::{
+    Action, Ctx, DataMode, DataProtection, Deadline, Env, Pending, Protection, Session, TransferRequest, XferKind,
+};
+use crate::ftp::table::{self, Access, Offer};
 use crate::vfs::{FsError, Vfs, UPLOAD_TEMP_PREFIX};
 
 // ---------------------------------------------------------------------------
@@ -125,6 +127,8 @@ fn describe(a: &Action) -> String {
         Action::OpenPassive { extended } => format!("OpenPassive {{ extended: {extended} }}"),
         Action::DropData => "DropData".into(),
         Action::Transfer(r) => format!("Transfer({:?}, {})", r.kind, r.path),
+        Action::StartTls => "StartTls".into(),
+        Action::EndTls => "EndTls".into(),
     }
 }
 
@@ -153,11 +157,28 @@ struct Opts {
     writable: bool,
     /// A users file is loaded.
     has_users: bool,
+    /// FTPS: no certificate, a certificate, or a certificate and
+    /// `--tls-required`.
+    tls: TlsOpt,
+    /// Connections are implicit FTPS (`Session::set_implicit_tls` before
+    /// the greeting, as the reactor's implicit listener does).
+    implicit: bool,
+}
+
+/// The FTPS configuration of a harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsOpt {
+    /// No certificate: AUTH, PBSZ, PROT and CCC are `502`.
+    Off,
+    /// `--tls-cert`/`--tls-key`.
+    On,
+    /// And `--tls-required`.
+    Required,
 }
 
 impl Default for Opts {
     fn default() -> Opts {
-        Opts { anonymous: true, writable: false, has_users: false }
+        Opts { anonymous: true, writable: false, has_users: false, tls: TlsOpt::Off, implicit: false }
     }
 }
 
@@ -174,6 +195,8 @@ struct Harness {
     /// An `Action::Close` was returned: the reactor closed the connection.
     closed: bool,
     now_unix: i64,
+    /// Every connection is implicit FTPS.
+    implicit: bool,
 }
 
 impl Harness {
@@ -187,6 +210,12 @@ impl Harness {
         let mut config = Config::new(root.to_path_buf());
         config.anonymous = opts.anonymous;
         config.anonymous_write = opts.writable;
+        if opts.tls != TlsOpt::Off {
+            // Never read by the PI: only whether they are set matters.
+            config.tls_cert = Some(root.join("cert.pem"));
+            config.tls_key = Some(root.join("key.pem"));
+            config.tls_required = opts.tls == TlsOpt::Required;
+        }
         tweak(&mut config);
         let anonymous = if opts.anonymous { Some(Rc::new(Vfs::open(root, opts.writable).expect("vfs"))) } else { None };
         let env = Env { config, anonymous, has_users: opts.has_users };
@@ -200,7 +229,11 @@ impl Harness {
             timer: None,
             closed: false,
             now_unix: 1_700_000_000,
+            implicit: opts.implicit,
         };
+        if opts.implicit {
+            h.s.set_implicit_tls();
+        }
         h.refresh_deadline();
         h
     }
@@ -220,6 +253,9 @@ impl Harness {
     /// A new control connection on the same environment (after a close).
     fn reconnect(&mut self) {
         self.s = Session::new(PEER.parse().unwrap(), LOCAL.parse().unwrap());
+        if self.implicit {
+            self.s.set_implicit_tls();
+        }
         self.closed = false;
         self.out.clear();
         self.timer = None;
@@ -528,12 +564,18 @@ enum Exp {
     Close(u16),
     /// `Action::OpenPassive`, no reply yet.
     Passive(bool),
+    /// `234` and `Action::StartTls` (AUTH TLS accepted).
+    StartTls,
+    /// `200` and `Action::EndTls` (CCC accepted).
+    EndTls,
 }
 
-/// Recognised but not implemented (no handler in the table): `502`
-/// wherever the gate lets them through.
+/// Recognised but not implemented (no handler in the table), or not
+/// offered on the default harness, which has no certificate (AUTH, PBSZ,
+/// PROT, CCC): `502` wherever the gate lets them through.
 fn unimplemented(v: Verb) -> bool {
-    table::spec(v).handler.is_none()
+    let spec = table::spec(v);
+    spec.handler.is_none() || spec.offer == Offer::WithTls
 }
 
 /// The only commands that do anything before login. An explicit list, so
@@ -549,6 +591,11 @@ const PUBLIC: &[Verb] = &[
     Verb::Opts,
     Verb::Help,
     Verb::Host,
+    // RFC 4217 §4: AUTH comes before USER; PBSZ and PROT may follow it at
+    // once. Only offered with a certificate (`502` otherwise).
+    Verb::Auth,
+    Verb::Pbsz,
+    Verb::Prot,
 ];
 
 /// Before login (no USER yet).
@@ -612,6 +659,8 @@ fn check(h: &mut Harness, line: &str, want: Exp) {
     let r = h.take();
     let got = match a {
         Action::OpenPassive { extended } if r.is_empty() => Exp::Passive(extended),
+        Action::StartTls if codes(&r) == [234] => Exp::StartTls,
+        Action::EndTls if codes(&r) == [200] => Exp::EndTls,
         Action::Close if r.len() == 1 => Exp::Close(r[0].code),
         Action::None | Action::DropData if r.len() == 1 => Exp::Code(r[0].code),
         ref a => panic!("{line:?}: action {} with replies {}", describe(a), show(&r)),
@@ -633,7 +682,7 @@ fn before_login_every_command_needing_a_login_is_530() {
         send!(h, sample(v));
         let r = h.take();
         let ok = r.iter().all(|r| r.code < 400);
-        assert_eq!(ok, PUBLIC.contains(&v) && v != Verb::Pass, "{v:?}: {}", show(&r));
+        assert_eq!(ok, PUBLIC.contains(&v) && v != Verb::Pass && !unimplemented(v), "{v:?}: {}", show(&r));
         if table::spec(v).access == Access::LoggedIn {
             assert_eq!(codes(&r), [530], "{v:?}");
         }
@@ -1732,71 +1781,93 @@ fn feat_lines(h: &mut Harness) -> Vec<String> {
 }
 
 #[test]
-fn feat_lists_exactly_what_the_table_marks() {
-    let mut h = unauth();
-    // The feature names (MLST is followed by its facts).
-    let mut feats: Vec<String> =
-        feat_lines(&mut h).iter().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
-    feats.sort();
-    let mut want: Vec<String> = table::COMMANDS
-        .iter()
-        .filter(|s| s.handler.is_some())
-        .filter_map(|s| s.feat)
-        .chain(table::EXTRA_FEATURES.iter().copied())
-        .map(|f| f.split(' ').next().unwrap_or("").to_string())
-        .collect();
-    want.sort();
-    assert_eq!(feats, want);
-    for f in ["EPRT", "EPSV", "MDTM", "PASV", "SIZE", "TVFS", "UTF8"] {
-        assert!(feats.iter().any(|l| l == f), "FEAT lacks {f}: {feats:?}");
+fn feat_lists_exactly_what_the_table_offers_with_and_without_tls() {
+    for tls in [TlsOpt::Off, TlsOpt::On, TlsOpt::Required] {
+        let mut h = unauth_with(Opts { tls, ..Opts::default() });
+        // The feature names (MLST is followed by its facts).
+        let lines = feat_lines(&mut h);
+        let mut feats: Vec<String> = lines.iter().map(|l| l.split(' ').next().unwrap_or("").to_string()).collect();
+        feats.sort();
+        let mut want: Vec<String> = table::COMMANDS
+            .iter()
+            .filter(|s| s.is_offered(&h.env))
+            .filter_map(|s| s.feat)
+            .chain(table::EXTRA_FEATURES.iter().copied())
+            .map(|f| f.split(' ').next().unwrap_or("").to_string())
+            .collect();
+        want.sort();
+        assert_eq!(feats, want, "{tls:?}");
+        for f in ["EPRT", "EPSV", "MDTM", "PASV", "SIZE", "TVFS", "UTF8"] {
+            assert!(feats.iter().any(|l| l == f), "FEAT lacks {f}: {feats:?}");
+        }
+        // RFC 4217 §15: " AUTH TLS", " PBSZ", " PROT" — exactly these
+        // lines, and only with a certificate.
+        for f in ["AUTH TLS", "PBSZ", "PROT"] {
+            assert_eq!(lines.iter().any(|l| l == f), tls != TlsOpt::Off, "{tls:?}: {f:?} in {lines:?}");
+        }
+        assert!(!lines.iter().any(|l| l.starts_with("CCC")), "CCC is no FEAT line (RFC 4217 §15)");
     }
 }
 
 #[test]
 fn every_advertised_feature_is_accepted() {
-    let mut h = logged_in_writable();
-    for feat in feat_lines(&mut h) {
-        let word = feat.split(' ').next().unwrap().to_string();
-        let (verb, line) = match command::parse(word.as_bytes()) {
-            Ok(c) => (Some(c.verb), sample(c.verb).to_string()),
-            Err(_) if word == "UTF8" => (Some(Verb::Opts), "OPTS UTF8 ON".to_string()),
-            Err(_) if word == "TVFS" => continue, // a property of paths, not a command
-            Err(_) => panic!("FEAT advertises {feat:?}, which is no command"),
-        };
-        // RFC 7151: HOST is only valid before USER.
-        let mut fresh;
-        let h = if verb == Some(Verb::Host) {
-            fresh = unauth();
-            &mut fresh
-        } else {
-            &mut h
-        };
-        let a = send!(h, &line);
-        if let Action::OpenPassive { extended } = a {
-            h.passive_opened(Ok(PASV_ADDR.parse().unwrap()), extended);
+    for tls in [TlsOpt::Off, TlsOpt::On] {
+        let opts = Opts { writable: true, tls, ..Opts::default() };
+        let mut h = unauth_with(opts);
+        if tls == TlsOpt::On {
+            send!(h, "AUTH TLS");
+            expect!(h, 234);
         }
-        let r = h.take();
-        assert_eq!(r.len(), 1, "{line}: {}", show(&r));
-        assert!(r[0].code < 400, "FEAT advertises {feat} but {line:?} gives {}", r[0].all());
+        h.reply("USER anonymous", 331);
+        h.reply("PASS x", 230);
+        for feat in feat_lines(&mut h) {
+            let word = feat.split(' ').next().unwrap().to_string();
+            let (verb, line) = match command::parse(word.as_bytes()) {
+                Ok(c) => (Some(c.verb), sample(c.verb).to_string()),
+                Err(_) if word == "UTF8" => (Some(Verb::Opts), "OPTS UTF8 ON".to_string()),
+                Err(_) if word == "TVFS" => continue, // a property of paths, not a command
+                Err(_) => panic!("FEAT advertises {feat:?}, which is no command"),
+            };
+            // RFC 7151: HOST is only valid before USER; AUTH too (RFC 4217 §4).
+            let mut fresh;
+            let h = if matches!(verb, Some(Verb::Host | Verb::Auth)) {
+                fresh = unauth_with(opts);
+                &mut fresh
+            } else {
+                &mut h
+            };
+            let a = send!(h, &line);
+            if let Action::OpenPassive { extended } = a {
+                h.passive_opened(Ok(PASV_ADDR.parse().unwrap()), extended);
+            }
+            let r = h.take();
+            assert_eq!(r.len(), 1, "{line}: {}", show(&r));
+            assert!(r[0].code < 400, "FEAT advertises {feat} but {line:?} gives {}", r[0].all());
+        }
     }
 }
 
 #[test]
-fn help_is_a_multi_line_214() {
-    let mut h = unauth();
-    let r = h.reply("HELP", 214);
-    assert!(r.lines.len() > 3, "{}", r.all());
-    assert!(r.lines[0].starts_with(b"214-"));
-    // The listed names are exactly the implemented verbs of the table.
-    let mut listed: Vec<String> = r.lines[1..r.lines.len() - 1]
-        .iter()
-        .flat_map(|l| String::from_utf8_lossy(l).split_whitespace().map(String::from).collect::<Vec<_>>())
-        .collect();
-    listed.sort();
-    let mut want: Vec<String> =
-        table::COMMANDS.iter().filter(|s| s.handler.is_some()).map(|s| s.verb.name().to_string()).collect();
-    want.sort();
-    assert_eq!(listed, want, "{}", r.all());
+fn help_is_a_multi_line_214_listing_what_is_offered() {
+    for tls in [TlsOpt::Off, TlsOpt::On] {
+        let mut h = unauth_with(Opts { tls, ..Opts::default() });
+        let r = h.reply("HELP", 214);
+        assert!(r.lines.len() > 3, "{}", r.all());
+        assert!(r.lines[0].starts_with(b"214-"));
+        // The listed names are exactly the offered verbs of the table.
+        let mut listed: Vec<String> = r.lines[1..r.lines.len() - 1]
+            .iter()
+            .flat_map(|l| String::from_utf8_lossy(l).split_whitespace().map(String::from).collect::<Vec<_>>())
+            .collect();
+        listed.sort();
+        let mut want: Vec<String> =
+            table::COMMANDS.iter().filter(|s| s.is_offered(&h.env)).map(|s| s.verb.name().to_string()).collect();
+        want.sort();
+        assert_eq!(listed, want, "{}", r.all());
+        for v in ["AUTH", "PBSZ", "PROT", "CCC"] {
+            assert_eq!(listed.iter().any(|l| l == v), tls == TlsOpt::On, "{tls:?}: {v}");
+        }
+    }
 }
 
 #[test]
@@ -1961,6 +2032,460 @@ fn a_nul_in_a_path_is_refused() {
 }
 
 // ---------------------------------------------------------------------------
+// FTPS (RFC 4217, RFC 2228's codes): AUTH, PBSZ, PROT, CCC and --tls-required
+
+fn tls_opts(tls: TlsOpt) -> Opts {
+    Opts { tls, has_users: true, writable: true, ..Opts::default() }
+}
+
+/// A certificate configured, nothing said yet.
+fn tls_unauth() -> Harness {
+    unauth_with(tls_opts(TlsOpt::On))
+}
+
+/// `AUTH TLS` accepted (the reactor's handshake completes at once).
+#[track_caller]
+fn auth_tls(h: &mut Harness) {
+    check(h, "AUTH TLS", Exp::StartTls);
+    assert!(h.s.protection().is_control_tls());
+}
+
+/// AUTH TLS, then an anonymous login.
+fn tls_logged_in_with(tls: TlsOpt) -> Harness {
+    let mut h = unauth_with(tls_opts(tls));
+    auth_tls(&mut h);
+    h.reply("USER anonymous", 331);
+    h.reply("PASS x", 230);
+    h
+}
+
+/// An implicit FTPS connection, logged in.
+fn implicit_logged_in(tls: TlsOpt) -> Harness {
+    let mut h = unauth_with(Opts { implicit: true, ..tls_opts(tls) });
+    h.reply("USER anonymous", 331);
+    h.reply("PASS x", 230);
+    h
+}
+
+#[test]
+fn without_a_certificate_auth_pbsz_prot_and_ccc_are_502() {
+    let mut h = unauth();
+    for line in ["AUTH TLS", "AUTH SSL", "AUTH", "PBSZ 0", "PROT P"] {
+        h.reply(line, 502);
+    }
+    h.reply("CCC", 530);
+    let mut h = logged_in();
+    for line in ["AUTH TLS", "PBSZ 0", "PROT P", "PROT C", "CCC"] {
+        h.reply(line, 502);
+    }
+    assert_eq!(h.s.protection(), Protection::Plain);
+}
+
+#[test]
+fn auth_mechanisms_are_234_and_start_tls_or_504() {
+    use DataProtection::*;
+    let cases: &[(&str, Exp, Protection)] = &[
+        ("AUTH TLS", Exp::StartTls, Protection::Tls(NoPbsz)),
+        ("auth tls", Exp::StartTls, Protection::Tls(NoPbsz)),
+        ("AUTH Tls ", Exp::StartTls, Protection::Tls(NoPbsz)),
+        ("AUTH TLS-C", Exp::StartTls, Protection::Tls(NoPbsz)),
+        ("AUTH tls-c", Exp::StartTls, Protection::Tls(NoPbsz)),
+        // A synonym (MS-FTPS, vsftpd): data stays clear until PROT P.
+        ("AUTH SSL", Exp::StartTls, Protection::Tls(NoPbsz)),
+        ("auth ssl", Exp::StartTls, Protection::Tls(NoPbsz)),
+        // draft-murray: TLS-P protects the data connections too.
+        ("AUTH TLS-P", Exp::StartTls, Protection::Tls(Private)),
+        ("AUTH KERBEROS_V4", Exp::Code(504), Protection::Plain),
+        ("AUTH GSSAPI", Exp::Code(504), Protection::Plain),
+        ("AUTH TLSX", Exp::Code(504), Protection::Plain),
+        ("AUTH TLS C", Exp::Code(504), Protection::Plain),
+        ("AUTH", Exp::Code(501), Protection::Plain),
+        ("AUTH ", Exp::Code(501), Protection::Plain),
+    ];
+    for &(line, want, protection) in cases {
+        let mut h = tls_unauth();
+        check(&mut h, line, want);
+        assert_eq!(h.s.protection(), protection, "{line:?}");
+    }
+}
+
+#[test]
+fn a_second_auth_is_503_whatever_came_between() {
+    // After AUTH; after implicit FTPS; after login; after CCC.
+    let mut h = tls_unauth();
+    auth_tls(&mut h);
+    h.reply("AUTH TLS", 503);
+    h.reply("AUTH SSL", 503);
+    h.reply("AUTH XYZ", 503);
+    assert_eq!(h.s.protection(), Protection::Tls(DataProtection::NoPbsz));
+
+    let mut h = unauth_with(Opts { implicit: true, ..tls_opts(TlsOpt::On) });
+    h.reply("AUTH TLS", 503);
+
+    let mut h = tls_logged_in_with(TlsOpt::On);
+    h.reply("AUTH TLS", 503);
+    check(&mut h, "CCC", Exp::EndTls);
+    h.reply("AUTH TLS", 503);
+    assert!(matches!(h.s.protection(), Protection::Cleared(_)));
+}
+
+#[test]
+fn auth_after_a_plaintext_login_is_503() {
+    // RFC 4217 §4 lets the server refuse; RFC 2228 would otherwise demand a
+    // new USER/PASS.
+    let mut h = logged_in_as(tls_opts(TlsOpt::On));
+    h.reply("AUTH TLS", 503);
+    assert_eq!(h.s.protection(), Protection::Plain);
+    assert!(h.s.is_logged_in());
+}
+
+#[test]
+fn auth_forgets_a_user_given_before_it() {
+    let mut h = tls_unauth();
+    h.reply("USER anonymous", 331);
+    auth_tls(&mut h);
+    // The name came in clear: PASS must follow a new USER.
+    h.reply("PASS x", 503);
+    h.reply("USER anonymous", 331);
+    h.reply("PASS x", 230);
+}
+
+#[test]
+fn pbsz_is_503_before_auth_200_with_a_number_and_501_without() {
+    let mut h = tls_unauth();
+    h.reply("PBSZ 0", 503);
+    h.reply("PBSZ x", 503);
+    auth_tls(&mut h);
+    for line in ["PBSZ x", "PBSZ -1", "PBSZ 0x10", "PBSZ 1 2"] {
+        h.reply(line, 501);
+    }
+    send!(h, "PBSZ");
+    expect!(h, 501);
+    assert_eq!(h.s.protection(), Protection::Tls(DataProtection::NoPbsz), "a refused PBSZ changes nothing");
+    for line in ["PBSZ 0", "PBSZ 1024", "pbsz 00", "PBSZ 99999999999999999999999"] {
+        let r = h.reply(line, 200);
+        // RFC 4217 §8 / RFC 2228: the size in force is named.
+        assert_eq!(r.text(), "PBSZ=0", "{line:?}");
+    }
+    assert_eq!(h.s.protection(), Protection::Tls(DataProtection::Clear));
+}
+
+#[test]
+fn prot_levels_after_pbsz() {
+    let cases: &[(&str, u16, DataProtection)] = &[
+        ("PROT C", 200, DataProtection::Clear),
+        ("prot c", 200, DataProtection::Clear),
+        ("PROT P", 200, DataProtection::Private),
+        ("prot p ", 200, DataProtection::Private),
+        ("PROT S", 536, DataProtection::Clear),
+        ("PROT E", 536, DataProtection::Clear),
+        ("prot s", 536, DataProtection::Clear),
+        ("PROT X", 504, DataProtection::Clear),
+        ("PROT CP", 504, DataProtection::Clear),
+        ("PROT Private", 504, DataProtection::Clear),
+        ("PROT", 501, DataProtection::Clear),
+    ];
+    for &(line, code, data) in cases {
+        let mut h = tls_unauth();
+        auth_tls(&mut h);
+        h.reply("PBSZ 0", 200);
+        h.reply(line, code);
+        assert_eq!(h.s.protection(), Protection::Tls(data), "{line:?}");
+    }
+}
+
+#[test]
+fn prot_is_503_before_auth_and_before_pbsz() {
+    let mut h = tls_unauth();
+    h.reply("PROT P", 503);
+    h.reply("PROT C", 503);
+    h.reply("PROT X", 503);
+    auth_tls(&mut h);
+    h.reply("PROT P", 503);
+    h.reply("PROT S", 503);
+    assert_eq!(h.s.protection(), Protection::Tls(DataProtection::NoPbsz));
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+    // And after login the same.
+    let mut h = tls_logged_in_with(TlsOpt::On);
+    h.reply("PROT P", 503);
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+}
+
+/// Whether the next RETR asks the reactor for a protected data connection.
+#[track_caller]
+fn retr_is_protected(h: &mut Harness) -> bool {
+    let req = h.transfer("RETR hello.txt", XferKind::Retr);
+    let protected = req.protected;
+    h.transfer_started(false);
+    h.transfer_finished(req.transfer.finish().map(|()| 0));
+    h.expect(&[150, 226]);
+    protected
+}
+
+#[test]
+fn the_transfer_request_is_protected_exactly_under_prot_p() {
+    let mut h = logged_in_as(tls_opts(TlsOpt::On));
+    assert!(!retr_is_protected(&mut h), "plaintext");
+    let mut h = tls_logged_in_with(TlsOpt::On);
+    assert!(!retr_is_protected(&mut h), "AUTH TLS, no PBSZ: PROT C is the default");
+    h.reply("PBSZ 0", 200);
+    assert!(!retr_is_protected(&mut h), "PBSZ alone");
+    h.reply("PROT P", 200);
+    assert!(retr_is_protected(&mut h), "PROT P");
+    assert!(retr_is_protected(&mut h), "PROT P lasts beyond one transfer");
+    h.reply("PROT C", 200);
+    assert!(!retr_is_protected(&mut h), "PROT C again");
+    // AUTH TLS-P and implicit FTPS imply PBSZ 0 and PROT P.
+    let mut h = unauth_with(tls_opts(TlsOpt::On));
+    check(&mut h, "AUTH TLS-P", Exp::StartTls);
+    h.reply("USER anonymous", 331);
+    h.reply("PASS x", 230);
+    assert!(retr_is_protected(&mut h), "AUTH TLS-P");
+    h.reply("PROT C", 200);
+    assert!(!retr_is_protected(&mut h), "PROT C after TLS-P");
+    let mut h = implicit_logged_in(TlsOpt::On);
+    assert!(retr_is_protected(&mut h), "implicit FTPS");
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+    assert!(retr_is_protected(&mut h), "implicit FTPS, PBSZ and PROT sent anyway");
+}
+
+#[test]
+fn ccc_is_530_before_login_533_unprotected_534_when_required_else_200() {
+    // Before login: the gate.
+    let mut h = tls_unauth();
+    h.reply("CCC", 530);
+    auth_tls(&mut h);
+    h.reply("CCC", 530);
+    assert!(h.s.protection().is_control_tls());
+    // A plaintext control connection.
+    let mut h = logged_in_as(tls_opts(TlsOpt::On));
+    h.reply("CCC", 533);
+    assert_eq!(h.s.protection(), Protection::Plain);
+    // TLS required: the control connection stays protected.
+    let mut h = tls_logged_in_with(TlsOpt::Required);
+    h.reply("CCC", 534);
+    assert!(h.s.protection().is_control_tls());
+    let mut h = implicit_logged_in(TlsOpt::Required);
+    h.reply("CCC", 534);
+    // Accepted: 200 under TLS, then plaintext.
+    let mut h = tls_logged_in_with(TlsOpt::On);
+    check(&mut h, "ccc", Exp::EndTls);
+    assert_eq!(h.s.protection(), Protection::Cleared(DataProtection::NoPbsz));
+    // Once cleared, the control connection is not protected any more.
+    h.reply("CCC", 533);
+    let mut h = implicit_logged_in(TlsOpt::On);
+    check(&mut h, "CCC", Exp::EndTls);
+}
+
+#[test]
+fn after_ccc_prot_stays_as_set_and_pbsz_and_prot_still_work() {
+    let mut h = tls_logged_in_with(TlsOpt::On);
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+    check(&mut h, "CCC", Exp::EndTls);
+    assert_eq!(h.s.protection(), Protection::Cleared(DataProtection::Private));
+    assert!(retr_is_protected(&mut h), "PROT P survives CCC");
+    h.reply("PROT C", 200);
+    assert!(!retr_is_protected(&mut h));
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+    assert!(retr_is_protected(&mut h));
+    h.reply("PROT E", 536);
+    h.reply("AUTH TLS", 503);
+    // The session goes on in plaintext as before.
+    h.reply("PWD", 257);
+}
+
+#[test]
+fn tls_required_user_and_pass_before_auth_are_530_for_every_user() {
+    for user in ["USER anonymous", "USER ftp", "USER alice", "user ANONYMOUS"] {
+        let mut h = unauth_with(tls_opts(TlsOpt::Required));
+        h.reply(user, 530);
+        h.reply("PASS secret", 530);
+        assert!(!h.s.is_logged_in());
+        assert_eq!(h.s.pending(), Pending::Nothing, "no password check, no delay");
+        // No login timeout change, no failed-login count: AUTH TLS and it works.
+        auth_tls(&mut h);
+        h.reply(user, 331);
+        match send!(h, "PASS secret") {
+            Action::None => {
+                expect!(h, 230);
+            }
+            Action::CheckLogin { user: name, .. } => {
+                assert_eq!(name.as_ref(), b"alice");
+                let grant = h.grant("alice", Perm::ReadWrite);
+                h.login_checked(Ok(grant));
+                expect!(h, 230);
+            }
+            a => panic!("{user}: {}", describe(&a)),
+        }
+        assert!(h.s.is_logged_in());
+    }
+}
+
+#[test]
+fn tls_required_does_not_bind_a_certificate_only_configuration() {
+    let mut h = unauth_with(tls_opts(TlsOpt::On));
+    h.reply("USER anonymous", 331);
+    h.reply("PASS x", 230);
+    assert!(!retr_is_protected(&mut h));
+}
+
+#[test]
+fn tls_required_implicit_ftps_logs_in_and_transfers_at_once() {
+    let mut h = implicit_logged_in(TlsOpt::Required);
+    assert!(retr_is_protected(&mut h));
+}
+
+const TRANSFER_LINES: &[(&str, Verb)] = &[
+    ("RETR hello.txt", Verb::Retr),
+    ("STOR up.txt", Verb::Stor),
+    ("STOU", Verb::Stou),
+    ("APPE up.txt", Verb::Appe),
+    ("LIST", Verb::List),
+    ("NLST", Verb::Nlst),
+    ("MLSD", Verb::Mlsd),
+];
+
+#[test]
+fn tls_required_every_transfer_under_prot_c_is_521_without_side_effect() {
+    // Every transfer verb (a test fails here if a new one is added to the
+    // table without being listed), in each state where PROT C is in force.
+    let listed: Vec<Verb> = TRANSFER_LINES.iter().map(|&(_, v)| v).collect();
+    for v in [Verb::Retr, Verb::Stor, Verb::Stou, Verb::Appe, Verb::List, Verb::Nlst, Verb::Mlsd] {
+        assert!(listed.contains(&v));
+    }
+    for prot in ["", "PBSZ 0", "PROT C"] {
+        for &(line, _) in TRANSFER_LINES {
+            let mut h = tls_logged_in_with(TlsOpt::Required);
+            if prot == "PROT C" {
+                h.reply("PBSZ 0", 200);
+            }
+            if !prot.is_empty() {
+                h.reply(prot, 200);
+            }
+            // With or without a data connection asked for: 521 first.
+            h.reply(line, 521);
+            h.pasv();
+            let r = h.reply(line, 521);
+            assert!(r.text().contains("PROT P"), "{}", r.text());
+            assert_eq!(h.s.data_mode(), DataMode::Passive, "{line}: the PASV stays for the retry");
+            assert!(h.temp_files("").is_empty(), "{line}: no upload was begun");
+            assert!(!h.path("up.txt").exists());
+            // PROT P and the same line again: a protected transfer.
+            if prot != "PROT C" {
+                h.reply("PBSZ 0", 200);
+            }
+            h.reply("PROT P", 200);
+            match send!(h, line) {
+                Action::Transfer(req) => {
+                    assert!(req.protected, "{line}");
+                    h.transfer_started(true);
+                    h.transfer_finished(req.transfer.finish().map(|()| 0));
+                    // 125, or STOU's "150 FILE:".
+                    let r = h.take();
+                    assert!(codes(&r) == [125, 226] || codes(&r) == [150, 226], "{line}: {}", show(&r));
+                }
+                a => panic!("{line} after PROT P: {} {}", describe(&a), show(&h.take())),
+            }
+        }
+    }
+}
+
+#[test]
+fn tls_required_after_prot_c_again_is_521_again() {
+    let mut h = tls_logged_in_with(TlsOpt::Required);
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+    assert!(retr_is_protected(&mut h));
+    h.reply("PROT C", 200);
+    h.pasv();
+    h.reply("RETR hello.txt", 521);
+}
+
+#[test]
+fn stat_names_the_protection_only_with_a_certificate() {
+    let line = |h: &mut Harness| -> Option<String> {
+        let r = h.reply("STAT", 211);
+        r.lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).find(|l| l.contains("Control connection"))
+    };
+    let mut h = logged_in();
+    assert_eq!(line(&mut h), None);
+    let mut h = logged_in_as(tls_opts(TlsOpt::On));
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: plaintext; data connections: PROT C"));
+    let mut h = tls_logged_in_with(TlsOpt::On);
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: TLS; data connections: PROT C"));
+    h.reply("PBSZ 0", 200);
+    h.reply("PROT P", 200);
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: TLS; data connections: PROT P"));
+    check(&mut h, "CCC", Exp::EndTls);
+    assert_eq!(line(&mut h).as_deref(), Some(" Control connection: plaintext (cleared by CCC); data connections: PROT P"));
+}
+
+#[test]
+fn with_tls_every_other_command_behaves_as_without() {
+    // Before login, after USER and after login, a certificate changes
+    // nothing but the four FTPS commands.
+    let tls_verbs = [Verb::Auth, Verb::Pbsz, Verb::Prot, Verb::Ccc];
+    for &v in Verb::ALL.iter().filter(|v| !tls_verbs.contains(v)) {
+        check(&mut tls_unauth(), sample(v), exp_unauth(v));
+        let mut h = tls_unauth();
+        h.reply("USER anonymous", 331);
+        check(&mut h, sample(v), exp_inauth(v));
+        let mut h = tls_logged_in_with(TlsOpt::On);
+        check(&mut h, sample(v), exp_authed(v, true));
+    }
+}
+
+#[test]
+fn with_tls_the_ftps_commands_answer_in_every_state() {
+    type Fixture = fn() -> Harness;
+    fn inauth_tls() -> Harness {
+        let mut h = tls_unauth();
+        h.reply("USER anonymous", 331);
+        h
+    }
+    fn plain_logged_in() -> Harness {
+        logged_in_as(tls_opts(TlsOpt::On))
+    }
+    fn protected_logged_in() -> Harness {
+        tls_logged_in_with(TlsOpt::On)
+    }
+    fn required_unauth() -> Harness {
+        unauth_with(tls_opts(TlsOpt::Required))
+    }
+    fn required_logged_in() -> Harness {
+        tls_logged_in_with(TlsOpt::Required)
+    }
+    let cases: &[(&str, Fixture, [Exp; 4])] = &[
+        //                              AUTH TLS        PBSZ 0          PROT P          CCC
+        ("unauth", tls_unauth, [Exp::StartTls, Exp::Code(503), Exp::Code(503), Exp::Code(530)]),
+        ("inauth", inauth_tls, [Exp::StartTls, Exp::Code(503), Exp::Code(503), Exp::Code(530)]),
+        ("plain login", plain_logged_in, [Exp::Code(503), Exp::Code(503), Exp::Code(503), Exp::Code(533)]),
+        ("protected login", protected_logged_in, [Exp::Code(503), Exp::Code(200), Exp::Code(503), Exp::EndTls]),
+        ("required unauth", required_unauth, [Exp::StartTls, Exp::Code(503), Exp::Code(503), Exp::Code(530)]),
+        ("required login", required_logged_in, [Exp::Code(503), Exp::Code(200), Exp::Code(503), Exp::Code(534)]),
+    ];
+    for (name, fixture, want) in cases {
+        for (line, &want) in ["AUTH TLS", "PBSZ 0", "PROT P", "CCC"].iter().zip(want.iter()) {
+            let mut h = fixture();
+            let a = h.send(line);
+            let r = h.take();
+            let got = match a {
+                Action::StartTls if codes(&r) == [234] => Exp::StartTls,
+                Action::EndTls if codes(&r) == [200] => Exp::EndTls,
+                Action::None if r.len() == 1 => Exp::Code(r[0].code),
+                ref a => panic!("{name} {line}: {} {}", describe(a), show(&r)),
+            };
+            assert_eq!(got, want, "{name}: {line}: {}", show(&r));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Seeded simulation (sozu's `udp_simulation.rs`)
 
 /// xorshift64*: small, seeded, reproducible.
@@ -2063,6 +2588,21 @@ const VOCABULARY: &[&str] = &[
     "REST 0",
     "STAT",
     "MLSD",
+    "AUTH TLS",
+    "AUTH tls",
+    "AUTH SSL",
+    "AUTH TLS-P",
+    "AUTH XYZ",
+    "AUTH",
+    "PBSZ 0",
+    "PBSZ 0",
+    "PBSZ x",
+    "PROT P",
+    "PROT P",
+    "PROT C",
+    "PROT S",
+    "PROT Q",
+    "CCC",
     "XYZZY",
     "",
 ];
@@ -2120,6 +2660,23 @@ struct Stats {
     closes: usize,
     timeouts: usize,
     urgent: usize,
+    /// AUTH accepted (`StartTls`).
+    tls_starts: usize,
+    /// CCC accepted (`EndTls`).
+    tls_ends: usize,
+    /// Transfers asked for with a protected data connection.
+    protected_transfers: usize,
+    /// Transfers refused with 521 (`--tls-required`, PROT C).
+    refused_521: usize,
+}
+
+/// How far along `Plain` → `Tls` → `Cleared` a session is: it never goes back.
+fn protection_rank(p: Protection) -> u8 {
+    match p {
+        Protection::Plain => 0,
+        Protection::Tls(_) => 1,
+        Protection::Cleared(_) => 2,
+    }
 }
 
 /// Send one line and complete every action as the reactor would.
@@ -2129,6 +2686,25 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -
     loop {
         match action {
             Action::None | Action::DropData | Action::Close => break,
+            Action::StartTls => {
+                // The reactor sends the 234 in plaintext, drops queued input
+                // and completes the handshake at once.
+                assert!(h.env.tls_configured());
+                assert!(h.out.ends_with(b"\r\n") && h.out.starts_with(b"234 "), "{:?}", String::from_utf8_lossy(&h.out));
+                assert!(h.s.protection().is_control_tls());
+                assert!(!h.s.is_logged_in(), "AUTH after login");
+                stats.tls_starts += 1;
+                break;
+            }
+            Action::EndTls => {
+                // 200 under TLS, close_notify, then plaintext.
+                assert!(h.out.starts_with(b"200 "), "{:?}", String::from_utf8_lossy(&h.out));
+                assert!(matches!(h.s.protection(), Protection::Cleared(_)));
+                assert!(!h.env.config.tls_required, "CCC accepted with --tls-required");
+                assert!(h.s.is_logged_in());
+                stats.tls_ends += 1;
+                break;
+            }
             Action::CheckLogin { user, .. } => {
                 assert_eq!(h.s.pending(), Pending::Login);
                 let result = if rng.chance(2) {
@@ -2161,6 +2737,11 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -
                 assert_eq!(h.s.pending(), Pending::Transfer(req.kind));
                 assert_ne!(h.s.data_mode(), DataMode::None, "a transfer without PASV/PORT");
                 assert_eq!(h.s.deadline(), Deadline::None);
+                assert_eq!(req.protected, h.s.protection().is_data_private(), "protected exactly under PROT P");
+                assert!(req.protected || !h.env.config.tls_required, "a clear transfer with --tls-required");
+                if req.protected {
+                    stats.protected_transfers += 1;
+                }
                 // Both orders real clients use: in passive mode the data
                 // connection may be open before the command (125) or not.
                 let open_first = h.s.data_mode() == DataMode::Passive && rng.chance(2);
@@ -2218,16 +2799,28 @@ fn sim_command(h: &mut Harness, rng: &mut Rng, line: &[u8], stats: &mut Stats) -
 
 fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats) {
     let mut rng = Rng::new(seed);
-    let opts = Opts { anonymous: !rng.chance(4), writable: rng.chance(2), has_users: rng.chance(2) };
-    trace.push(format!("-- anonymous {} writable {} has_users {}", opts.anonymous, opts.writable, opts.has_users));
+    let tls = *rng.pick(&[TlsOpt::Off, TlsOpt::On, TlsOpt::Required]);
+    let implicit = tls != TlsOpt::Off && rng.chance(4);
+    let opts = Opts { anonymous: !rng.chance(4), writable: rng.chance(2), has_users: rng.chance(2), tls, implicit };
+    trace.push(format!(
+        "-- anonymous {} writable {} has_users {} tls {:?} implicit {}",
+        opts.anonymous, opts.writable, opts.has_users, opts.tls, opts.implicit
+    ));
     let mut h = unauth_with(opts);
     let mut seen_230 = false;
     // Lines to send before random ones: most connections start by logging in.
     let mut script: Vec<Vec<u8>> = Vec::new();
     let login_script = |rng: &mut Rng| -> Vec<Vec<u8>> {
         let user: &[u8] = if opts.anonymous && (rng.chance(2) || !opts.has_users) { b"USER anonymous" } else { b"USER alice" };
-        vec![b"PASS x".to_vec(), user.to_vec()] // popped from the end
+        let mut script = vec![b"PASS x".to_vec(), user.to_vec()]; // popped from the end
+        // With a certificate, most clients start with AUTH TLS (and must,
+        // with --tls-required); now and then one forgets.
+        if opts.tls != TlsOpt::Off && !opts.implicit && !rng.chance(10) {
+            script.push(b"AUTH TLS".to_vec());
+        }
+        script
     };
+    let mut rank = protection_rank(h.s.protection());
     if !rng.chance(5) {
         script = login_script(&mut rng);
     }
@@ -2236,6 +2829,7 @@ fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats)
             trace.push("-- reconnect".into());
             stats.closes += 1;
             h.reconnect();
+            rank = protection_rank(h.s.protection());
             seen_230 = false;
             script = if rng.chance(5) { Vec::new() } else { login_script(&mut rng) };
         }
@@ -2259,6 +2853,12 @@ fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats)
             let setup = *rng.pick(&["PASV", "EPSV", "PORT 127,0,0,1,4,1", "EPRT |1|127.0.0.1|2000|"]);
             let xfer = *rng.pick(&["RETR hello.txt", "STOR up.txt", "LIST", "NLST", "MLSD", "APPE up.txt", "STOU", "RETR sub"]);
             script = vec![xfer.as_bytes().to_vec(), setup.as_bytes().to_vec()];
+            if opts.tls != TlsOpt::Off && rng.chance(2) {
+                script.extend([b"PROT P".to_vec(), b"PBSZ 0".to_vec()]);
+            }
+        } else if script.is_empty() && seen_230 && opts.tls == TlsOpt::On && rng.chance(40) {
+            // Back to a plaintext control connection (NAT-friendly clients).
+            script = vec![b"CCC".to_vec()];
         }
         let line = script.pop().unwrap_or_else(|| random_line(&mut rng));
         trace.push(format!("{:?}", String::from_utf8_lossy(&line)));
@@ -2295,8 +2895,23 @@ fn simulate(seed: u64, steps: usize, trace: &mut Vec<String>, stats: &mut Stats)
             seen_230 = true;
             stats.logins += 1;
         }
+        if replies.iter().any(|r| r.code == 521) {
+            assert!(opts.tls == TlsOpt::Required && !h.s.protection().is_data_private());
+            stats.refused_521 += 1;
+        }
         if h.closed {
             continue;
+        }
+        // Protection: only with a certificate, only forward, and with
+        // --tls-required a logged-in session is always under TLS.
+        let p = h.s.protection();
+        if opts.tls == TlsOpt::Off {
+            assert_eq!(p, Protection::Plain);
+        }
+        assert!(protection_rank(p) >= rank, "protection went back to {p:?}");
+        rank = protection_rank(p);
+        if opts.tls == TlsOpt::Required && h.s.is_logged_in() {
+            assert!(p.is_control_tls(), "logged in without TLS under --tls-required: {p:?}");
         }
         // State invariants: nothing pending, so the next command is accepted;
         // the deadline matches the state; a transfer resets the data mode.
@@ -2338,7 +2953,15 @@ fn seeded_simulation_keeps_one_final_reply_per_command() {
     assert!(failed.is_empty(), "simulation failed for seeds {failed:#x?}");
     eprintln!("simulation coverage: {stats:?}");
     assert!(
-        stats.transfers >= 150 && stats.logins >= 40 && stats.closes >= 40 && stats.timeouts >= 5 && stats.urgent >= 20,
+        stats.transfers >= 150
+            && stats.logins >= 40
+            && stats.closes >= 40
+            && stats.timeouts >= 5
+            && stats.urgent >= 20
+            && stats.tls_starts >= 20
+            && stats.tls_ends >= 3
+            && stats.protected_transfers >= 20
+            && stats.refused_521 >= 3,
         "the simulation no longer reaches its states: {stats:?}"
     );
 }

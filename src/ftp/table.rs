@@ -1,10 +1,12 @@
 //! The one table of commands (redis's command table, Twisted's
 //! `PUBLIC_COMMANDS`): for every verb its handler, whether it needs a login,
-//! whether it takes an argument, its FEAT line and its HELP text. The gate,
-//! FEAT and HELP all read this table, so they cannot disagree.
+//! whether it takes an argument, whether it needs TLS configured, its FEAT
+//! line and its HELP text. The gate, FEAT and HELP all read this table, so
+//! they cannot disagree.
 
 use super::command::Verb;
 use super::handlers::{self, Handler};
+use super::session::Env;
 
 /// Who may use a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,17 @@ pub enum Arity {
     Optional,
 }
 
+/// Whether a command is offered on this server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Always.
+    Always,
+    /// Only when a certificate is configured (`--tls-cert`): the FTPS
+    /// commands of RFC 4217. Without one they are `502` and neither FEAT
+    /// nor HELP names them.
+    WithTls,
+}
+
 /// One row of the table.
 pub struct Spec {
     /// The verb.
@@ -36,19 +49,39 @@ pub struct Spec {
     pub access: Access,
     /// Argument requirement.
     pub arity: Arity,
+    /// When the command is offered.
+    pub offer: Offer,
     /// The line this command adds to FEAT (RFC 2389), if any.
     pub feat: Option<&'static str>,
     /// HELP text: the syntax.
     pub help: &'static str,
 }
 
+impl Spec {
+    /// True if the command is implemented and offered on this server.
+    pub fn is_offered(&self, env: &Env) -> bool {
+        self.handler.is_some() && (self.offer == Offer::Always || env.tls_configured())
+    }
+}
+
 macro_rules! row {
     ($verb:ident, $h:expr, $access:ident, $arity:ident, $feat:expr, $help:literal) => {
-        Spec { verb: Verb::$verb, handler: $h, access: Access::$access, arity: Arity::$arity, feat: $feat, help: $help }
+        row!($verb, $h, $access, $arity, $feat, $help, Always)
+    };
+    ($verb:ident, $h:expr, $access:ident, $arity:ident, $feat:expr, $help:literal, $offer:ident) => {
+        Spec {
+            verb: Verb::$verb,
+            handler: $h,
+            access: Access::$access,
+            arity: Arity::$arity,
+            offer: Offer::$offer,
+            feat: $feat,
+            help: $help,
+        }
     };
 }
 
-use handlers::{dataconn as d, fileops as f, info as i, login as l, nav as n, transfer as t};
+use handlers::{dataconn as d, fileops as f, info as i, login as l, nav as n, security as sec, transfer as t};
 
 /// Every verb of `Verb`, in the order HELP lists them.
 pub static COMMANDS: &[Spec] = &[
@@ -56,6 +89,9 @@ pub static COMMANDS: &[Spec] = &[
     row!(Pass, Some(l::pass), Anyone, Optional, None, "PASS <sp> password"),
     row!(Acct, None, Anyone, Required, None, "ACCT (not implemented)"),
     row!(Quit, Some(l::quit), Anyone, None, None, "QUIT (end the session)"),
+    // REIN stays unimplemented (RFC 959 §5.3.1 lets a server leave it out),
+    // so RFC 4217 §12's question (back to the AUTH'd state or close?) does
+    // not arise.
     row!(Rein, None, Anyone, None, None, "REIN (not implemented)"),
     row!(Noop, Some(i::noop), Anyone, None, None, "NOOP"),
     row!(Syst, Some(i::syst), Anyone, None, None, "SYST (system type)"),
@@ -66,10 +102,10 @@ pub static COMMANDS: &[Spec] = &[
     row!(Site, Some(f::site), LoggedIn, Required, None, "SITE <sp> CHMOD <sp> mode <sp> pathname | HELP"),
     row!(Host, Some(i::host), Anyone, Required, Some("HOST"), "HOST <sp> hostname (RFC 7151)"),
     row!(Lang, None, Anyone, Optional, None, "LANG (not implemented)"),
-    row!(Auth, None, Anyone, Required, None, "AUTH (TLS not implemented)"),
-    row!(Pbsz, None, Anyone, Required, None, "PBSZ (TLS not implemented)"),
-    row!(Prot, None, Anyone, Required, None, "PROT (TLS not implemented)"),
-    row!(Ccc, None, Anyone, None, None, "CCC (TLS not implemented)"),
+    row!(Auth, Some(sec::auth), Anyone, Required, Some("AUTH TLS"), "AUTH <sp> TLS (RFC 4217)", WithTls),
+    row!(Pbsz, Some(sec::pbsz), Anyone, Required, Some("PBSZ"), "PBSZ <sp> 0", WithTls),
+    row!(Prot, Some(sec::prot), Anyone, Required, Some("PROT"), "PROT <sp> C|P", WithTls),
+    row!(Ccc, Some(sec::ccc), LoggedIn, None, None, "CCC (clear the control connection)", WithTls),
     row!(Pwd, Some(n::pwd), LoggedIn, None, None, "PWD (print working directory)"),
     row!(Xpwd, Some(n::pwd), LoggedIn, None, None, "XPWD (same as PWD)"),
     row!(Cwd, Some(n::cwd), LoggedIn, Required, None, "CWD <sp> pathname"),
@@ -131,6 +167,14 @@ mod tests {
         for (i, &v) in Verb::ALL.iter().enumerate() {
             assert_eq!(COMMANDS[i].verb, v, "row {i}");
             assert_eq!(spec(v).verb, v);
+        }
+    }
+
+    #[test]
+    fn only_the_rfc_4217_commands_need_tls() {
+        for s in COMMANDS {
+            let tls = matches!(s.verb, Verb::Auth | Verb::Pbsz | Verb::Prot | Verb::Ccc);
+            assert_eq!(s.offer == Offer::WithTls, tls, "{:?}", s.verb);
         }
     }
 

@@ -7,13 +7,50 @@
 
 use super::*;
 
+/// What accepting owns: the control listener, the connection counts and
+/// limits, and the per-address share of data slots. The share lives here,
+/// not with the transfers, because it is a limit charged to the client's
+/// address like `per_ip`, checked by `data_slot_free` below.
+///
+/// # Invariants
+/// - `ctrl_count` is the number of `Entry::Ctrl` in the slab, and `per_ip`
+///   counts them by peer address; an address at zero is not in the map.
+/// - `data_per_ip` counts passive listeners and data connections by their
+///   owner's peer address, the same way.
+/// - `serial` grows by one per accepted session and is never reused, so a
+///   `(key, serial)` pair names one session even after its key is reused.
+/// - `accept_paused` is true exactly while an `ACCEPT_RETRY` timer is in
+///   the wheel.
+pub(super) struct Accepting {
+    /// The control listener's slab key; `None` once shutdown closed it.
+    pub(super) listener_key: Option<usize>,
+    /// The address the control listener is bound to.
+    pub(super) local_addr: SocketAddr,
+    /// The implicit FTPS listener's slab key (TLS from the first byte).
+    pub(super) implicit_key: Option<usize>,
+    /// The address it is bound to.
+    pub(super) implicit_addr: Option<SocketAddr>,
+    /// Control connections per client address.
+    pub(super) per_ip: HashMap<IpAddr, u32>,
+    /// Passive listeners and data connections per client address.
+    pub(super) data_per_ip: HashMap<IpAddr, u32>,
+    pub(super) ctrl_count: usize,
+    /// Sessions in connection order, for eviction of the oldest
+    /// unauthenticated one at the limit; entries may be stale (checked by serial).
+    pub(super) unauth: std::collections::VecDeque<(usize, u64)>,
+    /// The serial of the newest session (see `next_serial`).
+    pub(super) serial: u64,
+    /// `accept` failed for lack of descriptors; retried from the wheel.
+    pub(super) accept_paused: bool,
+}
+
 impl Server {
     /// Whether the session at `owner` may open one more passive listener or
     /// data connection: its client address holds fewer than
     /// `--max-data-per-ip`, so one address cannot take every data slot.
     pub(super) fn data_slot_free(&self, owner: usize) -> bool {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return false };
-        let held = self.data_per_ip.get(&c.session.peer().ip()).copied().unwrap_or(0);
+        let held = self.accept.data_per_ip.get(&c.session.peer().ip()).copied().unwrap_or(0);
         if held as usize >= self.env.config.max_data_per_ip {
             ctx_log!(warn, owner, c.session, "data connection limit for this address ({}) reached", self.env.config.max_data_per_ip);
             return false;
@@ -23,18 +60,18 @@ impl Server {
 
     pub(super) fn take_data_slot(&mut self, owner: usize) {
         if let Some(Entry::Ctrl(c)) = self.slab.get(owner) {
-            count_up(&mut self.data_per_ip, c.session.peer().ip());
+            count_up(&mut self.accept.data_per_ip, c.session.peer().ip());
         }
     }
 
     pub(super) fn release_data_slot(&mut self, owner: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
         let ip = c.session.peer().ip();
-        count_down(&mut self.data_per_ip, ip);
+        count_down(&mut self.accept.data_per_ip, ip);
     }
 
     pub(super) fn accept_control(&mut self, key: usize) {
-        if self.accept_paused || self.shutting_down {
+        if self.accept.accept_paused || self.life.shutting_down {
             return;
         }
         for _ in 0..ACCEPT_BUDGET {
@@ -43,14 +80,14 @@ impl Server {
                 _ => return,
             };
             match accepted {
-                Ok((tcp, peer)) => self.new_control(tcp, peer),
+                Ok((tcp, peer)) => self.new_control(tcp, peer, Some(key) == self.accept.implicit_key),
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: back off instead of spinning
                     // on a listener that stays readable.
                     warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.accept_paused = true;
+                    self.accept.accept_paused = true;
                     self.wheel.schedule(self.now + ACCEPT_BACKOFF, ACCEPT_RETRY);
                     return;
                 }
@@ -59,11 +96,13 @@ impl Server {
         self.wake_later(key);
     }
 
-    pub(super) fn new_control(&mut self, tcp: TcpStream, peer: SocketAddr) {
+    /// A new control connection; `implicit`: from the implicit FTPS
+    /// listener, so TLS starts at once and the greeting waits for it.
+    pub(super) fn new_control(&mut self, tcp: TcpStream, peer: SocketAddr, implicit: bool) {
         let peer = session::canonical(peer);
         let cfg = &self.env.config;
-        let from_ip = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-        let full = self.ctrl_count >= cfg.max_clients && !self.evict_unauthenticated();
+        let from_ip = self.accept.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        let full = self.accept.ctrl_count >= cfg.max_clients && !self.evict_unauthenticated();
         if full || from_ip as usize >= self.env.config.max_per_ip {
             // Refused before any per-session allocation.
             let mut tcp = tcp;
@@ -73,13 +112,13 @@ impl Server {
         }
         let cfg = &self.env.config;
         // Bound to one address, the listener knows our end already.
-        let local = if self.local_addr.ip().is_unspecified() {
+        let local = if implicit || self.accept.local_addr.ip().is_unspecified() {
             match tcp.local_addr() {
                 Ok(a) => a,
                 Err(_) => return,
             }
         } else {
-            self.local_addr
+            self.accept.local_addr
         };
         let mut stream = Stream::accepted(tcp);
         let key = self.slab.vacant_key();
@@ -87,8 +126,21 @@ impl Server {
             warn!("register {peer}: {e}");
             return;
         }
-        self.serial += 1;
-        let session = Session::new(peer, local);
+        self.accept.serial = next_serial();
+        #[allow(unused_mut)]
+        let mut session = Session::new(peer, local);
+        if implicit {
+            #[cfg(feature = "tls")]
+            {
+                let Some(tls) = &self.tls else { return };
+                let owner = crate::tls::OwnerId(self.accept.serial);
+                if let Err(e) = stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, Vec::new()) {
+                    warn!("TLS for {peer}: {e}");
+                    return;
+                }
+                session.set_implicit_tls();
+            }
+        }
         let deadline = self.now + cfg.login_timeout;
         let timer = Some(self.wheel.schedule(deadline, key));
         let ctrl = Control {
@@ -98,34 +150,34 @@ impl Server {
             out: Vec::new(),
             timer,
             data: None,
-            serial: self.serial,
+            serial: self.accept.serial,
             close_after_flush: false,
             read_paused: false,
             read_eof: false,
             started: self.now,
         };
         ctx_log!(info, key, ctrl.session, "connected");
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         ctrl.session.greeting(&mut out);
         self.slab.insert(Entry::Ctrl(ctrl));
-        self.unauth.push_back((key, self.serial));
-        if self.unauth.len() > 2 * self.ctrl_count + 64 {
+        self.accept.unauth.push_back((key, self.accept.serial));
+        if self.accept.unauth.len() > 2 * self.accept.ctrl_count + 64 {
             // Forget sessions that logged in or left (amortised O(1)).
             let slab = &self.slab;
-            self.unauth.retain(|&(k, serial)| matches!(slab.get(k), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in()));
+            self.accept.unauth.retain(|&(k, serial)| matches!(slab.get(k), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in()));
         }
-        count_up(&mut self.per_ip, peer.ip());
-        self.ctrl_count += 1;
+        count_up(&mut self.accept.per_ip, peer.ip());
+        self.accept.ctrl_count += 1;
         self.send(key, &out);
-        self.out = out;
+        self.ctl.out = out;
     }
 
     /// At the connection limit, make room by closing the oldest session that
     /// has not logged in: honest clients log in within a second, so a flood
     /// of silent or trickling connections (slowloris) cannot lock them out.
     pub(super) fn evict_unauthenticated(&mut self) -> bool {
-        while let Some((key, serial)) = self.unauth.pop_front() {
+        while let Some((key, serial)) = self.accept.unauth.pop_front() {
             let victim = matches!(self.slab.get(key), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in() && !c.session.is_busy());
             if victim {
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
@@ -138,4 +190,14 @@ impl Server {
         }
         false
     }
+}
+
+/// A session serial unique in the process, not only in this reactor: it is
+/// also the id a TLS session carries to bind data connections to their
+/// control connection (`crate::tls::OwnerId`), and reactors per core
+/// (issue 12) must not hand out the same one.
+fn next_serial() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }

@@ -12,11 +12,55 @@
 
 use super::*;
 
+/// What all control connections share, used by one session at a time: the
+/// scratch buffers a line passes through on its way in (`read_buf`,
+/// `sift_buf`, `cleaned`) and its replies on their way out (`out`), and the
+/// turn of the session being dispatched. Reactor-owned so that an idle
+/// session holds no buffer (DESIGN.md rule 3).
+///
+/// # Invariants
+/// - The buffers hold nothing meaningful between uses: each use clears or
+///   overwrites what it reads, and a use that takes one out
+///   (`std::mem::take`) gives it back for its capacity.
+/// - `read_buf` is `CTRL_READ_CHUNK_BYTES` long.
+/// - `turn` is reset by `new_turn` at the start of every dispatch.
+pub(super) struct ControlShared {
+    /// Scratch for control reads.
+    pub(super) read_buf: Vec<u8>,
+    /// The lines the sifter walks (see `sift`); kept for its capacity.
+    pub(super) sift_buf: Vec<u8>,
+    /// One line, Telnet sequences and line end removed, as the session gets it.
+    pub(super) cleaned: Vec<u8>,
+    /// Replies being formatted, before `send`.
+    pub(super) out: Vec<u8>,
+    /// What the session being dispatched may still do (see `Turn`).
+    pub(super) turn: Turn,
+}
+
+/// One dispatch's share of work for a session: it may run
+/// `LINES_PER_TURN` commands and produce `REPLY_BYTES_PER_TURN` of replies
+/// before it must wait for the next pass of the loop. A field of its own,
+/// so that it can be checked while a session entry is borrowed.
+pub(super) struct Turn {
+    lines: usize,
+    bytes: usize,
+}
+
+impl Turn {
+    pub(super) fn new() -> Turn {
+        Turn { lines: LINES_PER_TURN, bytes: REPLY_BYTES_PER_TURN }
+    }
+
+    fn is_over(&self) -> bool {
+        self.lines == 0 || self.bytes == 0
+    }
+}
+
 impl Server {
     /// Write replies, straight to the socket when nothing is queued; only an
     /// unsent tail is copied into the session.
     pub(super) fn send(&mut self, key: usize, bytes: &[u8]) {
-        self.turn.bytes = self.turn.bytes.saturating_sub(bytes.len());
+        self.ctl.turn.bytes = self.ctl.turn.bytes.saturating_sub(bytes.len());
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         if bytes.is_empty() && c.out.is_empty() {
             if c.close_after_flush {
@@ -73,13 +117,13 @@ impl Server {
         if matches!(self.slab.get(key), Some(Entry::Ctrl(c)) if !c.line.is_empty()) {
             self.drain_lines(key);
         }
-        let mut scratch = std::mem::take(&mut self.read_buf);
+        let mut scratch = std::mem::take(&mut self.ctl.read_buf);
         let mut budget = CTRL_READ_BUDGET_BYTES;
         while let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             if c.read_paused || c.close_after_flush || c.read_eof {
                 break;
             }
-            if self.turn.is_over() {
+            if self.ctl.turn.is_over() {
                 self.wake_later(key);
                 break;
             }
@@ -104,6 +148,7 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
+                    let tls = c.stream.is_tls();
                     self.on_bytes(key, &scratch[..n]);
                     budget -= n;
                     if budget == 0 {
@@ -115,7 +160,8 @@ impl Server {
                     // so with urgent data (EPOLLPRI): with SO_OOBINLINE a
                     // read stops at the urgent mark (ftplib sends ABOR's LF
                     // as urgent data), and the rest raises no new edge.
-                    if n < want && !to_eagain {
+                    // (Under TLS a short read says nothing of the socket.)
+                    if n < want && !to_eagain && !tls {
                         break;
                     }
                 }
@@ -128,7 +174,7 @@ impl Server {
                 }
             }
         }
-        self.read_buf = scratch;
+        self.ctl.read_buf = scratch;
     }
 
     /// Frame and handle lines straight from the read buffer; only a partial
@@ -150,6 +196,12 @@ impl Server {
             if c.close_after_flush {
                 return;
             }
+            if c.stream.is_handshaking() {
+                // AUTH TLS was the last line: what came after it in the
+                // clear is never run (CVE-2011-1575).
+                ctx_log!(warn, key, c.session, "discarded {} bytes sent in the clear after AUTH TLS", bytes.len() - pos);
+                return;
+            }
             if c.session.is_busy() {
                 c.line.push(&bytes[pos..]);
                 self.check_queue(key);
@@ -162,7 +214,7 @@ impl Server {
                 c.read_paused = true;
                 return;
             }
-            if self.turn.is_over() {
+            if self.ctl.turn.is_over() {
                 // This session had its share of the pass: the rest waits
                 // (reading stops, see `read_control`) for the next one.
                 c.line.push(&bytes[pos..]);
@@ -171,7 +223,7 @@ impl Server {
             }
             match line::frame(&bytes[pos..], max) {
                 Frame::Line { end, consumed } => {
-                    line::clean(&bytes[pos..pos + end], &mut self.cleaned);
+                    line::clean(&bytes[pos..pos + end], &mut self.ctl.cleaned);
                     pos += consumed;
                     self.run_line(key);
                 }
@@ -210,7 +262,7 @@ impl Server {
                 self.wake_later(key);
                 continue;
             }
-            if self.turn.is_over() {
+            if self.ctl.turn.is_over() {
                 if !c.line.is_empty() {
                     self.wake_later(key);
                 }
@@ -219,7 +271,7 @@ impl Server {
             let hint = if c.line.sifted() == 0 { c.line.scanned() } else { 0 };
             match line::frame_from(c.line.bytes(), hint, max) {
                 Frame::Line { end, consumed } => {
-                    line::clean(&c.line.bytes()[..end], &mut self.cleaned);
+                    line::clean(&c.line.bytes()[..end], &mut self.ctl.cleaned);
                     c.line.consume(consumed);
                     self.run_line(key);
                 }
@@ -285,14 +337,14 @@ impl Server {
     /// stops until the client reads.
     pub(super) fn sift(&mut self, key: usize) {
         let max = self.env.config.max_line_bytes;
-        let mut tail = std::mem::take(&mut self.sift_buf);
+        let mut tail = std::mem::take(&mut self.ctl.sift_buf);
         tail.clear();
         match self.slab.get_mut(key) {
             Some(Entry::Ctrl(c)) if matches!(c.session.pending(), Pending::Transfer(_)) => {
                 c.line.take_unsifted(&mut tail);
             }
             _ => {
-                self.sift_buf = tail;
+                self.ctl.sift_buf = tail;
                 return;
             }
         }
@@ -316,8 +368,8 @@ impl Server {
                 // Left queued: it is refused once the transfer is over.
                 Frame::TooLong => break,
             };
-            line::clean(&tail[pos..pos + end], &mut self.cleaned);
-            let urgent = match command::parse(&self.cleaned) {
+            line::clean(&tail[pos..pos + end], &mut self.ctl.cleaned);
+            let urgent = match command::parse(&self.ctl.cleaned) {
                 Ok(cmd) if cmd.verb == Verb::Abor => Some(Verb::Abor),
                 Ok(cmd) if cmd.verb == Verb::Stat && cmd.arg.trim_ascii().is_empty() => Some(Verb::Stat),
                 _ => None,
@@ -338,12 +390,12 @@ impl Server {
             };
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { break };
             ctx_log!(debug, key, c.session, "<- STAT (during transfer)");
-            let mut out = std::mem::take(&mut self.out);
+            let mut out = std::mem::take(&mut self.ctl.out);
             out.clear();
             let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: unix_now() };
             c.session.handle_urgent(verb, progress, &mut ctx);
             self.send(key, &out);
-            self.out = out;
+            self.ctl.out = out;
         }
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             c.line.push(&tail[pos..]);
@@ -351,18 +403,18 @@ impl Server {
                 c.line.mark_scanned();
             }
         }
-        self.sift_buf = tail;
+        self.ctl.sift_buf = tail;
         if abort {
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
             ctx_log!(debug, key, c.session, "<- ABOR (during transfer)");
             self.abort_transfer(key, TransferError::Aborted, false);
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-            let mut out = std::mem::take(&mut self.out);
+            let mut out = std::mem::take(&mut self.ctl.out);
             out.clear();
             let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
             c.session.aborted(&mut ctx);
             self.send(key, &out);
-            self.out = out;
+            self.ctl.out = out;
             self.refresh_deadline(key);
             self.drain_lines(key);
         }
@@ -383,23 +435,23 @@ impl Server {
         self.send(key, bytes);
     }
 
-    /// Hand the line in `self.cleaned` to the session, with a panic in its
+    /// Hand the line in `self.ctl.cleaned` to the session, with a panic in its
     /// handling contained to this session.
     pub(super) fn run_line(&mut self, key: usize) {
-        self.turn.lines = self.turn.lines.saturating_sub(1);
+        self.ctl.turn.lines = self.ctl.turn.lines.saturating_sub(1);
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         if log::log_enabled!(log::Level::Debug) {
-            let shown = if self.cleaned.len() >= 5 && self.cleaned[..5].eq_ignore_ascii_case(b"PASS ") {
+            let shown = if self.ctl.cleaned.len() >= 5 && self.ctl.cleaned[..5].eq_ignore_ascii_case(b"PASS ") {
                 "PASS <redacted>".to_string()
             } else {
-                sanitize(&self.cleaned)
+                sanitize(&self.ctl.cleaned)
             };
             ctx_log!(debug, key, c.session, "<- {shown}");
         }
         let session = &mut c.session;
-        let line = &self.cleaned;
+        let line = &self.ctl.cleaned;
         let env = &self.env;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let mut ctx = Ctx { out: &mut out, env, now_unix: unix_now() };
@@ -414,24 +466,26 @@ impl Server {
                 Action::Close
             }
         };
-        self.out = out;
+        self.ctl.out = out;
         self.after_step(key, action);
     }
 
-    /// Carry out an action (adding replies to `self.out`), send the replies,
+    /// Carry out an action (adding replies to `self.ctl.out`), send the replies,
     /// and set the control deadline for the session's new state.
     pub(super) fn after_step(&mut self, key: usize, action: Action) {
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         self.perform(key, action, &mut out);
         self.send(key, &out);
         out.clear();
-        self.out = out;
+        self.ctl.out = out;
         self.refresh_deadline(key);
     }
 
     pub(super) fn perform(&mut self, key: usize, action: Action, out: &mut Vec<u8>) {
         match action {
             Action::None => {}
+            Action::StartTls => self.start_tls(key, out),
+            Action::EndTls => self.end_tls(key, out),
             Action::Close => {
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
                     c.close_after_flush = true;
@@ -440,18 +494,18 @@ impl Server {
             Action::CheckLogin { user, password } => {
                 let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return };
                 let serial = c.serial;
-                let digest = self.login_cache.digest(&user, &password);
-                if let Some(grant) = self.login_cache.get(digest, self.now) {
+                let digest = self.auth.login_cache.digest(&user, &password);
+                if let Some(grant) = self.auth.login_cache.get(digest, self.now) {
                     // Answered after this iteration's events, like a helper
                     // verdict (not from inside the handler that asked). The
                     // socket was read to a short read, so no extra pass is
                     // needed: lines that came with PASS wait in the buffer.
-                    self.cached_verdicts.push(Verdict { key, serial, grant: Some(grant), digest: None });
+                    self.auth.cached_verdicts.push(Verdict { key, serial, grant: Some(grant), digest: None });
                     return;
                 }
                 let ip = c.session.peer().ip();
-                let job = Job { key, serial, ip, user, password, users: self.users.clone(), digest };
-                match self.helper.submit(job) {
+                let job = Job { key, serial, ip, user, password, users: self.auth.users.clone(), digest };
+                match self.auth.helper.submit(job) {
                     Ok(None) => {}
                     Ok(Some((evicted, evicted_serial))) => {
                         // A flooding address's newest job made room.
@@ -497,6 +551,69 @@ impl Server {
         }
     }
 
+    /// AUTH TLS: the replies so far (ending with `234`) go first, in the
+    /// clear, then the handshake; lines queued after the AUTH line are
+    /// dropped unrun (CVE-2011-1575), and so is the rest of the read they
+    /// came in (`on_bytes` stops at a handshaking stream).
+    fn start_tls(&mut self, key: usize, out: &mut Vec<u8>) {
+        #[cfg(feature = "tls")]
+        {
+            let Some(tls) = &self.tls else { return };
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            let mut preface = std::mem::take(&mut c.out);
+            preface.extend_from_slice(out);
+            out.clear();
+            if !c.line.is_empty() {
+                ctx_log!(warn, key, c.session, "discarded {} bytes queued in the clear after AUTH TLS", c.line.bytes().len());
+                c.line.release();
+            }
+            let owner = crate::tls::OwnerId(c.serial);
+            if let Err(e) = c.stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, preface) {
+                ctx_log!(warn, key, c.session, "cannot start TLS: {e}");
+                c.close_after_flush = true;
+                return;
+            }
+            match c.stream.flush_tls() {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => {}
+                Err(e) => {
+                    debug!("[c{key}] write: {e}");
+                    self.close_control(key, "connection lost");
+                }
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = (key, out);
+    }
+
+    /// CCC (RFC 4217 §6): the `200` goes under TLS, then `close_notify`;
+    /// after that the control connection is plain again.
+    fn end_tls(&mut self, key: usize, out: &mut Vec<u8>) {
+        #[cfg(feature = "tls")]
+        {
+            self.send(key, out);
+            out.clear();
+            let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+            if !c.out.is_empty() {
+                // Cannot happen with a reply budget of 64 KiB and a 200
+                // line; a client that does not read its replies gets none.
+                c.close_after_flush = true;
+                return;
+            }
+            c.stream.begin_clear();
+            match c.stream.close_notify() {
+                Ok(()) => ctx_log!(info, key, c.session, "CCC: in the clear after the client's close_notify"),
+                Err(e) if would_block(&e) => {}
+                Err(e) => {
+                    debug!("[c{key}] CCC: {e}");
+                    self.close_control(key, "connection lost");
+                }
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = (key, out);
+    }
+
     pub(super) fn refresh_deadline(&mut self, key: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         let cfg = &self.env.config;
@@ -534,24 +651,20 @@ impl Server {
             // what is already here (bounded), so the close is a FIN.
             // (The reactor's read buffer may be lent out to the read that
             // led here: a small buffer of its own.)
-            let mut sink = [0u8; 4096];
-            let mut left = CLOSE_DISCARD_BYTES;
-            while left > 0 {
-                match c.stream.read(&mut sink[..left.min(4096)]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left -= n,
-                }
-            }
+            let _ = c.stream.close_notify();
+            c.stream.discard_input(CLOSE_DISCARD_BYTES);
+        } else {
+            let _ = c.stream.close_notify();
         }
         let secs = self.now.saturating_duration_since(c.started).as_secs_f64();
         ctx_log!(info, key, c.session, "disconnected ({why}) after {secs:.1}s");
         let ip = c.session.peer().ip();
         if c.session.pending() == Pending::Login {
             // Its password would be hashed for no one.
-            self.helper.cancel(key, c.serial);
+            self.auth.helper.cancel(key, c.serial);
         }
-        count_down(&mut self.per_ip, ip);
-        self.ctrl_count -= 1;
+        count_down(&mut self.accept.per_ip, ip);
+        self.accept.ctrl_count -= 1;
         // A transfer cut short by the control connection closing still ends
         // with its log line and xferlog record (incomplete).
         if let Some(d) = c.data {

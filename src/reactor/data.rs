@@ -6,6 +6,27 @@
 
 use super::*;
 
+/// What data connections and transfers share: the passive port picker,
+/// the counts checked against `--max-passive` and `--max-transfers`, the
+/// per-pass byte budget and the scratch buffer of a transfer step.
+///
+/// # Invariants
+/// - `pasv_count` is the number of `Entry::Pasv` in the slab and
+///   `data_count` the number of `Entry::Data`: each is counted up where the
+///   entry is inserted and down where it becomes `Closed`.
+/// - `pass_budget` is `PASS_BUDGET_BYTES` at the start of each pass of the
+///   loop and only shrinks within it.
+/// - `scratch` is `SCRATCH_BYTES` long; a step takes it and puts it back.
+pub(super) struct Transfers {
+    pub(super) ports: PortPicker,
+    pub(super) pasv_count: usize,
+    pub(super) data_count: usize,
+    /// What is left of `PASS_BUDGET_BYTES` in this pass.
+    pub(super) pass_budget: usize,
+    /// Scratch for transfers (ASCII conversion, STOR without splice).
+    pub(super) scratch: Vec<u8>,
+}
+
 impl Server {
     /// Close the session's passive listener or data connection, if any.
     pub(super) fn drop_data(&mut self, key: usize) {
@@ -38,7 +59,7 @@ impl Server {
 
     pub(super) fn open_passive(&mut self, key: usize) -> io::Result<SocketAddr> {
         let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
-        if self.pasv_count >= self.env.config.max_passive {
+        if self.xfer.pasv_count >= self.env.config.max_passive {
             ctx_log!(warn, key, c.session, "passive listener limit ({}) reached", self.env.config.max_passive);
             return Err(io::Error::other("too many passive listeners"));
         }
@@ -46,7 +67,7 @@ impl Server {
             return Err(io::Error::other("too many data connections from this address"));
         }
         let ip = c.session.local().ip();
-        let mut listener = match self.ports.bind(ip, self.env.config.passive_ports) {
+        let mut listener = match self.xfer.ports.bind(ip, self.env.config.passive_ports) {
             Ok(l) => {
                 stream::prepare_listener(&l, false);
                 l
@@ -61,7 +82,7 @@ impl Server {
         self.poll.registry().register(&mut listener, Token(pkey), Interest::READABLE)?;
         let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
         self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
-        self.pasv_count += 1;
+        self.xfer.pasv_count += 1;
         self.take_data_slot(key);
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             c.data = Some(pkey);
@@ -90,7 +111,7 @@ impl Server {
                 drop(tcp);
                 continue;
             }
-            if self.data_count >= self.env.config.max_transfers {
+            if self.xfer.data_count >= self.env.config.max_transfers {
                 ctx_log!(warn, owner, c.session, "data connection limit ({}) reached", self.env.config.max_transfers);
                 drop(tcp);
                 let had = matches!(self.slab.get(pkey), Some(Entry::Pasv(p)) if p.pending.is_some());
@@ -131,12 +152,12 @@ impl Server {
             let wait = if running { self.env.config.stall_timeout } else { self.env.config.data_timeout };
             self.insert_data(owner, dkey, stream, state, wait);
             if running {
-                let mut out = std::mem::take(&mut self.out);
+                let mut out = std::mem::take(&mut self.ctl.out);
                 out.clear();
                 self.first_step(dkey, owner, false, &mut out);
                 self.send(owner, &out);
                 out.clear();
-                self.out = out;
+                self.ctl.out = out;
                 self.refresh_deadline(owner);
                 self.drain_lines(owner);
             }
@@ -151,7 +172,7 @@ impl Server {
     fn insert_data(&mut self, owner: usize, dkey: usize, stream: Stream, state: DataState, wait: Duration) {
         debug_assert_eq!(dkey, self.slab.vacant_key());
         let timer = Some(self.wheel.schedule(self.now + wait, dkey));
-        self.data_count += 1;
+        self.xfer.data_count += 1;
         self.take_data_slot(owner);
         self.slab.insert(Entry::Data(DataConn { stream, owner, state, timer, last_progress: self.now, started: self.now, bytes: 0 }));
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
@@ -162,13 +183,13 @@ impl Server {
     /// `150`/`125` for a transfer that is starting.
     pub(super) fn announce_start(&mut self, owner: usize, already_open: bool) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
         c.session.transfer_started(already_open, &mut ctx);
         self.send(owner, &out);
         out.clear();
-        self.out = out;
+        self.ctl.out = out;
     }
 
     pub(super) fn start_transfer(&mut self, key: usize, req: TransferRequest, out: &mut Vec<u8>) {
@@ -187,7 +208,7 @@ impl Server {
                 }
                 _ => self.fail_start(key, req, out),
             },
-            (DataMode::Active(_), _) if self.data_count >= self.env.config.max_transfers => {
+            (DataMode::Active(_), _) if self.xfer.data_count >= self.env.config.max_transfers => {
                 warn!("[c{key}] data connection limit ({}) reached", self.env.config.max_transfers);
                 self.fail_start(key, req, out);
             }
@@ -263,25 +284,40 @@ impl Server {
     /// Move a running transfer's bytes within the budget: `Some` when it
     /// ended, `None` when it waits for readiness (or for its next turn).
     pub(super) fn step_data(&mut self, dkey: usize, bulk: bool) -> Option<Result<(), TransferError>> {
-        if bulk && self.pass_budget == 0 {
+        if bulk && self.xfer.pass_budget == 0 {
             self.wake_later(dkey);
             return None;
         }
-        let mut scratch = std::mem::take(&mut self.scratch);
+        #[cfg(feature = "tls")]
+        if let Err(e) = self.protect_data(dkey) {
+            return Some(Err(e));
+        }
+        let mut scratch = std::mem::take(&mut self.xfer.scratch);
         let outcome = match self.slab.get_mut(dkey) {
             Some(Entry::Data(DataConn { state: DataState::Running(req), stream, bytes, last_progress, .. })) => {
                 let step = if req.transfer.is_upload() { UPLOAD_STEP_BYTES } else { DATA_BUDGET_BYTES };
-                let budget = if bulk { step.min(self.pass_budget) } else { step };
+                let budget = if bulk { step.min(self.xfer.pass_budget) } else { step };
                 let mut moved = 0;
                 let r = req.transfer.step(stream, budget, &mut scratch, &mut moved);
                 *bytes += moved;
                 if bulk {
-                    self.pass_budget = self.pass_budget.saturating_sub(moved as usize);
+                    self.xfer.pass_budget = self.xfer.pass_budget.saturating_sub(moved as usize);
                 }
                 if moved > 0 {
                     *last_progress = self.now;
                 }
                 match r {
+                    // Under TLS a transfer ends with close_notify, sent
+                    // before the data connection closes and 226 is said
+                    // (the step is called again on writable readiness, and
+                    // finds its transfer done). An upload's comes after
+                    // the client's: clients that wait for it (Python's
+                    // `unwrap`) fail the upload without it.
+                    Ok(Progress::Done) if stream.is_tls() => match stream.close_notify() {
+                        Ok(()) => Some(Ok(())),
+                        Err(e) if would_block(&e) => None,
+                        Err(_) => Some(Err(TransferError::ConnectionLost)),
+                    },
                     Ok(Progress::Done) => Some(Ok(())),
                     Ok(Progress::Blocked) => None,
                     Ok(Progress::Budget) => {
@@ -299,8 +335,28 @@ impl Server {
             }
             _ => None,
         };
-        self.scratch = scratch;
+        self.xfer.scratch = scratch;
         outcome
+    }
+
+    /// PROT P: the data connection turns TLS when its transfer starts to
+    /// move bytes (clients start their handshake after the `150`), and
+    /// must resume its control connection's session unless
+    /// `--insecure-tls-no-reuse`.
+    #[cfg(feature = "tls")]
+    fn protect_data(&mut self, dkey: usize) -> Result<(), TransferError> {
+        let Some(Entry::Data(d)) = self.slab.get(dkey) else { return Ok(()) };
+        let DataState::Running(req) = &d.state else { return Ok(()) };
+        if !req.protected || d.stream.is_tls() {
+            return Ok(());
+        }
+        let Some(tls) = &self.tls else { return Err(TransferError::TlsRefused) };
+        let Some(Entry::Ctrl(c)) = self.slab.get(d.owner) else { return Err(TransferError::CantOpen) };
+        let owner = crate::tls::OwnerId(c.serial);
+        let role = crate::tls::stream::Role::Data { require_reuse: !self.env.config.insecure_tls_no_reuse };
+        let config = tls.data.clone();
+        let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else { return Ok(()) };
+        d.stream.start_tls(&config, owner, role, Vec::new()).map_err(|_| TransferError::TlsRefused)
     }
 
     /// A transfer whose data connection is open starts: for a download,
@@ -345,7 +401,7 @@ impl Server {
         let Some(entry @ Entry::Data(_)) = self.slab.get_mut(dkey) else { return None };
         let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return None };
         self.closed.push(dkey);
-        self.data_count -= 1;
+        self.xfer.data_count -= 1;
         self.release_data_slot(d.owner);
         let DataConn { stream, owner, state, timer, started, bytes, .. } = d;
         if let Some(id) = timer {
@@ -353,7 +409,7 @@ impl Server {
         }
         let (req, result) = match state {
             DataState::Running(req) => {
-                let TransferRequest { transfer, kind, path, ascii } = req;
+                let TransferRequest { transfer, kind, path, ascii, .. } = req;
                 let result = match result {
                     Ok(()) => transfer.finish(),
                     Err(e) => {
@@ -408,12 +464,12 @@ impl Server {
         if !matches!(self.slab.get(owner), Some(Entry::Ctrl(c)) if matches!(c.session.pending(), Pending::Transfer(_))) {
             return;
         }
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         self.reply_transfer_end(owner, result, &mut out);
         self.send(owner, &out);
         out.clear();
-        self.out = out;
+        self.ctl.out = out;
         self.refresh_deadline(owner);
         if drain {
             self.drain_lines(owner);
@@ -425,7 +481,7 @@ impl Server {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) else { return };
         let mut ctx = Ctx { out: &mut *out, env: &self.env, now_unix: 0 };
         c.session.transfer_finished(result, &mut ctx);
-        if self.shutting_down {
+        if self.life.shutting_down {
             c.session.shutting_down(out);
             c.close_after_flush = true;
         }

@@ -4,6 +4,54 @@
 
 use super::*;
 
+/// The server's own life: how it is told to stop, whether it is draining,
+/// and when it last gave memory back.
+///
+/// # Invariants
+/// - `shutting_down` only goes from false to true (`begin_shutdown`); once
+///   true, no connection is accepted and `run` returns when the slab is empty.
+/// - `shrink_scheduled` is true exactly while a `SHRINK_CHECK` timer is in
+///   the wheel, so there is at most one.
+pub(super) struct Lifecycle {
+    /// SIGINT/SIGTERM/SIGHUP, once `handle_signals` registered them.
+    pub(super) signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Set by a `StopHandle`, read and cleared on the waker's event.
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) shutting_down: bool,
+    /// Earliest time for the next slab shrink and heap trim.
+    pub(super) next_shrink: Instant,
+    /// A `SHRINK_CHECK` timer is in the wheel.
+    pub(super) shrink_scheduled: bool,
+}
+
+/// What logging in needs: the users, the helper thread that checks their
+/// passwords, the verdicts on their way back, the cache of recent logins
+/// and the `Vfs` of each home.
+///
+/// Defined here, not in `helper.rs`: the methods that read and change it
+/// (`on_wake`, `on_verdict`, `user_vfs`, `reload_users`) are in this file,
+/// while `helper.rs` is the thread's side of the queue, which never
+/// touches the reactor's state; a SIGHUP reload replaces `users` and
+/// empties both caches at once, which is this file's business.
+///
+/// # Invariants
+/// - `vfs_cache` and `login_cache` hold only what came from the current
+///   `users`: `reload_users` replaces `users` and clears both together
+///   (jobs already queued keep the `Arc` of the old users).
+/// - `verdicts` is empty outside `on_wake`; `cached_verdicts` is drained
+///   once per pass of the loop, after the events.
+pub(super) struct Auth {
+    pub(super) users: Arc<Users>,
+    /// One `Vfs` (one directory descriptor) per home and permission.
+    pub(super) vfs_cache: HashMap<(PathBuf, bool), Rc<Vfs>>,
+    pub(super) helper: Helper,
+    /// The helper's verdicts, drained on the waker's event; kept for its capacity.
+    pub(super) verdicts: Vec<Verdict>,
+    /// Verdicts answered from the login cache, handled after the events.
+    pub(super) cached_verdicts: Vec<Verdict>,
+    pub(super) login_cache: LoginCache,
+}
+
 impl Server {
     /// After a peak (a flood of connections, a burst of clients) give the
     /// memory back: the slab keeps its capacity otherwise, and the heap its
@@ -15,33 +63,33 @@ impl Server {
         if cap <= SHRINK_MIN_ENTRIES || self.slab.len() * 4 >= cap {
             return;
         }
-        if self.now < self.next_shrink {
-            if !self.shrink_scheduled {
-                self.shrink_scheduled = true;
-                self.wheel.schedule(self.next_shrink, SHRINK_CHECK);
+        if self.now < self.life.next_shrink {
+            if !self.life.shrink_scheduled {
+                self.life.shrink_scheduled = true;
+                self.wheel.schedule(self.life.next_shrink, SHRINK_CHECK);
             }
             return;
         }
-        self.next_shrink = self.now + Duration::from_secs(1);
+        self.life.next_shrink = self.now + Duration::from_secs(1);
         self.slab.shrink_to_fit();
         crate::sys::trim_heap();
-        if self.slab.capacity() > SHRINK_MIN_ENTRIES && self.slab.len() * 4 < self.slab.capacity() && !self.shrink_scheduled {
+        if self.slab.capacity() > SHRINK_MIN_ENTRIES && self.slab.len() * 4 < self.slab.capacity() && !self.life.shrink_scheduled {
             // Live entries high in the slab keep it long: look again later.
-            self.shrink_scheduled = true;
-            self.wheel.schedule(self.next_shrink + Duration::from_secs(9), SHRINK_CHECK);
+            self.life.shrink_scheduled = true;
+            self.wheel.schedule(self.life.next_shrink + Duration::from_secs(9), SHRINK_CHECK);
         }
     }
 
     pub(super) fn on_wake(&mut self) {
-        if self.stop.swap(false, Ordering::SeqCst) {
+        if self.life.stop.swap(false, Ordering::SeqCst) {
             self.begin_shutdown();
         }
-        let mut verdicts = std::mem::take(&mut self.verdicts);
-        self.helper.drain(&mut verdicts);
+        let mut verdicts = std::mem::take(&mut self.auth.verdicts);
+        self.auth.helper.drain(&mut verdicts);
         for v in verdicts.drain(..) {
             self.on_verdict(v);
         }
-        self.verdicts = verdicts;
+        self.auth.verdicts = verdicts;
     }
 
     pub(super) fn on_verdict(&mut self, v: Verdict) {
@@ -51,7 +99,7 @@ impl Server {
             _ => return,
         }
         if let (Some(grant), Some(digest)) = (&v.grant, v.digest) {
-            self.login_cache.insert(digest, grant.clone(), self.now);
+            self.auth.login_cache.insert(digest, grant.clone(), self.now);
         }
         let result = match v.grant {
             Some(grant) => match self.user_vfs(&grant.home, grant.perm.is_writable()) {
@@ -65,7 +113,7 @@ impl Server {
         };
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(v.key) else { return };
         let ok = result.is_ok();
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
         let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: 0 };
         let action = c.session.login_checked(result, &mut ctx);
@@ -74,13 +122,13 @@ impl Server {
         } else {
             ctx_log!(info, v.key, c.session, "failed login");
         }
-        self.out = out;
+        self.ctl.out = out;
         // `after_step` sends what `login_checked` wrote, then the action's own.
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.ctl.out);
         self.perform(v.key, action, &mut out);
         self.send(v.key, &out);
         out.clear();
-        self.out = out;
+        self.ctl.out = out;
         self.refresh_deadline(v.key);
         self.drain_lines(v.key);
     }
@@ -89,23 +137,23 @@ impl Server {
     /// by all sessions of that user.
     pub(super) fn user_vfs(&mut self, home: &std::path::Path, writable: bool) -> io::Result<Rc<Vfs>> {
         let key = (home.to_path_buf(), writable);
-        if let Some(v) = self.vfs_cache.get(&key) {
+        if let Some(v) = self.auth.vfs_cache.get(&key) {
             return Ok(v.clone());
         }
         let vfs = Rc::new(Vfs::open(home, writable)?);
-        self.vfs_cache.insert(key, vfs.clone());
+        self.auth.vfs_cache.insert(key, vfs.clone());
         Ok(vfs)
     }
 
     pub(super) fn on_signals(&mut self) {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let pending: Vec<i32> = match &mut self.signals {
+        let pending: Vec<i32> = match &mut self.life.signals {
             Some(s) => s.pending().collect(),
             None => return,
         };
         for sig in pending {
             match sig {
-                SIGINT | SIGTERM if self.shutting_down => {
+                SIGINT | SIGTERM if self.life.shutting_down => {
                     info!("signal {sig} again: cutting transfers now");
                     self.timeout(SHUTDOWN_DEADLINE);
                 }
@@ -113,9 +161,29 @@ impl Server {
                     info!("signal {sig}: shutting down (grace {:?})", self.env.config.shutdown_grace);
                     self.begin_shutdown();
                 }
-                SIGHUP => self.reload_users(),
+                SIGHUP => {
+                    self.reload_users();
+                    #[cfg(feature = "tls")]
+                    self.reload_tls();
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// SIGHUP: the certificate and key are read again; new TLS sessions
+    /// get the new ones, live ones keep theirs. The ticket key and session
+    /// cache stay, so data connections of sessions made before still
+    /// resume them. A file that does not load keeps the old ones.
+    #[cfg(feature = "tls")]
+    pub(super) fn reload_tls(&mut self) {
+        let (Some(tls), Some(cert), Some(key)) = (&self.tls, &self.env.config.tls_cert, &self.env.config.tls_key) else { return };
+        match tls.reload(cert, key) {
+            Ok(new) => {
+                info!("SIGHUP: reloaded the TLS certificate {} and key {}", cert.display(), key.display());
+                self.tls = Some(new);
+            }
+            Err(e) => error!("SIGHUP: keeping the old TLS certificate and key: {e}"),
         }
     }
 
@@ -128,21 +196,24 @@ impl Server {
             Ok(users) => {
                 info!("SIGHUP: reloaded {} users from {}", users.len(), path.display());
                 self.env.has_users = !users.is_empty();
-                self.users = Arc::new(users);
+                self.auth.users = Arc::new(users);
                 // New logins open homes afresh; live sessions keep theirs.
-                self.vfs_cache.clear();
-                self.login_cache.clear();
+                self.auth.vfs_cache.clear();
+                self.auth.login_cache.clear();
             }
             Err(e) => error!("SIGHUP: keeping the old users: {e}"),
         }
     }
 
     pub(super) fn begin_shutdown(&mut self) {
-        if self.shutting_down {
+        if self.life.shutting_down {
             return;
         }
-        self.shutting_down = true;
-        if let Some(l) = self.listener_key.take() {
+        self.life.shutting_down = true;
+        if let Some(l) = self.accept.listener_key.take() {
+            self.close_entry(l);
+        }
+        if let Some(l) = self.accept.implicit_key.take() {
             self.close_entry(l);
         }
         let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
@@ -151,12 +222,12 @@ impl Server {
             if matches!(c.session.pending(), Pending::Transfer(_)) {
                 continue; // finishes, or is cut at the deadline
             }
-            let mut out = std::mem::take(&mut self.out);
+            let mut out = std::mem::take(&mut self.ctl.out);
             out.clear();
             c.session.shutting_down(&mut out);
             c.close_after_flush = true;
             self.send(key, &out);
-            self.out = out;
+            self.ctl.out = out;
         }
         let grace = self.env.config.shutdown_grace;
         self.wheel.schedule(self.now + grace, SHUTDOWN_DEADLINE);

@@ -179,6 +179,11 @@ impl StopHandle {
 }
 
 /// The server: bound, ready to `run`.
+///
+/// It holds the loop's own state (poll, slab, wheel, the ready lists, the
+/// tombstones, the clock of this pass); the state of each part is a struct
+/// in the file named for it: `ctl` in `control.rs`, `accept` in
+/// `accept.rs`, `xfer` in `data.rs`, `life` and `auth` in `lifecycle.rs`.
 pub struct Server {
     poll: Poll,
     events: Events,
@@ -190,49 +195,23 @@ pub struct Server {
     ready_bits: Vec<u64>,
     closed: Vec<usize>,
     env: Env,
-    users: Arc<Users>,
-    vfs_cache: HashMap<(PathBuf, bool), Rc<Vfs>>,
-    helper: Helper,
-    verdicts: Vec<Verdict>,
-    /// Verdicts answered from the login cache, handled after the events.
-    cached_verdicts: Vec<Verdict>,
-    login_cache: LoginCache,
     waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    listener_key: Option<usize>,
-    local_addr: SocketAddr,
-    ports: PortPicker,
-    per_ip: HashMap<IpAddr, u32>,
-    /// Passive listeners and data connections per client address.
-    data_per_ip: HashMap<IpAddr, u32>,
-    ctrl_count: usize,
-    /// Sessions in connection order, for eviction of the oldest
-    /// unauthenticated one at the limit; entries may be stale (checked by serial).
-    unauth: std::collections::VecDeque<(usize, u64)>,
-    pasv_count: usize,
-    data_count: usize,
-    serial: u64,
-    /// Scratch for transfers (ASCII conversion, STOR without splice).
-    scratch: Vec<u8>,
-    /// Scratch for control reads.
-    read_buf: Vec<u8>,
-    /// The lines the sifter walks (see `sift`); kept for its capacity.
-    sift_buf: Vec<u8>,
-    cleaned: Vec<u8>,
-    out: Vec<u8>,
     now: Instant,
-    shutting_down: bool,
-    accept_paused: bool,
     xferlog: Option<XferLog>,
-    /// What is left of `PASS_BUDGET_BYTES` in this pass.
-    pass_budget: usize,
-    /// What the session being dispatched may still do (see `Turn`).
-    turn: Turn,
-    /// Earliest time for the next slab shrink and heap trim.
-    next_shrink: Instant,
-    /// A `SHRINK_CHECK` timer is in the wheel.
-    shrink_scheduled: bool,
+    /// The control connections' scratch and turn (see `control.rs`).
+    ctl: control::ControlShared,
+    /// The listener, connection counts and limits (see `accept.rs`).
+    accept: accept::Accepting,
+    /// Port picking, data counts, the pass budget (see `data.rs`).
+    xfer: data::Transfers,
+    /// Signals, stop requests, shutdown, trimming (see `lifecycle.rs`).
+    life: lifecycle::Lifecycle,
+    /// Users, password checks, login and home caches (see `lifecycle.rs`).
+    auth: lifecycle::Auth,
+    /// FTPS: the certificate and rustls's configurations, when configured
+    /// (`--tls-cert`/`--tls-key`); replaced on SIGHUP (see `lifecycle.rs`).
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Server {
@@ -263,6 +242,28 @@ impl Server {
             .register(&mut listener, Token(key), Interest::READABLE)
             .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
         slab.insert(Entry::Listener(listener));
+        #[cfg(feature = "tls")]
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(crate::tls::TlsConfig::load(cert, key).map_err(|e| StartError(e.to_string()))?)
+            }
+            _ => None,
+        };
+        let (implicit_key, implicit_addr) = match config.implicit_tls_listen {
+            Some(addr) => {
+                let mut l = TcpListener::bind(addr)
+                    .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?;
+                let bound = l.local_addr().map_err(|e| StartError(e.to_string()))?;
+                stream::prepare_listener(&l, true);
+                let k = slab.vacant_key();
+                poll.registry()
+                    .register(&mut l, Token(k), Interest::READABLE)
+                    .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
+                slab.insert(Entry::Listener(l));
+                (Some(k), Some(bound))
+            }
+            None => (None, None),
+        };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| StartError(e.to_string()))?);
         let helper = Helper::spawn(waker.clone()).map_err(|e| StartError(format!("cannot start helper thread: {e}")))?;
         let env_login_cache = config.login_cache;
@@ -282,49 +283,69 @@ impl Server {
             ready_bits: Vec::new(),
             closed: Vec::with_capacity(64),
             env: Env { anonymous, has_users, config },
-            users: Arc::new(users),
-            vfs_cache: HashMap::new(),
-            helper,
-            verdicts: Vec::new(),
-            cached_verdicts: Vec::new(),
-            login_cache: LoginCache::new(env_login_cache, 4096),
             waker,
-            stop: Arc::new(AtomicBool::new(false)),
-            signals: None,
-            listener_key: Some(key),
-            local_addr,
-            ports: PortPicker::new(),
-            per_ip: HashMap::new(),
-            data_per_ip: HashMap::new(),
-            ctrl_count: 0,
-            unauth: std::collections::VecDeque::new(),
-            pasv_count: 0,
-            data_count: 0,
-            serial: 0,
-            scratch: vec![0; SCRATCH_BYTES],
-            read_buf: vec![0; CTRL_READ_CHUNK_BYTES],
-            sift_buf: Vec::new(),
-            cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
-            out: Vec::with_capacity(4096),
             now,
-            shutting_down: false,
-            accept_paused: false,
             xferlog,
-            pass_budget: PASS_BUDGET_BYTES,
-            turn: Turn::new(),
-            next_shrink: now,
-            shrink_scheduled: false,
+            ctl: control::ControlShared {
+                read_buf: vec![0; CTRL_READ_CHUNK_BYTES],
+                sift_buf: Vec::new(),
+                cleaned: Vec::with_capacity(line::MAX_LINE_BYTES + 2),
+                out: Vec::with_capacity(4096),
+                turn: control::Turn::new(),
+            },
+            accept: accept::Accepting {
+                listener_key: Some(key),
+                local_addr,
+                implicit_key,
+                implicit_addr,
+                per_ip: HashMap::new(),
+                data_per_ip: HashMap::new(),
+                ctrl_count: 0,
+                unauth: std::collections::VecDeque::new(),
+                serial: 0,
+                accept_paused: false,
+            },
+            xfer: data::Transfers {
+                ports: PortPicker::new(),
+                pasv_count: 0,
+                data_count: 0,
+                pass_budget: PASS_BUDGET_BYTES,
+                scratch: vec![0; SCRATCH_BYTES],
+            },
+            life: lifecycle::Lifecycle {
+                signals: None,
+                stop: Arc::new(AtomicBool::new(false)),
+                shutting_down: false,
+                next_shrink: now,
+                shrink_scheduled: false,
+            },
+            auth: lifecycle::Auth {
+                users: Arc::new(users),
+                vfs_cache: HashMap::new(),
+                helper,
+                verdicts: Vec::new(),
+                cached_verdicts: Vec::new(),
+                login_cache: LoginCache::new(env_login_cache, 4096),
+            },
+            #[cfg(feature = "tls")]
+            tls,
         })
     }
 
     /// The address the control listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.accept.local_addr
+    }
+
+    /// The implicit FTPS listener's address (`--implicit-tls-listen`, with
+    /// port 0 resolved), if there is one.
+    pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        self.accept.implicit_addr
     }
 
     /// A handle that stops the server from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { waker: self.waker.clone(), stop: self.stop.clone() }
+        StopHandle { waker: self.waker.clone(), stop: self.life.stop.clone() }
     }
 
     /// Handle SIGINT/SIGTERM (drain and exit) and SIGHUP (reload users).
@@ -332,13 +353,13 @@ impl Server {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll.registry().register(&mut signals, SIGNAL, Interest::READABLE)?;
-        self.signals = Some(signals);
+        self.life.signals = Some(signals);
         Ok(())
     }
 
     /// Serve until shut down (signal or `StopHandle`) and every session is gone.
     pub fn run(mut self) -> io::Result<()> {
-        info!("listening on {} (root {}, anonymous {})", self.local_addr, self.env.config.root.display(),
+        info!("listening on {} (root {}, anonymous {})", self.accept.local_addr, self.env.config.root.display(),
             match (self.env.anonymous.is_some(), self.env.config.anonymous_write) {
                 (false, _) => "off",
                 (true, false) => "read-only",
@@ -357,7 +378,7 @@ impl Server {
                 }
             }
             self.now = Instant::now();
-            self.pass_budget = PASS_BUDGET_BYTES;
+            self.xfer.pass_budget = PASS_BUDGET_BYTES;
             for event in events.iter() {
                 match event.token() {
                     SIGNAL => self.on_signals(),
@@ -370,11 +391,11 @@ impl Server {
                     ),
                 }
             }
-            let mut cached = std::mem::take(&mut self.cached_verdicts);
+            let mut cached = std::mem::take(&mut self.auth.cached_verdicts);
             for v in cached.drain(..) {
                 self.on_verdict(v);
             }
-            self.cached_verdicts = cached;
+            self.auth.cached_verdicts = cached;
             let mut again = std::mem::take(&mut self.still_ready);
             for key in again.drain(..) {
                 if let Some(w) = self.ready_bits.get_mut(key / 64) {
@@ -390,7 +411,7 @@ impl Server {
                 self.timeout(key);
             }
             self.reap();
-            if self.shutting_down && self.slab.is_empty() {
+            if self.life.shutting_down && self.slab.is_empty() {
                 break;
             }
         }
@@ -411,6 +432,11 @@ impl Server {
                 }
                 if readable {
                     self.read_control(key, to_eagain);
+                    // Under TLS, replies wait for the handshake (the
+                    // implicit FTPS greeting): it may have just finished.
+                    if matches!(self.slab.get(key), Some(Entry::Ctrl(c)) if !c.out.is_empty() && c.stream.is_tls()) {
+                        self.flush(key);
+                    }
                 }
             }
             Some(Entry::Pasv(_)) => self.accept_data(key),
@@ -420,7 +446,7 @@ impl Server {
     }
 
     fn new_turn(&mut self) {
-        self.turn = Turn::new();
+        self.ctl.turn = control::Turn::new();
     }
 
     /// Run `key` again in the next pass (a source cut short by its budget,
@@ -442,14 +468,14 @@ impl Server {
         self.new_turn();
         match key {
             ACCEPT_RETRY => {
-                self.accept_paused = false;
-                if let Some(l) = self.listener_key {
+                self.accept.accept_paused = false;
+                if let Some(l) = self.accept.listener_key {
                     self.accept_control(l);
                 }
                 return;
             }
             SHRINK_CHECK => {
-                self.shrink_scheduled = false;
+                self.life.shrink_scheduled = false;
                 self.maybe_shrink();
                 return;
             }
@@ -467,7 +493,7 @@ impl Server {
             Some(Entry::Ctrl(c)) => {
                 c.timer = None;
                 let action = {
-                    let mut out = std::mem::take(&mut self.out);
+                    let mut out = std::mem::take(&mut self.ctl.out);
                     out.clear();
                     let mut ctx = Ctx { out: &mut out, env: &self.env, now_unix: unix_now() };
                     let action = match c.session.pending() {
@@ -478,7 +504,7 @@ impl Server {
                         }
                         _ => Action::None,
                     };
-                    self.out = out;
+                    self.ctl.out = out;
                     action
                 };
                 self.after_step(key, action);
@@ -538,14 +564,14 @@ impl Server {
         match old {
             Entry::Ctrl(c) => drop(c),
             Entry::Pasv(p) => {
-                self.pasv_count -= 1;
+                self.xfer.pasv_count -= 1;
                 self.release_data_slot(p.owner);
                 if let Some(id) = p.timer {
                     self.wheel.cancel(id);
                 }
             }
             Entry::Data(d) => {
-                self.data_count -= 1;
+                self.xfer.data_count -= 1;
                 self.release_data_slot(d.owner);
                 if let Some(id) = d.timer {
                     self.wheel.cancel(id);
@@ -568,25 +594,6 @@ impl Server {
             }
         }
         self.maybe_shrink();
-    }
-}
-
-/// One dispatch's share of work for a session: it may run
-/// `LINES_PER_TURN` commands and produce `REPLY_BYTES_PER_TURN` of replies
-/// before it must wait for the next pass of the loop. A field of its own,
-/// so that it can be checked while a session entry is borrowed.
-struct Turn {
-    lines: usize,
-    bytes: usize,
-}
-
-impl Turn {
-    fn new() -> Turn {
-        Turn { lines: LINES_PER_TURN, bytes: REPLY_BYTES_PER_TURN }
-    }
-
-    fn is_over(&self) -> bool {
-        self.lines == 0 || self.bytes == 0
     }
 }
 

@@ -1,6 +1,8 @@
 //! The one stream type of control and data connections (rule 9 of the
-//! design): plain TCP today; a `rustls` variant for AUTH TLS / PROT P joins
-//! this enum without changing the reactor or the DTP.
+//! design): plain TCP, or TCP with a TLS connection (AUTH TLS, implicit
+//! FTPS, PROT P; see `crate::tls::stream`). The reactor and the DTP read
+//! and write it the same way either way; only zero-copy paths (`sendfile`,
+//! `splice`) ask `zero_copy` first, since they would bypass TLS.
 //!
 //! Owns a connected socket; knows how to read, write, register and report
 //! its errors. Knows nothing of FTP.
@@ -17,7 +19,22 @@ use mio::{Interest, Registry, Token};
 pub enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TCP under TLS (boxed: the rustls connection is ~1 KiB, and the slab
+    /// entry of a plain session stays small).
+    #[cfg(feature = "tls")]
+    Tls(TcpStream, Box<TlsStream>),
+    /// Between states (only while `start_tls`/`end_tls` swap them).
+    Gone,
 }
+
+#[cfg(feature = "tls")]
+use crate::tls::stream::{Role, TlsStream};
+#[cfg(feature = "tls")]
+use crate::tls::OwnerId;
+
+/// Unsent plaintext handed to TLS when it starts (`AUTH TLS`'s `234`): it
+/// leaves before the first TLS byte.
+pub type Preface = Vec<u8>;
 
 impl Stream {
     /// Wrap a freshly accepted or connected socket, with `TCP_NODELAY`
@@ -34,23 +51,134 @@ impl Stream {
         Stream::Plain(tcp)
     }
 
+    /// The socket.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s, _) => s,
+            Stream::Gone => unreachable!("a stream is only Gone inside start_tls/end_tls"),
+        }
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s, _) => s,
+            Stream::Gone => unreachable!("a stream is only Gone inside start_tls/end_tls"),
+        }
+    }
+
+    /// Whether bytes may go between the socket and a file in the kernel
+    /// (`sendfile`, `splice`): not under TLS.
+    pub fn zero_copy(&self) -> bool {
+        matches!(self, Stream::Plain(_))
+    }
+
+    /// Under TLS (whether or not its handshake is done).
+    pub fn is_tls(&self) -> bool {
+        !self.zero_copy()
+    }
+
+    /// Under TLS and its handshake is not done yet.
+    pub fn is_handshaking(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(_, t) => t.is_handshaking(),
+            _ => false,
+        }
+    }
+
+    /// "TLSv1_3 TLS13_AES_128_GCM_SHA256 full" under TLS, for the log.
+    pub fn describe_tls(&self) -> Option<String> {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(_, t) => Some(t.describe()),
+            _ => None,
+        }
+    }
+
+    /// Start TLS as the server on this connection; `preface` leaves first.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(&mut self, config: &std::sync::Arc<rustls::ServerConfig>, owner: OwnerId, role: Role, preface: Preface) -> io::Result<()> {
+        let tls = TlsStream::new(config, owner, role, preface).map_err(io::Error::other)?;
+        *self = match std::mem::replace(self, Stream::Gone) {
+            Stream::Plain(s) | Stream::Tls(s, _) => Stream::Tls(s, tls),
+            Stream::Gone => return Err(io::ErrorKind::NotConnected.into()),
+        };
+        Ok(())
+    }
+
+    /// Send TLS bytes that wait (handshake records, the tail of a record,
+    /// `close_notify`); `WouldBlock` if some still wait. Plain: nothing.
+    pub fn flush_tls(&mut self) -> io::Result<()> {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s, t) => t.flush(s),
+            _ => Ok(()),
+        }
+    }
+
+    /// Under TLS: send `close_notify` (once) and what waits. Plain: nothing.
+    pub fn close_notify(&mut self) -> io::Result<()> {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s, t) => t.close_notify(s),
+            _ => Ok(()),
+        }
+    }
+
+    /// CCC (RFC 4217 §6): once the client's `close_notify` arrives, the
+    /// connection is plain again (see `read`).
+    pub fn begin_clear(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Stream::Tls(_, t) = self {
+            t.begin_clear();
+        }
+    }
+
+    /// Back to plain TCP; what the client sent after its `close_notify`
+    /// is plaintext and returned.
+    #[cfg(feature = "tls")]
+    fn end_tls(&mut self) -> Vec<u8> {
+        match std::mem::replace(self, Stream::Gone) {
+            Stream::Tls(s, t) => {
+                *self = Stream::Plain(s);
+                t.into_leftover()
+            }
+            other => {
+                *self = other;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Read and drop up to `max` bytes from the socket itself (before a
+    /// close, so that it is a FIN and not a RST); TLS is not decrypted.
+    pub fn discard_input(&mut self, max: usize) {
+        let mut sink = [0u8; 4096];
+        let mut left = max;
+        let s = self.tcp_mut();
+        while left > 0 {
+            match s.read(&mut sink[..left.min(4096)]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n,
+            }
+        }
+    }
+
     /// Register for both readable and writable readiness, once: mio is
     /// edge-triggered, so the reactor never needs to re-register.
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => registry.register(s, token, Interest::READABLE | Interest::WRITABLE),
-        }
+        registry.register(self.tcp_mut(), token, Interest::READABLE | Interest::WRITABLE)
     }
 
     /// Register a control connection: also for priority readiness
     /// (`EPOLLPRI`), which tells that urgent data (an ABOR sent with
     /// `MSG_OOB`) arrived, so the reader knows to read past the urgent mark.
     pub fn register_control(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => {
-                registry.register(s, token, Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY)
-            }
-        }
+        registry.register(self.tcp_mut(), token, Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY)
     }
 
     /// Write as much of `buf` as the socket takes now; how much it took, or
@@ -59,11 +187,16 @@ impl Stream {
     /// and leave with it on one segment: one packet and one wake-up of the
     /// client instead of two.
     pub fn write_now(&mut self, buf: &[u8], last: bool) -> io::Result<usize> {
+        match self.flush_tls() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
         let mut sent = 0;
         while sent < buf.len() {
             let r = match self {
                 Stream::Plain(s) if last => crate::sys::send_more(s.as_raw_fd(), &buf[sent..]),
-                Stream::Plain(s) => s.write(&buf[sent..]),
+                _ => Write::write(self, &buf[sent..]),
             };
             match r {
                 Ok(0) => break,
@@ -78,16 +211,12 @@ impl Stream {
 
     /// The peer, if connected (a non-blocking connect in progress gives `NotConnected`).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Stream::Plain(s) => s.peer_addr(),
-        }
+        self.tcp().peer_addr()
     }
 
     /// The pending socket error (`SO_ERROR`), e.g. a refused connect.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        match self {
-            Stream::Plain(s) => s.take_error(),
-        }
+        self.tcp().take_error()
     }
 }
 
@@ -131,6 +260,24 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s, t) => {
+                let r = t.read(s, buf);
+                if matches!(r, Ok(0)) && t.is_clearing() {
+                    // CCC done: the client's close_notify came.
+                    let rest = self.end_tls();
+                    if rest.is_empty() {
+                        return self.read(buf);
+                    }
+                    // A client sends its next command after its
+                    // close_notify, not in the same write: at most a line.
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    return Ok(n);
+                }
+                r
+            }
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 }
@@ -139,18 +286,25 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s, t) => t.write(s, buf),
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.flush_tls()
     }
 }
 
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
-        match self {
-            Stream::Plain(s) => s.as_raw_fd(),
-        }
+        self.tcp().as_raw_fd()
+    }
+}
+
+impl crate::dtp::transfer::DataStream for Stream {
+    fn zero_copy(&self) -> bool {
+        Stream::zero_copy(self)
     }
 }
 

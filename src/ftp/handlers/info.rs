@@ -24,12 +24,15 @@ pub fn syst(_s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, 
 
 /// FEAT — RFC 2389 §3.2: "211-<any descriptive text>", one feature a line
 /// beginning with a space, then "211 End". Built from the command table, so
-/// it advertises exactly what is implemented.
+/// it advertises exactly what is implemented and offered: " AUTH TLS",
+/// " PBSZ" and " PROT" (RFC 4217 §15) only when a certificate is
+/// configured.
 pub fn feat(_s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     reply::begin_multi(ctx.out, ReplyCode::SystemStatus);
     ctx.out.extend_from_slice(b"Features:");
     reply::end(ctx.out);
-    for line in COMMANDS.iter().filter(|s| s.handler.is_some()).filter_map(|s| s.feat) {
+    let env = ctx.env;
+    for line in COMMANDS.iter().filter(|s| s.is_offered(env)).filter_map(|s| s.feat) {
         if line == "MLST" {
             // RFC 3659 §7.8: the facts, `*` on those selected.
             ctx.out.extend_from_slice(b" MLST ");
@@ -84,8 +87,9 @@ pub fn opts(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     Err(CmdError::Syntax("Option not understood."))
 }
 
-/// HELP — RFC 959 §4.1.3: without argument, the commands; with a command
-/// name, its syntax (`214`).
+/// HELP — RFC 959 §4.1.3: without argument, the commands offered (the
+/// FTPS ones only with a certificate); with a command name, its syntax
+/// (`214`).
 pub fn help(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let arg = arg.trim_ascii();
     if !arg.is_empty() {
@@ -104,7 +108,8 @@ pub fn help(_s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, C
     ctx.out.extend_from_slice(b"The following commands are recognized:");
     reply::end(ctx.out);
     // Eight names a line, each in a column of five (" NAME" padded).
-    let implemented = COMMANDS.iter().filter(|s| s.handler.is_some());
+    let env = ctx.env;
+    let implemented = COMMANDS.iter().filter(|s| s.is_offered(env));
     for (i, spec) in implemented.enumerate() {
         if i % HELP_VERBS_PER_LINE == 0 {
             if i > 0 {

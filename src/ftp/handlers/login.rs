@@ -14,10 +14,15 @@ pub const MAX_USER_BYTES: usize = 256;
 /// USER — RFC 959 §4.1.1: "The argument field is a Telnet string
 /// identifying the user." Always `331`, whether the user exists or not, so
 /// that no one can enumerate users.
+///
+/// With `--tls-required`, USER on a plaintext control connection is `530`
+/// for every name, anonymous included (RFC 4217 §4 lets a server insist on
+/// AUTH before USER), and nothing is kept.
 pub fn user(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     if s.is_logged_in() {
         return Err(CmdError::BadSequence("Already logged in; can't change to another user."));
     }
+    require_tls_for_login(s, ctx)?;
     if arg.len() > MAX_USER_BYTES {
         // Refused whether the user exists or not: the length is no secret.
         return Err(CmdError::Syntax("User name too long."));
@@ -30,7 +35,12 @@ pub fn user(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 /// PASS — RFC 959 §4.1.1: "This command must be immediately preceded by the
 /// user name command". Anonymous (RFC 1635) is answered at once; a real user
 /// is checked on the helper thread; a failure is answered after a delay.
+/// With `--tls-required` on a plaintext control connection, `530` as for
+/// USER: a password sent in clear is never checked.
 pub fn pass(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    if !s.is_logged_in() {
+        require_tls_for_login(s, ctx)?;
+    }
     let user = match std::mem::replace(&mut s.state, State::Unauth) {
         State::InAuth { user } => user,
         other => {
@@ -59,6 +69,16 @@ pub fn pass(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     }
     s.pending = Pending::Login;
     Ok(Action::CheckLogin { user, password: Password::new(arg) })
+}
+
+/// `530` if TLS is required and the control connection is not protected.
+/// (After CCC the session is already logged in, and `--tls-required`
+/// refuses CCC, so `Cleared` never gets here in practice.)
+fn require_tls_for_login(s: &Session, ctx: &Ctx<'_>) -> Result<(), CmdError> {
+    if ctx.env.config.tls_required && !s.protection().is_control_tls() {
+        return Err(CmdError::LoginNeedsTls);
+    }
+    Ok(())
 }
 
 /// QUIT — RFC 959 §4.1.1: "terminates a USER and if file transfer is not in

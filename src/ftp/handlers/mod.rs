@@ -11,6 +11,7 @@ pub mod fileops;
 pub mod info;
 pub mod login;
 pub mod nav;
+pub mod security;
 pub mod transfer;
 
 use super::error::CmdError;

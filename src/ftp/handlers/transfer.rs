@@ -145,7 +145,7 @@ pub fn nlst(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 }
 
 fn listing_common(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>, names_only: bool) -> Result<Action, CmdError> {
-    s.require_data()?;
+    s.require_data(ctx.env)?;
     let (path, names) = open_list_arg(s, arg, names_only)?;
     let vfs = s.login()?.vfs.clone();
     let format = if names_only { ListFormat::Names } else { ListFormat::Long { now_unix: ctx.now_unix } };
@@ -155,8 +155,8 @@ fn listing_common(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>, names_only: bo
 /// RETR — RFC 959 §4.1.3: "causes the server-DTP to transfer a copy of the
 /// file, specified in the pathname, to the server- or user-DTP at the other
 /// end of the data connection." Binary mode is `sendfile(2)`.
-pub fn retr(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
-    s.require_data()?;
+pub fn retr(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.require_data(ctx.env)?;
     let offset = std::mem::take(&mut s.rest);
     let path = s.cwd.resolve(arg)?;
     let (file, meta) = s.login()?.vfs.open_file(&path)?;
@@ -191,7 +191,7 @@ pub fn retr(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, C
 /// With `--atomic-uploads` every upload is all-or-nothing, and a resume
 /// copies and locks the file (`450` while another upload holds it).
 pub fn stor(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
-    s.require_data()?;
+    s.require_data(ctx.env)?;
     let offset = std::mem::take(&mut s.rest);
     let path = s.cwd.resolve(arg)?;
     if path.is_root() {
@@ -243,7 +243,7 @@ pub fn stor(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 /// the transfer completes, under a lock (`450` while another upload holds
 /// the file).
 pub fn appe(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
-    s.require_data()?;
+    s.require_data(ctx.env)?;
     s.rest = 0;
     let path = s.cwd.resolve(arg)?;
     if path.is_root() {
@@ -274,7 +274,7 @@ pub fn appe(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 /// §4.1.2.9: the reply is "150 FILE: pppp". An argument is taken as the
 /// name to start from; the commit never replaces a file.
 pub fn stou(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
-    s.require_data()?;
+    s.require_data(ctx.env)?;
     s.rest = 0;
     let (dir, base) = if arg.is_empty() {
         (s.cwd.clone(), b"ftp.upload".to_vec())
@@ -338,8 +338,8 @@ pub fn abor(s: &mut Session, _arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, C
 /// MLSD — RFC 3659 §7: the entries of a directory, one `facts; name` line
 /// each, over the data connection. A path that is not a directory is `501`
 /// (§7.2.1: "the server-PI will … respond with a 501 reply").
-pub fn mlsd(s: &mut Session, arg: &[u8], _ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
-    s.require_data()?;
+pub fn mlsd(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
+    s.require_data(ctx.env)?;
     let path = s.cwd.resolve(arg)?;
     let login = s.login()?;
     let meta = login.vfs.metadata(&path)?;

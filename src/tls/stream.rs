@@ -1,0 +1,528 @@
+//! One connection's TLS, driven over a non-blocking socket the reactor
+//! owns, with rustls's unbuffered (sans-IO) API.
+//!
+//! Owns the rustls connection and the bytes of this connection that are in
+//! flight: ciphertext that is not yet a whole record, ciphertext not yet
+//! sent, and plaintext the reader has not taken. Each is a `Vec` freed as
+//! soon as it is empty, so an idle TLS session holds its keys and nothing
+//! else. The work buffers are per thread ([`TLS_IN_BYTES`],
+//! [`TLS_OUT_BYTES`]), shared by every session of the reactor, as the plain
+//! path shares its read buffer. Never registers anything with the poll and
+//! knows nothing of FTP.
+//!
+//! # Reading and writing
+//! `read` and `write` behave like a socket's: plaintext in and out,
+//! `WouldBlock` only when the socket said so (so mio's edge-triggered
+//! readiness stays right), `Ok(0)` on the peer's `close_notify`, and
+//! `UnexpectedEof` when TCP ends without one (a truncation). Either one
+//! drives the handshake as far as the bytes allow. `write` takes plaintext
+//! only when no ciphertext waits (at most [`TLS_OUT_BYTES`] wait).
+//!
+//! # Invariants
+//! - Bytes in flight per connection: `pending_in` < [`TLS_IN_BYTES`],
+//!   `pending_out` ≤ one write's records plus the handshake, `plain` < one
+//!   record (16 KiB).
+//! - A data connection ([`Role::Data`]) that finishes its handshake without
+//!   resuming its owner's session fails with `PermissionDenied`, before a
+//!   byte of the file moves.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError};
+use rustls::{HandshakeKind, ServerConfig};
+
+use super::{processing, OwnerId};
+
+/// The per-thread buffer TLS records are read into: room for several full
+/// records (16 KiB of plaintext plus at most 2 KiB of overhead each), so
+/// that a bulk upload reads many records per `read(2)`.
+pub const TLS_IN_BYTES: usize = 80 * 1024;
+
+/// Plaintext encrypted per `write`: four full records.
+const WRITE_PLAIN_BYTES: usize = 4 * 16 * 1024;
+
+/// The per-thread buffer records are encrypted into: four full records and
+/// their overhead.
+pub const TLS_OUT_BYTES: usize = WRITE_PLAIN_BYTES + 4 * 256;
+
+thread_local! {
+    static IN_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static OUT_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A control connection (AUTH TLS or implicit FTPS).
+    Control,
+    /// A PROT P data connection of the control connection `owner`; with
+    /// `require_reuse`, it must resume that connection's session.
+    Data {
+        /// Refuse a full handshake, or a session of another connection.
+        require_reuse: bool,
+    },
+}
+
+/// Where rustls stopped.
+enum Next {
+    /// Call it again.
+    Again,
+    /// It needs more bytes from the peer.
+    NeedInput,
+    /// The handshake is done and nothing is left to do but application data.
+    Writable,
+    /// The reader's buffer is full.
+    Full,
+    /// The peer's `close_notify` came: no more input.
+    PeerClosed,
+    /// Both sides sent `close_notify`.
+    Closed,
+    /// The connection failed.
+    Failed(rustls::Error),
+}
+
+/// A server-side TLS connection over a socket it does not own.
+pub struct TlsStream {
+    conn: UnbufferedServerConnection,
+    owner: OwnerId,
+    role: Role,
+    /// Ciphertext received and not yet processed (a partial record).
+    pending_in: Vec<u8>,
+    /// Bytes for the wire not yet sent.
+    pending_out: Vec<u8>,
+    /// Plaintext decrypted and not yet read, from `plain_pos`.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// The session this connection resumed belonged to this connection.
+    resumed_from: Option<OwnerId>,
+    handshake_done: bool,
+    peer_closed: bool,
+    close_notify_queued: bool,
+    failed: bool,
+    clearing: bool,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsStream({:?}, {})", self.role, self.describe())
+    }
+}
+
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl TlsStream {
+    /// A new server connection for `owner`'s control connection or one of
+    /// its data connections. `preface` is sent before any TLS byte (the
+    /// `234` reply of AUTH TLS that the socket did not take yet).
+    pub fn new(config: &Arc<ServerConfig>, owner: OwnerId, role: Role, preface: Vec<u8>) -> Result<Box<TlsStream>, rustls::Error> {
+        Ok(Box::new(TlsStream {
+            conn: UnbufferedServerConnection::new(config.clone())?,
+            owner,
+            role,
+            pending_in: Vec::new(),
+            pending_out: preface,
+            plain: Vec::new(),
+            plain_pos: 0,
+            resumed_from: None,
+            handshake_done: false,
+            peer_closed: false,
+            close_notify_queued: false,
+            failed: false,
+            clearing: false,
+        }))
+    }
+
+    /// The handshake is still going on.
+    pub fn is_handshaking(&self) -> bool {
+        !self.handshake_done
+    }
+
+    /// Ciphertext waits to be sent (flush on writable readiness).
+    pub fn has_pending_out(&self) -> bool {
+        !self.pending_out.is_empty()
+    }
+
+    /// Bytes held for this connection now (for tests and the bound).
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending_in.capacity() + self.pending_out.capacity() + self.plain.capacity()
+    }
+
+    /// The control connection whose session this one resumed.
+    pub fn resumed_from(&self) -> Option<OwnerId> {
+        self.resumed_from
+    }
+
+    /// "TLSv1_3 TLS13_AES_128_GCM_SHA256 resumed", for the log.
+    pub fn describe(&self) -> String {
+        let version = self.conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_else(|| "TLS".into());
+        let suite = self.conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+        let kind = match self.conn.handshake_kind() {
+            Some(HandshakeKind::Resumed) => "resumed",
+            Some(_) => "full",
+            None => "handshaking",
+        };
+        format!("{version} {suite} {kind}")
+    }
+
+    /// Send what waits; `WouldBlock` if the socket did not take all of it.
+    pub fn flush(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+        while !self.pending_out.is_empty() {
+            match sock.write(&self.pending_out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.pending_out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending_out = Vec::new();
+        Ok(())
+    }
+
+    /// Queue `close_notify` (once) and send what waits.
+    pub fn close_notify(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+        if !self.close_notify_queued && self.handshake_done && !self.failed {
+            self.close_notify_queued = true;
+            let r = OUT_BUF.with(|cell| {
+                let mut outb = cell.borrow_mut();
+                if outb.len() < TLS_OUT_BYTES {
+                    outb.resize(TLS_OUT_BYTES, 0);
+                }
+                let conn = &mut self.conn;
+                let status = conn.process_tls_records(&mut []);
+                match status.state {
+                    Ok(ConnectionState::WriteTraffic(mut w)) => match w.queue_close_notify(&mut outb[..]) {
+                        Ok(n) => Ok(n),
+                        Err(e) => Err(io::Error::other(e.to_string())),
+                    },
+                    Ok(_) => Ok(0),
+                    Err(e) => Err(tls_error(e)),
+                }
+                .map(|n| self.pending_out.extend_from_slice(&outb[..n]))
+            });
+            r?;
+        }
+        self.flush(sock)
+    }
+
+    /// Read plaintext into `buf` (see the module doc).
+    pub fn read(&mut self, sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.plain_pos < self.plain.len() {
+            let n = (self.plain.len() - self.plain_pos).min(buf.len());
+            buf[..n].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+            self.plain_pos += n;
+            if self.plain_pos == self.plain.len() {
+                self.plain = Vec::new();
+                self.plain_pos = 0;
+            }
+            return Ok(n);
+        }
+        if self.peer_closed {
+            return Ok(0);
+        }
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        let r = self.pump(sock, Some(buf), None);
+        // Handshake records and alerts go out now; if the socket is full,
+        // the reactor flushes them on writable readiness.
+        match self.flush(sock) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock && r.is_ok() => return Err(e),
+            _ => {}
+        }
+        r.map(|(n, _)| n)
+    }
+
+    /// Encrypt and send plaintext from `buf`; how much was taken (see the
+    /// module doc).
+    pub fn write(&mut self, sock: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        self.flush(sock)?;
+        if self.close_notify_queued {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let r = self.pump(sock, None, Some(buf));
+        // Whatever happened, the records made so far go out now: mio is
+        // edge-triggered, and a writable socket raises no new edge.
+        let f = self.flush(sock);
+        let (_, wrote) = r?;
+        match f {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && wrote > 0 => {}
+            Err(e) => return Err(e),
+        }
+        if wrote == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(wrote)
+    }
+
+    /// Run rustls over what was kept and what the socket has, until the
+    /// reader's buffer has something (reading), or the plaintext is
+    /// encrypted into `pending_out` (writing), or the socket would block.
+    /// Returns (plaintext read, plaintext written).
+    fn pump(&mut self, sock: &mut TcpStream, mut rd: Option<&mut [u8]>, wr: Option<&[u8]>) -> io::Result<(usize, usize)> {
+        IN_BUF.with(|in_cell| {
+            OUT_BUF.with(|out_cell| {
+                let mut inb = in_cell.borrow_mut();
+                let mut outb = out_cell.borrow_mut();
+                if inb.len() < TLS_IN_BYTES {
+                    inb.resize(TLS_IN_BYTES, 0);
+                }
+                if outb.len() < TLS_OUT_BYTES {
+                    outb.resize(TLS_OUT_BYTES, 0);
+                }
+                let mut len = self.pending_in.len();
+                inb[..len].copy_from_slice(&self.pending_in);
+                self.pending_in = Vec::new();
+                let mut got = 0;
+                let r = self.pump_in(sock, &mut inb, &mut len, &mut rd, &mut got, wr, &mut outb);
+                if len > 0 {
+                    self.pending_in.extend_from_slice(&inb[..len]);
+                }
+                r.map(|wrote| (got, wrote))
+            })
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pump_in(
+        &mut self,
+        sock: &mut TcpStream,
+        inb: &mut [u8],
+        len: &mut usize,
+        rd: &mut Option<&mut [u8]>,
+        got: &mut usize,
+        wr: Option<&[u8]>,
+        outb: &mut [u8],
+    ) -> io::Result<usize> {
+        loop {
+            if rd.as_ref().is_some_and(|b| b.len() == *got) {
+                return Ok(0);
+            }
+            let next = self.step(inb, len, rd, got);
+            if !self.handshake_done && !self.conn.is_handshaking() {
+                self.handshake_done = true;
+                self.check_reuse()?;
+            }
+            match next {
+                Next::Again => {}
+                Next::Full => return Ok(0),
+                Next::PeerClosed => {
+                    self.peer_closed = true;
+                    if rd.is_some() {
+                        return Ok(0);
+                    }
+                }
+                Next::Closed => {
+                    self.peer_closed = true;
+                    return if rd.is_some() { Ok(0) } else { Err(io::ErrorKind::BrokenPipe.into()) };
+                }
+                Next::Failed(e) => {
+                    self.failed = true;
+                    // Encode the alert rustls queued; it leaves with the
+                    // next flush. With no input: the bytes that failed
+                    // must not be processed again (rustls asserts that a
+                    // connection sends one fatal alert).
+                    let mut none = 0;
+                    let _ = self.step(inb, &mut none, &mut None, got);
+                    let _ = self.step(inb, &mut none, &mut None, got);
+                    *len = 0;
+                    if !self.handshake_done {
+                        // The handshake failed: the data connection is
+                        // refused (`522`), a control connection closed.
+                        return Err(io::Error::new(io::ErrorKind::PermissionDenied, e));
+                    }
+                    return Err(tls_error(e));
+                }
+                Next::Writable if wr.is_some() && self.handshake_done => {
+                    // Never before the handshake is over: not even TLS
+                    // 1.3's half-round-trip data, which would send file
+                    // bytes before a data connection's resumption is known.
+                    let (plain, cipher) = self.encrypt(wr.unwrap_or_default(), outb)?;
+                    self.pending_out.extend_from_slice(&outb[..cipher]);
+                    return Ok(plain);
+                }
+                Next::Writable if rd.is_none() && wr.is_none() => return Ok(0),
+                Next::Writable | Next::NeedInput => {
+                    if *got > 0 {
+                        // Give the reader what it has; it calls again.
+                        return Ok(0);
+                    }
+                    if *len == inb.len() {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS record larger than the read buffer"));
+                    }
+                    match sock.read(&mut inb[*len..]) {
+                        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        Ok(n) => *len += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encrypt up to `WRITE_PLAIN_BYTES` of `data` into `outb`: (plaintext
+    /// taken, ciphertext made). Called once the handshake is done, with no
+    /// input: what waits in the in-buffer stays there.
+    fn encrypt(&mut self, data: &[u8], outb: &mut [u8]) -> io::Result<(usize, usize)> {
+        let take = data.len().min(WRITE_PLAIN_BYTES);
+        let status = self.conn.process_tls_records(&mut []);
+        match status.state {
+            Ok(ConnectionState::WriteTraffic(mut w)) => match w.encrypt(&data[..take], outb) {
+                Ok(n) => Ok((take, n)),
+                Err(e) => Err(io::Error::other(e.to_string())),
+            },
+            Ok(_) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => Err(tls_error(e)),
+        }
+    }
+
+    /// One call into rustls, with its state handled.
+    fn step(&mut self, inb: &mut [u8], len: &mut usize, rd: &mut Option<&mut [u8]>, got: &mut usize) -> Next {
+        let TlsStream { conn, pending_out, plain, owner, .. } = self;
+        let ((discard, next), resumed) = processing(*owner, || {
+            let status = conn.process_tls_records(&mut inb[..*len]);
+            let mut discard = status.discard;
+            let next = match status.state {
+                Err(e) => Next::Failed(e),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    let mut next = Next::Again;
+                    while let Some(record) = traffic.next_record() {
+                        let record = match record {
+                            Ok(r) => r,
+                            Err(e) => {
+                                next = Next::Failed(e);
+                                break;
+                            }
+                        };
+                        discard += record.discard;
+                        let payload = record.payload;
+                        // Writing (a download), the peer has nothing to
+                        // say: what it sends anyway is dropped, not kept.
+                        let Some(buf) = rd.as_deref_mut() else { continue };
+                        let n = payload.len().min(buf.len() - *got);
+                        buf[*got..*got + n].copy_from_slice(&payload[..n]);
+                        *got += n;
+                        if n < payload.len() {
+                            plain.extend_from_slice(&payload[n..]);
+                            next = Next::Full;
+                            break;
+                        }
+                    }
+                    next
+                }
+                Ok(ConnectionState::EncodeTlsData(mut enc)) => {
+                    let start = pending_out.len();
+                    let mut want = 4096;
+                    loop {
+                        pending_out.resize(start + want, 0);
+                        match enc.encode(&mut pending_out[start..]) {
+                            Ok(n) => {
+                                pending_out.truncate(start + n);
+                                break Next::Again;
+                            }
+                            Err(EncodeError::InsufficientSize(s)) => want = s.required_size,
+                            Err(EncodeError::AlreadyEncoded) => {
+                                pending_out.truncate(start);
+                                break Next::Again;
+                            }
+                        }
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    // The records are in `pending_out`, in order; they
+                    // leave with the next flush.
+                    t.done();
+                    Next::Again
+                }
+                Ok(ConnectionState::BlockedHandshake) => Next::NeedInput,
+                Ok(ConnectionState::PeerClosed) => Next::PeerClosed,
+                Ok(ConnectionState::Closed) => Next::Closed,
+                Ok(ConnectionState::WriteTraffic(_)) => Next::Writable,
+                Ok(_) => Next::Failed(rustls::Error::General("unexpected early data".into())),
+            };
+            (discard, next)
+        });
+        if discard > 0 {
+            inb.copy_within(discard..*len, 0);
+            *len -= discard;
+        }
+        if resumed.is_some() {
+            self.resumed_from = resumed;
+        }
+        next
+    }
+
+    /// After CCC: the ciphertext-free rest, i.e. what the client sent after
+    /// its `close_notify` (plaintext) and plaintext not yet read.
+    pub fn into_leftover(self) -> Vec<u8> {
+        let mut rest = self.plain[self.plain_pos..].to_vec();
+        rest.extend_from_slice(&self.pending_in);
+        rest
+    }
+
+    /// CCC: the connection goes back to plaintext once the peer's
+    /// `close_notify` has been read.
+    pub fn begin_clear(&mut self) {
+        self.clearing = true;
+    }
+
+    /// See `begin_clear`.
+    pub fn is_clearing(&self) -> bool {
+        self.clearing
+    }
+
+    /// A data connection must have resumed its owner's session.
+    fn check_reuse(&mut self) -> io::Result<()> {
+        let Role::Data { require_reuse } = self.role else { return Ok(()) };
+        let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed);
+        if require_reuse && !(resumed && self.resumed_from == Some(self.owner)) {
+            self.failed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                if resumed { "TLS session of another control connection" } else { "TLS session not resumed" },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `Read`/`Write` over a socket, for code that is generic over streams.
+pub struct Bound<'a> {
+    /// The socket.
+    pub sock: &'a mut TcpStream,
+    /// Its TLS.
+    pub tls: &'a mut TlsStream,
+}
+
+impl Read for Bound<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tls.read(self.sock, buf)
+    }
+}
+
+impl Write for Bound<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tls.write(self.sock, buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tls.flush(self.sock)
+    }
+}
