@@ -30,19 +30,6 @@ pub mod process;
 pub mod tls;
 
 use leanftpd::{Config, Server, StopHandle};
-
-// TEMPORARY (issue 11): `Server::implicit_tls_addr` lands on main with the
-// FTPS server; until then this stand-in answers `None`. An inherent method
-// wins over a trait method, so once the real one exists this is unused and
-// is deleted in the merge.
-trait ImplicitTlsAddrUntilTheServerLands {
-    fn implicit_tls_addr(&self) -> Option<SocketAddr>;
-}
-impl ImplicitTlsAddrUntilTheServerLands for Server {
-    fn implicit_tls_addr(&self) -> Option<SocketAddr> {
-        None
-    }
-}
 use sha2::{Digest, Sha256};
 
 /// Read/write timeout of every test socket.
