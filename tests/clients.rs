@@ -1122,6 +1122,14 @@ fn curl_ftps_ssl_reqd_download_and_list_in_epsv_and_pasv() {
     let mut names: Vec<&str> = o.stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
     names.sort();
     assert_eq!(names, ["big.bin", "other file.txt", "subdir"], "NLST over FTPS:\n{}", o.stdout);
+    // Zero bytes: an empty file, an empty directory's listing.
+    write_file(&root.path().join("subdir/empty.bin"), b"");
+    fs::create_dir(root.path().join("empty dir")).unwrap();
+    let dest = out.path().join("empty.bin");
+    let o = curl_ftps(&f, &["-o", dest.to_str().unwrap(), &format!("{}/subdir/empty.bin", f.url())]).pipe();
+    assert!(o.status.success() && fs::metadata(&dest).map(|m| m.len()).ok() == Some(0), "curl FTPS download of an empty file\n{}", o.describe());
+    let o = curl_ftps(&f, &[&format!("{}/empty%20dir/", f.url())]).pipe();
+    assert!(o.status.success() && o.stdout.is_empty(), "curl FTPS LIST of an empty directory\n{}", o.describe());
     let o = curl_ftps(&f, &[&format!("{}/", f.url())]).pipe_ok();
     for n in ["big.bin", "other file.txt", "subdir", &(3u32 << 20).to_string()] {
         assert!(o.stdout.contains(n), "LIST over FTPS lacks {n:?}:\n{}", o.stdout);

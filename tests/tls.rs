@@ -178,6 +178,8 @@ enum Kind {
     List,
     Nlst,
     Mlsd,
+    /// LIST of an empty directory: zero bytes under TLS.
+    ListEmpty,
     AsciiRetr(usize),
     AsciiStor(usize),
 }
@@ -257,6 +259,12 @@ fn run(srv: &TestServer, v: Version, mode: Mode, order: Order, kind: Kind) {
                 }
             }
         }
+        Kind::ListEmpty => {
+            std::fs::create_dir(srv.path(&name)).unwrap();
+            c.expect(&format!("CWD {name}"), 250);
+            let listing = c.listing(mode, order, "LIST");
+            assert_eq!(listing, "", "{what}");
+        }
         Kind::AsciiRetr(size) => {
             let disk = text(size, seed);
             srv.put(&name, &disk);
@@ -279,7 +287,7 @@ fn run(srv: &TestServer, v: Version, mode: Mode, order: Order, kind: Kind) {
 fn kind_seed(kind: Kind) -> u64 {
     match kind {
         Kind::Retr(s) | Kind::RestRetr(s) | Kind::Stor(s) | Kind::Appe(s) | Kind::AsciiRetr(s) | Kind::AsciiStor(s) => s as u64,
-        Kind::List | Kind::Nlst | Kind::Mlsd => 7,
+        Kind::List | Kind::Nlst | Kind::Mlsd | Kind::ListEmpty => 7,
     }
 }
 
@@ -325,7 +333,7 @@ fn prot_p_appe_in_every_mode_order_and_version() {
 #[test]
 fn prot_p_list_nlst_and_mlsd_in_every_mode_order_and_version() {
     let srv = TestServer::tls();
-    table(&srv, &[Kind::List, Kind::Nlst, Kind::Mlsd], "listings under PROT P");
+    table(&srv, &[Kind::List, Kind::Nlst, Kind::Mlsd, Kind::ListEmpty], "listings under PROT P");
 }
 
 #[test]
@@ -510,12 +518,23 @@ fn ccc_on_an_unprotected_connection_is_533() {
 
 #[test]
 fn ccc_after_login_returns_the_control_connection_to_plaintext() {
-    let srv = TestServer::tls();
-    srv.put("f", b"after ccc");
+    // A server per case: a case that breaks the server does not hide the others.
     let mut t = Table::new();
     for v in VERSIONS {
         for how in [CloseNotify::ClientFirst, CloseNotify::ServerFirst, CloseNotify::ClientNever] {
-            t.case(&format!("{v:?} {how:?}"), || ccc_then_plaintext(&srv, v, how));
+            t.case(&format!("{v:?} {how:?}"), || {
+                let srv = TestServer::tls();
+                srv.put("f", b"after ccc");
+                let r = catch_unwind(AssertUnwindSafe(|| ccc_then_plaintext(&srv, v, how)));
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(!srv.is_finished(), "the whole server stopped (its thread panicked) after this client's CCC");
+                if let Err(e) = r {
+                    std::panic::resume_unwind(e);
+                }
+                // The server still serves others.
+                let mut other = session(&srv, v);
+                other.expect("NOOP", 200);
+            });
         }
     }
     t.assert_all_passed("CCC");
@@ -1012,12 +1031,15 @@ fn stat_during_a_prot_p_retr_is_211_and_the_transfer_is_whole() {
             for _ in 0..3 {
                 let r = c.cmd("STAT");
                 assert_eq!(r.code, 211, "{v:?} {mode:?}: STAT during the transfer: {r:?}");
+                assert!(r.text().contains("in progress"), "{v:?} {mode:?}: STAT does not show the transfer: {r:?}");
             }
-            c.expect("NOOP", 200);
+            // Other commands wait for the transfer: replies in command order.
+            c.send("NOOP");
             let rest = data.read_all().unwrap_or_else(|e| panic!("{v:?} {mode:?}: {e}"));
             got.extend_from_slice(&rest);
             assert_eq!((got.len(), sha256(&got)), (body.len(), sha256(body)), "{v:?} {mode:?}");
             assert_eq!(c.reply().code, 226, "{v:?} {mode:?}");
+            assert_eq!(c.reply().code, 200, "{v:?} {mode:?}: NOOP after the transfer");
         }
     }
 }
