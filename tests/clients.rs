@@ -1041,3 +1041,329 @@ fn issue_10_lftp_put_c_resumes_an_interrupted_upload() {
     let o = lftp(&srv, &format!("set ftp:passive-mode on; put -c '{}' -o big.bin", local.display())).ok();
     assert_eq!(sha256_file(&root.path().join("big.bin")), sha256(&body), "lftp put -c result\n{}", o.describe());
 }
+
+// ---------------------------------------------------------------------------
+// FTPS (issue 11): curl, lftp, Python ftplib against the built binary with
+// --tls-cert/--tls-key. Clients trust the test CA (tests/common/tls.rs) and
+// verify the server's name (127.0.0.1 is in the certificate).
+
+/// The built binary with FTPS on.
+struct Ftps {
+    srv: Server,
+    /// The CA file clients trust.
+    ca: PathBuf,
+    /// The implicit FTPS address, if asked for.
+    implicit: Option<std::net::SocketAddr>,
+    _certs: tempfile::TempDir,
+}
+
+impl Ftps {
+    /// `root` served with FTPS and `extra` flags; an implicit FTPS listener
+    /// too if `implicit`.
+    fn start(root: &Path, extra: &[&str], implicit: bool) -> Ftps {
+        let certs = tempfile::tempdir().unwrap();
+        let (files, mut args) = common::tls::binary_args(certs.path());
+        let implicit = implicit.then(|| std::net::SocketAddr::from(([127, 0, 0, 1], free_port(IpAddr::from([127, 0, 0, 1])))));
+        if let Some(a) = implicit {
+            args.push("--implicit-tls-listen".into());
+            args.push(a.to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let srv = Server::start(root, &args);
+        if let Some(a) = implicit {
+            let t = Instant::now();
+            while std::net::TcpStream::connect(a).is_err() {
+                assert!(t.elapsed() < START_TIMEOUT, "nothing listens on the implicit FTPS address {a}\n{}", srv.log_text());
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+        Ftps { srv, ca: files.ca, implicit, _certs: certs }
+    }
+
+    fn url(&self) -> String {
+        self.srv.url()
+    }
+}
+
+/// curl for explicit FTPS: `--ssl-reqd` (AUTH TLS, PROT P, or fail), the
+/// test CA, bounded times, and `args`.
+fn curl_ftps(f: &Ftps, args: &[&str]) -> Command {
+    let mut c = curl_cmd(&["--ssl-reqd", "--cacert", f.ca.to_str().unwrap()]);
+    c.args(args);
+    c
+}
+
+// curl 7.88.1 cannot do active-mode FTPS at all ("(18) sa_addr inet_ntop()
+// failed with errno 97", also against vsftpd 3.0.3): active mode under TLS
+// is checked with lftp, Python ftplib and tests/tls.rs instead.
+
+#[test]
+fn curl_ftps_ssl_reqd_download_and_list_in_epsv_and_pasv() {
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(3 << 20, 100);
+    write_file(&root.path().join("big.bin"), &big);
+    write_file(&root.path().join("other file.txt"), b"x\n");
+    fs::create_dir(root.path().join("subdir")).unwrap();
+    let f = Ftps::start(root.path(), &[], false);
+    let out = tempfile::tempdir().unwrap();
+    for (how, extra) in [("EPSV", &[][..]), ("PASV", &["--disable-epsv"][..])] {
+        for tls in [&["--tlsv1.2", "--tls-max", "1.2"][..], &["--tlsv1.3"][..]] {
+            let dest = out.path().join(format!("{how}-{}.bin", tls[0]));
+            let url = format!("{}/big.bin", f.url());
+            let mut args = extra.to_vec();
+            args.extend_from_slice(tls);
+            args.extend_from_slice(&["-o", dest.to_str().unwrap(), &url]);
+            curl_ftps(&f, &args).pipe_ok();
+            assert_eq!(sha256_file(&dest), sha256(&big), "curl FTPS download ({how}, {tls:?}) differs");
+        }
+    }
+    let o = curl_ftps(&f, &["--list-only", &format!("{}/", f.url())]).pipe_ok();
+    let mut names: Vec<&str> = o.stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
+    names.sort();
+    assert_eq!(names, ["big.bin", "other file.txt", "subdir"], "NLST over FTPS:\n{}", o.stdout);
+    // Zero bytes: an empty file, an empty directory's listing.
+    write_file(&root.path().join("subdir/empty.bin"), b"");
+    fs::create_dir(root.path().join("empty dir")).unwrap();
+    let dest = out.path().join("empty.bin");
+    let o = curl_ftps(&f, &["-o", dest.to_str().unwrap(), &format!("{}/subdir/empty.bin", f.url())]).pipe();
+    assert!(o.status.success() && fs::metadata(&dest).map(|m| m.len()).ok() == Some(0), "curl FTPS download of an empty file\n{}", o.describe());
+    let o = curl_ftps(&f, &[&format!("{}/empty%20dir/", f.url())]).pipe();
+    assert!(o.status.success() && o.stdout.is_empty(), "curl FTPS LIST of an empty directory\n{}", o.describe());
+    let o = curl_ftps(&f, &[&format!("{}/", f.url())]).pipe_ok();
+    for n in ["big.bin", "other file.txt", "subdir", &(3u32 << 20).to_string()] {
+        assert!(o.stdout.contains(n), "LIST over FTPS lacks {n:?}:\n{}", o.stdout);
+    }
+}
+
+#[test]
+fn curl_ftps_ssl_reqd_upload_with_tls_1_2_and_1_3() {
+    // curl 7.88 loses the tail of an upload when the server sends TLS 1.3
+    // session tickets on the data connection (issue 11).
+    let root = tempfile::tempdir().unwrap();
+    let f = Ftps::start(root.path(), &["--anonymous-write"], false);
+    let work = tempfile::tempdir().unwrap();
+    for (i, (name, tls)) in [("tls12", &["--tlsv1.2", "--tls-max", "1.2"][..]), ("tls13", &["--tlsv1.3"][..]), ("default", &[][..])].into_iter().enumerate() {
+        for size in [0usize, 1, 100, 3 << 20] {
+            let data = random_bytes(size, 110 + i as u64 + size as u64);
+            let src = work.path().join(format!("src-{name}-{size}"));
+            write_file(&src, &data);
+            let mut args = tls.to_vec();
+            let url = format!("{}/up-{name}-{size}.bin", f.url());
+            args.extend_from_slice(&["-T", src.to_str().unwrap(), &url]);
+            let o = curl_ftps(&f, &args).pipe_ok();
+            let disk = fs::read(root.path().join(format!("up-{name}-{size}.bin"))).unwrap_or_else(|e| panic!("{name} {size}: nothing on disk ({e})\n{}", o.describe()));
+            assert_eq!((disk.len(), sha256(&disk)), (size, sha256(&data)), "curl FTPS upload {name} of {size} bytes differs on disk");
+        }
+    }
+    // PASV too.
+    let data = random_bytes(1 << 20, 120);
+    let src = work.path().join("src-pasv");
+    write_file(&src, &data);
+    curl_ftps(&f, &["--disable-epsv", "-T", src.to_str().unwrap(), &format!("{}/pasv.bin", f.url())]).pipe_ok();
+    assert_eq!(sha256_file(&root.path().join("pasv.bin")), sha256(&data), "curl FTPS upload with PASV");
+    assert_no_temp_files(root.path());
+}
+
+#[test]
+fn curl_tls_required_server_serves_ssl_reqd_and_refuses_plain_login() {
+    let root = tempfile::tempdir().unwrap();
+    let body = random_bytes(200_000, 130);
+    write_file(&root.path().join("f.bin"), &body);
+    let f = Ftps::start(root.path(), &["--tls-required"], false);
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("f.bin");
+    curl_ftps(&f, &["-o", dest.to_str().unwrap(), &format!("{}/f.bin", f.url())]).pipe_ok();
+    assert_eq!(sha256_file(&dest), sha256(&body));
+    // Plain FTP: USER gets 530 → curl exit 67 (CURLE_LOGIN_DENIED).
+    let o = curl_cmd(&["--list-only", &format!("{}/", f.url())]).pipe();
+    assert_eq!(o.code(), Some(67), "plain FTP against --tls-required\n{}", o.describe());
+    // --ssl (TLS if offered) but PROT C data: curl's --ftp-ssl-control.
+    let o = curl_cmd(&["--ftp-ssl-control", "--cacert", f.ca.to_str().unwrap(), "-o", dest.to_str().unwrap(), &format!("{}/f.bin", f.url())]).pipe();
+    assert!(!o.status.success(), "a PROT C transfer succeeded against --tls-required\n{}", o.describe());
+}
+
+#[test]
+fn curl_implicit_ftps_download_list_and_upload() {
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(2 << 20, 140);
+    write_file(&root.path().join("big.bin"), &big);
+    let f = Ftps::start(root.path(), &["--anonymous-write"], true);
+    let base = format!("ftps://{}", f.implicit.unwrap());
+    let work = tempfile::tempdir().unwrap();
+    let ca = f.ca.to_str().unwrap().to_string();
+    for tls in [&["--tlsv1.2", "--tls-max", "1.2"][..], &["--tlsv1.3"][..]] {
+        let dest = work.path().join("down.bin");
+        let mut args = vec!["--cacert", &ca];
+        args.extend_from_slice(tls);
+        args.extend_from_slice(&["-o", dest.to_str().unwrap()]);
+        let url = format!("{base}/big.bin");
+        args.push(&url);
+        curl_cmd(&args).pipe_ok();
+        assert_eq!(sha256_file(&dest), sha256(&big), "curl ftps:// download ({tls:?})");
+        let src = work.path().join("src.bin");
+        let data = random_bytes(1 << 20, 141);
+        write_file(&src, &data);
+        let url = format!("{base}/up{}.bin", tls.len());
+        let mut args = vec!["--cacert", &ca];
+        args.extend_from_slice(tls);
+        args.extend_from_slice(&["-T", src.to_str().unwrap(), &url]);
+        curl_cmd(&args).pipe_ok();
+        assert_eq!(sha256_file(&root.path().join(format!("up{}.bin", tls.len()))), sha256(&data), "curl ftps:// upload ({tls:?})");
+    }
+    let o = curl_cmd(&["--cacert", &ca, "--list-only", &format!("{base}/")]).pipe_ok();
+    assert!(o.stdout.lines().any(|l| l.trim() == "big.bin"), "ftps:// NLST\n{}", o.describe());
+}
+
+#[test]
+fn curl_ftps_ccc_in_active_and_passive_mode_then_download() {
+    // After login curl sends CCC; "passive" (the default) waits for the
+    // server's close_notify and sends none, "active" sends its own first.
+    let root = tempfile::tempdir().unwrap();
+    let body = random_bytes(500_000, 150);
+    write_file(&root.path().join("f.bin"), &body);
+    let f = Ftps::start(root.path(), &[], false);
+    let work = tempfile::tempdir().unwrap();
+    for mode in ["passive", "active"] {
+        let dest = work.path().join(format!("{mode}.bin"));
+        let o = curl_ftps(&f, &["--ftp-ssl-ccc", "--ftp-ssl-ccc-mode", mode, "-v", "-o", dest.to_str().unwrap(), &format!("{}/f.bin", f.url())]).pipe_ok();
+        assert!(o.stderr.contains("CCC"), "curl sent no CCC ({mode})\n{}", o.describe());
+        assert_eq!(sha256_file(&dest), sha256(&body), "download after CCC ({mode})");
+    }
+}
+
+/// lftp with FTPS forced on the control and the data connections.
+fn lftp_ftps(f: &Ftps, script: &str) -> Out {
+    lftp(
+        &f.srv,
+        &format!(
+            "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ftp:ssl-protect-list true; \
+             set ssl:ca-file '{}'; set ssl:verify-certificate true; set ssl:check-hostname true; {script}",
+            f.ca.display()
+        ),
+    )
+}
+
+#[test]
+fn lftp_ftps_mirror_both_ways() {
+    // Many data connections on one control connection: each must resume
+    // the control connection's session (GnuTLS reuses it for every one).
+    let root = tempfile::tempdir().unwrap();
+    make_tree(root.path(), 160);
+    let f = Ftps::start(root.path(), &["--anonymous-write"], false);
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+    let o = lftp_ftps(&f, &format!("set ftp:passive-mode on; mirror / '{}'", dest.display())).ok();
+    let (want, got) = (tree(root.path()), tree(&dest));
+    assert_tree_is_interesting(&want);
+    assert_eq!(got, want, "lftp FTPS mirror result differs from the served tree\n{}", o.describe());
+
+    let src = work.path().join("src");
+    make_tree(&src, 170);
+    let o = lftp_ftps(&f, &format!("set ftp:passive-mode on; mirror -R '{}' /up", src.display())).ok();
+    assert_eq!(tree(&root.path().join("up")), tree(&src), "tree uploaded by lftp FTPS mirror -R differs on disk\n{}", o.describe());
+
+    // Active mode, both ways, with TLS 1.2 only.
+    let src2 = work.path().join("src2");
+    make_tree(&src2, 180);
+    let o = lftp_ftps(
+        &f,
+        &format!("set ssl:priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'; set ftp:passive-mode off; mirror -R '{}' /up2", src2.display()),
+    )
+    .ok();
+    assert_eq!(tree(&root.path().join("up2")), tree(&src2), "lftp FTPS active TLS 1.2 mirror -R\n{}", o.describe());
+    let dest2 = work.path().join("dest2");
+    let o = lftp_ftps(&f, &format!("set ssl:priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'; set ftp:passive-mode off; mirror /up2 '{}'", dest2.display())).ok();
+    assert_eq!(tree(&dest2), tree(&src2), "lftp FTPS active TLS 1.2 mirror\n{}", o.describe());
+    assert_no_temp_files(root.path());
+}
+
+const FTPLIB_TLS: &str = r#"
+import ftplib, hashlib, io, ssl, sys
+host, port, ca, expect = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ftp = ftplib.FTP_TLS(context=ctx)
+ftp.connect(host, port, timeout=15)
+ftp.login()              # AUTH TLS first, then USER/PASS inside TLS
+print("auth=" + ftp.sock.version())
+ftp.prot_p()             # PBSZ 0, PROT P
+if expect == "522":
+    try:
+        ftp.retrbinary("RETR big.bin", lambda b: None)
+        print("retr=226")
+    except ftplib.error_perm as e:
+        print("retr=" + str(e)[:3])
+    except (ssl.SSLError, OSError) as e:
+        # The refused data connection ended badly; the final reply is next.
+        try:
+            print("retr=" + ftp.voidresp()[:3])
+        except ftplib.error_perm as e2:
+            print("retr=" + str(e2)[:3])
+    try:
+        print("noop=" + ftp.voidcmd("NOOP")[:3])
+    except EOFError:
+        print("noop=closed")
+        print("DONE")
+        sys.exit(0)
+    ftp.quit()
+    print("DONE")
+    sys.exit(0)
+h = hashlib.sha256()
+ftp.retrbinary("RETR big.bin", h.update)
+print("retr=" + h.hexdigest())
+print("nlst=" + ",".join(sorted(ftp.nlst())))
+data = bytes((i * 13 + 5) % 256 for i in range(300000))
+ftp.storbinary("STOR up.bin", io.BytesIO(data))
+print("stor=" + hashlib.sha256(data).hexdigest())
+lines = []
+ftp.retrlines("LIST", lines.append)
+print("list=%d" % len(lines))
+ftp.set_pasv(False)
+h = hashlib.sha256()
+ftp.retrbinary("RETR big.bin", h.update)
+print("active_retr=" + h.hexdigest())
+ftp.set_pasv(True)
+ftp.ccc()                # back to a plaintext control connection
+print("ccc_pwd=" + ftp.pwd())
+ftp.quit()
+print("DONE")
+"#;
+
+fn ftplib_tls(f: &Ftps, expect: &str) -> Out {
+    let py = need("python3", "python3");
+    let work = tempfile::tempdir().unwrap();
+    let script = work.path().join("ftp_tls.py");
+    fs::write(&script, FTPLIB_TLS).unwrap();
+    run(cmd(&py, &[script.to_str().unwrap(), "127.0.0.1", &f.srv.port().to_string(), f.ca.to_str().unwrap(), expect]), None)
+}
+
+#[test]
+fn python_ftp_tls_prot_p_works_with_insecure_tls_no_reuse() {
+    // ftplib does not resume the control connection's session on its data
+    // connections: it needs --insecure-tls-no-reuse.
+    let root = tempfile::tempdir().unwrap();
+    let big = random_bytes(1 << 20, 190);
+    write_file(&root.path().join("big.bin"), &big);
+    let f = Ftps::start(root.path(), &["--anonymous-write", "--insecure-tls-no-reuse"], false);
+    let o = ftplib_tls(&f, "ok");
+    assert!(o.status.success() && o.stdout.contains("DONE"), "ftplib FTP_TLS session failed\n{}", o.describe());
+    assert!(value(&o, "auth").starts_with("TLSv1."), "{}", o.describe());
+    assert_eq!(value(&o, "retr"), sha256(&big), "retrbinary under PROT P");
+    assert_eq!(value(&o, "active_retr"), sha256(&big), "active retrbinary under PROT P");
+    assert_eq!(value(&o, "nlst"), "big.bin");
+    assert_eq!(value(&o, "list"), "2", "LIST under PROT P (after the upload)");
+    let stored = fs::read(root.path().join("up.bin")).expect("storbinary left no file");
+    assert_eq!(sha256(&stored), value(&o, "stor"), "storbinary bytes on disk");
+    assert_eq!(value(&o, "ccc_pwd"), "/", "PWD in plaintext after CCC");
+}
+
+#[test]
+fn python_ftp_tls_prot_p_without_insecure_tls_no_reuse_is_522() {
+    let root = tempfile::tempdir().unwrap();
+    write_file(&root.path().join("big.bin"), &random_bytes(1 << 20, 200));
+    let f = Ftps::start(root.path(), &[], false);
+    let o = ftplib_tls(&f, "522");
+    assert!(o.status.success() && o.stdout.contains("DONE"), "ftplib FTP_TLS session failed\n{}", o.describe());
+    assert_eq!(value(&o, "retr"), "522", "a data connection that does not resume\n{}", o.describe());
+    assert_eq!(value(&o, "noop"), "200", "the session goes on after 522");
+}

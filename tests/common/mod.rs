@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod process;
+pub mod tls;
 
 use leanftpd::{Config, Server, StopHandle};
 use sha2::{Digest, Sha256};
@@ -45,6 +46,9 @@ pub const MIB: usize = 1024 * 1024;
 pub struct TestServer {
     /// The control address.
     pub addr: SocketAddr,
+    /// The implicit FTPS address, when the configuration asked for one
+    /// (`tls::enable` does).
+    pub implicit_tls: Option<SocketAddr>,
     /// The served directory (canonical).
     pub root: PathBuf,
     /// The temporary directory that holds `root`; whatever is put here
@@ -86,7 +90,7 @@ impl TestServer {
             .name("leanftpd-server".into())
             .spawn(move || match Server::bind(config) {
                 Ok(server) => {
-                    let _ = tx.send(Ok((server.local_addr(), server.stop_handle())));
+                    let _ = tx.send(Ok((server.local_addr(), server.implicit_tls_addr(), server.stop_handle())));
                     server.run()
                 }
                 Err(e) => {
@@ -95,12 +99,12 @@ impl TestServer {
                 }
             })
             .expect("spawn server thread");
-        let (addr, stop) = match rx.recv_timeout(IO_TIMEOUT) {
+        let (addr, implicit_tls, stop) = match rx.recv_timeout(IO_TIMEOUT) {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => panic!("Server::bind failed: {e}"),
             Err(e) => panic!("server thread did not report its address within {IO_TIMEOUT:?}: {e}"),
         };
-        TestServer { addr, root, base, stop, thread: Some(thread), _dir: dir }
+        TestServer { addr, implicit_tls, root, base, stop, thread: Some(thread), _dir: dir }
     }
 
     /// A control connection that has read the `220` greeting.
