@@ -120,11 +120,16 @@ impl Stream {
         }
     }
 
-    /// Under TLS: send `close_notify` (once) and what waits. Plain: nothing.
+    /// Under TLS: finish the handshake if a transfer had nothing to move,
+    /// then send `close_notify` (once) and what waits; `WouldBlock` until
+    /// all of it is out. Plain: nothing.
     pub fn close_notify(&mut self) -> io::Result<()> {
         match self {
             #[cfg(feature = "tls")]
-            Stream::Tls(s, t) => t.close_notify(s),
+            Stream::Tls(s, t) => {
+                t.complete_handshake(s)?;
+                t.close_notify(s)
+            }
             _ => Ok(()),
         }
     }

@@ -211,6 +211,30 @@ impl TlsStream {
         self.flush(sock)
     }
 
+    /// Drive the handshake to its end; `WouldBlock` until it is done (a
+    /// transfer with nothing to send, an empty file, still owes its client
+    /// a handshake and a `close_notify`).
+    pub fn complete_handshake<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<()> {
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        if self.handshake_done {
+            return Ok(());
+        }
+        let r = self.pump(sock, None, None);
+        let f = self.flush(sock);
+        r?;
+        match f {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
+        if self.handshake_done {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
     /// Read plaintext into `buf` (see the module doc).
     pub fn read<S: Read + Write>(&mut self, sock: &mut S, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
@@ -231,6 +255,13 @@ impl TlsStream {
         }
         if self.failed {
             return Err(io::ErrorKind::InvalidData.into());
+        }
+        if self.clearing && self.close_notify_queued && self.client_went_plain(sock)? {
+            // CCC: this client goes on in the clear without a close_notify
+            // of its own (curl's default). Its bytes are plaintext, left in
+            // `pending_in` for `into_leftover`.
+            self.peer_closed = true;
+            return Ok(0);
         }
         let r = self.pump(sock, Some(buf), None);
         // Handshake records and alerts go out now; if the socket is full,
@@ -349,7 +380,7 @@ impl TlsStream {
                     }
                     return Err(tls_error(e));
                 }
-                Next::Writable if wr.is_some() && self.handshake_done => {
+                Next::Writable if self.handshake_done && wr.is_some() => {
                     // Never before the handshake is over: not even TLS
                     // 1.3's half-round-trip data, which would send file
                     // bytes before a data connection's resumption is known.
@@ -357,7 +388,8 @@ impl TlsStream {
                     self.pending_out.extend_from_slice(&outb[..cipher]);
                     return Ok(plain);
                 }
-                Next::Writable if rd.is_none() && wr.is_none() => return Ok(0),
+                // Only completing the handshake, and it is complete.
+                Next::Writable if self.handshake_done && rd.is_none() => return Ok(0),
                 Next::Writable | Next::NeedInput => {
                     if *got > 0 {
                         // Give the reader what it has; it calls again.
@@ -467,6 +499,29 @@ impl TlsStream {
             self.resumed_from = resumed;
         }
         next
+    }
+
+    /// After CCC and our `close_notify`: whether what the client sends next
+    /// is plaintext (an FTP command starts with a letter; a TLS record with
+    /// a content type of 20 to 24). Reads a little from the socket if
+    /// nothing waits; `WouldBlock` if nothing came yet. rustls is not
+    /// asked: after its close_notify it treats bad input as a second fatal
+    /// alert.
+    fn client_went_plain<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<bool> {
+        if self.pending_in.is_empty() {
+            let mut first = [0u8; 512];
+            let n = loop {
+                match sock.read(&mut first) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r?,
+                }
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.pending_in.extend_from_slice(&first[..n]);
+        }
+        Ok(!(20..=24).contains(&self.pending_in[0]))
     }
 
     /// After CCC: the ciphertext-free rest, i.e. what the client sent after
