@@ -291,3 +291,57 @@ fn after_ccc_the_client_may_go_on_in_the_clear_with_or_without_close_notify() {
         h.join().unwrap();
     }
 }
+
+/// A socket over memory for replaying fuzz inputs: reads hand out the
+/// chunks one by one, then `WouldBlock`; writes are dropped.
+struct MemSock {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl Read for MemSock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(mut chunk) = self.chunks.pop_front() else { return Err(io::ErrorKind::WouldBlock.into()) };
+        let n = chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        if n < chunk.len() {
+            self.chunks.push_front(chunk.split_off(n));
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemSock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// issue 11, found by `fuzz/fuzz_targets/tls_session.rs`: a handshake
+/// message split over records makes rustls keep an offset into the input
+/// buffer; a later call with an empty buffer (as writing and the alert
+/// after a failure did) panicked inside rustls, which would have taken the
+/// whole reactor down.
+#[test]
+fn issue_11_a_handshake_message_split_over_records_then_a_write_does_not_panic() {
+    let server = server_config();
+    // The fuzzer's input, as chunks a socket would deliver.
+    let chunks = vec![vec![0x16], vec![0x03, 0x24, 0x00, 0x01, 0x00, 0x00, 0x01, 0x00], vec![0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]];
+    for role in [Role::Control, Role::Data { require_reuse: true }, Role::Data { require_reuse: false }] {
+        let config = if role == Role::Control { &server.control } else { &server.data };
+        let mut tls = TlsStream::new(config, OwnerId(7), role, Vec::new()).unwrap();
+        let mut sock = MemSock { chunks: chunks.clone().into() };
+        let mut buf = [0u8; 64];
+        for i in 0..20 {
+            let r = if i % 2 == 1 { tls.write(&mut sock, b"226 ok\r\n") } else { tls.read(&mut sock, &mut buf) };
+            if let Err(e) = &r {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    break;
+                }
+            }
+            assert!(!matches!(r, Ok(n) if n > 0), "plaintext before a handshake");
+        }
+    }
+}
