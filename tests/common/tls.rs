@@ -621,6 +621,21 @@ impl TlsCtl {
         self.tcp.write_all(bytes).unwrap_or_else(|e| panic!("writing to the control socket: {e}"));
     }
 
+    /// Encrypt `plaintext` as the control connection's next TLS records
+    /// without sending them (for a client that writes on the socket and
+    /// never reads: rustls's own I/O would read while a write blocks).
+    pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        let Chan::Tls(s) = self.reader.get_mut() else { panic!("seal: the control connection is not TLS") };
+        let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 64 + 64);
+        for chunk in plaintext.chunks(16 * 1024) {
+            s.conn.writer().write_all(chunk).expect("rustls takes a record's worth of plaintext");
+            while s.conn.wants_write() {
+                s.conn.write_tls(&mut out).expect("write_tls into a Vec");
+            }
+        }
+        out
+    }
+
     /// Send a command, read its (first) reply.
     #[track_caller]
     pub fn cmd(&mut self, line: &str) -> Reply {
