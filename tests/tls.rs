@@ -1045,6 +1045,59 @@ fn stat_during_a_prot_p_retr_is_211_and_the_transfer_is_whole() {
 }
 
 // ---------------------------------------------------------------------------
+// SIGHUP reloads the certificate (the built binary, for the signal)
+
+#[test]
+fn sighup_reloads_the_certificate_keeps_the_old_on_a_bad_file_and_old_sessions_still_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("f"), b"reload").unwrap();
+    let (files, args) = binary_args(&dir.path().join("tls"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let srv = process::Server::start(&root, &args);
+    let new = make_certs();
+    // Sessions made before the reload, one per version.
+    let mut before: Vec<TlsCtl> = VERSIONS
+        .iter()
+        .map(|&v| {
+            let mut c = TlsCtl::open(srv.addr, TlsClient::new(v));
+            c.login("anonymous", "x@y");
+            c.protect();
+            c
+        })
+        .collect();
+    // New files, SIGHUP: new sessions get the new certificate.
+    write_cert_set(files.chain.parent().unwrap(), &new);
+    srv.signal("HUP");
+    wait_until("a handshake with the new certificate", Duration::from_secs(10), || {
+        let mut c = TlsCtl::connect(srv.addr, TlsClient::trusting(Version::Tls13, &new));
+        c.reply();
+        c.expect("AUTH TLS", 234);
+        c.upgrade().is_ok()
+    });
+    let mut c = TlsCtl::connect(srv.addr, TlsClient::new(Version::Tls13));
+    c.reply();
+    c.expect("AUTH TLS", 234);
+    assert!(c.upgrade().is_err(), "the old certificate is still served after the reload");
+    // Sessions made before still transfer: their data connections resume
+    // the sessions of the old certificate.
+    for (c, v) in before.iter_mut().zip(VERSIONS) {
+        assert_eq!(c.retr(Mode::Epsv, Order::CommandFirst, "f"), b"reload", "{v:?}: a session from before the reload");
+    }
+    // A file that does not load: the new certificate stays, an error is logged.
+    std::fs::write(&files.chain, "not a certificate\n").unwrap();
+    srv.signal("HUP");
+    wait_until("the failed reload to be logged as an error", Duration::from_secs(10), || srv.log_text().contains("[ERROR]"));
+    for v in VERSIONS {
+        let mut c = TlsCtl::open(srv.addr, TlsClient::trusting(v, &new));
+        c.login("anonymous", "x@y");
+        c.protect();
+        assert_eq!(c.retr(Mode::Pasv, Order::ConnectFirst, "f"), b"reload", "{v:?}: after a failed reload");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Hostile TLS clients beside an honest one (the built binary, for its RSS)
 
 /// The server's RSS must stay under this (KiB) while hostile clients run.
