@@ -725,3 +725,19 @@ fn issue_10_mfmt_answers_the_time_stored_or_refuses() {
         _ => panic!("{r:?}"),
     }
 }
+
+/// A login answered from the login cache inside a timer (the lines queued
+/// behind a failed login run when its delay is over) used to wait for the
+/// next wake-up of the loop — the next deadline in the wheel, a minute
+/// away — because the poll slept with a verdict still queued.
+#[test]
+fn a_cached_login_queued_behind_a_failed_one_is_answered_at_once() {
+    let srv = users_server(Duration::from_millis(50));
+    let mut warm = srv.ctl();
+    warm.login("alice", "secret"); // the password is now in the login cache
+    let mut c = srv.ctl();
+    c.set_read_timeout(Duration::from_secs(5));
+    c.send_raw(b"USER alice\r\nPASS wrong\r\nUSER alice\r\nPASS secret\r\nPWD\r\n");
+    let codes: Vec<u16> = (0..5).map(|_| c.try_reply().map(|r| r.code).unwrap_or(0)).collect();
+    assert_eq!(codes, vec![331, 530, 331, 230, 257]);
+}

@@ -254,6 +254,9 @@ impl Driver<'_> {
         loop {
             action = match action {
                 Action::None | Action::DropData => break,
+                // The reactor switches the stream; the session is already
+                // in its new state (the handshake is not the PI's).
+                Action::StartTls | Action::EndTls => break,
                 Action::Close => {
                     self.closed = true;
                     break;

@@ -367,7 +367,7 @@ impl Server {
             });
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         loop {
-            let timeout = if self.still_ready.is_empty() {
+            let timeout = if self.still_ready.is_empty() && self.auth.cached_verdicts.is_empty() {
                 self.wheel.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
@@ -395,7 +395,10 @@ impl Server {
             for v in cached.drain(..) {
                 self.on_verdict(v);
             }
-            self.auth.cached_verdicts = cached;
+            // A verdict answered from the cache while these ran (a queued
+            // USER/PASS after the login) waits for the next pass, not lost.
+            let fresh = std::mem::replace(&mut self.auth.cached_verdicts, cached);
+            self.auth.cached_verdicts.extend(fresh);
             let mut again = std::mem::take(&mut self.still_ready);
             for key in again.drain(..) {
                 if let Some(w) = self.ready_bits.get_mut(key / 64) {

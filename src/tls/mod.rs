@@ -162,6 +162,19 @@ impl StoresServerSessions for OwnedSessions {
     }
 }
 
+/// The certificate chain and key from PEM text; on error, which of the
+/// two and why.
+fn parse_pem(cert: &[u8], key: &[u8]) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), (&'static str, String)> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ("--tls-cert", e.to_string()))?;
+    if chain.is_empty() {
+        return Err(("--tls-cert", "no CERTIFICATE in the file".into()));
+    }
+    let private = PrivateKeyDer::from_pem_slice(key).map_err(|e| ("--tls-key", e.to_string()))?;
+    Ok((chain, private))
+}
+
 /// Why the certificate or key could not be used (printed by `main`, exit
 /// code 2; on SIGHUP logged, and the old ones are kept).
 #[derive(Debug)]
@@ -201,6 +214,19 @@ impl TlsConfig {
         TlsConfig::build(provider, cert, key, tickets, sessions)
     }
 
+    /// A configuration from PEM text (the fuzz targets, which have no
+    /// files); a fresh ticket key and cache.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tickets: Arc<dyn ProducesTickets> = Arc::new(OwnedTickets(
+            rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError(format!("cannot make a ticket key: {e}")))?,
+        ));
+        let sessions: Arc<dyn StoresServerSessions> =
+            Arc::new(OwnedSessions(ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES)));
+        let (chain, private) = parse_pem(cert_pem, key_pem).map_err(|(which, e)| TlsError(format!("{which}: {e}")))?;
+        TlsConfig::configure(provider, chain, private, tickets, sessions)
+    }
+
     /// The same ticket key and session cache with a new certificate and
     /// key (SIGHUP).
     pub fn reload(&self, cert: &Path, key: &Path) -> Result<TlsConfig, TlsError> {
@@ -215,15 +241,20 @@ impl TlsConfig {
         tickets: Arc<dyn ProducesTickets>,
         sessions: Arc<dyn StoresServerSessions>,
     ) -> Result<TlsConfig, TlsError> {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| TlsError(format!("--tls-cert {}: {e}", cert.display())))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError(format!("--tls-cert {}: {e}", cert.display())))?;
-        if chain.is_empty() {
-            return Err(TlsError(format!("--tls-cert {}: no CERTIFICATE in the file", cert.display())));
-        }
-        let private = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| TlsError(format!("--tls-key {}: {e}", key.display())))?;
+        let cert_pem = std::fs::read(cert).map_err(|e| TlsError(format!("--tls-cert {}: {e}", cert.display())))?;
+        let key_pem = std::fs::read(key).map_err(|e| TlsError(format!("--tls-key {}: {e}", key.display())))?;
+        let (chain, private) = parse_pem(&cert_pem, &key_pem)
+            .map_err(|(which, e)| TlsError(format!("{which} {}: {e}", if which == "--tls-cert" { cert } else { key }.display())))?;
+        TlsConfig::configure(provider, chain, private, tickets, sessions)
+    }
+
+    fn configure(
+        provider: Arc<CryptoProvider>,
+        chain: Vec<CertificateDer<'static>>,
+        private: PrivateKeyDer<'static>,
+        tickets: Arc<dyn ProducesTickets>,
+        sessions: Arc<dyn StoresServerSessions>,
+    ) -> Result<TlsConfig, TlsError> {
         let mut control = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError(format!("TLS: {e}")))?
@@ -235,6 +266,11 @@ impl TlsConfig {
         control.session_storage = sessions.clone();
         control.send_tls13_tickets = CONTROL_TLS13_TICKETS;
         control.max_early_data_size = 0;
+        // The server's CPU is what a transfer costs on a small device:
+        // AES-GCM first, whatever the client prefers (ring's order; on
+        // this x86_64 with AES instructions ChaCha20 costs twice the CPU
+        // per GiB: bench/results/tls-provider.md).
+        control.ignore_client_order = true;
         let mut data = control.clone();
         data.send_tls13_tickets = 0;
         Ok(TlsConfig { control: Arc::new(control), data: Arc::new(data), tickets, sessions })

@@ -1,5 +1,5 @@
 //! One connection's TLS, driven over a non-blocking socket the reactor
-//! owns, with rustls's unbuffered (sans-IO) API.
+//! owns (any `Read + Write`: the fuzz target drives it over memory), with rustls's unbuffered (sans-IO) API.
 //!
 //! Owns the rustls connection and the bytes of this connection that are in
 //! flight: ciphertext that is not yet a whole record, ciphertext not yet
@@ -30,7 +30,6 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use mio::net::TcpStream;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError};
 use rustls::{HandshakeKind, ServerConfig};
@@ -171,7 +170,7 @@ impl TlsStream {
     }
 
     /// Send what waits; `WouldBlock` if the socket did not take all of it.
-    pub fn flush(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+    pub fn flush<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<()> {
         while !self.pending_out.is_empty() {
             match sock.write(&self.pending_out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -187,7 +186,7 @@ impl TlsStream {
     }
 
     /// Queue `close_notify` (once) and send what waits.
-    pub fn close_notify(&mut self, sock: &mut TcpStream) -> io::Result<()> {
+    pub fn close_notify<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<()> {
         if !self.close_notify_queued && self.handshake_done && !self.failed {
             self.close_notify_queued = true;
             let r = OUT_BUF.with(|cell| {
@@ -213,7 +212,7 @@ impl TlsStream {
     }
 
     /// Read plaintext into `buf` (see the module doc).
-    pub fn read(&mut self, sock: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    pub fn read<S: Read + Write>(&mut self, sock: &mut S, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -245,7 +244,7 @@ impl TlsStream {
 
     /// Encrypt and send plaintext from `buf`; how much was taken (see the
     /// module doc).
-    pub fn write(&mut self, sock: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+    pub fn write<S: Read + Write>(&mut self, sock: &mut S, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -276,7 +275,7 @@ impl TlsStream {
     /// reader's buffer has something (reading), or the plaintext is
     /// encrypted into `pending_out` (writing), or the socket would block.
     /// Returns (plaintext read, plaintext written).
-    fn pump(&mut self, sock: &mut TcpStream, mut rd: Option<&mut [u8]>, wr: Option<&[u8]>) -> io::Result<(usize, usize)> {
+    fn pump<S: Read + Write>(&mut self, sock: &mut S, mut rd: Option<&mut [u8]>, wr: Option<&[u8]>) -> io::Result<(usize, usize)> {
         IN_BUF.with(|in_cell| {
             OUT_BUF.with(|out_cell| {
                 let mut inb = in_cell.borrow_mut();
@@ -301,9 +300,9 @@ impl TlsStream {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn pump_in(
+    fn pump_in<S: Read + Write>(
         &mut self,
-        sock: &mut TcpStream,
+        sock: &mut S,
         inb: &mut [u8],
         len: &mut usize,
         rd: &mut Option<&mut [u8]>,
@@ -504,25 +503,3 @@ impl TlsStream {
     }
 }
 
-/// `Read`/`Write` over a socket, for code that is generic over streams.
-pub struct Bound<'a> {
-    /// The socket.
-    pub sock: &'a mut TcpStream,
-    /// Its TLS.
-    pub tls: &'a mut TlsStream,
-}
-
-impl Read for Bound<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.tls.read(self.sock, buf)
-    }
-}
-
-impl Write for Bound<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tls.write(self.sock, buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.tls.flush(self.sock)
-    }
-}

@@ -218,3 +218,4 @@ fn garbage_instead_of_a_client_hello_fails_the_handshake_with_an_error() {
     assert_eq!(until(|| tls.read(&mut s, &mut buf)).unwrap_err().kind(), io::ErrorKind::InvalidData, "and stays failed");
 }
 
+
