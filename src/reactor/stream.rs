@@ -32,6 +32,21 @@ use crate::tls::stream::{Role, TlsStream};
 #[cfg(feature = "tls")]
 use crate::tls::OwnerId;
 
+/// Run `f` on a connection's TLS with a panic inside it (rustls is a
+/// parser of hostile input, and a panic there would end every session of
+/// the reactor) turned into an error that closes this connection only.
+#[cfg(feature = "tls")]
+fn guarded<T>(t: &mut TlsStream, f: impl FnOnce(&mut TlsStream) -> io::Result<T>) -> io::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))) {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!("BUG: panic inside TLS processing; closing this connection only");
+            t.poison();
+            Err(io::Error::new(io::ErrorKind::InvalidData, "TLS processing panicked"))
+        }
+    }
+}
+
 /// Unsent plaintext handed to TLS when it starts (`AUTH TLS`'s `234`): it
 /// leaves before the first TLS byte.
 pub type Preface = Vec<u8>;
@@ -115,16 +130,21 @@ impl Stream {
     pub fn flush_tls(&mut self) -> io::Result<()> {
         match self {
             #[cfg(feature = "tls")]
-            Stream::Tls(s, t) => t.flush(s),
+            Stream::Tls(s, t) => guarded(t, |t| t.flush(s)),
             _ => Ok(()),
         }
     }
 
-    /// Under TLS: send `close_notify` (once) and what waits. Plain: nothing.
+    /// Under TLS: finish the handshake if a transfer had nothing to move,
+    /// then send `close_notify` (once) and what waits; `WouldBlock` until
+    /// all of it is out. Plain: nothing.
     pub fn close_notify(&mut self) -> io::Result<()> {
         match self {
             #[cfg(feature = "tls")]
-            Stream::Tls(s, t) => t.close_notify(s),
+            Stream::Tls(s, t) => guarded(t, |t| {
+                t.complete_handshake(s)?;
+                t.close_notify(s)
+            }),
             _ => Ok(()),
         }
     }
@@ -262,7 +282,7 @@ impl Read for Stream {
             Stream::Plain(s) => s.read(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(s, t) => {
-                let r = t.read(s, buf);
+                let r = guarded(t, |t| t.read(s, buf));
                 if matches!(r, Ok(0)) && t.is_clearing() {
                     // CCC done: the client's close_notify came.
                     let rest = self.end_tls();
@@ -287,7 +307,7 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.write(buf),
             #[cfg(feature = "tls")]
-            Stream::Tls(s, t) => t.write(s, buf),
+            Stream::Tls(s, t) => guarded(t, |t| t.write(s, buf)),
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }

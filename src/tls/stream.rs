@@ -21,7 +21,11 @@
 //! # Invariants
 //! - Bytes in flight per connection: `pending_in` < [`TLS_IN_BYTES`],
 //!   `pending_out` ≤ one write's records plus the handshake, `plain` < one
-//!   record (16 KiB).
+//!   record (16 KiB) after a read, or what was already buffered
+//!   (< [`TLS_IN_BYTES`]) when a write found records waiting.
+//! - rustls gets back the same unconsumed input on every call (it keeps
+//!   offsets into it); the fuzz target `tls_session` found the crash when
+//!   it did not.
 //! - A data connection ([`Role::Data`]) that finishes its handshake without
 //!   resuming its owner's session fails with `PermissionDenied`, before a
 //!   byte of the file moves.
@@ -53,6 +57,18 @@ thread_local! {
     static OUT_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// What a call wants of rustls.
+enum Op<'a> {
+    /// Plaintext into this buffer.
+    Read(&'a mut [u8]),
+    /// This plaintext out.
+    Write(&'a [u8]),
+    /// `close_notify` out.
+    CloseNotify,
+    /// Only the handshake.
+    Handshake,
+}
+
 /// What the connection is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -76,6 +92,9 @@ enum Next {
     Writable,
     /// The reader's buffer is full.
     Full,
+    /// `op`'s plaintext (this many bytes) is encrypted into the out buffer
+    /// (that many bytes), or its close_notify (0 bytes of plaintext).
+    Wrote(usize, usize),
     /// The peer's `close_notify` came: no more input.
     PeerClosed,
     /// Both sides sent `close_notify`.
@@ -137,6 +156,12 @@ impl TlsStream {
         }))
     }
 
+    /// Fail the connection for good (after a panic inside rustls was
+    /// caught: its state can no longer be trusted).
+    pub fn poison(&mut self) {
+        self.failed = true;
+    }
+
     /// The handshake is still going on.
     pub fn is_handshaking(&self) -> bool {
         !self.handshake_done
@@ -188,27 +213,33 @@ impl TlsStream {
     /// Queue `close_notify` (once) and send what waits.
     pub fn close_notify<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<()> {
         if !self.close_notify_queued && self.handshake_done && !self.failed {
-            self.close_notify_queued = true;
-            let r = OUT_BUF.with(|cell| {
-                let mut outb = cell.borrow_mut();
-                if outb.len() < TLS_OUT_BYTES {
-                    outb.resize(TLS_OUT_BYTES, 0);
-                }
-                let conn = &mut self.conn;
-                let status = conn.process_tls_records(&mut []);
-                match status.state {
-                    Ok(ConnectionState::WriteTraffic(mut w)) => match w.queue_close_notify(&mut outb[..]) {
-                        Ok(n) => Ok(n),
-                        Err(e) => Err(io::Error::other(e.to_string())),
-                    },
-                    Ok(_) => Ok(0),
-                    Err(e) => Err(tls_error(e)),
-                }
-                .map(|n| self.pending_out.extend_from_slice(&outb[..n]))
-            });
-            r?;
+            self.pump(sock, Op::CloseNotify)?;
         }
         self.flush(sock)
+    }
+
+    /// Drive the handshake to its end; `WouldBlock` until it is done (a
+    /// transfer with nothing to send, an empty file, still owes its client
+    /// a handshake and a `close_notify`).
+    pub fn complete_handshake<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<()> {
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        if self.handshake_done {
+            return Ok(());
+        }
+        let r = self.pump(sock, Op::Handshake);
+        let f = self.flush(sock);
+        r?;
+        match f {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
+        }
+        if self.handshake_done {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
     }
 
     /// Read plaintext into `buf` (see the module doc).
@@ -232,7 +263,14 @@ impl TlsStream {
         if self.failed {
             return Err(io::ErrorKind::InvalidData.into());
         }
-        let r = self.pump(sock, Some(buf), None);
+        if self.clearing && self.close_notify_queued && self.client_went_plain(sock)? {
+            // CCC: this client goes on in the clear without a close_notify
+            // of its own (curl's default). Its bytes are plaintext, left in
+            // `pending_in` for `into_leftover`.
+            self.peer_closed = true;
+            return Ok(0);
+        }
+        let r = self.pump(sock, Op::Read(buf));
         // Handshake records and alerts go out now; if the socket is full,
         // the reactor flushes them on writable readiness.
         match self.flush(sock) {
@@ -255,7 +293,7 @@ impl TlsStream {
         if self.close_notify_queued {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        let r = self.pump(sock, None, Some(buf));
+        let r = self.pump(sock, Op::Write(buf));
         // Whatever happened, the records made so far go out now: mio is
         // edge-triggered, and a writable socket raises no new edge.
         let f = self.flush(sock);
@@ -271,11 +309,10 @@ impl TlsStream {
         Ok(wrote)
     }
 
-    /// Run rustls over what was kept and what the socket has, until the
-    /// reader's buffer has something (reading), or the plaintext is
-    /// encrypted into `pending_out` (writing), or the socket would block.
-    /// Returns (plaintext read, plaintext written).
-    fn pump<S: Read + Write>(&mut self, sock: &mut S, mut rd: Option<&mut [u8]>, wr: Option<&[u8]>) -> io::Result<(usize, usize)> {
+    /// Run rustls over what was kept and what the socket has, until `op`
+    /// is done or the socket would block. Returns (plaintext read,
+    /// plaintext written).
+    fn pump<S: Read + Write>(&mut self, sock: &mut S, mut op: Op<'_>) -> io::Result<(usize, usize)> {
         IN_BUF.with(|in_cell| {
             OUT_BUF.with(|out_cell| {
                 let mut inb = in_cell.borrow_mut();
@@ -286,11 +323,14 @@ impl TlsStream {
                 if outb.len() < TLS_OUT_BYTES {
                     outb.resize(TLS_OUT_BYTES, 0);
                 }
+                // rustls keeps offsets into this buffer between calls (a
+                // handshake message split over records): it must get the
+                // same bytes back, never an empty or shorter buffer.
                 let mut len = self.pending_in.len();
                 inb[..len].copy_from_slice(&self.pending_in);
                 self.pending_in = Vec::new();
                 let mut got = 0;
-                let r = self.pump_in(sock, &mut inb, &mut len, &mut rd, &mut got, wr, &mut outb);
+                let r = self.pump_in(sock, &mut inb, &mut len, &mut op, &mut got, &mut outb);
                 if len > 0 {
                     self.pending_in.extend_from_slice(&inb[..len]);
                 }
@@ -299,22 +339,22 @@ impl TlsStream {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn pump_in<S: Read + Write>(
         &mut self,
         sock: &mut S,
         inb: &mut [u8],
         len: &mut usize,
-        rd: &mut Option<&mut [u8]>,
+        op: &mut Op<'_>,
         got: &mut usize,
-        wr: Option<&[u8]>,
         outb: &mut [u8],
     ) -> io::Result<usize> {
         loop {
-            if rd.as_ref().is_some_and(|b| b.len() == *got) {
-                return Ok(0);
+            if let Op::Read(b) = op {
+                if b.len() == *got {
+                    return Ok(0);
+                }
             }
-            let next = self.step(inb, len, rd, got);
+            let next = self.step(inb, len, op, got, outb);
             if !self.handshake_done && !self.conn.is_handshaking() {
                 self.handshake_done = true;
                 self.check_reuse()?;
@@ -322,25 +362,27 @@ impl TlsStream {
             match next {
                 Next::Again => {}
                 Next::Full => return Ok(0),
+                Next::Wrote(plain, cipher) => {
+                    self.pending_out.extend_from_slice(&outb[..cipher]);
+                    return Ok(plain);
+                }
                 Next::PeerClosed => {
                     self.peer_closed = true;
-                    if rd.is_some() {
+                    if matches!(op, Op::Read(_)) {
                         return Ok(0);
                     }
                 }
                 Next::Closed => {
                     self.peer_closed = true;
-                    return if rd.is_some() { Ok(0) } else { Err(io::ErrorKind::BrokenPipe.into()) };
+                    return if matches!(op, Op::Read(_)) { Ok(0) } else { Err(io::ErrorKind::BrokenPipe.into()) };
                 }
                 Next::Failed(e) => {
                     self.failed = true;
-                    // Encode the alert rustls queued; it leaves with the
-                    // next flush. With no input: the bytes that failed
-                    // must not be processed again (rustls asserts that a
-                    // connection sends one fatal alert).
-                    let mut none = 0;
-                    let _ = self.step(inb, &mut none, &mut None, got);
-                    let _ = self.step(inb, &mut none, &mut None, got);
+                    // Encode the alert rustls queued (it comes out before
+                    // any input is looked at again); it leaves with the
+                    // next flush. Only once: the bytes that failed would
+                    // fail again.
+                    let _ = self.step(inb, len, &mut Op::Handshake, got, outb);
                     *len = 0;
                     if !self.handshake_done {
                         // The handshake failed: the data connection is
@@ -349,15 +391,8 @@ impl TlsStream {
                     }
                     return Err(tls_error(e));
                 }
-                Next::Writable if wr.is_some() && self.handshake_done => {
-                    // Never before the handshake is over: not even TLS
-                    // 1.3's half-round-trip data, which would send file
-                    // bytes before a data connection's resumption is known.
-                    let (plain, cipher) = self.encrypt(wr.unwrap_or_default(), outb)?;
-                    self.pending_out.extend_from_slice(&outb[..cipher]);
-                    return Ok(plain);
-                }
-                Next::Writable if rd.is_none() && wr.is_none() => return Ok(0),
+                // Only completing the handshake, and it is complete.
+                Next::Writable if self.handshake_done && matches!(op, Op::Handshake) => return Ok(0),
                 Next::Writable | Next::NeedInput => {
                     if *got > 0 {
                         // Give the reader what it has; it calls again.
@@ -377,25 +412,14 @@ impl TlsStream {
         }
     }
 
-    /// Encrypt up to `WRITE_PLAIN_BYTES` of `data` into `outb`: (plaintext
-    /// taken, ciphertext made). Called once the handshake is done, with no
-    /// input: what waits in the in-buffer stays there.
-    fn encrypt(&mut self, data: &[u8], outb: &mut [u8]) -> io::Result<(usize, usize)> {
-        let take = data.len().min(WRITE_PLAIN_BYTES);
-        let status = self.conn.process_tls_records(&mut []);
-        match status.state {
-            Ok(ConnectionState::WriteTraffic(mut w)) => match w.encrypt(&data[..take], outb) {
-                Ok(n) => Ok((take, n)),
-                Err(e) => Err(io::Error::other(e.to_string())),
-            },
-            Ok(_) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(e) => Err(tls_error(e)),
-        }
-    }
-
-    /// One call into rustls, with its state handled.
-    fn step(&mut self, inb: &mut [u8], len: &mut usize, rd: &mut Option<&mut [u8]>, got: &mut usize) -> Next {
-        let TlsStream { conn, pending_out, plain, owner, .. } = self;
+    /// One call into rustls, with its state handled. In `WriteTraffic`,
+    /// `op`'s plaintext is encrypted (or `close_notify` queued) only if the
+    /// handshake was already done before this call: never TLS 1.3's
+    /// half-round-trip data, which would send file bytes before a data
+    /// connection's resumption is checked.
+    fn step(&mut self, inb: &mut [u8], len: &mut usize, op: &mut Op<'_>, got: &mut usize, outb: &mut [u8]) -> Next {
+        let may_write = self.handshake_done;
+        let TlsStream { conn, pending_out, plain, owner, close_notify_queued, .. } = self;
         let ((discard, next), resumed) = processing(*owner, || {
             let status = conn.process_tls_records(&mut inb[..*len]);
             let mut discard = status.discard;
@@ -413,16 +437,23 @@ impl TlsStream {
                         };
                         discard += record.discard;
                         let payload = record.payload;
-                        // Writing (a download), the peer has nothing to
-                        // say: what it sends anyway is dropped, not kept.
-                        let Some(buf) = rd.as_deref_mut() else { continue };
-                        let n = payload.len().min(buf.len() - *got);
-                        buf[*got..*got + n].copy_from_slice(&payload[..n]);
-                        *got += n;
+                        let n = match op {
+                            Op::Read(buf) => {
+                                let n = payload.len().min(buf.len() - *got);
+                                buf[*got..*got + n].copy_from_slice(&payload[..n]);
+                                *got += n;
+                                n
+                            }
+                            // Not reading now: kept for the next read
+                            // (bounded by the input already buffered).
+                            _ => 0,
+                        };
                         if n < payload.len() {
                             plain.extend_from_slice(&payload[n..]);
-                            next = Next::Full;
-                            break;
+                            if matches!(op, Op::Read(_)) {
+                                next = Next::Full;
+                                break;
+                            }
                         }
                     }
                     next
@@ -454,6 +485,23 @@ impl TlsStream {
                 Ok(ConnectionState::BlockedHandshake) => Next::NeedInput,
                 Ok(ConnectionState::PeerClosed) => Next::PeerClosed,
                 Ok(ConnectionState::Closed) => Next::Closed,
+                Ok(ConnectionState::WriteTraffic(mut w)) if may_write => match op {
+                    Op::Write(data) => {
+                        let take = data.len().min(WRITE_PLAIN_BYTES);
+                        match w.encrypt(&data[..take], outb) {
+                            Ok(n) => Next::Wrote(take, n),
+                            Err(e) => Next::Failed(rustls::Error::General(e.to_string())),
+                        }
+                    }
+                    Op::CloseNotify => {
+                        *close_notify_queued = true;
+                        match w.queue_close_notify(outb) {
+                            Ok(n) => Next::Wrote(0, n),
+                            Err(e) => Next::Failed(rustls::Error::General(e.to_string())),
+                        }
+                    }
+                    _ => Next::Writable,
+                },
                 Ok(ConnectionState::WriteTraffic(_)) => Next::Writable,
                 Ok(_) => Next::Failed(rustls::Error::General("unexpected early data".into())),
             };
@@ -467,6 +515,29 @@ impl TlsStream {
             self.resumed_from = resumed;
         }
         next
+    }
+
+    /// After CCC and our `close_notify`: whether what the client sends next
+    /// is plaintext (an FTP command starts with a letter; a TLS record with
+    /// a content type of 20 to 24). Reads a little from the socket if
+    /// nothing waits; `WouldBlock` if nothing came yet. rustls is not
+    /// asked: after its close_notify it treats bad input as a second fatal
+    /// alert.
+    fn client_went_plain<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<bool> {
+        if self.pending_in.is_empty() {
+            let mut first = [0u8; 512];
+            let n = loop {
+                match sock.read(&mut first) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r?,
+                }
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.pending_in.extend_from_slice(&first[..n]);
+        }
+        Ok(!(20..=24).contains(&self.pending_in[0]))
     }
 
     /// After CCC: the ciphertext-free rest, i.e. what the client sent after

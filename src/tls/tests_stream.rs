@@ -219,3 +219,129 @@ fn garbage_instead_of_a_client_hello_fails_the_handshake_with_an_error() {
 }
 
 
+
+#[test]
+fn plaintext_where_records_belong_fails_once_and_stays_failed() {
+    let server = server_config();
+    let (mut s, c) = pair();
+    let h = client(client_config(true, &[]), c, b"NOOP\r\n".to_vec(), 4, true);
+    let mut tls = TlsStream::new(&server.control, OwnerId::fresh(), Role::Control, Vec::new()).unwrap();
+    let mut buf = [0u8; 100];
+    assert_eq!(until(|| tls.read(&mut s, &mut buf)).unwrap(), 6);
+    until(|| tls.write(&mut s, b"200 ")).unwrap();
+    h.join().unwrap().unwrap();
+    drop(tls);
+    // A client that then writes plaintext on the TLS connection.
+    let (mut s, mut c) = pair();
+    let h = client(client_config(true, &[]), c.try_clone().unwrap(), b"x".to_vec(), 1, false);
+    let mut tls = TlsStream::new(&server.control, OwnerId::fresh(), Role::Control, Vec::new()).unwrap();
+    assert_eq!(until(|| tls.read(&mut s, &mut buf)).unwrap(), 1);
+    until(|| tls.write(&mut s, b"y")).unwrap();
+    h.join().unwrap().unwrap();
+    c.write_all(b"PASV\r\n").unwrap();
+    let e = until(|| tls.read(&mut s, &mut buf)).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    assert_eq!(until(|| tls.read(&mut s, &mut buf)).unwrap_err().kind(), io::ErrorKind::InvalidData, "and stays failed");
+}
+
+/// CCC (RFC 4217 §6): after the server's close_notify, a client either
+/// answers with its own (lftp, ftplib) or goes on in the clear at once
+/// (curl's default): both end the TLS stream, and the plaintext that
+/// follows is handed back, never fed to rustls.
+#[test]
+fn after_ccc_the_client_may_go_on_in_the_clear_with_or_without_close_notify() {
+    let server = server_config();
+    for client_close_notify in [false, true] {
+        let (mut s, c) = pair();
+        let cfg = client_config(true, &[]);
+        let h = std::thread::spawn(move || {
+            let conn = ClientConnection::new(cfg, ServerName::try_from("localhost").unwrap()).unwrap();
+            let mut st = StreamOwned::new(conn, c);
+            st.write_all(b"CCC\r\n").unwrap();
+            st.flush().unwrap();
+            let mut got = [0u8; 5];
+            st.read_exact(&mut got).unwrap();
+            let mut end = [0u8; 1];
+            assert_eq!(st.read(&mut end).unwrap(), 0, "the server's close_notify");
+            if client_close_notify {
+                st.conn.send_close_notify();
+                st.flush().unwrap();
+            }
+            let mut raw = st.sock;
+            raw.write_all(b"PWD\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        let mut tls = TlsStream::new(&server.control, OwnerId::fresh(), Role::Control, Vec::new()).unwrap();
+        let mut buf = [0u8; 100];
+        assert_eq!(until(|| tls.read(&mut s, &mut buf)).unwrap(), 5);
+        tls.begin_clear();
+        until(|| tls.write(&mut s, b"200 x")).unwrap();
+        until(|| tls.close_notify(&mut s)).unwrap();
+        assert_eq!(until(|| tls.read(&mut s, &mut buf)).unwrap(), 0, "the TLS stream ends (client close_notify: {client_close_notify})");
+        let mut rest = tls.into_leftover();
+        let end = Instant::now() + Duration::from_secs(5);
+        while rest.len() < 5 && Instant::now() < end {
+            let mut b = [0u8; 16];
+            match std::io::Read::read(&mut s, &mut b) {
+                Ok(n) => rest.extend_from_slice(&b[..n]),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(rest, b"PWD\r\n", "client close_notify: {client_close_notify}");
+        h.join().unwrap();
+    }
+}
+
+/// A socket over memory for replaying fuzz inputs: reads hand out the
+/// chunks one by one, then `WouldBlock`; writes are dropped.
+struct MemSock {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl Read for MemSock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(mut chunk) = self.chunks.pop_front() else { return Err(io::ErrorKind::WouldBlock.into()) };
+        let n = chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        if n < chunk.len() {
+            self.chunks.push_front(chunk.split_off(n));
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemSock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// issue 11, found by `fuzz/fuzz_targets/tls_session.rs`: a handshake
+/// message split over records makes rustls keep an offset into the input
+/// buffer; a later call with an empty buffer (as writing and the alert
+/// after a failure did) panicked inside rustls, which would have taken the
+/// whole reactor down.
+#[test]
+fn issue_11_a_handshake_message_split_over_records_then_a_write_does_not_panic() {
+    let server = server_config();
+    // The fuzzer's input, as chunks a socket would deliver.
+    let chunks = vec![vec![0x16], vec![0x03, 0x24, 0x00, 0x01, 0x00, 0x00, 0x01, 0x00], vec![0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]];
+    for role in [Role::Control, Role::Data { require_reuse: true }, Role::Data { require_reuse: false }] {
+        let config = if role == Role::Control { &server.control } else { &server.data };
+        let mut tls = TlsStream::new(config, OwnerId(7), role, Vec::new()).unwrap();
+        let mut sock = MemSock { chunks: chunks.clone().into() };
+        let mut buf = [0u8; 64];
+        for i in 0..20 {
+            let r = if i % 2 == 1 { tls.write(&mut sock, b"226 ok\r\n") } else { tls.read(&mut sock, &mut buf) };
+            if let Err(e) = &r {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    break;
+                }
+            }
+            assert!(!matches!(r, Ok(n) if n > 0), "plaintext before a handshake");
+        }
+    }
+}
