@@ -59,10 +59,14 @@ pub const ALPN_FTP: &[u8] = b"ftp";
 pub const SESSION_CACHE_ENTRIES: usize = 4096;
 
 /// TLS 1.3 session tickets sent on a control connection after its
-/// handshake: one per data connection a client may open at once without
-/// needing another (clients keep and reuse them; rustls's tickets are
-/// stateless and may be resumed more than once).
-pub const CONTROL_TLS13_TICKETS: usize = 2;
+/// handshake (about 170 bytes each on the wire, nothing kept by the
+/// server: rustls's tickets are stateless and may be resumed more than
+/// once). GnuTLS (lftp, FileZilla) and curl resume every data connection
+/// from one ticket; a client that uses each ticket once, as RFC 8446 §C.4
+/// advises and rustls's client does, can open this many PROT P data
+/// connections per control connection, since data connections get no
+/// tickets of their own (see `TlsConfig::data`).
+pub const CONTROL_TLS13_TICKETS: usize = 4;
 
 /// The id of the control connection a TLS session was made on: unique in
 /// this process (never reused, unlike a slab key).
