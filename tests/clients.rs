@@ -1122,17 +1122,27 @@ fn curl_ftps_ssl_reqd_download_and_list_in_epsv_and_pasv() {
     let mut names: Vec<&str> = o.stdout.lines().map(|l| l.trim_end_matches('\r')).collect();
     names.sort();
     assert_eq!(names, ["big.bin", "other file.txt", "subdir"], "NLST over FTPS:\n{}", o.stdout);
-    // Zero bytes: an empty file, an empty directory's listing.
-    write_file(&root.path().join("subdir/empty.bin"), b"");
-    fs::create_dir(root.path().join("empty dir")).unwrap();
-    let dest = out.path().join("empty.bin");
-    let o = curl_ftps(&f, &["-o", dest.to_str().unwrap(), &format!("{}/subdir/empty.bin", f.url())]).pipe();
-    assert!(o.status.success() && fs::metadata(&dest).map(|m| m.len()).ok() == Some(0), "curl FTPS download of an empty file\n{}", o.describe());
-    let o = curl_ftps(&f, &[&format!("{}/empty%20dir/", f.url())]).pipe();
-    assert!(o.status.success() && o.stdout.is_empty(), "curl FTPS LIST of an empty directory\n{}", o.describe());
     let o = curl_ftps(&f, &[&format!("{}/", f.url())]).pipe_ok();
     for n in ["big.bin", "other file.txt", "subdir", &(3u32 << 20).to_string()] {
         assert!(o.stdout.contains(n), "LIST over FTPS lacks {n:?}:\n{}", o.stdout);
+    }
+}
+
+#[test]
+fn curl_ftps_downloads_an_empty_file_and_lists_an_empty_directory() {
+    // curl starts the data connection's TLS handshake as soon as it
+    // connects: zero bytes to send still take a handshake and a close_notify.
+    let root = tempfile::tempdir().unwrap();
+    write_file(&root.path().join("empty.bin"), b"");
+    fs::create_dir(root.path().join("empty dir")).unwrap();
+    let f = Ftps::start(root.path(), &[], false);
+    let out = tempfile::tempdir().unwrap();
+    for tls in ["--tlsv1.2", "--tlsv1.3"] {
+        let dest = out.path().join(format!("empty{tls}.bin"));
+        let o = curl_ftps(&f, &[tls, "-o", dest.to_str().unwrap(), &format!("{}/empty.bin", f.url())]).pipe();
+        assert!(o.status.success() && fs::metadata(&dest).map(|m| m.len()).ok() == Some(0), "curl FTPS download of an empty file ({tls})\n{}", o.describe());
+        let o = curl_ftps(&f, &[tls, &format!("{}/empty%20dir/", f.url())]).pipe();
+        assert!(o.status.success() && o.stdout.is_empty(), "curl FTPS LIST of an empty directory ({tls})\n{}", o.describe());
     }
 }
 
@@ -1258,36 +1268,51 @@ fn lftp_ftps(f: &Ftps, script: &str) -> Out {
 }
 
 #[test]
-fn lftp_ftps_mirror_both_ways() {
+fn lftp_ftps_mirror_download_tree() {
     // Many data connections on one control connection: each must resume
     // the control connection's session (GnuTLS reuses it for every one).
     let root = tempfile::tempdir().unwrap();
     make_tree(root.path(), 160);
-    let f = Ftps::start(root.path(), &["--anonymous-write"], false);
+    let f = Ftps::start(root.path(), &[], false);
     let work = tempfile::tempdir().unwrap();
     let dest = work.path().join("dest");
     let o = lftp_ftps(&f, &format!("set ftp:passive-mode on; mirror / '{}'", dest.display())).ok();
     let (want, got) = (tree(root.path()), tree(&dest));
     assert_tree_is_interesting(&want);
     assert_eq!(got, want, "lftp FTPS mirror result differs from the served tree\n{}", o.describe());
+}
 
+#[test]
+fn lftp_ftps_mirror_reverse_upload_tree() {
+    let root = tempfile::tempdir().unwrap();
+    let f = Ftps::start(root.path(), &["--anonymous-write"], false);
+    let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     make_tree(&src, 170);
     let o = lftp_ftps(&f, &format!("set ftp:passive-mode on; mirror -R '{}' /up", src.display())).ok();
-    assert_eq!(tree(&root.path().join("up")), tree(&src), "tree uploaded by lftp FTPS mirror -R differs on disk\n{}", o.describe());
+    let (want, got) = (tree(&src), tree(&root.path().join("up")));
+    assert_tree_is_interesting(&want);
+    assert_eq!(got, want, "tree uploaded by lftp FTPS mirror -R differs on disk\n{}", o.describe());
+    assert_no_temp_files(root.path());
+}
 
-    // Active mode, both ways, with TLS 1.2 only.
-    let src2 = work.path().join("src2");
-    make_tree(&src2, 180);
-    let o = lftp_ftps(
-        &f,
-        &format!("set ssl:priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'; set ftp:passive-mode off; mirror -R '{}' /up2", src2.display()),
-    )
-    .ok();
-    assert_eq!(tree(&root.path().join("up2")), tree(&src2), "lftp FTPS active TLS 1.2 mirror -R\n{}", o.describe());
-    let dest2 = work.path().join("dest2");
-    let o = lftp_ftps(&f, &format!("set ssl:priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'; set ftp:passive-mode off; mirror /up2 '{}'", dest2.display())).ok();
-    assert_eq!(tree(&dest2), tree(&src2), "lftp FTPS active TLS 1.2 mirror\n{}", o.describe());
+#[test]
+fn lftp_ftps_active_mode_tls_1_2_mirror_both_ways() {
+    // Files only (no empty file or directory): the zero-byte cases have
+    // their own tests; this one is about active mode and TLS 1.2.
+    let root = tempfile::tempdir().unwrap();
+    let f = Ftps::start(root.path(), &["--anonymous-write"], false);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    write_file(&src.join("one.bin"), &random_bytes(300_000, 181));
+    write_file(&src.join("sub dir/two.txt"), b"two\n");
+    write_file(&src.join("sub dir/été.bin"), &random_bytes(5000, 182));
+    let tls12 = "set ssl:priority 'NORMAL:-VERS-ALL:+VERS-TLS1.2'; set ftp:passive-mode off";
+    let o = lftp_ftps(&f, &format!("{tls12}; mirror -R '{}' /up", src.display())).ok();
+    assert_eq!(tree(&root.path().join("up")), tree(&src), "lftp FTPS active TLS 1.2 mirror -R\n{}", o.describe());
+    let dest = work.path().join("dest");
+    let o = lftp_ftps(&f, &format!("{tls12}; mirror /up '{}'", dest.display())).ok();
+    assert_eq!(tree(&dest), tree(&src), "lftp FTPS active TLS 1.2 mirror\n{}", o.describe());
     assert_no_temp_files(root.path());
 }
 

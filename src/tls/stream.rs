@@ -57,6 +57,14 @@ thread_local! {
     static OUT_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The bytes of the per-thread in-buffer not yet consumed by rustls:
+/// `start..end` (consumed records move `start`, reads move `end`).
+#[derive(Clone, Copy)]
+struct Window {
+    start: usize,
+    end: usize,
+}
+
 /// What a call wants of rustls.
 enum Op<'a> {
     /// Plaintext into this buffer.
@@ -326,13 +334,13 @@ impl TlsStream {
                 // rustls keeps offsets into this buffer between calls (a
                 // handshake message split over records): it must get the
                 // same bytes back, never an empty or shorter buffer.
-                let mut len = self.pending_in.len();
-                inb[..len].copy_from_slice(&self.pending_in);
+                let mut win = Window { start: 0, end: self.pending_in.len() };
+                inb[..win.end].copy_from_slice(&self.pending_in);
                 self.pending_in = Vec::new();
                 let mut got = 0;
-                let r = self.pump_in(sock, &mut inb, &mut len, &mut op, &mut got, &mut outb);
-                if len > 0 {
-                    self.pending_in.extend_from_slice(&inb[..len]);
+                let r = self.pump_in(sock, &mut inb, &mut win, &mut op, &mut got, &mut outb);
+                if win.end > win.start {
+                    self.pending_in.extend_from_slice(&inb[win.start..win.end]);
                 }
                 r.map(|wrote| (got, wrote))
             })
@@ -343,7 +351,7 @@ impl TlsStream {
         &mut self,
         sock: &mut S,
         inb: &mut [u8],
-        len: &mut usize,
+        win: &mut Window,
         op: &mut Op<'_>,
         got: &mut usize,
         outb: &mut [u8],
@@ -354,7 +362,7 @@ impl TlsStream {
                     return Ok(0);
                 }
             }
-            let next = self.step(inb, len, op, got, outb);
+            let next = self.step(inb, win, op, got, outb);
             if !self.handshake_done && !self.conn.is_handshaking() {
                 self.handshake_done = true;
                 self.check_reuse()?;
@@ -363,7 +371,19 @@ impl TlsStream {
                 Next::Again => {}
                 Next::Full => return Ok(0),
                 Next::Wrote(plain, cipher) => {
-                    self.pending_out.extend_from_slice(&outb[..cipher]);
+                    // Straight from the shared buffer to the socket when
+                    // nothing waits before it; only the tail is kept.
+                    let mut sent = 0;
+                    while self.pending_out.is_empty() && sent < cipher {
+                        match sock.write(&outb[sent..cipher]) {
+                            Ok(0) => break,
+                            Ok(n) => sent += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    self.pending_out.extend_from_slice(&outb[sent..cipher]);
                     return Ok(plain);
                 }
                 Next::PeerClosed => {
@@ -382,8 +402,8 @@ impl TlsStream {
                     // any input is looked at again); it leaves with the
                     // next flush. Only once: the bytes that failed would
                     // fail again.
-                    let _ = self.step(inb, len, &mut Op::Handshake, got, outb);
-                    *len = 0;
+                    let _ = self.step(inb, win, &mut Op::Handshake, got, outb);
+                    *win = Window { start: 0, end: 0 };
                     if !self.handshake_done {
                         // The handshake failed: the data connection is
                         // refused (`522`), a control connection closed.
@@ -393,17 +413,26 @@ impl TlsStream {
                 }
                 // Only completing the handshake, and it is complete.
                 Next::Writable if self.handshake_done && matches!(op, Op::Handshake) => return Ok(0),
+                // The handshake was completed by this very step: now `op`
+                // may write (the next step encrypts).
+                Next::Writable if self.handshake_done && matches!(op, Op::Write(_) | Op::CloseNotify) => {}
                 Next::Writable | Next::NeedInput => {
                     if *got > 0 {
                         // Give the reader what it has; it calls again.
                         return Ok(0);
                     }
-                    if *len == inb.len() {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS record larger than the read buffer"));
+                    if win.end == inb.len() {
+                        if win.start == 0 {
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS record larger than the read buffer"));
+                        }
+                        // Room at the back, by moving what is left to the
+                        // front (once per buffer, not once per record).
+                        inb.copy_within(win.start..win.end, 0);
+                        *win = Window { start: 0, end: win.end - win.start };
                     }
-                    match sock.read(&mut inb[*len..]) {
+                    match sock.read(&mut inb[win.end..]) {
                         Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                        Ok(n) => *len += n,
+                        Ok(n) => win.end += n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(e),
                     }
@@ -417,11 +446,11 @@ impl TlsStream {
     /// handshake was already done before this call: never TLS 1.3's
     /// half-round-trip data, which would send file bytes before a data
     /// connection's resumption is checked.
-    fn step(&mut self, inb: &mut [u8], len: &mut usize, op: &mut Op<'_>, got: &mut usize, outb: &mut [u8]) -> Next {
+    fn step(&mut self, inb: &mut [u8], win: &mut Window, op: &mut Op<'_>, got: &mut usize, outb: &mut [u8]) -> Next {
         let may_write = self.handshake_done;
         let TlsStream { conn, pending_out, plain, owner, close_notify_queued, .. } = self;
         let ((discard, next), resumed) = processing(*owner, || {
-            let status = conn.process_tls_records(&mut inb[..*len]);
+            let status = conn.process_tls_records(&mut inb[win.start..win.end]);
             let mut discard = status.discard;
             let next = match status.state {
                 Err(e) => Next::Failed(e),
@@ -507,9 +536,9 @@ impl TlsStream {
             };
             (discard, next)
         });
-        if discard > 0 {
-            inb.copy_within(discard..*len, 0);
-            *len -= discard;
+        win.start += discard;
+        if win.start == win.end {
+            *win = Window { start: 0, end: 0 };
         }
         if resumed.is_some() {
             self.resumed_from = resumed;

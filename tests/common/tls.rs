@@ -90,7 +90,8 @@ fn run_openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn make_certs() -> Certs {
+/// A new, independent test PKI (another CA): for a certificate reload.
+pub fn make_certs() -> Certs {
     let dir = tempfile::Builder::new().prefix("leanftpd-certs-").tempdir().expect("temp dir for certificates");
     let d = dir.path();
     let ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
@@ -138,8 +139,13 @@ pub struct CertFiles {
 /// Write the test PKI into `dir` (created if needed).
 #[track_caller]
 pub fn write_certs(dir: &Path) -> CertFiles {
+    write_cert_set(dir, certs())
+}
+
+/// Write `c` into `dir` (created if needed).
+#[track_caller]
+pub fn write_cert_set(dir: &Path, c: &Certs) -> CertFiles {
     std::fs::create_dir_all(dir).unwrap();
-    let c = certs();
     let files = CertFiles { ca: dir.join("ca.pem"), chain: dir.join("chain.pem"), key: dir.join("key.pem") };
     std::fs::write(&files.ca, &c.ca).unwrap();
     std::fs::write(&files.chain, &c.chain).unwrap();
@@ -308,9 +314,18 @@ impl TlsClient {
         TlsClient::build(version, &[], false)
     }
 
+    /// `version` only, trusting `pki`'s CA instead of the usual test CA.
+    pub fn trusting(version: Version, pki: &Certs) -> TlsClient {
+        TlsClient::build_for(version, &[], true, &pki.ca)
+    }
+
     fn build(version: Version, alpn: &[&str], resume: bool) -> TlsClient {
+        TlsClient::build_for(version, alpn, resume, &certs().ca)
+    }
+
+    fn build_for(version: Version, alpn: &[&str], resume: bool, ca: &str) -> TlsClient {
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(certs().ca.as_bytes()) {
+        for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
             roots.add(cert.expect("the test CA parses")).expect("the test CA is a valid trust anchor");
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -379,6 +394,8 @@ pub fn with_timeouts(s: TcpStream) -> TcpStream {
 // The control connection
 
 /// When a client opens the data connection, relative to the transfer command.
+// The names say what comes first; tests/orders.rs uses the same words.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
     /// Send the command, then connect (passive) or accept (active); the TLS
@@ -619,6 +636,21 @@ impl TlsCtl {
     #[track_caller]
     pub fn send_on_socket(&mut self, bytes: &[u8]) {
         self.tcp.write_all(bytes).unwrap_or_else(|e| panic!("writing to the control socket: {e}"));
+    }
+
+    /// Encrypt `plaintext` as the control connection's next TLS records
+    /// without sending them (for a client that writes on the socket and
+    /// never reads: rustls's own I/O would read while a write blocks).
+    pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        let Chan::Tls(s) = self.reader.get_mut() else { panic!("seal: the control connection is not TLS") };
+        let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 64 + 64);
+        for chunk in plaintext.chunks(16 * 1024) {
+            s.conn.writer().write_all(chunk).expect("rustls takes a record's worth of plaintext");
+            while s.conn.wants_write() {
+                s.conn.write_tls(&mut out).expect("write_tls into a Vec");
+            }
+        }
+        out
     }
 
     /// Send a command, read its (first) reply.
