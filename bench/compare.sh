@@ -462,52 +462,61 @@ run_plain() { # NAME: the plain scenarios
     stop_server
 }
 
-run_tls() { # NAME: the FTPS scenarios; the server started again for each certificate
-    local name=$1 cert port pid n round op st reps
+TC=()
+tls_start() { # NAME CERT: start NAME in TLS mode with CERT; sets SPID and TC (the bench's options)
+    local name=$1 cert=$2 port
+    wait_time_wait
+    port=$(free_port)
+    log "== $name, FTPS with $cert, on 127.0.0.1:$port"
+    start_server "$name" "$port" "$cert" || return 1
+    sleep 1
+    TC=(--addr "127.0.0.1:$port" --user "$USER_NAME" --pass "$USER_PASS" --pid "$SPID" --label "$name"
+        --ca "$TLSDIR/ca.pem" --tls-name 127.0.0.1 --cert-label "$cert")
+}
+
+run_tls() { # NAME: the FTPS scenarios; the server started again for each idle size and each certificate
+    local name=$1 cert n round op st reps c
+    local S=(--sources "$SOURCES")
+    # Idle: each size on a freshly started server, so that memory freed by
+    # a smaller run and reused by a larger one does not hide its cost.
+    local idle_ns=$IDLE_TLS_PEER
+    [ "$name" = leanftpd ] && idle_ns=$IDLE_TLS_LEAN
+    want idle-tls || idle_ns=""
+    for n in $idle_ns; do
+        if [ "$name" = vsftpd ] && [ $((3 * n + 2000)) -gt "$(cat /proc/sys/kernel/pid_max)" ]; then
+            log "  vsftpd: $n TLS sessions need $((3 * n)) processes, above kernel.pid_max; skipped"
+            continue
+        fi
+        tls_start "$name" rsa2048 || continue
+        log "  idle-tls $n"
+        bench "$name" $((LOGIN_TIMEOUT + 120)) idle-tls "${TC[@]}" "${S[@]}" --sessions "$n" --window "$WINDOW" \
+            --ramp 32 --login-timeout "$LOGIN_TIMEOUT"
+        stop_server
+    done
     for cert in $TLS_CERTS; do
-        # The RSA certificate for everything; the others change only the handshake: login-tls.
-        [ "$cert" = rsa2048 ] || want login-tls || continue
-        wait_time_wait
-        port=$(free_port)
-        log "== $name, FTPS with $cert, on 127.0.0.1:$port"
-        start_server "$name" "$port" "$cert" || continue
-        pid=$SPID
-        sleep 1
-        local C=(--addr "127.0.0.1:$port" --user "$USER_NAME" --pass "$USER_PASS" --pid "$pid" --label "$name"
-                 --ca "$TLSDIR/ca.pem" --tls-name 127.0.0.1 --cert-label "$cert")
-        local S=(--sources "$SOURCES")
-        if [ "$cert" = rsa2048 ]; then
-            local idle_ns=$IDLE_TLS_PEER
-            [ "$name" = leanftpd ] && idle_ns=$IDLE_TLS_LEAN
-            want idle-tls || idle_ns=""
-            for n in $idle_ns; do
-                if [ "$name" = vsftpd ] && [ $((3 * n + 2000)) -gt "$(cat /proc/sys/kernel/pid_max)" ]; then
-                    log "  vsftpd: $n TLS sessions need $((3 * n)) processes, above kernel.pid_max; skipped"
-                    continue
-                fi
-                log "  idle-tls $n"
-                bench "$name" $((LOGIN_TIMEOUT + 120)) idle-tls "${C[@]}" "${S[@]}" --sessions "$n" --window "$WINDOW" \
-                    --ramp 32 --login-timeout "$LOGIN_TIMEOUT"
-            done
-            local rounds=$TLS_LARGE_ROUNDS
-            want large-tls || rounds=0
-            for round in $(seq "$rounds"); do
-                for op in retr stor; do
-                    for st in 1 "$TLS_STREAMS"; do
-                        reps=1
-                        [ "$st" = 1 ] && reps=2
-                        log "  large-tls $op x$st ($round/$TLS_LARGE_ROUNDS)"
-                        bench "$name" 900 large-tls "${C[@]}" --op "$op" --streams "$st" --size "$TLS_LARGE_SIZE" \
-                            --reps "$reps" --file large-tls.bin
-                    done
+        # The RSA certificate for the transfers; every certificate for the
+        # logins (the certificate changes only the handshake).
+        if [ "$cert" = rsa2048 ]; then want large-tls || want login-tls || continue
+        else want login-tls || continue; fi
+        tls_start "$name" "$cert" || continue
+        local rounds=$TLS_LARGE_ROUNDS
+        { [ "$cert" = rsa2048 ] && want large-tls; } || rounds=0
+        for round in $(seq "$rounds"); do
+            for op in retr stor; do
+                for st in 1 "$TLS_STREAMS"; do
+                    reps=1
+                    [ "$st" = 1 ] && reps=2
+                    log "  large-tls $op x$st ($round/$TLS_LARGE_ROUNDS)"
+                    bench "$name" 900 large-tls "${TC[@]}" --op "$op" --streams "$st" --size "$TLS_LARGE_SIZE" \
+                        --reps "$reps" --file large-tls.bin
                 done
             done
-        fi
-        local c concs=$TLS_LOGIN_CONC
+        done
+        local concs=$TLS_LOGIN_CONC
         want login-tls || concs=""
         for c in $concs; do
             log "  login-tls x$c ($cert)"
-            bench "$name" $((LOGIN_SECS + 90)) login-tls "${C[@]}" "${S[@]}" --concurrency "$c" --seconds "$LOGIN_SECS"
+            bench "$name" $((LOGIN_SECS + 90)) login-tls "${TC[@]}" "${S[@]}" --concurrency "$c" --seconds "$LOGIN_SECS"
         done
         stop_server
     done
