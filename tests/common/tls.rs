@@ -653,6 +653,18 @@ impl TlsCtl {
         out
     }
 
+    /// The control connection's `close_notify` as TLS bytes, not sent (for
+    /// a client that pipelines it with what follows).
+    pub fn seal_close_notify(&mut self) -> Vec<u8> {
+        let Chan::Tls(s) = self.reader.get_mut() else { panic!("seal_close_notify: the control connection is not TLS") };
+        s.conn.send_close_notify();
+        let mut out = Vec::new();
+        while s.conn.wants_write() {
+            s.conn.write_tls(&mut out).expect("write_tls into a Vec");
+        }
+        out
+    }
+
     /// Send a command, read its (first) reply.
     #[track_caller]
     pub fn cmd(&mut self, line: &str) -> Reply {
