@@ -351,3 +351,94 @@ fn plaintext_pipelined_after_ccc_and_close_notify_is_not_lost() {
 fn count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
+
+// ---------------------------------------------------------------------------
+// (b)/(c) TLS 1.3 post-handshake messages
+
+/// KeyUpdate floods (TLS 1.3, update_requested): 40 in a row without
+/// application data close the connection (rustls allows 32); 3 s of
+/// KeyUpdate + NOOP pairs from a client that never reads (each pair
+/// resets rustls's count and asks the server for a KeyUpdate of its own)
+/// leave the server under 64 MiB of RSS, and an honest client is served
+/// meanwhile.
+#[test]
+fn key_update_floods_are_cut_or_held_back_and_an_honest_client_is_served() {
+    let _lock = one_at_a_time();
+    let b = binary();
+    let addr = b.srv.addr;
+    let pid = b.srv.pid();
+    let mut problems = Vec::new();
+    // 40 in a row.
+    let mut c = TlsCtl::open(addr, TlsClient::new(Version::Tls13));
+    c.login("anonymous", "x@y");
+    let mut wire = Vec::new();
+    for _ in 0..40 {
+        wire.extend(c.seal_key_update());
+    }
+    let mut raw = c.socket().try_clone().unwrap();
+    raw.write_all(&wire).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut sink = Vec::new();
+    if let Err(e) = raw.read_to_end(&mut sink) {
+        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+            problems.push("40 KeyUpdates in a row did not close the connection".to_string());
+        }
+    }
+    // Pairs, never read, from 4 connections.
+    let stop = AtomicBool::new(false);
+    let peak = AtomicU64::new(rss_kib(pid));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let floods: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = TlsCtl::open(addr, TlsClient::new(Version::Tls13));
+                    c.login("anonymous", "x@y");
+                    let mut raw = c.socket().try_clone().unwrap();
+                    raw.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+                    let t = Instant::now();
+                    let mut sent = 0usize;
+                    'flood: while t.elapsed() < Duration::from_secs(3) {
+                        let mut batch = Vec::new();
+                        for _ in 0..200 {
+                            batch.extend(c.seal_key_update());
+                            batch.extend(c.seal(b"NOOP\r\n"));
+                        }
+                        if raw.write_all(&batch).is_err() {
+                            break 'flood;
+                        }
+                        sent += batch.len();
+                    }
+                    c.shutdown();
+                    sent
+                })
+            })
+            .collect();
+        let t = Instant::now();
+        let mut rounds = 0;
+        while t.elapsed() < Duration::from_secs(3) {
+            let r = Instant::now();
+            let mut h = protected(addr, Version::Tls13);
+            let got = h.retr(Mode::Epsv, Order::ConnectFirst, "small.bin");
+            if sha(&got) != sha(&b.small) {
+                problems.push("honest RETR: wrong bytes".into());
+            }
+            if r.elapsed() > Duration::from_secs(3) {
+                problems.push(format!("honest round took {:?}", r.elapsed()));
+            }
+            rounds += 1;
+        }
+        let sent: usize = floods.into_iter().map(|f| f.join().unwrap()).sum();
+        stop.store(true, Ordering::Relaxed);
+        eprintln!("KeyUpdate + NOOP pairs: {sent} bytes sent; {rounds} honest rounds; RSS peak {} KiB", peak.load(Ordering::Relaxed));
+    });
+    if peak.load(Ordering::Relaxed) > 64 * 1024 {
+        problems.push(format!("RSS peaked at {} KiB", peak.load(Ordering::Relaxed)));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("; "));
+}
