@@ -238,6 +238,15 @@ impl Transfer {
         }
     }
 
+    /// The data connection is not plain TCP (TLS): close an upload's splice
+    /// pipe now rather than hold its descriptors and its 1 MiB of pipe
+    /// buffer for nothing (`step` never splices into TLS anyway).
+    pub fn no_zero_copy(&mut self) {
+        if let Transfer::Stor { pipe, .. } = self {
+            *pipe = None;
+        }
+    }
+
     /// True if bytes flow from the client to us (wait for readable).
     pub fn is_upload(&self) -> bool {
         matches!(self, Transfer::Stor { .. })

@@ -148,7 +148,7 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
-                    let tls = c.stream.is_tls();
+                    let drains = c.stream.short_read_drains();
                     self.on_bytes(key, &scratch[..n]);
                     budget -= n;
                     if budget == 0 {
@@ -161,7 +161,7 @@ impl Server {
                     // read stops at the urgent mark (ftplib sends ABOR's LF
                     // as urgent data), and the rest raises no new edge.
                     // (Under TLS a short read says nothing of the socket.)
-                    if n < want && !to_eagain && !tls {
+                    if n < want && !to_eagain && drains {
                         break;
                     }
                 }

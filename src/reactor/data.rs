@@ -356,6 +356,9 @@ impl Server {
         let role = crate::tls::stream::Role::Data { require_reuse: !self.env.config.insecure_tls_no_reuse };
         let config = tls.data.clone();
         let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else { return Ok(()) };
+        if let DataState::Running(req) = &mut d.state {
+            req.transfer.no_zero_copy();
+        }
         d.stream.start_tls(&config, owner, role, Vec::new()).map_err(|_| TransferError::TlsRefused)
     }
 

@@ -23,6 +23,11 @@ pub enum Stream {
     /// entry of a plain session stays small).
     #[cfg(feature = "tls")]
     Tls(TcpStream, Box<TlsStream>),
+    /// Plain TCP again after CCC, with the plaintext the client sent in
+    /// the same segments as its `close_notify` still to be read (less
+    /// than one TLS read buffer); plain once that is read.
+    #[cfg(feature = "tls")]
+    Cleared(TcpStream, Vec<u8>),
     /// Between states (only while `start_tls`/`end_tls` swap them).
     Gone,
 }
@@ -71,7 +76,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             #[cfg(feature = "tls")]
-            Stream::Tls(s, _) => s,
+            Stream::Tls(s, _) | Stream::Cleared(s, _) => s,
             Stream::Gone => unreachable!("a stream is only Gone inside start_tls/end_tls"),
         }
     }
@@ -80,7 +85,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             #[cfg(feature = "tls")]
-            Stream::Tls(s, _) => s,
+            Stream::Tls(s, _) | Stream::Cleared(s, _) => s,
             Stream::Gone => unreachable!("a stream is only Gone inside start_tls/end_tls"),
         }
     }
@@ -93,7 +98,17 @@ impl Stream {
 
     /// Under TLS (whether or not its handshake is done).
     pub fn is_tls(&self) -> bool {
-        !self.zero_copy()
+        #[cfg(feature = "tls")]
+        return matches!(self, Stream::Tls(..));
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Whether a read shorter than asked means the socket is drained (so
+    /// no read just for `WouldBlock` is needed): only for plain TCP; TLS
+    /// and a stream with bytes of its own say nothing of the socket.
+    pub fn short_read_drains(&self) -> bool {
+        matches!(self, Stream::Plain(_))
     }
 
     /// Under TLS and its handshake is not done yet.
@@ -119,7 +134,7 @@ impl Stream {
     pub fn start_tls(&mut self, config: &std::sync::Arc<rustls::ServerConfig>, owner: OwnerId, role: Role, preface: Preface) -> io::Result<()> {
         let tls = TlsStream::new(config, owner, role, preface).map_err(io::Error::other)?;
         *self = match std::mem::replace(self, Stream::Gone) {
-            Stream::Plain(s) | Stream::Tls(s, _) => Stream::Tls(s, tls),
+            Stream::Plain(s) | Stream::Tls(s, _) | Stream::Cleared(s, _) => Stream::Tls(s, tls),
             Stream::Gone => return Err(io::ErrorKind::NotConnected.into()),
         };
         Ok(())
@@ -159,19 +174,20 @@ impl Stream {
     }
 
     /// Back to plain TCP; what the client sent after its `close_notify`
-    /// is plaintext and returned.
+    /// is plaintext, read first.
     #[cfg(feature = "tls")]
-    fn end_tls(&mut self) -> Vec<u8> {
-        match std::mem::replace(self, Stream::Gone) {
+    fn end_tls(&mut self) {
+        *self = match std::mem::replace(self, Stream::Gone) {
             Stream::Tls(s, t) => {
-                *self = Stream::Plain(s);
-                t.into_leftover()
+                let rest = t.into_leftover();
+                if rest.is_empty() {
+                    Stream::Plain(s)
+                } else {
+                    Stream::Cleared(s, rest)
+                }
             }
-            other => {
-                *self = other;
-                Vec::new()
-            }
-        }
+            other => other,
+        };
     }
 
     /// Read and drop up to `max` bytes from the socket itself (before a
@@ -284,18 +300,24 @@ impl Read for Stream {
             Stream::Tls(s, t) => {
                 let r = guarded(t, |t| t.read(s, buf));
                 if matches!(r, Ok(0)) && t.is_clearing() {
-                    // CCC done: the client's close_notify came.
-                    let rest = self.end_tls();
-                    if rest.is_empty() {
-                        return self.read(buf);
-                    }
-                    // A client sends its next command after its
-                    // close_notify, not in the same write: at most a line.
-                    let n = rest.len().min(buf.len());
-                    buf[..n].copy_from_slice(&rest[..n]);
-                    return Ok(n);
+                    // CCC done: the client's close_notify came (or it went
+                    // on in the clear); what follows is plaintext.
+                    self.end_tls();
+                    return self.read(buf);
                 }
                 r
+            }
+            #[cfg(feature = "tls")]
+            Stream::Cleared(_, rest) => {
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                rest.drain(..n);
+                if rest.is_empty() {
+                    if let Stream::Cleared(s, _) = std::mem::replace(self, Stream::Gone) {
+                        *self = Stream::Plain(s);
+                    }
+                }
+                Ok(n)
             }
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
@@ -308,6 +330,8 @@ impl Write for Stream {
             Stream::Plain(s) => s.write(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(s, t) => guarded(t, |t| t.write(s, buf)),
+            #[cfg(feature = "tls")]
+            Stream::Cleared(s, _) => s.write(buf),
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }

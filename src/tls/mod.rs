@@ -179,6 +179,62 @@ fn parse_pem(cert: &[u8], key: &[u8]) -> Result<(Vec<CertificateDer<'static>>, P
     Ok((chain, private))
 }
 
+/// What data connections see of the ticket key: they resume tickets but
+/// never make one. A data connection makes no session of its own, so
+/// nothing it does can be resumed later as its control connection's.
+struct ResumeOnlyTickets(Arc<dyn ProducesTickets>);
+
+impl fmt::Debug for ResumeOnlyTickets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResumeOnlyTickets")
+    }
+}
+
+impl ProducesTickets for ResumeOnlyTickets {
+    fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.lifetime()
+    }
+    fn encrypt(&self, _: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.0.decrypt(cipher)
+    }
+}
+
+/// What data connections see of the session cache: they look sessions up
+/// but never store one. rustls stores a TLS 1.2 session when it checks the
+/// client's Finished, before the data connection's resumption check can
+/// refuse it: a full handshake on a stolen passive port would otherwise
+/// leave a session tagged with its victim's id, resumable later as the
+/// victim's (the red team's finding).
+struct ResumeOnlySessions(Arc<dyn StoresServerSessions>);
+
+impl fmt::Debug for ResumeOnlySessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResumeOnlySessions")
+    }
+}
+
+impl StoresServerSessions for ResumeOnlySessions {
+    fn put(&self, _: Vec<u8>, _: Vec<u8>) -> bool {
+        false
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.take(key)
+    }
+    fn can_cache(&self) -> bool {
+        // False would stop rustls from looking sessions up at all.
+        true
+    }
+}
+
 /// Why the certificate or key could not be used (printed by `main`, exit
 /// code 2; on SIGHUP logged, and the old ones are kept).
 #[derive(Debug)]
@@ -277,6 +333,8 @@ impl TlsConfig {
         control.ignore_client_order = true;
         let mut data = control.clone();
         data.send_tls13_tickets = 0;
+        data.ticketer = Arc::new(ResumeOnlyTickets(tickets.clone()));
+        data.session_storage = Arc::new(ResumeOnlySessions(sessions.clone()));
         Ok(TlsConfig { control: Arc::new(control), data: Arc::new(data), tickets, sessions })
     }
 }
@@ -329,6 +387,26 @@ mod tests {
         assert!(e.contains("--tls-key"), "{e}");
         let e = TlsConfig::load(Path::new("/nonexistent/c.pem"), &key).err().unwrap().to_string();
         assert!(e.contains("/nonexistent/c.pem"), "{e}");
+    }
+
+    /// The red team's finding: rustls stores a TLS 1.2 session before a
+    /// data connection's resumption check refuses it; data connections
+    /// must never store or issue one (they only resume).
+    #[test]
+    fn data_connections_resume_sessions_but_never_make_one() {
+        let (cert, key) = test_support::cert_files();
+        let c = TlsConfig::load(&cert, &key).unwrap();
+        let (stored, _) = processing(OwnerId(3), || c.data.session_storage.put(b"id".to_vec(), b"session".to_vec()));
+        assert!(!stored, "a data connection stored a session");
+        assert!(c.data.ticketer.enabled(), "data connections must still accept tickets");
+        assert_eq!(c.data.ticketer.encrypt(b"session"), None, "a data connection made a ticket");
+        // What a control connection makes, a data connection can open.
+        let (ticket, _) = processing(OwnerId(3), || c.control.ticketer.encrypt(b"session").unwrap());
+        let (plain, owner) = processing(OwnerId(3), || c.data.ticketer.decrypt(&ticket));
+        assert_eq!((plain.as_deref(), owner), (Some(&b"session"[..]), Some(OwnerId(3))));
+        let (_, _) = processing(OwnerId(3), || c.control.session_storage.put(b"id".to_vec(), b"session".to_vec()));
+        let (plain, owner) = processing(OwnerId(9), || c.data.session_storage.get(b"id"));
+        assert_eq!((plain.as_deref(), owner), (Some(&b"session"[..]), Some(OwnerId(3))));
     }
 
     #[test]

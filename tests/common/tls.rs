@@ -653,6 +653,29 @@ impl TlsCtl {
         out
     }
 
+    /// The control connection's `close_notify` as TLS bytes, not sent (for
+    /// a client that pipelines it with what follows).
+    pub fn seal_close_notify(&mut self) -> Vec<u8> {
+        let Chan::Tls(s) = self.reader.get_mut() else { panic!("seal_close_notify: the control connection is not TLS") };
+        s.conn.send_close_notify();
+        let mut out = Vec::new();
+        while s.conn.wants_write() {
+            s.conn.write_tls(&mut out).expect("write_tls into a Vec");
+        }
+        out
+    }
+
+    /// A TLS 1.3 KeyUpdate (update_requested) as TLS bytes, not sent.
+    pub fn seal_key_update(&mut self) -> Vec<u8> {
+        let Chan::Tls(s) = self.reader.get_mut() else { panic!("seal_key_update: the control connection is not TLS") };
+        s.conn.refresh_traffic_keys().expect("a TLS 1.3 connection updates its keys");
+        let mut out = Vec::new();
+        while s.conn.wants_write() {
+            s.conn.write_tls(&mut out).expect("write_tls into a Vec");
+        }
+        out
+    }
+
     /// Send a command, read its (first) reply.
     #[track_caller]
     pub fn cmd(&mut self, line: &str) -> Reply {
