@@ -10,6 +10,9 @@ bash ./.ci/setup.sh
 
 cargo test --workspace --features leanftpd/fault-injection
 
+# The plain server (no TLS, the small build) must keep compiling.
+cargo check --no-default-features
+
 # The fuzz targets are not workspace members (cargo fuzz builds them with
 # nightly flags); type-check them so that they cannot drift from the code.
 cargo check --manifest-path fuzz/Cargo.toml --bins
