@@ -57,30 +57,6 @@ fn wakeups(pid: u32) -> u64 {
     n
 }
 
-/// The built binary with FTPS, serving a root with `small.bin`.
-struct Binary {
-    srv: process::Server,
-    _dir: tempfile::TempDir,
-    small: Vec<u8>,
-}
-
-fn binary_with(extra: &[&str]) -> Binary {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let small = pattern(20_000, 14);
-    std::fs::write(root.join("small.bin"), &small).unwrap();
-    let (_, args) = binary_args(&dir.path().join("tls"));
-    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    args.extend_from_slice(extra);
-    let srv = process::Server::start(&root, &args);
-    Binary { srv, _dir: dir, small }
-}
-
-fn binary() -> Binary {
-    binary_with(&[])
-}
-
 fn sha(bytes: &[u8]) -> String {
     sha256_in_process(bytes)
 }

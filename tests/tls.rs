@@ -1128,25 +1128,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
-/// The built binary with FTPS, serving a root with `small.bin`.
-struct Binary {
-    srv: process::Server,
-    _dir: tempfile::TempDir,
-    small: Vec<u8>,
-}
-
-fn binary() -> Binary {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let small = pattern(20_000, 14);
-    std::fs::write(root.join("small.bin"), &small).unwrap();
-    let (_, args) = binary_args(&dir.path().join("tls"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let srv = process::Server::start(&root, &args);
-    Binary { srv, _dir: dir, small }
-}
-
 /// The honest client's rounds while `stop` is unset: a new TLS control
 /// connection, login, PROT P, a RETR checked by sha256, NOOP. Returns the
 /// problems (slow or failed steps).

@@ -1123,3 +1123,37 @@ impl TestServer {
         c
     }
 }
+
+// ---------------------------------------------------------------------------
+// The built binary with FTPS
+
+/// The built binary (`super::process::Server`) with FTPS, serving a root
+/// that holds `small.bin` (20,000 bytes of `pattern`).
+pub struct Binary {
+    /// The server process (stopped on drop).
+    pub srv: super::process::Server,
+    _dir: tempfile::TempDir,
+    /// The contents of `small.bin`.
+    pub small: Vec<u8>,
+}
+
+/// Start it with the test certificate and the `extra` flags.
+#[track_caller]
+pub fn binary_with(extra: &[&str]) -> Binary {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let small = super::pattern(20_000, 14);
+    std::fs::write(root.join("small.bin"), &small).unwrap();
+    let (_, args) = binary_args(&dir.path().join("tls"));
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    let srv = super::process::Server::start(&root, &args);
+    Binary { srv, _dir: dir, small }
+}
+
+/// `binary_with` no extra flags.
+#[track_caller]
+pub fn binary() -> Binary {
+    binary_with(&[])
+}
