@@ -126,6 +126,9 @@ fn bytes_cross_both_ways_under_tls_1_2_and_1_3_and_close_notify_reads_as_the_end
             assert_eq!(h.join().unwrap().unwrap(), want, "tls13={tls13} n={n}");
             assert_eq!(end.unwrap(), 0, "close_notify is a clean end (tls13={tls13} n={n})");
             assert!(tls.describe().starts_with(if tls13 { "TLSv1_3" } else { "TLSv1_2" }), "{}", tls.describe());
+            // The client (rustls's order) offers AES-256-GCM first; the
+            // server's order wins: AES-128-GCM (see `tls::provider`).
+            assert!(tls.describe().contains("AES_128_GCM"), "{}", tls.describe());
         }
     }
 }
