@@ -150,6 +150,8 @@ mod accept;
 mod control;
 mod data;
 mod lifecycle;
+#[cfg(feature = "proxy")]
+mod proxy;
 
 /// Why the server could not start (printed by `main`, exit code 1 or 2).
 #[derive(Debug)]
@@ -212,6 +214,9 @@ pub struct Server {
     /// (`--tls-cert`/`--tls-key`); replaced on SIGHUP (see `lifecycle.rs`).
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
+    /// Connections waiting for their PROXY protocol header (see `proxy.rs`).
+    #[cfg(feature = "proxy")]
+    proxy: proxy::Proxying,
 }
 
 impl Server {
@@ -329,6 +334,8 @@ impl Server {
             },
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "proxy")]
+            proxy: proxy::Proxying { awaiting: 0 },
         })
     }
 
@@ -444,6 +451,8 @@ impl Server {
             }
             Some(Entry::Pasv(_)) => self.accept_data(key),
             Some(Entry::Data(_)) => self.data_ready(key),
+            #[cfg(feature = "proxy")]
+            Some(Entry::Proxy(_)) => self.proxy_ready(key),
             Some(Entry::Closed) | None => {}
         }
     }
@@ -551,6 +560,8 @@ impl Server {
                     }
                 }
             }
+            #[cfg(feature = "proxy")]
+            Some(Entry::Proxy(_)) => self.proxy_timeout(key),
             _ => {}
         }
     }
@@ -582,6 +593,8 @@ impl Server {
                 // Dropping a STOR's transfer removes its temporary file.
             }
             Entry::Listener(l) => drop(l),
+            #[cfg(feature = "proxy")]
+            Entry::Proxy(w) => self.forget_awaiting(w),
             Entry::Closed => return,
         }
         self.closed.push(key);
