@@ -297,3 +297,385 @@ fn passive_data_through_the_balancer_must_name_the_sessions_client() {
     assert_eq!(sha256(&got), sha256(&pattern(100_000, 7)));
     assert_eq!(c.reply().code, 226);
 }
+
+// ---------------------------------------------------------------------------
+// With HAProxy: one frontend (`send-proxy-v2`, once `send-proxy`) in front
+// of two leanftpd processes on one root, HAProxy connecting from 127.0.0.2
+// and the clients from 127.0.0.3 and 127.0.0.4. Passive data goes through
+// HAProxy too: a frontend on each backend's passive range, routed by
+// `dst_port` to the backend that owns the range, which connects to the same
+// port there; the backends advertise HAProxy's address (`--passive-address`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use common::process::{self, cmd, need, run, Out};
+
+/// HAProxy's frontends listen here (the address clients use).
+const FRONT_IP: &str = "127.0.0.1";
+/// The two backends' addresses (each binds its passive ports there too,
+/// so they never clash with HAProxy's frontends on 127.0.0.1).
+const BACKEND_IPS: [&str; 2] = ["127.0.0.10", "127.0.0.11"];
+/// Passive ports per backend.
+const RANGE_PORTS: u16 = 8;
+
+/// `n` consecutive ports free on every address in `ips` (checked by
+/// binding; a random base under the ephemeral range).
+fn free_range(n: u16, ips: &[&str]) -> (u16, u16) {
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+        ^ (std::process::id() as u64) << 20;
+    for _ in 0..100 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let base = 20_000 + ((seed >> 33) % 12_000) as u16;
+        let free = (base..base + n).all(|p| ips.iter().all(|ip| TcpListener::bind((*ip, p)).is_ok()));
+        if free {
+            return (base, base + n - 1);
+        }
+    }
+    panic!("no {n} free consecutive ports");
+}
+
+/// A leanftpd behind HAProxy on `ip`, serving `root`.
+struct Backend {
+    server: process::Server,
+    range: (u16, u16),
+    xferlog: PathBuf,
+}
+
+impl Backend {
+    #[track_caller]
+    fn start(ip: &str, root: &Path, range: (u16, u16), extra: &[&str]) -> Backend {
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("server.log");
+        let xferlog = logdir.path().join("xferlog");
+        let addr = SocketAddr::new(ip.parse().unwrap(), process::free_port(ip.parse().unwrap()));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(process::BIN)
+            .arg("--root").arg(root)
+            .arg("--listen").arg(addr.to_string())
+            .args(["--anonymous-write", "--passive-address", FRONT_IP, "--data-timeout", "5"])
+            .args(["--passive-ports", &format!("{}-{}", range.0, range.1)])
+            .args(["--proxy-protocol", "--proxy-from", BALANCER])
+            .arg("--xferlog").arg(&xferlog)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .spawn()
+            .expect("spawn leanftpd");
+        let mut server = process::Server { child: Some(child), addr, log, _logdir: logdir };
+        // No 220 to wait for: a connection from here is not the balancer's
+        // and gets closed. Wait for the socket to listen instead.
+        let deadline = Instant::now() + process::START_TIMEOUT;
+        while !is_listening(addr) {
+            if let Some(st) = server.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("leanftpd exited early with {st:?}: {}", server.log_text());
+            }
+            assert!(Instant::now() < deadline, "leanftpd did not listen on {addr}: {}", server.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Backend { server, range, xferlog }
+    }
+
+    fn log(&self) -> String {
+        self.server.log_text()
+    }
+
+    fn xferlog(&self) -> String {
+        std::fs::read_to_string(&self.xferlog).unwrap_or_default()
+    }
+}
+
+/// HAProxy in the foreground (`-db`), killed by PID on drop.
+struct Haproxy {
+    child: Option<Child>,
+    /// The control frontend.
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    /// `send_proxy`: `send-proxy` (v1) or `send-proxy-v2`.
+    #[track_caller]
+    fn start(backends: &[&Backend], send_proxy: &str) -> Haproxy {
+        let haproxy = need("haproxy", "haproxy");
+        let dir = tempfile::tempdir().unwrap();
+        let port = process::free_port(FRONT_IP.parse().unwrap());
+        let mut cfg = format!(
+            "global\n    maxconn 256\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+             frontend ftp\n    bind {FRONT_IP}:{port}\n    default_backend control\n\
+             backend control\n    balance roundrobin\n"
+        );
+        for (i, b) in backends.iter().enumerate() {
+            cfg += &format!("    server s{i} {} {send_proxy} source {BALANCER}\n", b.server.addr);
+        }
+        cfg += "frontend data\n";
+        for b in backends {
+            cfg += &format!("    bind {FRONT_IP}:{}-{}\n", b.range.0, b.range.1);
+        }
+        for (i, b) in backends.iter().enumerate() {
+            cfg += &format!("    use_backend data{i} if {{ dst_port {}:{} }}\n", b.range.0, b.range.1);
+        }
+        for (i, b) in backends.iter().enumerate() {
+            // No port: HAProxy connects to the port the client connected to.
+            cfg += &format!("backend data{i}\n    server s{i} {} {send_proxy} source {BALANCER}\n", b.server.addr.ip());
+        }
+        let cfg_path = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg_path, &cfg).unwrap();
+        let log = dir.path().join("haproxy.log");
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .spawn()
+            .expect("spawn haproxy");
+        let addr = SocketAddr::new(FRONT_IP.parse().unwrap(), port);
+        let mut h = Haproxy { child: Some(child), addr, log, _dir: dir };
+        let deadline = Instant::now() + process::START_TIMEOUT;
+        let last_data = SocketAddr::new(addr.ip(), backends[backends.len() - 1].range.1);
+        while !(is_listening(addr) && is_listening(last_data)) {
+            if let Some(st) = h.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("haproxy exited early with {st:?}:\n{cfg}\n{}", std::fs::read_to_string(&h.log).unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "haproxy did not listen:\n{cfg}\n{}", std::fs::read_to_string(&h.log).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        h
+    }
+
+    fn url(&self) -> String {
+        format!("ftp://{}", self.addr)
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- haproxy log ---\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+    }
+}
+
+/// Two backends on one fresh root, HAProxy in front.
+struct Cluster {
+    haproxy: Haproxy,
+    backends: [Backend; 2],
+    root: tempfile::TempDir,
+}
+
+impl Cluster {
+    #[track_caller]
+    fn start(send_proxy: &str, extra: &[&str]) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let ra = free_range(RANGE_PORTS, &[FRONT_IP, BACKEND_IPS[0]]);
+        let a = Backend::start(BACKEND_IPS[0], root.path(), ra, extra);
+        let rb = loop {
+            let r = free_range(RANGE_PORTS, &[FRONT_IP, BACKEND_IPS[1]]);
+            if r.1 < ra.0 || r.0 > ra.1 {
+                break r;
+            }
+        };
+        let b = Backend::start(BACKEND_IPS[1], root.path(), rb, extra);
+        let haproxy = Haproxy::start(&[&a, &b], send_proxy);
+        Cluster { haproxy, backends: [a, b], root }
+    }
+
+    /// The backend whose log holds `needle`, and that only one does.
+    #[track_caller]
+    fn served_by(&self, needle: &str) -> usize {
+        let has: Vec<usize> = (0..2).filter(|&i| self.backends[i].log().contains(needle)).collect();
+        assert_eq!(has.len(), 1, "{needle:?} in the logs of backends {has:?}\n--- a ---\n{}\n--- b ---\n{}",
+            self.backends[0].log(), self.backends[1].log());
+        has[0]
+    }
+}
+
+/// A control connection from `client` through HAProxy, greeted.
+#[track_caller]
+fn via(h: &Haproxy, client: &str) -> Ctl {
+    let mut c = Ctl::from_stream(connect_bound(client, h.addr));
+    let r = c.reply();
+    assert_eq!(r.code, 220, "greeting through haproxy: {r:?}");
+    c
+}
+
+/// PASV, then a data connection from `client` to the address it names.
+#[track_caller]
+fn pasv_from(c: &mut Ctl, client: &str) -> (SocketAddr, impl FnOnce() -> TcpStream) {
+    let addr = c.pasv();
+    assert_eq!(addr.ip().to_string(), FRONT_IP, "PASV must name HAProxy's address");
+    let client = client.to_string();
+    (addr, move || connect_bound(&client, addr))
+}
+
+/// Upload through one session, download through another that lands on the
+/// other backend; every log names the real client.
+fn upload_on_one_backend_download_on_the_other(send_proxy: &str) {
+    let cl = Cluster::start(send_proxy, &[]);
+    let body = pattern(3 * MIB + 17, 12);
+    let name = unique("up");
+
+    let mut up = via(&cl.haproxy, CLIENT);
+    up.login("anonymous", "x@y");
+    up.expect("TYPE I", 200);
+    let (_, connect) = pasv_from(&mut up, CLIENT);
+    up.send(&format!("STOR {name}"));
+    let mut data = connect();
+    assert!(up.reply().is_preliminary());
+    data.write_all(&body).unwrap();
+    data.shutdown(Shutdown::Write).unwrap();
+    drop(data);
+    assert_eq!(up.reply().code, 226);
+
+    // Round robin: the next session goes to the other backend.
+    let mut down = via(&cl.haproxy, CLIENT);
+    down.login("anonymous", "x@y");
+    down.expect("TYPE I", 200);
+    let (_, connect) = pasv_from(&mut down, CLIENT);
+    down.send(&format!("RETR {name}"));
+    let mut data = connect();
+    assert!(down.reply().is_preliminary());
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(down.reply().code, 226);
+    assert_eq!(sha256(&got), sha256(&body), "downloaded bytes differ");
+    assert_eq!(sha256_file(&cl.root.path().join(&name)), sha256(&body), "bytes on disk differ");
+    up.expect("QUIT", 221);
+    down.expect("QUIT", 221);
+
+    let stored = cl.served_by(&format!("Stor /{name} "));
+    let retrieved = cl.served_by(&format!("Retr /{name} "));
+    assert_ne!(stored, retrieved, "both sessions on one backend");
+    for b in &cl.backends {
+        let log = b.log();
+        // Every session line is prefixed `[cN client:port user]`.
+        let sessions: Vec<&str> = log.lines().filter(|l| l.contains("] [c")).collect();
+        assert!(sessions.len() >= 3, "too few session lines: {log}");
+        for l in sessions {
+            assert!(l.contains(&format!(" {CLIENT}:")), "a session line without the real client: {l}");
+            assert!(!l.contains(BALANCER), "a session line naming the balancer: {l}");
+        }
+        let x = b.xferlog();
+        assert_eq!(x.lines().count(), 1, "one transfer per backend: {x}");
+        assert!(x.contains(&format!(" {CLIENT} ")), "xferlog without the real client: {x}");
+        assert!(!x.contains(BALANCER), "xferlog names the balancer: {x}");
+    }
+    // A direct connection to a backend (not from the balancer) is closed.
+    let got = closed_silently(connect_bound(CLIENT, cl.backends[0].server.addr));
+    assert!(got.is_empty(), "a direct connection got {:?}", String::from_utf8_lossy(&got));
+}
+
+#[test]
+fn haproxy_v2_upload_on_one_backend_download_on_the_other() {
+    upload_on_one_backend_download_on_the_other("send-proxy-v2");
+}
+
+#[test]
+fn haproxy_v1_upload_on_one_backend_download_on_the_other() {
+    upload_on_one_backend_download_on_the_other("send-proxy");
+}
+
+fn curl_cmd(args: &[&str]) -> Command {
+    let mut c = cmd(&need("curl", "curl"), &["-sS", "--connect-timeout", "5", "--max-time", "25", "--interface", CLIENT]);
+    c.args(args);
+    c
+}
+
+fn lftp(h: &Haproxy, script: &str) -> Out {
+    let lftp = need("lftp", "lftp");
+    let full = format!(
+        "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 10; set net:reconnect-interval-base 1; \
+         set net:socket-bind-ipv4 {CLIENT}; set ftp:passive-mode on; {script}; quit"
+    );
+    run(cmd(&lftp, &["-e", &full, &format!("ftp://anonymous:x@{}", h.addr)]), None)
+}
+
+#[test]
+fn haproxy_curl_and_lftp_in_passive_mode() {
+    let cl = Cluster::start("send-proxy-v2", &[]);
+    let work = tempfile::tempdir().unwrap();
+    let body = pattern(MIB + 5, 21);
+    let src = work.path().join("src.bin");
+    std::fs::write(&src, &body).unwrap();
+
+    // curl: upload, then download (two sessions: one per backend).
+    let url = format!("{}/curl.bin", cl.haproxy.url());
+    run(curl_cmd(&["-T", src.to_str().unwrap(), &url]), None).ok();
+    let out = work.path().join("curl.out");
+    run(curl_cmd(&["-o", out.to_str().unwrap(), &url]), None).ok();
+    assert_eq!(sha256_file(&out), sha256(&body), "curl download");
+
+    // lftp: the same file back, and an upload of its own.
+    let got = work.path().join("lftp.out");
+    lftp(&cl.haproxy, &format!("get /curl.bin -o '{}'", got.display())).ok();
+    assert_eq!(sha256_file(&got), sha256(&body), "lftp download");
+    lftp(&cl.haproxy, &format!("put '{}' -o /lftp.bin", src.display())).ok();
+    assert_eq!(sha256_file(&cl.root.path().join("lftp.bin")), sha256(&body), "lftp upload on disk");
+
+    // Four transfers of 1 MiB over the two backends, each logged with the
+    // real client's address.
+    let records: Vec<String> = cl.backends.iter().flat_map(|b| b.xferlog().lines().map(String::from).collect::<Vec<_>>()).collect();
+    let big: Vec<&String> = records.iter().filter(|l| l.contains(&format!(" {} ", body.len()))).collect();
+    assert_eq!(big.len(), 4, "xferlog records: {records:#?}");
+    for r in big {
+        assert!(r.contains(&format!(" {CLIENT} ")), "xferlog record without the real client: {r}");
+    }
+}
+
+#[test]
+fn haproxy_max_per_ip_applies_to_the_real_client() {
+    let root = tempfile::tempdir().unwrap();
+    let range = free_range(RANGE_PORTS, &[FRONT_IP, BACKEND_IPS[0]]);
+    let b = Backend::start(BACKEND_IPS[0], root.path(), range, &["--max-per-ip", "1"]);
+    let h = Haproxy::start(&[&b], "send-proxy-v2");
+    let mut first = via(&h, CLIENT);
+    first.login("anonymous", "x@y");
+    let mut second = Ctl::from_stream(connect_bound(CLIENT, h.addr));
+    assert_eq!(second.reply().code, 421, "the second connection of {CLIENT}");
+    let mut other = via(&h, OTHER_CLIENT);
+    other.login("anonymous", "x@y");
+    assert_eq!(first.expect("NOOP", 200).code, 200);
+    assert_eq!(seen_as(&mut first), CLIENT);
+    assert_eq!(seen_as(&mut other), OTHER_CLIENT);
+}
+
+#[test]
+fn haproxy_pasv_data_connection_from_another_real_client_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("secret.bin"), pattern(10_000, 3)).unwrap();
+    let range = free_range(RANGE_PORTS, &[FRONT_IP, BACKEND_IPS[0]]);
+    let b = Backend::start(BACKEND_IPS[0], root.path(), range, &["--data-timeout", "2"]);
+    let h = Haproxy::start(&[&b], "send-proxy-v2");
+    let mut c = via(&h, CLIENT);
+    c.login("anonymous", "x@y");
+    c.expect("TYPE I", 200);
+    let (addr, _) = pasv_from(&mut c, CLIENT);
+    c.send("RETR secret.bin");
+    // Another client reaches the same port through HAProxy: its header
+    // names 127.0.0.4, and it gets nothing.
+    let mut thief = connect_bound(OTHER_CLIENT, addr);
+    let got = read_to_eof_within(&mut thief, IO_TIMEOUT).unwrap_or_default();
+    assert!(got.is_empty(), "the other client got {} bytes", got.len());
+    assert_eq!(c.reply().code, 425);
+    assert!(b.log().contains(&format!("refused data connection from foreign address {OTHER_CLIENT}")), "{}", b.log());
+    // The real client's own next try works.
+    let (_, connect) = pasv_from(&mut c, CLIENT);
+    c.send("RETR secret.bin");
+    let mut data = connect();
+    assert!(c.reply().is_preliminary());
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(c.reply().code, 226);
+    assert_eq!(sha256(&got), sha256(&pattern(10_000, 3)));
+}
