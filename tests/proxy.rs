@@ -679,3 +679,39 @@ fn haproxy_pasv_data_connection_from_another_real_client_is_refused() {
     assert_eq!(c.reply().code, 226);
     assert_eq!(sha256(&got), sha256(&pattern(10_000, 3)));
 }
+
+/// Implicit FTPS behind the balancer: the header and the TLS ClientHello
+/// in one segment; the handshake sees every byte of the hello, and the
+/// session the real client.
+#[cfg(feature = "tls")]
+#[test]
+fn implicit_ftps_header_and_client_hello_in_one_segment() {
+    use std::io::BufRead;
+    let srv = behind_balancer(common::tls::enable);
+    let addr = srv.implicit_tls.expect("implicit FTPS listener");
+    for version in common::tls::VERSIONS {
+        let client = common::tls::TlsClient::new(version);
+        let mut conn = client.connection();
+        let mut tcp = connect_bound(BALANCER, addr);
+        let mut first = v2(CLIENT, 40020, addr);
+        conn.write_tls(&mut first).unwrap();
+        tcp.write_all(&first).unwrap();
+        while conn.is_handshaking() {
+            let (rd, wr) = conn.complete_io(&mut tcp).unwrap_or_else(|e| panic!("{version:?} handshake: {e}"));
+            assert!(rd + wr > 0 || !conn.is_handshaking(), "{version:?}: closed during the handshake");
+        }
+        let mut tls = std::io::BufReader::new(rustls::StreamOwned::new(conn, tcp));
+        let mut line = String::new();
+        tls.read_line(&mut line).unwrap();
+        assert!(line.starts_with("220"), "{version:?} greeting inside TLS: {line:?}");
+        tls.get_mut().write_all(b"USER anonymous\r\nPASS x@y\r\nSTAT\r\n").unwrap();
+        let mut text = String::new();
+        while !text.contains("211 ") {
+            line.clear();
+            assert!(tls.read_line(&mut line).unwrap() > 0, "{version:?}: closed; got {text:?}");
+            text += &line;
+        }
+        assert!(text.contains("230 "), "{version:?}: {text}");
+        assert!(text.contains(&format!("Connected to {CLIENT}")), "{version:?}: {text}");
+    }
+}
