@@ -715,3 +715,16 @@ fn implicit_ftps_header_and_client_hello_in_one_segment() {
         assert!(text.contains(&format!("Connected to {CLIENT}")), "{version:?}: {text}");
     }
 }
+
+#[test]
+fn shutdown_closes_connections_waiting_for_their_header() {
+    let srv = behind_balancer(|c| c.login_timeout = Duration::from_secs(600));
+    let silent = connect_bound(BALANCER, srv.addr);
+    let mut c = through_balancer(&srv, &v1(CLIENT, 40030, srv.addr));
+    c.login("anonymous", "x@y");
+    srv.stop();
+    assert_eq!(c.reply().code, 421, "an idle session is told");
+    // Closed at once, not after the 600 s login timeout.
+    assert!(closed_silently(silent).is_empty());
+    wait_until("the server to stop", STOP_WAIT, || srv.is_finished());
+}

@@ -492,6 +492,8 @@ impl Server {
                 return;
             }
             SHUTDOWN_DEADLINE => {
+                #[cfg(feature = "proxy")]
+                self.close_awaiting(true);
                 let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
                 for k in keys {
                     self.abort_transfer(k, TransferError::Aborted, false);

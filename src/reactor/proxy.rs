@@ -91,7 +91,7 @@ impl Server {
     }
 
     fn await_header(&mut self, mut tcp: TcpStream, peer: SocketAddr, purpose: Purpose, wait: Duration) {
-        if self.proxy.awaiting >= self.env.config.max_clients || self.life.shutting_down {
+        if self.proxy.awaiting >= self.env.config.max_clients {
             warn!("refused {peer}: {} connections already wait for their PROXY protocol header", self.proxy.awaiting);
             return;
         }
@@ -204,9 +204,17 @@ impl Server {
         }
     }
 
-    /// Close every connection still waiting (shutdown).
-    pub(super) fn close_awaiting(&mut self) {
-        let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Proxy(_))).map(|(k, _)| k).collect();
+    /// Close the connections still waiting for their header at shutdown:
+    /// at its start the control ones (no session to drain), and with
+    /// `data_too` once the grace period is over (before it, a passive data
+    /// connection may still be a transfer's that is allowed to finish).
+    pub(super) fn close_awaiting(&mut self, data_too: bool) {
+        let keys: Vec<usize> = self
+            .slab
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Proxy(w) if data_too || matches!(w.purpose, Purpose::Control { .. })))
+            .map(|(k, _)| k)
+            .collect();
         for key in keys {
             self.close_entry(key);
         }
