@@ -728,3 +728,23 @@ fn shutdown_closes_connections_waiting_for_their_header() {
     assert!(closed_silently(silent).is_empty());
     wait_until("the server to stop", STOP_WAIT, || srv.is_finished());
 }
+
+#[test]
+fn connections_waiting_for_a_header_are_bounded_by_max_clients() {
+    let srv = behind_balancer(|c| {
+        c.max_clients = 3;
+        c.login_timeout = Duration::from_secs(600);
+    });
+    let silent: Vec<TcpStream> = (0..3).map(|_| connect_bound(BALANCER, srv.addr)).collect();
+    // The wait list is full: one more is closed at once, without a byte.
+    let mut extra = connect_bound(BALANCER, srv.addr);
+    let _ = extra.write_all(&v1(CLIENT, 40040, srv.addr));
+    assert!(closed_silently(extra).is_empty());
+    // One of the silent ones sends its header: room again for a session.
+    let mut s = silent.into_iter().next().unwrap();
+    s.write_all(&v1(CLIENT, 40041, srv.addr)).unwrap();
+    let mut c = Ctl::from_stream(s);
+    assert_eq!(c.reply().code, 220);
+    c.login("anonymous", "x@y");
+    assert_eq!(seen_as(&mut c), CLIENT);
+}

@@ -11,6 +11,8 @@
 //!   actions, replies, deadlines, closing a session;
 //! - `data.rs`: passive listeners, data connections, transfers;
 //! - `lifecycle.rs`: password verdicts, signals, shutdown, memory trimming;
+//! - `proxy.rs` (cargo feature `proxy`): connections from a load balancer
+//!   until their PROXY protocol header names the real client;
 //! - `entry.rs`, `stream.rs`, `helper.rs`: the slab's entry kinds, the
 //!   socket type, the helper thread.
 //!
