@@ -25,7 +25,7 @@ cd "$FUZZ_DIR"
 
 SECS=${SECONDS_PER_TARGET:-180}
 JOBS=${JOBS:-1}
-ALL=(line_framer command_parser path_normaliser session tls_session)
+ALL=(line_framer command_parser path_normaliser session tls_session proxy_header)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL[@]}"); fi
 
 export RUSTC_BOOTSTRAP=1

@@ -128,6 +128,15 @@ pub struct Config {
     /// connection's TLS session (Python's ftplib cannot); off by default:
     /// such a connection is refused with `522`.
     pub insecure_tls_no_reuse: bool,
+    /// Behind a load balancer (`--proxy-protocol`): a connection from a
+    /// `proxy_from` source starts with a PROXY protocol v1/v2 header naming
+    /// the real client, which every per-client check then uses; any other
+    /// connection to the control (or implicit FTPS) listener is closed.
+    pub proxy_protocol: bool,
+    /// `--proxy-from`: the balancers' networks, the only sources trusted to
+    /// name another client.
+    #[cfg(feature = "proxy")]
+    pub proxy_from: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -165,6 +174,9 @@ impl Config {
             implicit_tls_listen: None,
             tls_required: false,
             insecure_tls_no_reuse: false,
+            proxy_protocol: false,
+            #[cfg(feature = "proxy")]
+            proxy_from: Vec::new(),
         }
     }
 
@@ -172,6 +184,7 @@ impl Config {
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageError> {
         let mut root: Option<PathBuf> = None;
         let mut anonymous_flag = false;
+        let mut proxy_from_given = false;
         let mut c = Config::new(PathBuf::new());
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -248,6 +261,15 @@ impl Config {
                 }
                 "--tls-required" => c.tls_required = true,
                 "--insecure-tls-no-reuse" => c.insecure_tls_no_reuse = true,
+                "--proxy-protocol" => c.proxy_protocol = true,
+                "--proxy-from" => {
+                    let v = value("--proxy-from")?;
+                    #[cfg(feature = "proxy")]
+                    c.proxy_from.extend(parse_cidrs(&v)?);
+                    #[cfg(not(feature = "proxy"))]
+                    let _ = v;
+                    proxy_from_given = true;
+                }
                 "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
                 "--insecure-port-any-host" => c.insecure_port_any_host = true,
                 other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
@@ -256,6 +278,14 @@ impl Config {
         c.root = root.ok_or_else(|| UsageError("--root DIR is required (the directory to serve)".into()))?;
         // Anonymous is on by default only when there is no users file.
         c.anonymous = c.users.is_none() || anonymous_flag;
+        if (c.proxy_protocol || proxy_from_given) && !crate::PROXY_BUILT_IN {
+            return Err(UsageError(
+                "--proxy-protocol: this leanftpd was built without the PROXY protocol (cargo feature `proxy`)".into(),
+            ));
+        }
+        if c.proxy_protocol != proxy_from_given {
+            return Err(UsageError("--proxy-protocol and --proxy-from CIDR[,CIDR...] go together".into()));
+        }
         c.validate()?;
         Ok(Parsed::Run(Box::new(c)))
     }
@@ -319,6 +349,38 @@ fn parse_range(v: &str) -> Result<(u16, u16), UsageError> {
         return Err(bad());
     }
     Ok((a, b))
+}
+
+/// `--proxy-from 10.0.0.0/8,192.0.2.7,2001:db8::/32`: networks, or single
+/// addresses (a /32 or /128).
+#[cfg(feature = "proxy")]
+fn parse_cidrs(v: &str) -> Result<Vec<ipnet::IpNet>, UsageError> {
+    let bad = |item: &str| UsageError(format!("--proxy-from {item}: expected an address or CIDR, e.g. 10.0.0.0/8 or 192.0.2.7"));
+    v.split(',')
+        .map(str::trim)
+        .map(|item| match item.parse::<ipnet::IpNet>() {
+            Ok(net) => Ok(net.trunc()),
+            Err(_) => item.parse::<IpAddr>().map(ipnet::IpNet::from).map_err(|_| bad(item)),
+        })
+        .collect()
+}
+
+impl Config {
+    /// Whether a connection from `ip` must start with a PROXY protocol
+    /// header: `--proxy-protocol` is on and `ip` is in `--proxy-from`
+    /// (IPv4-mapped IPv6 taken as IPv4).
+    pub fn is_proxy_source(&self, ip: IpAddr) -> bool {
+        #[cfg(feature = "proxy")]
+        {
+            let ip = crate::ftp::session::canonical(std::net::SocketAddr::new(ip, 0)).ip();
+            self.proxy_protocol && self.proxy_from.iter().any(|net| net.contains(&ip))
+        }
+        #[cfg(not(feature = "proxy"))]
+        {
+            let _ = ip;
+            false
+        }
+    }
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, UsageError> {
@@ -387,6 +449,17 @@ OPTIONS:
                                for every user, anonymous included
     --insecure-tls-no-reuse    accept PROT P data connections that do not resume the control
                                connection's TLS session (Python ftplib); default: 522
+    --proxy-protocol           behind a load balancer (HAProxy `send-proxy`/`send-proxy-v2`): a
+                               connection from --proxy-from must start with a PROXY protocol v1
+                               or v2 header (v1 <= 107 bytes, v2 <= 1024) within --login-timeout,
+                               and the client address it names is used for everything (logs,
+                               xferlog, --max-per-ip, data connection checks); any other
+                               connection to the control port is closed. Passive data
+                               connections from --proxy-from need a header too, naming the
+                               control connection's client (otherwise refused, as a foreign one)
+    --proxy-from CIDR[,CIDR...]
+                               the balancers' addresses or networks (required with, and only
+                               with, --proxy-protocol), e.g. 10.0.0.5,192.0.2.0/24
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
     -h, --help                 print this help
@@ -437,6 +510,23 @@ mod tests {
         assert!(run(&["--root", "/tmp", "--passive-ports", "80-90"]).is_err());
         assert!(run(&["--root", "/tmp", "--bogus"]).is_err());
         assert!(run(&["--root", "/tmp", "--idle-timeout", "0"]).is_err());
+    }
+
+    #[cfg(feature = "proxy")]
+    #[test]
+    fn proxy_from_takes_networks_and_addresses_and_needs_proxy_protocol() {
+        let c = run(&["--root", "/tmp", "--proxy-protocol", "--proxy-from", "10.1.2.3/8, 192.0.2.7,2001:db8::/32"]).unwrap();
+        assert!(c.is_proxy_source("10.200.0.1".parse().unwrap()));
+        assert!(c.is_proxy_source("192.0.2.7".parse().unwrap()));
+        assert!(c.is_proxy_source("::ffff:192.0.2.7".parse().unwrap()));
+        assert!(!c.is_proxy_source("192.0.2.8".parse().unwrap()));
+        assert!(c.is_proxy_source("2001:db8::5".parse().unwrap()));
+        assert!(!run(&["--root", "/tmp"]).unwrap().is_proxy_source("127.0.0.1".parse().unwrap()));
+        assert!(run(&["--root", "/tmp", "--proxy-protocol"]).is_err());
+        assert!(run(&["--root", "/tmp", "--proxy-from", "10.0.0.0/8"]).is_err());
+        assert!(run(&["--root", "/tmp", "--proxy-protocol", "--proxy-from", "10.0.0.0/33"]).is_err());
+        assert!(run(&["--root", "/tmp", "--proxy-protocol", "--proxy-from", "nope"]).is_err());
+        assert!(run(&["--root", "/tmp", "--proxy-protocol", "--proxy-from", ""]).is_err());
     }
 
     #[test]

@@ -36,6 +36,8 @@
 //! - [`auth`]: anonymous login and the users file.
 //! - [`config`]: the command line.
 //! - [`xferlog`]: the transfer log in `xferlog(5)` format.
+//! - `proxy` (cargo feature `proxy`): the PROXY protocol header a load
+//!   balancer sends first (`--proxy-protocol`).
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
@@ -46,6 +48,8 @@ pub mod config;
 pub mod dtp;
 pub mod ftp;
 pub mod line;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 pub mod reactor;
 pub mod sys;
 pub mod timer;
@@ -56,6 +60,9 @@ pub mod xferlog;
 
 /// Whether this build has FTPS (the default cargo feature `tls`).
 pub const TLS_BUILT_IN: bool = cfg!(feature = "tls");
+
+/// Whether this build takes PROXY protocol headers (cargo feature `proxy`).
+pub const PROXY_BUILT_IN: bool = cfg!(feature = "proxy");
 
 pub use config::Config;
 pub use reactor::{Server, StopHandle};

@@ -80,6 +80,10 @@ impl Server {
                 _ => return,
             };
             match accepted {
+                #[cfg(feature = "proxy")]
+                Ok((tcp, peer)) if self.env.config.proxy_protocol => {
+                    self.accept_proxied_control(tcp, peer, Some(key) == self.accept.implicit_key)
+                }
                 Ok((tcp, peer)) => self.new_control(tcp, peer, Some(key) == self.accept.implicit_key),
                 Err(e) if would_block(&e) => return,
                 Err(e) if interrupted(&e) => continue,

@@ -106,62 +106,76 @@ impl Server {
             };
             let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
             let peer = session::canonical(peer);
+            // Through the balancer too: the header must name the client.
+            #[cfg(feature = "proxy")]
+            if self.env.config.is_proxy_source(peer.ip()) {
+                self.accept_proxied_data(pkey, owner, tcp, peer);
+                continue;
+            }
             if peer.ip() != c.session.peer().ip() && !self.env.config.insecure_pasv_any_peer {
                 ctx_log!(warn, owner, c.session, "refused data connection from foreign address {peer}");
                 drop(tcp);
                 continue;
             }
-            if self.xfer.data_count >= self.env.config.max_transfers {
-                ctx_log!(warn, owner, c.session, "data connection limit ({}) reached", self.env.config.max_transfers);
-                drop(tcp);
-                let had = matches!(self.slab.get(pkey), Some(Entry::Pasv(p)) if p.pending.is_some());
-                self.close_entry(pkey);
-                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
-                    c.data = None;
-                }
-                if had {
-                    self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
-                }
-                return;
-            }
-            // One connection per PASV: the listener goes, the port is free.
-            let pending = match self.slab.get_mut(pkey) {
-                Some(Entry::Pasv(p)) => p.pending.take(),
-                _ => None,
-            };
+            self.data_connected(pkey, owner, tcp);
+            return;
+        }
+    }
+
+    /// The client's data connection to the passive listener `pkey` of the
+    /// session at `owner`, checked: it replaces the listener (one
+    /// connection per PASV), and a transfer command that came first starts.
+    pub(super) fn data_connected(&mut self, pkey: usize, owner: usize, tcp: TcpStream) {
+        let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
+        if self.xfer.data_count >= self.env.config.max_transfers {
+            ctx_log!(warn, owner, c.session, "data connection limit ({}) reached", self.env.config.max_transfers);
+            drop(tcp);
+            let had = matches!(self.slab.get(pkey), Some(Entry::Pasv(p)) if p.pending.is_some());
             self.close_entry(pkey);
-            let mut stream = Stream::accepted(tcp);
-            let dkey = self.slab.vacant_key();
-            if stream.register(self.poll.registry(), Token(dkey)).is_err() {
-                if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
-                    c.data = None;
-                }
-                if pending.is_some() {
-                    self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
-                }
-                return;
+            if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                c.data = None;
             }
-            let running = pending.is_some();
-            let state = match pending {
-                Some(req) => DataState::Running(req),
-                None => DataState::Idle,
-            };
-            // An idle data connection (no transfer command yet) waits at
-            // most the data timeout too, as its listener did: a client
-            // cannot hold a data slot forever by connecting and going quiet.
-            let wait = if running { self.env.config.stall_timeout } else { self.env.config.data_timeout };
-            self.insert_data(owner, dkey, stream, state, wait);
-            if running {
-                let mut out = std::mem::take(&mut self.ctl.out);
-                out.clear();
-                self.first_step(dkey, owner, false, &mut out);
-                self.send(owner, &out);
-                out.clear();
-                self.ctl.out = out;
-                self.refresh_deadline(owner);
-                self.drain_lines(owner);
+            if had {
+                self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
             }
             return;
+        }
+        // One connection per PASV: the listener goes, the port is free.
+        let pending = match self.slab.get_mut(pkey) {
+            Some(Entry::Pasv(p)) => p.pending.take(),
+            _ => None,
+        };
+        self.close_entry(pkey);
+        let mut stream = Stream::accepted(tcp);
+        let dkey = self.slab.vacant_key();
+        if stream.register(self.poll.registry(), Token(dkey)).is_err() {
+            if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
+                c.data = None;
+            }
+            if pending.is_some() {
+                self.finish_transfer_reply(owner, Err(TransferError::CantOpen), true);
+            }
+            return;
+        }
+        let running = pending.is_some();
+        let state = match pending {
+            Some(req) => DataState::Running(req),
+            None => DataState::Idle,
+        };
+        // An idle data connection (no transfer command yet) waits at
+        // most the data timeout too, as its listener did: a client
+        // cannot hold a data slot forever by connecting and going quiet.
+        let wait = if running { self.env.config.stall_timeout } else { self.env.config.data_timeout };
+        self.insert_data(owner, dkey, stream, state, wait);
+        if running {
+            let mut out = std::mem::take(&mut self.ctl.out);
+            out.clear();
+            self.first_step(dkey, owner, false, &mut out);
+            self.send(owner, &out);
+            out.clear();
+            self.ctl.out = out;
+            self.refresh_deadline(owner);
+            self.drain_lines(owner);
         }
     }
 

@@ -22,6 +22,10 @@ pub enum Entry {
     Pasv(PasvListener),
     /// A data connection.
     Data(DataConn),
+    /// A connection from a load balancer waiting for its PROXY protocol
+    /// header (`--proxy-protocol`; see `reactor/proxy.rs`).
+    #[cfg(feature = "proxy")]
+    Proxy(super::proxy::Awaiting),
     /// Closed during this loop iteration; removed at its end, so that a key
     /// is never reused while events for it may still be in the batch.
     Closed,

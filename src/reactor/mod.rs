@@ -11,6 +11,8 @@
 //!   actions, replies, deadlines, closing a session;
 //! - `data.rs`: passive listeners, data connections, transfers;
 //! - `lifecycle.rs`: password verdicts, signals, shutdown, memory trimming;
+//! - `proxy.rs` (cargo feature `proxy`): connections from a load balancer
+//!   until their PROXY protocol header names the real client;
 //! - `entry.rs`, `stream.rs`, `helper.rs`: the slab's entry kinds, the
 //!   socket type, the helper thread.
 //!
@@ -150,6 +152,8 @@ mod accept;
 mod control;
 mod data;
 mod lifecycle;
+#[cfg(feature = "proxy")]
+mod proxy;
 
 /// Why the server could not start (printed by `main`, exit code 1 or 2).
 #[derive(Debug)]
@@ -212,6 +216,9 @@ pub struct Server {
     /// (`--tls-cert`/`--tls-key`); replaced on SIGHUP (see `lifecycle.rs`).
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
+    /// Connections waiting for their PROXY protocol header (see `proxy.rs`).
+    #[cfg(feature = "proxy")]
+    proxy: proxy::Proxying,
 }
 
 impl Server {
@@ -329,6 +336,8 @@ impl Server {
             },
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "proxy")]
+            proxy: proxy::Proxying { awaiting: 0 },
         })
     }
 
@@ -444,6 +453,8 @@ impl Server {
             }
             Some(Entry::Pasv(_)) => self.accept_data(key),
             Some(Entry::Data(_)) => self.data_ready(key),
+            #[cfg(feature = "proxy")]
+            Some(Entry::Proxy(_)) => self.proxy_ready(key),
             Some(Entry::Closed) | None => {}
         }
     }
@@ -483,6 +494,8 @@ impl Server {
                 return;
             }
             SHUTDOWN_DEADLINE => {
+                #[cfg(feature = "proxy")]
+                self.close_awaiting(true);
                 let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
                 for k in keys {
                     self.abort_transfer(k, TransferError::Aborted, false);
@@ -551,6 +564,8 @@ impl Server {
                     }
                 }
             }
+            #[cfg(feature = "proxy")]
+            Some(Entry::Proxy(_)) => self.proxy_timeout(key),
             _ => {}
         }
     }
@@ -582,6 +597,8 @@ impl Server {
                 // Dropping a STOR's transfer removes its temporary file.
             }
             Entry::Listener(l) => drop(l),
+            #[cfg(feature = "proxy")]
+            Entry::Proxy(w) => self.forget_awaiting(w),
             Entry::Closed => return,
         }
         self.closed.push(key);
