@@ -128,6 +128,9 @@ pub struct Config {
     /// connection's TLS session (Python's ftplib cannot); off by default:
     /// such a connection is refused with `522`.
     pub insecure_tls_no_reuse: bool,
+    /// Serve `GET /metrics` (Prometheus text format 0.0.4) on this address;
+    /// see `reactor::scrape` for its bounds.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -165,6 +168,7 @@ impl Config {
             implicit_tls_listen: None,
             tls_required: false,
             insecure_tls_no_reuse: false,
+            metrics_listen: None,
         }
     }
 
@@ -246,6 +250,12 @@ impl Config {
                         UsageError(format!("--implicit-tls-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:990"))
                     })?);
                 }
+                "--metrics-listen" => {
+                    let v = value("--metrics-listen")?;
+                    c.metrics_listen = Some(v.parse().map_err(|_| {
+                        UsageError(format!("--metrics-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:9121"))
+                    })?);
+                }
                 "--tls-required" => c.tls_required = true,
                 "--insecure-tls-no-reuse" => c.insecure_tls_no_reuse = true,
                 "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
@@ -280,6 +290,9 @@ impl Config {
         }
         if tls && !crate::TLS_BUILT_IN {
             return Err(UsageError("--tls-cert: this leanftpd was built without TLS (cargo feature `tls`)".into()));
+        }
+        if self.metrics_listen.is_some() && !crate::METRICS_BUILT_IN {
+            return Err(UsageError("--metrics-listen: this leanftpd was built without metrics (cargo feature `metrics`)".into()));
         }
         if self.max_clients == 0 || self.max_per_ip == 0 || self.max_passive == 0 || self.max_transfers == 0 {
             return Err(UsageError("--max-clients, --max-per-ip, --max-passive and --max-transfers must be at least 1".into()));
@@ -387,6 +400,10 @@ OPTIONS:
                                for every user, anonymous included
     --insecure-tls-no-reuse    accept PROT P data connections that do not resume the control
                                connection's TLS session (Python ftplib); default: 522
+    --metrics-listen ADDR:PORT serve Prometheus metrics (text format 0.0.4) at GET /metrics over
+                               HTTP/1.1; at most 8 scrapers at once (more get 503), a request
+                               head of at most 8 KiB (431), --login-timeout per scrape; no TLS,
+                               no authentication: bind it to loopback or a private network
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
     -h, --help                 print this help
@@ -437,6 +454,18 @@ mod tests {
         assert!(run(&["--root", "/tmp", "--passive-ports", "80-90"]).is_err());
         assert!(run(&["--root", "/tmp", "--bogus"]).is_err());
         assert!(run(&["--root", "/tmp", "--idle-timeout", "0"]).is_err());
+    }
+
+    #[test]
+    fn metrics_listen_takes_an_address() {
+        let c = run(&["--root", "/tmp", "--metrics-listen", "127.0.0.1:9121"]);
+        if crate::METRICS_BUILT_IN {
+            assert_eq!(c.unwrap().metrics_listen, Some("127.0.0.1:9121".parse().unwrap()));
+        } else {
+            assert!(c.unwrap_err().0.contains("built without metrics"));
+        }
+        assert!(run(&["--root", "/tmp", "--metrics-listen", "9121"]).is_err());
+        assert_eq!(run(&["--root", "/tmp"]).unwrap().metrics_listen, None);
     }
 
     #[test]

@@ -36,6 +36,8 @@
 //! - [`auth`]: anonymous login and the users file.
 //! - [`config`]: the command line.
 //! - [`xferlog`]: the transfer log in `xferlog(5)` format.
+//! - [`metrics`]: counters and gauges shared by the reactors, and their
+//!   Prometheus text rendering.
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
@@ -46,6 +48,7 @@ pub mod config;
 pub mod dtp;
 pub mod ftp;
 pub mod line;
+pub mod metrics;
 pub mod reactor;
 pub mod sys;
 pub mod timer;
@@ -56,6 +59,9 @@ pub mod xferlog;
 
 /// Whether this build has FTPS (the default cargo feature `tls`).
 pub const TLS_BUILT_IN: bool = cfg!(feature = "tls");
+/// Whether this build serves Prometheus metrics (the default cargo feature
+/// `metrics`).
+pub const METRICS_BUILT_IN: bool = cfg!(feature = "metrics");
 
 pub use config::Config;
 pub use reactor::{Server, StopHandle};

@@ -216,6 +216,8 @@ impl Server {
         if let Some(l) = self.accept.implicit_key.take() {
             self.close_entry(l);
         }
+        #[cfg(feature = "metrics")]
+        self.close_metrics();
         let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
         for key in keys {
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { continue };
