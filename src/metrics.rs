@@ -31,7 +31,7 @@ const VERBS: usize = Verb::ALL.len();
 
 /// The longest text `render` produces, with every counter at `u64::MAX`
 /// (checked by a unit test): the bound of a scrape's response buffer.
-pub const RENDER_MAX_BYTES: usize = 32 * 1024;
+pub const RENDER_MAX_BYTES: usize = 16 * 1024;
 
 /// Where bytes went: the control connection or a data connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(t.contains("leanftpd_tls_handshakes_total"), crate::TLS_BUILT_IN);
         // One HELP and one TYPE per family, before its samples.
         let families: Vec<&str> = t.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 14 } else { 13 });
+        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 13 } else { 12 });
         for f in families {
             let name = f.split(' ').next().unwrap();
             let kind = f.split(' ').nth(1).unwrap();
