@@ -503,3 +503,63 @@ fn hostile_scrapers_are_bounded_and_ftp_clients_keep_being_served() {
     assert_eq!(m.get("leanftpd_sessions_open"), 1);
     honest.expect("QUIT", 221);
 }
+
+/// TLS handshakes by channel and result: a control and a data handshake
+/// that complete; a data connection that does not resume its control
+/// connection's session (refused, `522`); garbage instead of a
+/// ClientHello; an `AUTH TLS` whose client leaves before its hello.
+#[cfg(feature = "tls")]
+#[test]
+fn tls_handshakes_are_counted_by_channel_and_result() {
+    use common::tls::{enable, Order, TlsClient, TlsCtl, Version};
+    use common::Mode;
+    let srv = Srv::start(enable);
+    // Not empty: a listing with bytes to send meets the refusal in its
+    // first write (`522`); an empty one would meet it at its close_notify.
+    std::fs::write(srv.root.join("f"), b"x").unwrap();
+    let mut c = TlsCtl::open(srv.ftp, TlsClient::new(Version::Tls13));
+    c.login("anonymous", "guest@");
+    c.protect();
+    c.listing(Mode::Epsv, Order::CommandFirst, "LIST");
+    c.data_client = TlsClient::without_resumption(Version::Tls13);
+    let prep = c.prepare(Mode::Epsv);
+    let refused = match c.try_start(prep, Order::CommandFirst, "LIST") {
+        Ok((_, data)) => {
+            // Read until the server ends it: the refusal, not a lost
+            // connection, is what the reply says.
+            if let Ok(mut d) = data {
+                let mut buf = [0u8; 4096];
+                while matches!(d.read(&mut buf), Ok(n) if n > 0) {}
+            }
+            c.reply()
+        }
+        Err(r) => r,
+    };
+    assert_eq!(refused.code, 522, "{refused:?}");
+
+    let mut garbage = Ftp::connect(srv.ftp);
+    garbage.expect("AUTH TLS", 234);
+    garbage.s.write_all(b"\x16\x03\x01\x00\x10not a hello!!!!!").unwrap();
+    read_until_closed(&mut garbage.s, IO_TIMEOUT).expect("closed after a failed handshake");
+
+    let mut gone = Ftp::connect(srv.ftp);
+    gone.expect("AUTH TLS", 234);
+    drop(gone);
+
+    wait_until("the abandoned handshake is counted", IO_TIMEOUT, || {
+        scrape(&srv).get("leanftpd_tls_handshakes_total{channel=\"control\",result=\"failed\"}") == 2
+    });
+    let m = scrape(&srv);
+    m.promtool_clean();
+    m.family_is(
+        "leanftpd_tls_handshakes_total",
+        &[
+            ("channel=\"control\",result=\"ok\"", 1),
+            ("channel=\"control\",result=\"failed\"", 2),
+            ("channel=\"data\",result=\"ok\"", 1),
+            ("channel=\"data\",result=\"failed\"", 1),
+        ],
+    );
+    m.family_is("leanftpd_transfers_total", &[("kind=\"list\",result=\"ok\"", 1), ("kind=\"list\",result=\"failed\"", 1)]);
+    c.expect("QUIT", 221);
+}
