@@ -3,13 +3,14 @@
 # (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp, and the
 # util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv), and a
 # C++ compiler (libfuzzer-sys builds libFuzzer when the fuzz targets are
-# type-checked).
+# type-checked), and promtool (Debian's `prometheus`: tests/metrics.rs
+# validates the metrics text with `promtool check metrics`).
 # On a fresh Debian machine it installs whatever is missing; when all are
 # present it does nothing.
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ promtool)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -23,7 +24,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ prometheus"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -38,6 +39,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
 "${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++
+# promtool only; without recommends, the server's own extras stay out.
+"${sudo_cmd[@]}" apt-get install -y --no-install-recommends prometheus
 
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then

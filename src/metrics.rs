@@ -272,7 +272,7 @@ impl Metrics {
         for (i, c) in self.sent.iter().enumerate() {
             w.counter("leanftpd_sent_bytes_total", &[("channel", CHANNELS[i])], c);
         }
-        w.family("leanftpd_transfers_total", "counter", "Transfer commands ended, by kind and result.");
+        w.family("leanftpd_transfers_total", "counter", "Transfers ended (transfer commands accepted), by kind and result.");
         for (k, row) in self.transfers.iter().enumerate() {
             for (r, c) in row.iter().enumerate() {
                 w.counter("leanftpd_transfers_total", &[("kind", KINDS[k]), ("result", RESULTS[r])], c);
