@@ -563,3 +563,51 @@ fn tls_handshakes_are_counted_by_channel_and_result() {
     m.family_is("leanftpd_transfers_total", &[("kind=\"list\",result=\"ok\"", 1), ("kind=\"list\",result=\"failed\"", 1)]);
     c.expect("QUIT", 221);
 }
+
+/// Refusals by limit, each under its own label, with the `421`/`425`
+/// the client got; a refused connection is no session.
+#[test]
+fn limit_refusals_are_counted_by_limit() {
+    // --max-per-ip: the second connection from 127.0.0.1.
+    let srv = Srv::start(|c| c.max_per_ip = 1);
+    let mut c1 = Ftp::connect(srv.ftp);
+    c1.expect("USER anonymous", 331);
+    c1.expect("PASS guest@", 230);
+    let mut c2 = TcpStream::connect(srv.ftp).unwrap();
+    let refusal = read_until_closed(&mut c2, IO_TIMEOUT).unwrap();
+    assert!(refusal.starts_with(b"421 "), "{}", String::from_utf8_lossy(&refusal));
+    let m = scrape(&srv);
+    m.family_is("leanftpd_limit_refusals_total", &[("limit=\"max_per_ip\"", 1)]);
+    assert_eq!(m.get("leanftpd_sessions_total"), 1);
+    assert_eq!(m.get("leanftpd_replies_total{class=\"4xx\"}"), 1);
+    assert_eq!(m.get("leanftpd_sent_bytes_total{channel=\"control\"}"), (c1.received + refusal.len() as u64) as i64);
+    drop(srv);
+
+    // --max-clients: full, and nobody to evict (the one session is logged in).
+    let srv = Srv::start(|c| c.max_clients = 1);
+    let mut c1 = Ftp::connect(srv.ftp);
+    c1.expect("USER anonymous", 331);
+    c1.expect("PASS guest@", 230);
+    let mut c2 = TcpStream::connect(srv.ftp).unwrap();
+    assert!(read_until_closed(&mut c2, IO_TIMEOUT).unwrap().starts_with(b"421 "));
+    scrape(&srv).family_is("leanftpd_limit_refusals_total", &[("limit=\"max_clients\"", 1)]);
+    drop(srv);
+
+    // --max-passive: a second session's EPSV while the first holds the one listener.
+    let srv = Srv::start(|c| c.max_passive = 1);
+    let mut c1 = Ftp::connect(srv.ftp);
+    c1.expect("USER anonymous", 331);
+    c1.expect("PASS guest@", 230);
+    c1.expect("EPSV", 229);
+    let mut c2 = Ftp::connect(srv.ftp);
+    c2.expect("USER anonymous", 331);
+    c2.expect("PASS guest@", 230);
+    c2.expect("EPSV", 425);
+    let m = scrape(&srv);
+    m.family_is("leanftpd_limit_refusals_total", &[("limit=\"max_passive\"", 1)]);
+    assert_eq!(m.get("leanftpd_passive_listeners_open"), 1);
+    c1.expect("QUIT", 221);
+    wait_until("the passive listener closed with its session", IO_TIMEOUT, || {
+        scrape(&srv).get("leanftpd_passive_listeners_open") == 0
+    });
+}
