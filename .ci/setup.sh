@@ -3,14 +3,15 @@
 # (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp, and the
 # util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv), and a
 # C++ compiler (libfuzzer-sys builds libFuzzer when the fuzz targets are
-# type-checked), and HAProxy (tests/proxy.rs: the PROXY protocol behind a
-# real load balancer).
+# type-checked), HAProxy (tests/proxy.rs: the PROXY protocol behind a
+# real load balancer) and promtool (Debian's `prometheus`: tests/metrics.rs
+# validates the metrics text with `promtool check metrics`).
 # On a fresh Debian machine it installs whatever is missing; when all are
 # present it does nothing.
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy promtool)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -24,7 +25,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy prometheus"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -39,6 +40,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
 "${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ haproxy
+# promtool only; without recommends, the server's own extras stay out.
+"${sudo_cmd[@]}" apt-get install -y --no-install-recommends prometheus
 
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then

@@ -137,6 +137,9 @@ pub struct Config {
     /// name another client.
     #[cfg(feature = "proxy")]
     pub proxy_from: Vec<ipnet::IpNet>,
+    /// Serve `GET /metrics` (Prometheus text format 0.0.4) on this address;
+    /// see `reactor::scrape` for its bounds.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -177,6 +180,7 @@ impl Config {
             proxy_protocol: false,
             #[cfg(feature = "proxy")]
             proxy_from: Vec::new(),
+            metrics_listen: None,
         }
     }
 
@@ -259,6 +263,12 @@ impl Config {
                         UsageError(format!("--implicit-tls-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:990"))
                     })?);
                 }
+                "--metrics-listen" => {
+                    let v = value("--metrics-listen")?;
+                    c.metrics_listen = Some(v.parse().map_err(|_| {
+                        UsageError(format!("--metrics-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:9121"))
+                    })?);
+                }
                 "--tls-required" => c.tls_required = true,
                 "--insecure-tls-no-reuse" => c.insecure_tls_no_reuse = true,
                 "--proxy-protocol" => c.proxy_protocol = true,
@@ -310,6 +320,9 @@ impl Config {
         }
         if tls && !crate::TLS_BUILT_IN {
             return Err(UsageError("--tls-cert: this leanftpd was built without TLS (cargo feature `tls`)".into()));
+        }
+        if self.metrics_listen.is_some() && !crate::METRICS_BUILT_IN {
+            return Err(UsageError("--metrics-listen: this leanftpd was built without metrics (cargo feature `metrics`)".into()));
         }
         if self.max_clients == 0 || self.max_per_ip == 0 || self.max_passive == 0 || self.max_transfers == 0 {
             return Err(UsageError("--max-clients, --max-per-ip, --max-passive and --max-transfers must be at least 1".into()));
@@ -460,6 +473,10 @@ OPTIONS:
     --proxy-from CIDR[,CIDR...]
                                the balancers' addresses or networks (required with, and only
                                with, --proxy-protocol), e.g. 10.0.0.5,192.0.2.0/24
+    --metrics-listen ADDR:PORT serve Prometheus metrics (text format 0.0.4) at GET /metrics over
+                               HTTP/1.1; at most 8 scrapers at once (more get 503), a request
+                               head of at most 8 KiB (431), --login-timeout per scrape; no TLS,
+                               no authentication: bind it to loopback or a private network
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
     -h, --help                 print this help
@@ -527,6 +544,18 @@ mod tests {
         assert!(run(&["--root", "/tmp", "--proxy-protocol", "--proxy-from", "10.0.0.0/33"]).is_err());
         assert!(run(&["--root", "/tmp", "--proxy-protocol", "--proxy-from", "nope"]).is_err());
         assert!(run(&["--root", "/tmp", "--proxy-protocol", "--proxy-from", ""]).is_err());
+    }
+
+    #[test]
+    fn metrics_listen_takes_an_address() {
+        let c = run(&["--root", "/tmp", "--metrics-listen", "127.0.0.1:9121"]);
+        if crate::METRICS_BUILT_IN {
+            assert_eq!(c.unwrap().metrics_listen, Some("127.0.0.1:9121".parse().unwrap()));
+        } else {
+            assert!(c.unwrap_err().0.contains("built without metrics"));
+        }
+        assert!(run(&["--root", "/tmp", "--metrics-listen", "9121"]).is_err());
+        assert_eq!(run(&["--root", "/tmp"]).unwrap().metrics_listen, None);
     }
 
     #[test]

@@ -38,6 +38,8 @@
 //! - [`xferlog`]: the transfer log in `xferlog(5)` format.
 //! - `proxy` (cargo feature `proxy`): the PROXY protocol header a load
 //!   balancer sends first (`--proxy-protocol`).
+//! - [`metrics`]: counters and gauges shared by the reactors, and their
+//!   Prometheus text rendering.
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
@@ -50,6 +52,7 @@ pub mod ftp;
 pub mod line;
 #[cfg(feature = "proxy")]
 pub mod proxy;
+pub mod metrics;
 pub mod reactor;
 pub mod sys;
 pub mod timer;
@@ -60,6 +63,9 @@ pub mod xferlog;
 
 /// Whether this build has FTPS (the default cargo feature `tls`).
 pub const TLS_BUILT_IN: bool = cfg!(feature = "tls");
+/// Whether this build serves Prometheus metrics (the default cargo feature
+/// `metrics`).
+pub const METRICS_BUILT_IN: bool = cfg!(feature = "metrics");
 
 /// Whether this build takes PROXY protocol headers (cargo feature `proxy`).
 pub const PROXY_BUILT_IN: bool = cfg!(feature = "proxy");

@@ -64,7 +64,7 @@ const IDLE_SESSION_TARGET_BYTES: usize = 512;
 fn env(root: &std::path::Path) -> Env {
     let config = Config::new(root.to_path_buf());
     let vfs = Vfs::open(root, false).expect("open the served directory");
-    Env { config, anonymous: Some(Rc::new(vfs)), has_users: false }
+    Env { config, anonymous: Some(Rc::new(vfs)), has_users: false, metrics: Default::default() }
 }
 
 fn logged_in(env: &Env, out: &mut Vec<u8>) -> Session {

@@ -388,7 +388,7 @@ fuzz_target!(|data: &[u8]| {
     config.anonymous = flags.anonymous();
     config.anonymous_write = flags.anonymous_write();
     let anonymous = flags.anonymous().then(|| Rc::new(Vfs::open(root(), flags.anonymous_write()).expect("vfs")));
-    let env = Env { config, anonymous, has_users: flags.has_users() };
+    let env = Env { config, anonymous, has_users: flags.has_users(), metrics: Default::default() };
     let max = env.config.max_line_bytes;
 
     let mut d = Driver {

@@ -229,6 +229,13 @@ impl Transfer {
         Transfer::Stor { upload, ascii, held_cr: false, prefill, pipe }
     }
 
+    /// Count an upload's temp file in `metrics` while it exists.
+    pub fn count_temp_file(&mut self, metrics: &std::sync::Arc<crate::metrics::Metrics>) {
+        if let Transfer::Stor { upload, .. } = self {
+            upload.count_temp_file(metrics);
+        }
+    }
+
     /// Bytes the client has moved so far is counted by the reactor; this is
     /// the size of a RETR (for STAT), if known.
     pub fn total(&self) -> Option<u64> {

@@ -49,6 +49,9 @@ pub struct Env {
     pub anonymous: Option<Rc<Vfs>>,
     /// Whether a users file is loaded (otherwise only anonymous can log in).
     pub has_users: bool,
+    /// The counters, shared by every reactor of the process: the PI counts
+    /// commands, logins and upload temp files where they happen.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Env {
@@ -197,6 +200,9 @@ pub struct TransferRequest {
     /// PROT P (RFC 4217 §9): the data connection is TLS, and must resume
     /// the control connection's TLS session.
     pub protected: bool,
+    /// What it counts as in `leanftpd_transfers_total` (its command: STOR
+    /// and APPE are one `XferKind`, two kinds there).
+    pub counted_as: crate::metrics::TransferKind,
 }
 
 /// What the reactor must do after a command.
@@ -319,6 +325,7 @@ impl Session {
             return Action::None;
         }
         let parsed = command::parse(line);
+        ctx.env.metrics.command(parsed.as_ref().ok().map(|c| c.verb));
         // RFC 959 §4.1.3: RNFR "must be immediately followed by" RNTO; any
         // other line, even one refused below, ends the pending rename.
         if !matches!(parsed, Ok(c) if c.verb == Verb::Rnto) {
@@ -356,6 +363,11 @@ impl Session {
             return Action::None;
         }
         match handler(self, cmd.arg, ctx) {
+            Ok(Action::Transfer(mut req)) => {
+                req.counted_as = crate::metrics::TransferKind::of(cmd.verb);
+                req.transfer.count_temp_file(&ctx.env.metrics);
+                Action::Transfer(req)
+            }
             Ok(action) => action,
             Err(e) => {
                 e.write(ctx.out);
@@ -373,6 +385,7 @@ impl Session {
             Ok((grant, vfs)) => {
                 self.state = State::Authed(Login { user: grant.name, vfs, anonymous: false });
                 self.cwd = VirtualPath::root();
+                ctx.env.metrics.login(true);
                 reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
                 Action::None
             }
@@ -385,6 +398,7 @@ impl Session {
     pub(in crate::ftp) fn login_failed(&mut self, ctx: &mut Ctx<'_>) -> Action {
         self.state = State::Unauth;
         self.failed_logins = self.failed_logins.saturating_add(1);
+        ctx.env.metrics.login(false);
         let base = ctx.env.config.login_fail_delay;
         let delay = base.saturating_mul(1u32 << (self.failed_logins - 1).min(5));
         if delay.is_zero() {
@@ -509,6 +523,7 @@ impl Session {
     /// commands a client sends during a transfer). Returns `true` if the
     /// reactor must abort the transfer (and then call `aborted`).
     pub fn handle_urgent(&mut self, verb: Verb, progress: u64, ctx: &mut Ctx<'_>) -> bool {
+        ctx.env.metrics.command(Some(verb));
         match verb {
             Verb::Abor => true,
             Verb::Stat => {
@@ -521,6 +536,8 @@ impl Session {
 
     /// The transfer was aborted by ABOR (its `426` is sent): `226`.
     pub fn aborted(&mut self, ctx: &mut Ctx<'_>) {
+        // The ABOR line itself, which the reactor took out of the queue.
+        ctx.env.metrics.command(Some(Verb::Abor));
         reply::reply(ctx.out, ReplyCode::TransferComplete, "ABOR successful.");
     }
 
@@ -652,7 +669,14 @@ impl Session {
         self.pending = Pending::Transfer(kind);
         self.transfer_path = path.clone();
         let protected = self.protection.is_data_private();
-        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected })
+        // The command's own kind is set by `handle`, which knows the verb.
+        let counted_as = match kind {
+            XferKind::Retr => crate::metrics::TransferKind::Retr,
+            XferKind::Stor => crate::metrics::TransferKind::Stor,
+            XferKind::Stou => crate::metrics::TransferKind::Stou,
+            XferKind::List => crate::metrics::TransferKind::List,
+        };
+        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected, counted_as })
     }
 
     /// Checked by every transfer command before any file is opened, so that

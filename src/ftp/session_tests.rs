@@ -218,7 +218,7 @@ impl Harness {
         }
         tweak(&mut config);
         let anonymous = if opts.anonymous { Some(Rc::new(Vfs::open(root, opts.writable).expect("vfs"))) } else { None };
-        let env = Env { config, anonymous, has_users: opts.has_users };
+        let env = Env { config, anonymous, has_users: opts.has_users, metrics: Default::default() };
         let mut h = Harness {
             s: Session::new(PEER.parse().unwrap(), LOCAL.parse().unwrap()),
             env,

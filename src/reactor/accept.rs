@@ -52,6 +52,7 @@ impl Server {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return false };
         let held = self.accept.data_per_ip.get(&c.session.peer().ip()).copied().unwrap_or(0);
         if held as usize >= self.env.config.max_data_per_ip {
+            self.env.metrics.refused(Limit::MaxDataPerIp);
             ctx_log!(warn, owner, c.session, "data connection limit for this address ({}) reached", self.env.config.max_data_per_ip);
             return false;
         }
@@ -109,8 +110,9 @@ impl Server {
         let full = self.accept.ctrl_count >= cfg.max_clients && !self.evict_unauthenticated();
         if full || from_ip as usize >= self.env.config.max_per_ip {
             // Refused before any per-session allocation.
+            self.env.metrics.refused(if full { Limit::MaxClients } else { Limit::MaxPerIp });
             let mut tcp = tcp;
-            let _ = tcp.write(b"421 Too many connections; try again later.\r\n");
+            self.send_unbuffered(&mut tcp, b"421 Too many connections; try again later.\r\n");
             debug!("refused {peer}: too many connections");
             return;
         }
@@ -138,7 +140,7 @@ impl Server {
             {
                 let Some(tls) = &self.tls else { return };
                 let owner = crate::tls::OwnerId(self.accept.serial);
-                if let Err(e) = stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, Vec::new()) {
+                if let Err(e) = stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, Vec::new(), &self.env.metrics) {
                     warn!("TLS for {peer}: {e}");
                     return;
                 }
@@ -173,6 +175,7 @@ impl Server {
         }
         count_up(&mut self.accept.per_ip, peer.ip());
         self.accept.ctrl_count += 1;
+        self.env.metrics.session_opened();
         self.send(key, &out);
         self.ctl.out = out;
     }
@@ -186,13 +189,28 @@ impl Server {
             if victim {
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
                     ctx_log!(info, key, c.session, "evicted: connection limit reached and not logged in");
-                    let _ = c.stream.write(b"421 Server busy; connection closed.\r\n");
+                    const BUSY: &[u8] = b"421 Server busy; connection closed.\r\n";
+                    if let Ok(n) = c.stream.write(BUSY) {
+                        self.env.metrics.replies(BUSY);
+                        self.env.metrics.sent(Channel::Control, n as u64);
+                    }
                 }
                 self.close_control(key, "evicted");
                 return true;
             }
         }
         false
+    }
+}
+
+impl Server {
+    /// A reply written once, best effort, to a connection that is then
+    /// dropped (a refusal), counted like any other.
+    fn send_unbuffered(&self, tcp: &mut TcpStream, reply: &[u8]) {
+        if let Ok(n) = tcp.write(reply) {
+            self.env.metrics.replies(reply);
+            self.env.metrics.sent(Channel::Control, n as u64);
+        }
     }
 }
 

@@ -62,6 +62,7 @@ impl Server {
     pub(super) fn send(&mut self, key: usize, bytes: &[u8]) {
         self.ctl.turn.bytes = self.ctl.turn.bytes.saturating_sub(bytes.len());
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        self.env.metrics.replies(bytes);
         if bytes.is_empty() && c.out.is_empty() {
             if c.close_after_flush {
                 self.close_control(key, "closed by server");
@@ -74,7 +75,10 @@ impl Server {
             return;
         }
         let sent = match c.stream.write_now(bytes, c.close_after_flush) {
-            Ok(n) => n,
+            Ok(n) => {
+                self.env.metrics.sent(Channel::Control, n as u64);
+                n
+            }
             Err(e) => {
                 debug!("[c{key}] write: {e}");
                 self.close_control(key, "connection lost");
@@ -91,7 +95,10 @@ impl Server {
     pub(super) fn flush(&mut self, key: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
         let sent = match c.stream.write_now(&c.out, c.close_after_flush) {
-            Ok(n) => n,
+            Ok(n) => {
+                self.env.metrics.sent(Channel::Control, n as u64);
+                n
+            }
             Err(e) => {
                 debug!("[c{key}] write: {e}");
                 self.close_control(key, "connection lost");
@@ -148,6 +155,7 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
+                    self.env.metrics.received(Channel::Control, n as u64);
                     let drains = c.stream.short_read_drains();
                     self.on_bytes(key, &scratch[..n]);
                     budget -= n;
@@ -513,12 +521,14 @@ impl Server {
                             if let Some(Entry::Ctrl(c)) = self.slab.get(evicted) {
                                 ctx_log!(warn, evicted, c.session, "password check dropped for a fairer share; closing");
                             }
+                            self.env.metrics.refused(Limit::PasswordQueue);
                             self.send_and_close(evicted, LOGINS_BUSY);
                         }
                     }
                     Err(full) => {
                         // Waiting would only lengthen the queue for everyone:
                         // refuse now, clearly, and let the client retry.
+                        self.env.metrics.refused(Limit::PasswordQueue);
                         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
                             ctx_log!(warn, key, c.session, "password queue full ({full:?}); closing");
                             out.extend_from_slice(LOGINS_BUSY);
@@ -562,13 +572,16 @@ impl Server {
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
             let mut preface = std::mem::take(&mut c.out);
             preface.extend_from_slice(out);
+            // The `234` goes out with the handshake, not through `send`.
+            self.env.metrics.replies(out);
+            self.env.metrics.sent(Channel::Control, preface.len() as u64);
             out.clear();
             if !c.line.is_empty() {
                 ctx_log!(warn, key, c.session, "discarded {} bytes queued in the clear after AUTH TLS", c.line.bytes().len());
                 c.line.release();
             }
             let owner = crate::tls::OwnerId(c.serial);
-            if let Err(e) = c.stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, preface) {
+            if let Err(e) = c.stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, preface, &self.env.metrics) {
                 ctx_log!(warn, key, c.session, "cannot start TLS: {e}");
                 c.close_after_flush = true;
                 return;
@@ -665,6 +678,7 @@ impl Server {
         }
         count_down(&mut self.accept.per_ip, ip);
         self.accept.ctrl_count -= 1;
+        self.env.metrics.session_closed();
         // A transfer cut short by the control connection closing still ends
         // with its log line and xferlog record (incomplete).
         if let Some(d) = c.data {

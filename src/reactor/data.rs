@@ -60,6 +60,7 @@ impl Server {
     pub(super) fn open_passive(&mut self, key: usize) -> io::Result<SocketAddr> {
         let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
         if self.xfer.pasv_count >= self.env.config.max_passive {
+            self.env.metrics.refused(Limit::MaxPassive);
             ctx_log!(warn, key, c.session, "passive listener limit ({}) reached", self.env.config.max_passive);
             return Err(io::Error::other("too many passive listeners"));
         }
@@ -83,6 +84,7 @@ impl Server {
         let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
         self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
         self.xfer.pasv_count += 1;
+        self.env.metrics.passive_listeners(1);
         self.take_data_slot(key);
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             c.data = Some(pkey);
@@ -128,6 +130,7 @@ impl Server {
     pub(super) fn data_connected(&mut self, pkey: usize, owner: usize, tcp: TcpStream) {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
         if self.xfer.data_count >= self.env.config.max_transfers {
+            self.env.metrics.refused(Limit::MaxTransfers);
             ctx_log!(warn, owner, c.session, "data connection limit ({}) reached", self.env.config.max_transfers);
             drop(tcp);
             let had = matches!(self.slab.get(pkey), Some(Entry::Pasv(p)) if p.pending.is_some());
@@ -187,6 +190,7 @@ impl Server {
         debug_assert_eq!(dkey, self.slab.vacant_key());
         let timer = Some(self.wheel.schedule(self.now + wait, dkey));
         self.xfer.data_count += 1;
+        self.env.metrics.data_connections(1);
         self.take_data_slot(owner);
         self.slab.insert(Entry::Data(DataConn { stream, owner, state, timer, last_progress: self.now, started: self.now, bytes: 0 }));
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
@@ -223,6 +227,7 @@ impl Server {
                 _ => self.fail_start(key, req, out),
             },
             (DataMode::Active(_), _) if self.xfer.data_count >= self.env.config.max_transfers => {
+                self.env.metrics.refused(Limit::MaxTransfers);
                 warn!("[c{key}] data connection limit ({}) reached", self.env.config.max_transfers);
                 self.fail_start(key, req, out);
             }
@@ -249,6 +254,7 @@ impl Server {
 
     /// The data connection is gone or could not be made: `425`.
     pub(super) fn fail_start(&mut self, key: usize, req: TransferRequest, out: &mut Vec<u8>) {
+        self.env.metrics.transfer(req.counted_as, TransferResult::Failed);
         drop(req);
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
             c.data = None;
@@ -314,6 +320,11 @@ impl Server {
                 let mut moved = 0;
                 let r = req.transfer.step(stream, budget, &mut scratch, &mut moved);
                 *bytes += moved;
+                if req.transfer.is_upload() {
+                    self.env.metrics.received(Channel::Data, moved);
+                } else {
+                    self.env.metrics.sent(Channel::Data, moved);
+                }
                 if bulk {
                     self.xfer.pass_budget = self.xfer.pass_budget.saturating_sub(moved as usize);
                 }
@@ -373,7 +384,7 @@ impl Server {
         if let DataState::Running(req) = &mut d.state {
             req.transfer.no_zero_copy();
         }
-        d.stream.start_tls(&config, owner, role, Vec::new()).map_err(|_| TransferError::TlsRefused)
+        d.stream.start_tls(&config, owner, role, Vec::new(), &self.env.metrics).map_err(|_| TransferError::TlsRefused)
     }
 
     /// A transfer whose data connection is open starts: for a download,
@@ -419,6 +430,7 @@ impl Server {
         let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return None };
         self.closed.push(dkey);
         self.xfer.data_count -= 1;
+        self.env.metrics.data_connections(-1);
         self.release_data_slot(d.owner);
         let DataConn { stream, owner, state, timer, started, bytes, .. } = d;
         if let Some(id) = timer {
@@ -426,7 +438,7 @@ impl Server {
         }
         let (req, result) = match state {
             DataState::Running(req) => {
-                let TransferRequest { transfer, kind, path, ascii, .. } = req;
+                let TransferRequest { transfer, kind, path, ascii, counted_as, .. } = req;
                 let result = match result {
                     Ok(()) => transfer.finish(),
                     Err(e) => {
@@ -434,12 +446,15 @@ impl Server {
                         Err(e)
                     }
                 };
+                self.env.metrics.transfer(counted_as, transfer_result(&result));
                 (Some((kind, path, ascii)), result)
             }
             DataState::Connecting(req) => {
                 // Never connected: nothing moved, nothing to keep.
-                let TransferRequest { kind, path, ascii, .. } = req;
-                (Some((kind, path, ascii)), result.and(Err(TransferError::CantOpen)))
+                let TransferRequest { kind, path, ascii, counted_as, .. } = req;
+                let result = result.and(Err(TransferError::CantOpen));
+                self.env.metrics.transfer(counted_as, transfer_result(&result));
+                (Some((kind, path, ascii)), result)
             }
             DataState::Idle => (None, result),
         };
@@ -513,7 +528,15 @@ impl Server {
         match data.and_then(|d| self.slab.get(d).map(|e| (d, matches!(e, Entry::Data(_))))) {
             Some((d, true)) => self.end_transfer(d, Err(why), drain),
             Some((d, false)) => {
-                let had = matches!(self.slab.get(d), Some(Entry::Pasv(p)) if p.pending.is_some());
+                // Counted here with its reason, not as failed by `close_entry`.
+                let pending = match self.slab.get_mut(d) {
+                    Some(Entry::Pasv(p)) => p.pending.take(),
+                    _ => None,
+                };
+                let had = pending.is_some();
+                if let Some(req) = pending {
+                    self.env.metrics.transfer(req.counted_as, transfer_result(&Err::<(), _>(why)));
+                }
                 self.close_entry(d);
                 if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
                     c.data = None;
@@ -524,5 +547,14 @@ impl Server {
             }
             None => {}
         }
+    }
+}
+
+/// How a transfer's end counts in `leanftpd_transfers_total`.
+fn transfer_result<T>(result: &Result<T, TransferError>) -> TransferResult {
+    match result {
+        Ok(_) => TransferResult::Ok,
+        Err(TransferError::Aborted) => TransferResult::Aborted,
+        Err(_) => TransferResult::Failed,
     }
 }

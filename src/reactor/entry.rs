@@ -26,6 +26,12 @@ pub enum Entry {
     /// header (`--proxy-protocol`; see `reactor/proxy.rs`).
     #[cfg(feature = "proxy")]
     Proxy(super::proxy::Awaiting),
+    /// The metrics listener (`--metrics-listen`).
+    #[cfg(feature = "metrics")]
+    MetricsListener(TcpListener),
+    /// A metrics scrape connection.
+    #[cfg(feature = "metrics")]
+    Scrape(super::scrape::Scrape),
     /// Closed during this loop iteration; removed at its end, so that a key
     /// is never reused while events for it may still be in the batch.
     Closed,

@@ -61,6 +61,7 @@ use crate::dtp::transfer::{Progress, TransferError};
 use crate::ftp::command::{self, Verb};
 use crate::ftp::session::{self, Action, Ctx, DataMode, Deadline, Env, Pending, Session, TransferRequest, XferKind};
 use crate::line::{self, Frame, LineBuffer};
+use crate::metrics::{Channel, Limit, Metrics, TransferResult};
 use crate::timer::Wheel;
 use crate::vfs::Vfs;
 use crate::xferlog::{self, XferLog};
@@ -154,6 +155,8 @@ mod data;
 mod lifecycle;
 #[cfg(feature = "proxy")]
 mod proxy;
+#[cfg(feature = "metrics")]
+pub mod scrape;
 
 /// Why the server could not start (printed by `main`, exit code 1 or 2).
 #[derive(Debug)]
@@ -219,12 +222,21 @@ pub struct Server {
     /// Connections waiting for their PROXY protocol header (see `proxy.rs`).
     #[cfg(feature = "proxy")]
     proxy: proxy::Proxying,
+    /// The metrics listener and its scrapes (see `scrape.rs`).
+    #[cfg(feature = "metrics")]
+    scrapes: scrape::Scrapes,
 }
 
 impl Server {
     /// Bind the control listener and prepare everything; no client is
     /// served until `run`.
     pub fn bind(config: Config) -> Result<Server, StartError> {
+        Server::bind_with_metrics(config, Arc::new(Metrics::new()))
+    }
+
+    /// `bind`, counting into `metrics`: the reactors of one process share
+    /// one `Metrics`, so that any of them serves the sum.
+    pub fn bind_with_metrics(config: Config, metrics: Arc<Metrics>) -> Result<Server, StartError> {
         let users = match &config.users {
             Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
             None => Users::empty(),
@@ -271,6 +283,8 @@ impl Server {
             }
             None => (None, None),
         };
+        #[cfg(feature = "metrics")]
+        let scrapes = Server::bind_metrics(&poll, &mut slab, config.metrics_listen)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| StartError(e.to_string()))?);
         let helper = Helper::spawn(waker.clone()).map_err(|e| StartError(format!("cannot start helper thread: {e}")))?;
         let env_login_cache = config.login_cache;
@@ -289,7 +303,7 @@ impl Server {
             next_ready: Vec::with_capacity(64),
             ready_bits: Vec::new(),
             closed: Vec::with_capacity(64),
-            env: Env { anonymous, has_users, config },
+            env: Env { anonymous, has_users, config, metrics },
             waker,
             now,
             xferlog,
@@ -338,6 +352,8 @@ impl Server {
             tls,
             #[cfg(feature = "proxy")]
             proxy: proxy::Proxying { awaiting: 0 },
+            #[cfg(feature = "metrics")]
+            scrapes,
         })
     }
 
@@ -350,6 +366,21 @@ impl Server {
     /// port 0 resolved), if there is one.
     pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
         self.accept.implicit_addr
+    }
+
+    /// The metrics listener's address (`--metrics-listen`, with port 0
+    /// resolved), if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "metrics")]
+        return self.scrapes.addr;
+        #[cfg(not(feature = "metrics"))]
+        None
+    }
+
+    /// The counters this reactor adds to (shared with the others of the
+    /// process when bound with `bind_with_metrics`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.env.metrics.clone()
     }
 
     /// A handle that stops the server from another thread.
@@ -455,6 +486,10 @@ impl Server {
             Some(Entry::Data(_)) => self.data_ready(key),
             #[cfg(feature = "proxy")]
             Some(Entry::Proxy(_)) => self.proxy_ready(key),
+            #[cfg(feature = "metrics")]
+            Some(Entry::MetricsListener(_)) => self.accept_scrape(key),
+            #[cfg(feature = "metrics")]
+            Some(Entry::Scrape(_)) => self.scrape_ready(key, readable),
             Some(Entry::Closed) | None => {}
         }
     }
@@ -566,6 +601,12 @@ impl Server {
             }
             #[cfg(feature = "proxy")]
             Some(Entry::Proxy(_)) => self.proxy_timeout(key),
+            #[cfg(feature = "metrics")]
+            Some(Entry::Scrape(s)) => {
+                s.timer = None;
+                debug!("metrics: scrape closed at its deadline");
+                self.close_scrape(key);
+            }
             _ => {}
         }
     }
@@ -583,6 +624,12 @@ impl Server {
             Entry::Ctrl(c) => drop(c),
             Entry::Pasv(p) => {
                 self.xfer.pasv_count -= 1;
+                self.env.metrics.passive_listeners(-1);
+                if let Some(req) = &p.pending {
+                    // A transfer command whose data connection never came
+                    // (data timeout, a limit, its session closing).
+                    self.env.metrics.transfer(req.counted_as, TransferResult::Failed);
+                }
                 self.release_data_slot(p.owner);
                 if let Some(id) = p.timer {
                     self.wheel.cancel(id);
@@ -590,6 +637,7 @@ impl Server {
             }
             Entry::Data(d) => {
                 self.xfer.data_count -= 1;
+                self.env.metrics.data_connections(-1);
                 self.release_data_slot(d.owner);
                 if let Some(id) = d.timer {
                     self.wheel.cancel(id);
@@ -599,6 +647,17 @@ impl Server {
             Entry::Listener(l) => drop(l),
             #[cfg(feature = "proxy")]
             Entry::Proxy(w) => self.forget_awaiting(w),
+            #[cfg(feature = "metrics")]
+            Entry::MetricsListener(l) => drop(l),
+            #[cfg(feature = "metrics")]
+            Entry::Scrape(s) => {
+                // Only through `close_scrape`, which counts it.
+                debug_assert!(false, "a scrape closed by close_entry");
+                if let Some(id) = s.timer {
+                    self.wheel.cancel(id);
+                }
+                self.scrapes.open -= 1;
+            }
             Entry::Closed => return,
         }
         self.closed.push(key);

@@ -130,9 +130,18 @@ impl Stream {
     }
 
     /// Start TLS as the server on this connection; `preface` leaves first.
+    /// How the handshake ends is counted in `metrics`.
     #[cfg(feature = "tls")]
-    pub fn start_tls(&mut self, config: &std::sync::Arc<rustls::ServerConfig>, owner: OwnerId, role: Role, preface: Preface) -> io::Result<()> {
-        let tls = TlsStream::new(config, owner, role, preface).map_err(io::Error::other)?;
+    pub fn start_tls(
+        &mut self,
+        config: &std::sync::Arc<rustls::ServerConfig>,
+        owner: OwnerId,
+        role: Role,
+        preface: Preface,
+        metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    ) -> io::Result<()> {
+        let mut tls = TlsStream::new(config, owner, role, preface).map_err(io::Error::other)?;
+        tls.count_handshake_in(metrics.clone());
         *self = match std::mem::replace(self, Stream::Gone) {
             Stream::Plain(s) | Stream::Tls(s, _) | Stream::Cleared(s, _) => Stream::Tls(s, tls),
             Stream::Gone => return Err(io::ErrorKind::NotConnected.into()),

@@ -152,6 +152,17 @@ pub struct TlsStream {
     close_notify_queued: bool,
     failed: bool,
     clearing: bool,
+    /// Where the handshake's end is counted (`leanftpd_tls_handshakes_total`);
+    /// `None` until the reactor hands it over, and once counted.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// A connection dropped while its handshake was still going on (a
+/// timeout, a client that went away) counts as a failed handshake.
+impl Drop for TlsStream {
+    fn drop(&mut self) {
+        self.count_handshake(false);
+    }
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -180,6 +191,7 @@ impl TlsStream {
             close_notify_queued: false,
             failed: false,
             clearing: false,
+            metrics: None,
         }))
     }
 
@@ -404,7 +416,9 @@ impl TlsStream {
             let next = self.step(inb, win, op, got, outb);
             if !self.handshake_done && !self.conn.is_handshaking() {
                 self.handshake_done = true;
-                self.check_reuse()?;
+                let reused = self.check_reuse();
+                self.count_handshake(reused.is_ok());
+                reused?;
             }
             match next {
                 Next::Again => {}
@@ -446,6 +460,7 @@ impl TlsStream {
                     let _ = self.step(inb, win, &mut Op::Handshake, got, outb);
                     *win = Window { start: 0, end: 0 };
                     if !self.handshake_done {
+                        self.count_handshake(false);
                         // The handshake failed: the data connection is
                         // refused (`522`), a control connection closed.
                         return Err(io::Error::new(io::ErrorKind::PermissionDenied, e));
@@ -611,10 +626,31 @@ impl TlsStream {
         Ok(!(20..=24).contains(&self.pending_in()[0]))
     }
 
+    /// Count how this connection's handshake ends in `metrics`: completed
+    /// (for a data connection, with its owner's session resumed), failed,
+    /// or abandoned (the connection dropped before it ended).
+    pub fn count_handshake_in(&mut self, metrics: Arc<crate::metrics::Metrics>) {
+        if !self.handshake_done {
+            self.metrics = Some(metrics);
+        }
+    }
+
+    /// Count the handshake's end, once.
+    fn count_handshake(&mut self, ok: bool) {
+        if let Some(m) = self.metrics.take() {
+            let channel = match self.role {
+                Role::Control => crate::metrics::Channel::Control,
+                Role::Data { .. } => crate::metrics::Channel::Data,
+            };
+            m.tls_handshake(channel, ok);
+        }
+    }
+
     /// After CCC: the ciphertext-free rest, i.e. what the client sent after
     /// its `close_notify` (plaintext) and plaintext not yet read.
-    pub fn into_leftover(self) -> Vec<u8> {
-        let Some(f) = self.inflight else { return Vec::new() };
+    pub fn into_leftover(mut self) -> Vec<u8> {
+        self.metrics = None;
+        let Some(f) = self.inflight.take() else { return Vec::new() };
         let mut rest = f.plain[f.plain_pos..].to_vec();
         rest.extend_from_slice(&f.pending_in);
         rest

@@ -400,6 +400,7 @@ impl Vfs {
                         keep_partial: false,
                         lock: None,
                         append: false,
+                        temp_gauge: None,
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
@@ -465,6 +466,7 @@ impl Vfs {
             keep_partial: false,
             lock: None,
             append,
+            temp_gauge: None,
         })
     }
 
@@ -1045,6 +1047,10 @@ pub struct Upload {
     lock: Option<File>,
     /// Written in place with `O_APPEND`.
     append: bool,
+    /// Counts the temp file in `leanftpd_upload_temp_files_open` while it
+    /// exists (see [`Upload::count_temp_file`]); dropped with the upload,
+    /// after `Drop` removed an uncommitted temp file.
+    temp_gauge: Option<crate::metrics::TempFileGauge>,
 }
 
 impl Upload {
@@ -1095,6 +1101,15 @@ impl Upload {
     /// Remove the temp file (also done on drop).
     pub fn discard(self) {
         drop(self);
+    }
+
+    /// Count this upload's temp file, if it has one, in `metrics` until
+    /// the upload is committed or dropped (called once the upload is
+    /// handed to the reactor).
+    pub fn count_temp_file(&mut self, metrics: &std::sync::Arc<crate::metrics::Metrics>) {
+        if self.temp.is_some() && self.temp_gauge.is_none() {
+            self.temp_gauge = Some(crate::metrics::TempFileGauge::new(metrics));
+        }
     }
 
     /// The temp file's name (in the target's directory); empty in place.

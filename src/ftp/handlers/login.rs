@@ -53,6 +53,7 @@ pub fn pass(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
         if let Some(vfs) = &ctx.env.anonymous {
             s.state = State::Authed(Login { user: "anonymous".into(), vfs: vfs.clone(), anonymous: true });
             s.cwd = VirtualPath::root();
+            ctx.env.metrics.login(true);
             reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
             return Ok(Action::None);
         }
@@ -98,7 +99,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(dir.path().to_path_buf());
         config.login_fail_delay = std::time::Duration::from_secs(1);
-        let env = Env { config, anonymous: None, has_users: true };
+        let env = Env { config, anonymous: None, has_users: true, metrics: Default::default() };
         let s = Session::new("127.0.0.1:5000".parse().unwrap(), "127.0.0.1:21".parse().unwrap());
         (s, env, dir)
     }
