@@ -662,20 +662,26 @@ fn tls_required_lets_a_protected_session_transfer_in_every_mode() {
 fn prot_p_retr_without_resumption_is_522() {
     let srv = TestServer::tls();
     srv.put("f", &pattern(100_000, 6));
+    // Nothing to send: the refusal shows only when the transfer completes
+    // its handshake for close_notify (it said 426 there, not 522).
+    srv.put("empty", b"");
+    std::fs::create_dir_all(srv.path("emptydir")).unwrap();
     let mut t = Table::new();
     for v in VERSIONS {
         for (mode, order) in [(Mode::Pasv, Order::CommandFirst), (Mode::Epsv, Order::ConnectFirst), (Mode::Eprt, Order::CommandFirst)] {
-            t.case(&format!("{v:?} {mode:?} {order:?}"), || {
-                let mut c = session(&srv, v);
-                c.data_client = TlsClient::without_resumption(v);
-                let r = attempt(&mut c, mode, order, "RETR f", None);
-                assert!(is_522(&r), "{r:?}");
-                assert_eq!(r.bytes, 0, "file bytes reached a data connection that did not resume");
-                c.expect("NOOP", 200);
-                // The control connection can still transfer with its own session.
-                c.data_client = c.client.clone();
-                assert_eq!(c.retr(Mode::Pasv, Order::CommandFirst, "f").len(), 100_000);
-            });
+            for cmd in ["RETR f", "RETR empty", "LIST emptydir"] {
+                t.case(&format!("{cmd} {v:?} {mode:?} {order:?}"), || {
+                    let mut c = session(&srv, v);
+                    c.data_client = TlsClient::without_resumption(v);
+                    let r = attempt(&mut c, mode, order, cmd, None);
+                    assert!(is_522(&r), "{r:?}");
+                    assert_eq!(r.bytes, 0, "file bytes reached a data connection that did not resume");
+                    c.expect("NOOP", 200);
+                    // The control connection can still transfer with its own session.
+                    c.data_client = c.client.clone();
+                    assert_eq!(c.retr(Mode::Pasv, Order::CommandFirst, "f").len(), 100_000);
+                });
+            }
         }
     }
     t.assert_all_passed("a data connection without resumption is refused");

@@ -59,7 +59,7 @@ impl DataStream for std::os::unix::net::UnixStream {
 /// The failure a data socket's error means. TLS reports its own through
 /// the error kind (see `crate::tls::stream`): a refused handshake or
 /// session, and a TLS stream cut without `close_notify`.
-fn lost(e: &io::Error) -> TransferError {
+pub(crate) fn lost(e: &io::Error) -> TransferError {
     match e.kind() {
         io::ErrorKind::PermissionDenied => TransferError::TlsRefused,
         io::ErrorKind::UnexpectedEof => TransferError::TlsTruncated,

@@ -341,7 +341,9 @@ impl Server {
                     Ok(Progress::Done) if stream.is_tls() => match stream.close_notify() {
                         Ok(()) => Some(Ok(())),
                         Err(e) if would_block(&e) => None,
-                        Err(_) => Some(Err(TransferError::ConnectionLost)),
+                        // A transfer with nothing to move (an empty file
+                        // or listing) finds a refused handshake here: 522.
+                        Err(e) => Some(Err(crate::dtp::transfer::lost(&e))),
                     },
                     Ok(Progress::Done) => Some(Ok(())),
                     Ok(Progress::Blocked) => None,
