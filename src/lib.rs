@@ -36,6 +36,7 @@
 //! - [`auth`]: anonymous login and the users file.
 //! - [`config`]: the command line.
 //! - [`xferlog`]: the transfer log in `xferlog(5)` format.
+//! - [`systemd`]: socket activation and readiness notification.
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
@@ -48,6 +49,7 @@ pub mod ftp;
 pub mod line;
 pub mod reactor;
 pub mod sys;
+pub mod systemd;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
