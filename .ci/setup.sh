@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up of the client tools the integration tests drive
 # (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp, and the
-# util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv), and a
+# util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv),
+# systemd-socket-activate and systemd-analyze (Debian's systemd package:
+# tests/systemd.rs; they work without systemd as PID 1), and a
 # C++ compiler (libfuzzer-sys builds libFuzzer when the fuzz targets are
 # type-checked).
 # On a fresh Debian machine it installs whatever is missing; when all are
@@ -9,7 +11,7 @@
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ systemd-socket-activate systemd-analyze)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -23,7 +25,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ systemd"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -37,7 +39,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
-"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++
+"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ systemd
 
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
