@@ -383,3 +383,48 @@ fn a_notify_socket_nobody_reads_does_not_block_the_loop() {
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(10)).expect("exits").code(), Some(0));
 }
+
+// ---------------------------------------------------------------------------
+// contrib/systemd: the unit files
+
+/// `contrib/systemd/` copied into a temporary directory with `ExecStart=`
+/// pointing at the built binary (`systemd-analyze verify` checks that the
+/// program exists).
+fn units() -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap().replace("/usr/local/bin/leanftpd", BIN);
+        fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn contrib_units_pass_systemd_analyze_verify() {
+    let tool = need("systemd-analyze", "systemd");
+    let dir = units();
+    for unit in ["leanftpd.socket", "leanftpd-implicit-tls.socket", "leanftpd.service"] {
+        let path = dir.path().join(unit);
+        let out = process::run(process::cmd(&tool, &["verify", path.to_str().unwrap()]), None);
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+        assert!(out.stderr.trim().is_empty() && out.stdout.trim().is_empty(), "warnings for {unit}:\n{}", out.describe());
+    }
+}
+
+/// The README states the exposure score `systemd-analyze security` gives
+/// the service (0 = fully confined, 10 = not at all): it must not get worse
+/// (`--threshold=12` fails above 1.2) nor drift from the README.
+#[test]
+fn contrib_service_exposure_is_1_2_as_the_readme_says() {
+    let tool = need("systemd-analyze", "systemd");
+    let dir = units();
+    let path = dir.path().join("leanftpd.service");
+    let out = process::run(
+        process::cmd(&tool, &["security", "--offline=true", "--no-pager", "--threshold=12", path.to_str().unwrap()]),
+        None,
+    );
+    assert!(out.stdout.contains("Overall exposure level for leanftpd.service: 1.2"), "{}", out.describe());
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+}
