@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up of the client tools the integration tests drive
 # (tests/clients.rs): curl, lftp, wget, python3, openssl and tnftp, and the
-# util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv), and a
+# util-linux wrappers of tests/faults.rs (prlimit, unshare, setpriv),
+# systemd-socket-activate and systemd-analyze (Debian's systemd package:
+# tests/systemd.rs; they work without systemd as PID 1), and a
 # C++ compiler (libfuzzer-sys builds libFuzzer when the fuzz targets are
 # type-checked), HAProxy (tests/proxy.rs: the PROXY protocol behind a
 # real load balancer) and promtool (Debian's `prometheus`: tests/metrics.rs
@@ -11,7 +13,7 @@
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy promtool)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy promtool systemd-socket-activate systemd-analyze)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -25,7 +27,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy prometheus"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd prometheus"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -39,7 +41,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
-"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ haproxy
+"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd
 # promtool only; without recommends, the server's own extras stay out.
 "${sudo_cmd[@]}" apt-get install -y --no-install-recommends prometheus
 

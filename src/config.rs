@@ -486,6 +486,13 @@ SIGNALS:
     SIGTERM, SIGINT            stop accepting, let transfers finish (grace period), exit 0
     SIGHUP                     reload the users file, and the TLS certificate and key
 
+ENVIRONMENT (systemd, see README \"Running under systemd\"):
+    LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
+                               socket activation: the listening sockets handed in replace
+                               --listen (name `control` or same address) and
+                               --implicit-tls-listen (name `implicit-tls` or same address)
+    NOTIFY_SOCKET              Type=notify: READY=1, RELOADING=1 (SIGHUP), STOPPING=1
+
 EXIT CODES:
     0 clean shutdown, 1 runtime error (e.g. address in use), 2 bad usage or configuration
 ";

@@ -40,6 +40,7 @@
 //!   balancer sends first (`--proxy-protocol`).
 //! - [`metrics`]: counters and gauges shared by the reactors, and their
 //!   Prometheus text rendering.
+//! - [`systemd`]: socket activation and readiness notification.
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
@@ -55,6 +56,7 @@ pub mod proxy;
 pub mod metrics;
 pub mod reactor;
 pub mod sys;
+pub mod systemd;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -635,6 +635,86 @@ fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
     .map(drop)
 }
 
+/// What a descriptor handed in by a service manager is (socket
+/// activation, `sd_listen_fds(3)`): `sd_is_socket_inet(3)`'s checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InheritedKind {
+    /// An `AF_INET`/`AF_INET6` `SOCK_STREAM` socket in the listening state.
+    TcpListener,
+    /// A TCP socket that is not listening (`Accept=yes` hands in connections).
+    TcpNotListening,
+    /// A socket of another family or type (`AF_UNIX`, UDP, …).
+    OtherSocket {
+        /// `SO_DOMAIN`.
+        domain: libc::c_int,
+        /// `SO_TYPE`.
+        kind: libc::c_int,
+    },
+    /// Not a socket at all (a file, a pipe).
+    NotSocket,
+}
+
+/// Take descriptor `fd`, inherited from the process that executed us (the
+/// service manager's `LISTEN_FDS`), as an owned descriptor with
+/// `FD_CLOEXEC` set, so that it is closed on drop and not passed on.
+///
+/// # Errors
+/// `EBADF` when `fd` is not open.
+///
+/// # Safety of the ownership
+/// The caller promises that nothing else in the process owns `fd`: it is
+/// only called once per descriptor, at start-up, for the range the
+/// environment names (which std never uses: it opens no descriptor of its
+/// own before `main`).
+pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD/F_SETFD only read and set the descriptor's flags.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    if flags & libc::FD_CLOEXEC == 0 {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+    }
+    // SAFETY: `fd` is open (F_GETFD succeeded) and, by the caller's
+    // promise, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What `fd` is: a listening TCP socket or something else.
+pub fn inherited_kind(fd: BorrowedFd<'_>) -> io::Result<InheritedKind> {
+    let st = fstat(fd)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Ok(InheritedKind::NotSocket);
+    }
+    let raw = fd.as_raw_fd();
+    let domain = get_int_option(raw, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let kind = get_int_option(raw, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    if !(domain == libc::AF_INET || domain == libc::AF_INET6) || kind != libc::SOCK_STREAM {
+        return Ok(InheritedKind::OtherSocket { domain, kind });
+    }
+    if get_int_option(raw, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
+        return Ok(InheritedKind::TcpNotListening);
+    }
+    Ok(InheritedKind::TcpListener)
+}
+
+/// `getsockopt` of an `int` option.
+fn get_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` outlive the call; `len` is `value`'s size.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut libc::c_int).cast(), &mut len) })?;
+    Ok(value)
+}
+
+/// `CLOCK_MONOTONIC` in microseconds: the clock systemd's `RELOADING=1`
+/// notification wants in `MONOTONIC_USEC=` (`sd_notify(3)`); `Instant` is
+/// this clock too but does not show its value.
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` outlives the call; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000) + (ts.tv_nsec as u64) / 1_000
+}
+
 /// Give freed heap memory back to the system (glibc's `malloc_trim`, which
 /// also releases whole free pages inside every arena). Called after a peak
 /// of sessions has gone, so that RSS returns towards its baseline.

@@ -22,6 +22,8 @@ pub(super) struct Lifecycle {
     pub(super) next_shrink: Instant,
     /// A `SHRINK_CHECK` timer is in the wheel.
     pub(super) shrink_scheduled: bool,
+    /// systemd's `NOTIFY_SOCKET`, if set: readiness, reloads, stopping.
+    pub(super) notify: Option<crate::systemd::Notifier>,
 }
 
 /// What logging in needs: the users, the helper thread that checks their
@@ -162,9 +164,20 @@ impl Server {
                     self.begin_shutdown();
                 }
                 SIGHUP => {
-                    self.reload_users();
+                    if let Some(n) = &mut self.life.notify {
+                        n.reloading("Reloading (SIGHUP)");
+                    }
+                    #[allow(unused_mut)]
+                    let mut status = self.reload_users();
                     #[cfg(feature = "tls")]
-                    self.reload_tls();
+                    if let Some(tls) = self.reload_tls() {
+                        status.push_str("; ");
+                        status.push_str(&tls);
+                    }
+                    let serving = self.serving_status();
+                    if let Some(n) = &mut self.life.notify {
+                        n.ready(&format!("{serving}; SIGHUP: {status}"));
+                    }
                 }
                 _ => {}
             }
@@ -175,34 +188,55 @@ impl Server {
     /// get the new ones, live ones keep theirs. The ticket key and session
     /// cache stay, so data connections of sessions made before still
     /// resume them. A file that does not load keeps the old ones.
+    /// Returns what happened, for systemd's `STATUS=`; `None` without TLS.
     #[cfg(feature = "tls")]
-    pub(super) fn reload_tls(&mut self) {
-        let (Some(tls), Some(cert), Some(key)) = (&self.tls, &self.env.config.tls_cert, &self.env.config.tls_key) else { return };
+    pub(super) fn reload_tls(&mut self) -> Option<String> {
+        let (Some(tls), Some(cert), Some(key)) = (&self.tls, &self.env.config.tls_cert, &self.env.config.tls_key) else { return None };
         match tls.reload(cert, key) {
             Ok(new) => {
                 info!("SIGHUP: reloaded the TLS certificate {} and key {}", cert.display(), key.display());
                 self.tls = Some(new);
+                Some("TLS certificate reloaded".into())
             }
-            Err(e) => error!("SIGHUP: keeping the old TLS certificate and key: {e}"),
+            Err(e) => {
+                error!("SIGHUP: keeping the old TLS certificate and key: {e}");
+                Some("TLS certificate NOT reloaded (see the log)".into())
+            }
         }
     }
 
-    pub(super) fn reload_users(&mut self) {
+    /// Returns what happened, for systemd's `STATUS=`.
+    pub(super) fn reload_users(&mut self) -> String {
         let Some(path) = self.env.config.users.clone() else {
             info!("SIGHUP: no users file to reload");
-            return;
+            return "no users file".into();
         };
         match Users::load(&path, &self.env.config.root) {
             Ok(users) => {
                 info!("SIGHUP: reloaded {} users from {}", users.len(), path.display());
+                let status = format!("{} users reloaded", users.len());
                 self.env.has_users = !users.is_empty();
                 self.auth.users = Arc::new(users);
                 // New logins open homes afresh; live sessions keep theirs.
                 self.auth.vfs_cache.clear();
                 self.auth.login_cache.clear();
+                status
             }
-            Err(e) => error!("SIGHUP: keeping the old users: {e}"),
+            Err(e) => {
+                error!("SIGHUP: keeping the old users: {e}");
+                "users NOT reloaded (see the log)".into()
+            }
         }
+    }
+
+    /// systemd's `STATUS=` while serving: where, and how many sessions.
+    pub(super) fn serving_status(&self) -> String {
+        let mut s = format!("Serving FTP on {}", self.accept.local_addr);
+        if let Some(a) = self.accept.implicit_addr {
+            s.push_str(&format!(", implicit FTPS on {a}"));
+        }
+        s.push_str(&format!(" ({} sessions)", self.accept.ctrl_count));
+        s
     }
 
     pub(super) fn begin_shutdown(&mut self) {
@@ -210,6 +244,17 @@ impl Server {
             return;
         }
         self.life.shutting_down = true;
+        if self.life.notify.is_some() {
+            let status = format!(
+                "Draining {} sessions, {} transfers (grace {} s)",
+                self.accept.ctrl_count,
+                self.xfer.data_count,
+                self.env.config.shutdown_grace.as_secs()
+            );
+            if let Some(n) = &mut self.life.notify {
+                n.stopping(&status);
+            }
+        }
         if let Some(l) = self.accept.listener_key.take() {
             self.close_entry(l);
         }

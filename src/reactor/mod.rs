@@ -229,14 +229,27 @@ pub struct Server {
 
 impl Server {
     /// Bind the control listener and prepare everything; no client is
-    /// served until `run`.
+    /// served until `run`. Under systemd socket activation (`LISTEN_FDS`)
+    /// the listening sockets handed in are used instead of binding (see
+    /// `crate::systemd`).
     pub fn bind(config: Config) -> Result<Server, StartError> {
-        Server::bind_with_metrics(config, Arc::new(Metrics::new()))
+        let inherited = crate::systemd::Listeners::from_env(&config).map_err(StartError)?;
+        Server::bind_with(config, inherited, Arc::new(Metrics::new()))
     }
 
     /// `bind`, counting into `metrics`: the reactors of one process share
     /// one `Metrics`, so that any of them serves the sum.
     pub fn bind_with_metrics(config: Config, metrics: Arc<Metrics>) -> Result<Server, StartError> {
+        let inherited = crate::systemd::Listeners::from_env(&config).map_err(StartError)?;
+        Server::bind_with(config, inherited, metrics)
+    }
+
+    /// `bind` with the listeners already taken from the environment:
+    /// `inherited`'s sockets replace binding `--listen` and
+    /// `--implicit-tls-listen` (several reactors each take a
+    /// `Listeners::try_clone` of the one set the process inherited), and
+    /// the process's `metrics`.
+    pub fn bind_with(config: Config, inherited: crate::systemd::Listeners, metrics: Arc<Metrics>) -> Result<Server, StartError> {
         let users = match &config.users {
             Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
             None => Users::empty(),
@@ -249,8 +262,11 @@ impl Server {
             None
         };
         let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
-        let mut listener = TcpListener::bind(config.listen)
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let mut listener = match inherited.control {
+            Some(l) => TcpListener::from_std(l),
+            None => TcpListener::bind(config.listen)
+                .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?,
+        };
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
         stream::prepare_listener(&listener, true);
         // Reserved, not touched: pages become resident only as entries are
@@ -270,8 +286,11 @@ impl Server {
         };
         let (implicit_key, implicit_addr) = match config.implicit_tls_listen {
             Some(addr) => {
-                let mut l = TcpListener::bind(addr)
-                    .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?;
+                let mut l = match inherited.implicit_tls {
+                    Some(l) => TcpListener::from_std(l),
+                    None => TcpListener::bind(addr)
+                        .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?,
+                };
                 let bound = l.local_addr().map_err(|e| StartError(e.to_string()))?;
                 stream::prepare_listener(&l, true);
                 let k = slab.vacant_key();
@@ -339,6 +358,7 @@ impl Server {
                 shutting_down: false,
                 next_shrink: now,
                 shrink_scheduled: false,
+                notify: crate::systemd::Notifier::from_env(),
             },
             auth: lifecycle::Auth {
                 users: Arc::new(users),
@@ -405,6 +425,14 @@ impl Server {
                 (true, false) => "read-only",
                 (true, true) => "read-write",
             });
+        // systemd's `Type=notify`: the listeners are listening (and the
+        // signal handlers installed, for `notify-reload`'s SIGHUP).
+        if self.life.notify.is_some() {
+            let status = self.serving_status();
+            if let Some(n) = &mut self.life.notify {
+                n.ready(&status);
+            }
+        }
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         loop {
             let timeout = if self.still_ready.is_empty() && self.auth.cached_verdicts.is_empty() {
