@@ -28,6 +28,7 @@
 //!
 //! # Layers
 //! - [`reactor`]: poll, slab, dispatch, signals, helper thread.
+//! - [`workers`]: `--workers N`, a reactor per core; the binary's entry, [`run`].
 //! - [`timer`]: the hashed timing wheel.
 //! - [`line`]: CRLF framing, Telnet IAC removal, line length limit.
 //! - [`ftp`]: the protocol interpreter (sans-IO).
@@ -52,10 +53,12 @@ pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod vfs;
+pub mod workers;
 pub mod xferlog;
 
 /// Whether this build has FTPS (the default cargo feature `tls`).
 pub const TLS_BUILT_IN: bool = cfg!(feature = "tls");
 
 pub use config::Config;
-pub use reactor::{Server, StopHandle};
+pub use reactor::{Listeners, Server, Shared, StopHandle};
+pub use workers::{run, RunError, Workers};

@@ -663,7 +663,7 @@ impl Server {
             // Its password would be hashed for no one.
             self.auth.helper.cancel(key, c.serial);
         }
-        count_down(&mut self.accept.per_ip, ip);
+        self.shared.release_client(ip);
         self.accept.ctrl_count -= 1;
         // A transfer cut short by the control connection closing still ends
         // with its log line and xferlog record (incomplete).

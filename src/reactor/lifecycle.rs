@@ -15,8 +15,10 @@ use super::*;
 pub(super) struct Lifecycle {
     /// SIGINT/SIGTERM/SIGHUP, once `handle_signals` registered them.
     pub(super) signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// Set by a `StopHandle`, read and cleared on the waker's event.
-    pub(super) stop: Arc<AtomicBool>,
+    /// Request bits (`REQ_STOP`, `REQ_CUT`, `REQ_RELOAD`) set by a
+    /// `StopHandle` (the signal thread of `--workers`, tests), taken and
+    /// cleared on the waker's event.
+    pub(super) requests: Arc<AtomicU8>,
     pub(super) shutting_down: bool,
     /// Earliest time for the next slab shrink and heap trim.
     pub(super) next_shrink: Instant,
@@ -81,8 +83,17 @@ impl Server {
     }
 
     pub(super) fn on_wake(&mut self) {
-        if self.life.stop.swap(false, Ordering::SeqCst) {
+        let requests = self.life.requests.swap(0, Ordering::SeqCst);
+        if requests & REQ_RELOAD != 0 {
+            self.reload();
+        }
+        if requests & REQ_STOP != 0 && !self.life.shutting_down {
+            info!("shutting down (grace {:?})", self.env.config.shutdown_grace);
             self.begin_shutdown();
+        }
+        if requests & REQ_CUT != 0 {
+            info!("stop requested again: cutting transfers now");
+            self.timeout(SHUTDOWN_DEADLINE);
         }
         let mut verdicts = std::mem::take(&mut self.auth.verdicts);
         self.auth.helper.drain(&mut verdicts);
@@ -161,14 +172,17 @@ impl Server {
                     info!("signal {sig}: shutting down (grace {:?})", self.env.config.shutdown_grace);
                     self.begin_shutdown();
                 }
-                SIGHUP => {
-                    self.reload_users();
-                    #[cfg(feature = "tls")]
-                    self.reload_tls();
-                }
+                SIGHUP => self.reload(),
                 _ => {}
             }
         }
+    }
+
+    /// SIGHUP: the users file, then the TLS certificate and key.
+    pub(super) fn reload(&mut self) {
+        self.reload_users();
+        #[cfg(feature = "tls")]
+        self.reload_tls();
     }
 
     /// SIGHUP: the certificate and key are read again; new TLS sessions

@@ -35,15 +35,16 @@
 
 pub mod entry;
 pub mod helper;
+pub mod shared;
 pub mod stream;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,6 +63,7 @@ use crate::line::{self, Frame, LineBuffer};
 use crate::timer::Wheel;
 use crate::vfs::Vfs;
 use crate::xferlog::{self, XferLog};
+pub use shared::Shared;
 use entry::{Control, DataConn, DataState, Entry, PasvListener};
 use helper::{Helper, Job, Verdict};
 use stream::{interrupted, would_block, Stream};
@@ -163,19 +165,56 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A handle to stop a running server from another thread (tests, embedders).
+/// Request bit: shut down as on SIGTERM.
+const REQ_STOP: u8 = 1;
+/// Request bit: cut transfers now, as on a second SIGTERM.
+const REQ_CUT: u8 = 2;
+/// Request bit: reload users and TLS as on SIGHUP.
+const REQ_RELOAD: u8 = 4;
+
+/// A handle to a running server from another thread (tests, embedders,
+/// and the thread that receives signals for every worker, `--workers`).
+/// Each call sets a request bit and wakes the loop through its `Waker`.
 #[derive(Clone)]
 pub struct StopHandle {
     waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU8>,
 }
 
 impl StopHandle {
-    /// Ask the server to shut down as on SIGTERM.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+    fn request(&self, bit: u8) {
+        self.requests.fetch_or(bit, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
+
+    /// Ask the server to shut down as on SIGTERM: stop accepting, answer
+    /// idle sessions `421`, let transfers finish within `--shutdown-grace`.
+    pub fn stop(&self) {
+        self.request(REQ_STOP);
+    }
+
+    /// Cut transfers now, as on a second SIGTERM (a server not yet
+    /// shutting down begins to).
+    pub fn stop_now(&self) {
+        self.request(REQ_STOP | REQ_CUT);
+    }
+
+    /// Reload the users file and the TLS certificate, as on SIGHUP.
+    pub fn reload(&self) {
+        self.request(REQ_RELOAD);
+    }
+}
+
+/// The listening sockets a `Server` serves: the control port and, with
+/// `--implicit-tls-listen`, the implicit FTPS port. Made by
+/// [`Server::bind`], by [`crate::workers`] (one set per worker, with
+/// `SO_REUSEPORT`), or handed in from outside (socket activation).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The control listener.
+    pub control: std::net::TcpListener,
+    /// The implicit FTPS listener, if any.
+    pub implicit: Option<std::net::TcpListener>,
 }
 
 /// The server: bound, ready to `run`.
@@ -196,6 +235,12 @@ pub struct Server {
     closed: Vec<usize>,
     env: Env,
     waker: Arc<Waker>,
+    /// The counters of the global limits, shared by every worker
+    /// (`--workers`; see `shared.rs`).
+    shared: Arc<Shared>,
+    /// This reactor's number among the workers (1-based; 0: the only one,
+    /// made by `Server::bind`).
+    worker: usize,
     now: Instant,
     xferlog: Option<XferLog>,
     /// The control connections' scratch and turn (see `control.rs`).
@@ -216,8 +261,26 @@ pub struct Server {
 
 impl Server {
     /// Bind the control listener and prepare everything; no client is
-    /// served until `run`.
+    /// served until `run`. The single reactor: limits are its own.
     pub fn bind(config: Config) -> Result<Server, StartError> {
+        let shared = Arc::new(Shared::with_tls(&config)?);
+        let control = std::net::TcpListener::bind(config.listen)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let implicit = match config.implicit_tls_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?,
+            ),
+            None => None,
+        };
+        Server::with_listeners(config, Listeners { control, implicit }, shared, 0)
+    }
+
+    /// Prepare a reactor that serves `listeners` (already bound and
+    /// listening) and charges its clients to `shared`: one worker of
+    /// several (`worker` ≥ 1), or the only one (`worker` 0). No client is
+    /// served until `run`.
+    pub fn with_listeners(config: Config, listeners: Listeners, shared: Arc<Shared>, worker: usize) -> Result<Server, StartError> {
         let users = match &config.users {
             Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
             None => Users::empty(),
@@ -230,8 +293,9 @@ impl Server {
             None
         };
         let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
-        let mut listener = TcpListener::bind(config.listen)
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let Listeners { control, implicit } = listeners;
+        let _ = control.set_nonblocking(true);
+        let mut listener = TcpListener::from_std(control);
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
         stream::prepare_listener(&listener, true);
         // Reserved, not touched: pages become resident only as entries are
@@ -243,16 +307,11 @@ impl Server {
             .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
         slab.insert(Entry::Listener(listener));
         #[cfg(feature = "tls")]
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(crate::tls::TlsConfig::load(cert, key).map_err(|e| StartError(e.to_string()))?)
-            }
-            _ => None,
-        };
-        let (implicit_key, implicit_addr) = match config.implicit_tls_listen {
-            Some(addr) => {
-                let mut l = TcpListener::bind(addr)
-                    .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?;
+        let tls = shared.tls.clone();
+        let (implicit_key, implicit_addr) = match implicit {
+            Some(l) => {
+                let _ = l.set_nonblocking(true);
+                let mut l = TcpListener::from_std(l);
                 let bound = l.local_addr().map_err(|e| StartError(e.to_string()))?;
                 stream::prepare_listener(&l, true);
                 let k = slab.vacant_key();
@@ -284,6 +343,8 @@ impl Server {
             closed: Vec::with_capacity(64),
             env: Env { anonymous, has_users, config },
             waker,
+            shared,
+            worker,
             now,
             xferlog,
             ctl: control::ControlShared {
@@ -298,8 +359,6 @@ impl Server {
                 local_addr,
                 implicit_key,
                 implicit_addr,
-                per_ip: HashMap::new(),
-                data_per_ip: HashMap::new(),
                 ctrl_count: 0,
                 unauth: std::collections::VecDeque::new(),
                 serial: 0,
@@ -307,14 +366,12 @@ impl Server {
             },
             xfer: data::Transfers {
                 ports: PortPicker::new(),
-                pasv_count: 0,
-                data_count: 0,
                 pass_budget: PASS_BUDGET_BYTES,
                 scratch: vec![0; SCRATCH_BYTES],
             },
             life: lifecycle::Lifecycle {
                 signals: None,
-                stop: Arc::new(AtomicBool::new(false)),
+                requests: Arc::new(AtomicU8::new(0)),
                 shutting_down: false,
                 next_shrink: now,
                 shrink_scheduled: false,
@@ -345,7 +402,7 @@ impl Server {
 
     /// A handle that stops the server from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { waker: self.waker.clone(), stop: self.life.stop.clone() }
+        StopHandle { waker: self.waker.clone(), requests: self.life.requests.clone() }
     }
 
     /// Handle SIGINT/SIGTERM (drain and exit) and SIGHUP (reload users).
@@ -359,7 +416,7 @@ impl Server {
 
     /// Serve until shut down (signal or `StopHandle`) and every session is gone.
     pub fn run(mut self) -> io::Result<()> {
-        info!("listening on {} (root {}, anonymous {})", self.accept.local_addr, self.env.config.root.display(),
+        info!("{}listening on {} (root {}, anonymous {})", self.worker_tag(), self.accept.local_addr, self.env.config.root.display(),
             match (self.env.anonymous.is_some(), self.env.config.anonymous_write) {
                 (false, _) => "off",
                 (true, false) => "read-only",
@@ -418,8 +475,19 @@ impl Server {
                 break;
             }
         }
-        info!("shut down");
+        info!("{}shut down", self.worker_tag());
         Ok(())
+    }
+
+    /// `worker 2: ` before the lines a worker logs about itself (its
+    /// sessions' lines carry the thread's name, `(worker 2)`, see
+    /// `crate::workers`); nothing for the only reactor.
+    fn worker_tag(&self) -> String {
+        if self.worker == 0 {
+            String::new()
+        } else {
+            format!("worker {}: ", self.worker)
+        }
     }
 
     /// `to_eagain`: read the control socket until `WouldBlock` even after a
@@ -567,14 +635,14 @@ impl Server {
         match old {
             Entry::Ctrl(c) => drop(c),
             Entry::Pasv(p) => {
-                self.xfer.pasv_count -= 1;
+                self.shared.release_passive();
                 self.release_data_slot(p.owner);
                 if let Some(id) = p.timer {
                     self.wheel.cancel(id);
                 }
             }
             Entry::Data(d) => {
-                self.xfer.data_count -= 1;
+                self.shared.release_transfer();
                 self.release_data_slot(d.owner);
                 if let Some(id) = d.timer {
                     self.wheel.cancel(id);
@@ -597,22 +665,6 @@ impl Server {
             }
         }
         self.maybe_shrink();
-    }
-}
-
-/// Add one to an address's count.
-fn count_up(map: &mut HashMap<IpAddr, u32>, ip: IpAddr) {
-    *map.entry(ip).or_insert(0) += 1;
-}
-
-/// Take one from an address's count; an address at zero leaves the map,
-/// so the map holds only addresses with something open.
-fn count_down(map: &mut HashMap<IpAddr, u32>, ip: IpAddr) {
-    if let Some(n) = map.get_mut(&ip) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(&ip);
-        }
     }
 }
 

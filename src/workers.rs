@@ -1,0 +1,312 @@
+//! `--workers N`: N copies of the reactor, one per thread, sharing nothing
+//! but the counters of the global limits ([`Shared`]).
+//!
+//! Each worker is a whole [`Server`]: its own `mio::Poll`, slab, wheel,
+//! helper thread, and its own listening socket on the control port (and on
+//! `--implicit-tls-listen`), all bound with `SO_REUSEPORT`, so the kernel
+//! spreads new connections over the workers and no lock or shared accept
+//! queue sits between them (`socket(7)`). A session lives and dies on the
+//! worker that accepted it, with its passive listeners and data
+//! connections (so a PROT P data connection finds its control
+//! connection's TLS session there).
+//!
+//! This thread (the caller's) is the one place that handles signals: it
+//! registers SIGTERM, SIGINT and SIGHUP in a small poll of its own and
+//! passes each on to every worker through its [`StopHandle`] (a request
+//! bit and the worker's `mio::Waker`): SIGTERM/SIGINT drain every worker
+//! with the usual grace period (a second one cuts transfers at once),
+//! SIGHUP makes every worker reload the users file and the TLS
+//! certificate. It returns when every worker has ended.
+//!
+//! With one worker nothing of this runs: [`run`] binds one `Server`
+//! without `SO_REUSEPORT` and runs it on the calling thread, with its
+//! signals in its own loop, as before `--workers` existed.
+//!
+//! # Logs
+//! Worker threads are named `worker 1` … `worker N`; the binary's logger
+//! prints the name on every line when N > 1, e.g. `(worker 2) [c5 …]
+//! connected`, so an operator sees the spread.
+//!
+//! # Invariants
+//! - Every worker's listening sockets are bound before any thread starts;
+//!   the first binds the configured port (port 0: one the kernel picks)
+//!   and the others bind the port it got.
+//! - `Workers::wait` returns only after every worker thread has been joined.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use log::{error, info};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::config::Config;
+use crate::reactor::stream::CONTROL_BACKLOG;
+use crate::reactor::{Listeners, Server, Shared, StartError, StopHandle};
+
+/// Token of the signal pipe in the signal thread's poll.
+const SIGNAL: Token = Token(0);
+/// Token of the waker a worker uses when it ends.
+const ENDED: Token = Token(1);
+
+/// Why [`run`] ended with an error; `main` prints it and exits with
+/// [`RunError::exit_code`].
+#[derive(Debug)]
+pub enum RunError {
+    /// The server could not start: 1 if an address could not be bound
+    /// (a runtime condition), 2 for a bad configuration.
+    Start(StartError),
+    /// It started and then failed (exit code 1).
+    Runtime(String),
+}
+
+impl RunError {
+    /// The process's exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Start(e) if !e.0.starts_with("cannot listen") => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Start(e) => e.fmt(f),
+            RunError::Runtime(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Serve `config` until a signal stops it: one reactor on this thread, or
+/// `config.workers` reactor threads (see the module's doc). This is what
+/// the binary runs.
+pub fn run(config: Config) -> Result<(), RunError> {
+    if config.workers <= 1 {
+        let mut server = Server::bind(config).map_err(RunError::Start)?;
+        server.handle_signals().map_err(|e| RunError::Runtime(format!("cannot install signal handlers: {e}")))?;
+        return server.run().map_err(|e| RunError::Runtime(e.to_string()));
+    }
+    Workers::start(config)?.wait()
+}
+
+/// What a worker thread reports when it ends.
+type Ended = Vec<(usize, io::Result<()>)>;
+
+/// Running workers and the signal handling of the calling thread.
+pub struct Workers {
+    poll: Poll,
+    /// Kept here, not only by the workers: the last worker dropping the
+    /// last `Arc` would close the eventfd, and closing it takes its
+    /// pending event out of the poll (the end would go unseen).
+    _ended_waker: Arc<Waker>,
+    signals: signal_hook_mio::v1_0::Signals,
+    handles: Vec<StopHandle>,
+    threads: Vec<JoinHandle<()>>,
+    ended: Arc<Mutex<Ended>>,
+    local_addr: SocketAddr,
+    implicit_addr: Option<SocketAddr>,
+}
+
+/// The listening sockets of `n` workers, bound with `SO_REUSEPORT` (see the
+/// module's doc): the first on `addr`, the others on the port it got.
+fn bind_group(addr: SocketAddr, n: usize, what: &str) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let mut at = addr;
+    let mut group = Vec::with_capacity(n);
+    for i in 0..n {
+        let l = crate::sys::listen_reuseport(at, CONTROL_BACKLOG, i == 0)
+            .map_err(|e| StartError(format!("cannot listen on {at}{what}: {e}")))?;
+        at = l.local_addr().map_err(|e| StartError(format!("cannot listen on {at}{what}: {e}")))?;
+        group.push(l);
+    }
+    Ok(group)
+}
+
+impl Workers {
+    /// Bind every worker's listening sockets, install the signal handlers,
+    /// start the threads and wait until each has loaded its configuration
+    /// (users file, homes); the first error stops the others and is
+    /// returned.
+    pub fn start(config: Config) -> Result<Workers, RunError> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let n = config.workers.max(1);
+        let shared = Arc::new(Shared::with_tls(&config).map_err(RunError::Start)?);
+        let controls = bind_group(config.listen, n, "").map_err(RunError::Start)?;
+        let mut implicits: Vec<Option<std::net::TcpListener>> = match config.implicit_tls_listen {
+            Some(addr) => bind_group(addr, n, " (--implicit-tls-listen)").map_err(RunError::Start)?.into_iter().map(Some).collect(),
+            None => (0..n).map(|_| None).collect(),
+        };
+        let local_addr = controls[0].local_addr().map_err(|e| RunError::Runtime(e.to_string()))?;
+        let implicit_addr = implicits[0].as_ref().and_then(|l| l.local_addr().ok());
+        let startup = |e: io::Error| RunError::Runtime(format!("cannot start the workers: {e}"));
+        let poll = Poll::new().map_err(startup)?;
+        let waker = Arc::new(Waker::new(poll.registry(), ENDED).map_err(startup)?);
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            .map_err(|e| RunError::Runtime(format!("cannot install signal handlers: {e}")))?;
+        poll.registry()
+            .register(&mut signals, SIGNAL, Interest::READABLE)
+            .map_err(|e| RunError::Runtime(format!("cannot install signal handlers: {e}")))?;
+        let ended: Arc<Mutex<Ended>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
+        let (tx, rx) = mpsc::channel::<Result<StopHandle, StartError>>();
+        let mut threads = Vec::with_capacity(n);
+        for (i, control) in controls.into_iter().enumerate() {
+            let worker = i + 1;
+            let listeners = Listeners { control, implicit: implicits[i].take() };
+            let (config, shared, mine, waker, ended) = (config.clone(), shared.clone(), tx.clone(), waker.clone(), ended.clone());
+            let spawned = std::thread::Builder::new().name(format!("worker {worker}")).spawn(move || {
+                let mut guard = EndGuard { worker, ended, waker, result: None };
+                guard.result = Some(match Server::with_listeners(config, listeners, shared, worker) {
+                    Ok(server) => {
+                        let _ = mine.send(Ok(server.stop_handle()));
+                        drop(mine);
+                        server.run()
+                    }
+                    Err(e) => {
+                        let _ = mine.send(Err(e));
+                        Ok(())
+                    }
+                });
+            });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    drop(tx);
+                    let handles: Vec<StopHandle> = rx.iter().filter_map(Result::ok).collect();
+                    stop_and_join(&handles, threads);
+                    return Err(startup(e));
+                }
+            }
+        }
+        drop(tx);
+        let mut handles = Vec::with_capacity(n);
+        let mut failed = None;
+        for _ in 0..n {
+            match rx.recv() {
+                Ok(Ok(h)) => handles.push(h),
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(_) => break,
+            }
+        }
+        if let Some(e) = failed {
+            stop_and_join(&handles, threads);
+            return Err(RunError::Start(e));
+        }
+        info!("{n} workers on {local_addr}{}", implicit_addr.map(|a| format!(" and {a} (implicit FTPS)")).unwrap_or_default());
+        Ok(Workers { poll, _ended_waker: waker, signals, handles, threads, ended, local_addr, implicit_addr })
+    }
+
+    /// The control port every worker listens on (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The implicit FTPS port, if any.
+    pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        self.implicit_addr
+    }
+
+    /// One handle per worker (stop, reload), in worker order.
+    pub fn handles(&self) -> &[StopHandle] {
+        &self.handles
+    }
+
+    /// Pass signals on to every worker until all have ended, then join
+    /// them. A worker that fails stops the others at once; its error is
+    /// returned (exit code 1).
+    pub fn wait(mut self) -> Result<(), RunError> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let n = self.threads.len();
+        let mut events = Events::with_capacity(8);
+        let mut stopping = false;
+        let mut failure: Option<String> = None;
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    failure = Some(format!("signal thread: {e}"));
+                    stop_all(&self.handles, true);
+                    break;
+                }
+            }
+            for sig in self.signals.pending() {
+                match sig {
+                    SIGTERM | SIGINT if stopping => {
+                        info!("signal {sig} again: every worker cuts its transfers now");
+                        stop_all(&self.handles, true);
+                    }
+                    SIGTERM | SIGINT => {
+                        info!("signal {sig}: every worker shuts down");
+                        stopping = true;
+                        stop_all(&self.handles, false);
+                    }
+                    SIGHUP => {
+                        info!("signal {sig}: every worker reloads");
+                        for h in &self.handles {
+                            h.reload();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            for (worker, result) in ended.iter() {
+                if let Err(e) = result {
+                    if failure.is_none() {
+                        error!("worker {worker} failed: {e}; stopping the others");
+                        failure = Some(format!("worker {worker}: {e}"));
+                        stopping = true;
+                        stop_all(&self.handles, true);
+                    }
+                }
+            }
+            if ended.len() == n {
+                break;
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        match failure {
+            Some(e) => Err(RunError::Runtime(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn stop_all(handles: &[StopHandle], now: bool) {
+    for h in handles {
+        if now {
+            h.stop_now();
+        } else {
+            h.stop();
+        }
+    }
+}
+
+/// After a failed start: stop the workers that did start and join all.
+fn stop_and_join(handles: &[StopHandle], threads: Vec<JoinHandle<()>>) {
+    stop_all(handles, true);
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Reports a worker's end to the signal thread, also when the worker
+/// thread panics outside a session (a bug: the others are then stopped).
+struct EndGuard {
+    worker: usize,
+    ended: Arc<Mutex<Ended>>,
+    waker: Arc<Waker>,
+    result: Option<io::Result<()>>,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let result = self.result.take().unwrap_or_else(|| Err(io::Error::other("the worker thread panicked")));
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).push((self.worker, result));
+        let _ = self.waker.wake();
+    }
+}
