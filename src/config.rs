@@ -426,6 +426,7 @@ OPTIONS:
 SIGNALS:
     SIGTERM, SIGINT            stop accepting, let transfers finish (grace period), exit 0
     SIGHUP                     reload the users file, and the TLS certificate and key
+                               (with --workers N: on every worker)
 
 EXIT CODES:
     0 clean shutdown, 1 runtime error (e.g. address in use), 2 bad usage or configuration
