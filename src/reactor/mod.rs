@@ -12,7 +12,9 @@
 //! - `data.rs`: passive listeners, data connections, transfers;
 //! - `lifecycle.rs`: password verdicts, signals, shutdown, memory trimming;
 //! - `entry.rs`, `stream.rs`, `helper.rs`: the slab's entry kinds, the
-//!   socket type, the helper thread.
+//!   socket type, the helper thread;
+//! - `shared.rs`: the counters of the global limits, one `Arc` for every
+//!   reactor of the process (`--workers`, see `crate::workers`).
 //!
 //! # Draining readiness
 //! mio is edge-triggered: a source that was not read or written until
