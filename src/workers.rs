@@ -127,19 +127,32 @@ fn bind_group(addr: SocketAddr, n: usize, what: &str) -> Result<Vec<std::net::Tc
 }
 
 impl Workers {
-    /// Bind every worker's listening sockets, install the signal handlers,
-    /// start the threads and wait until each has loaded its configuration
-    /// (users file, homes); the first error stops the others and is
-    /// returned.
+    /// Bind every worker's listening sockets (`SO_REUSEPORT`, see the
+    /// module's doc), then [`Workers::start_with`] them.
     pub fn start(config: Config) -> Result<Workers, RunError> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let n = config.workers.max(1);
-        let shared = Arc::new(Shared::with_tls(&config).map_err(RunError::Start)?);
         let controls = bind_group(config.listen, n, "").map_err(RunError::Start)?;
-        let mut implicits: Vec<Option<std::net::TcpListener>> = match config.implicit_tls_listen {
+        let implicits: Vec<Option<std::net::TcpListener>> = match config.implicit_tls_listen {
             Some(addr) => bind_group(addr, n, " (--implicit-tls-listen)").map_err(RunError::Start)?.into_iter().map(Some).collect(),
             None => (0..n).map(|_| None).collect(),
         };
+        let sets = controls.into_iter().zip(implicits).map(|(control, implicit)| Listeners { control, implicit }).collect();
+        Workers::start_with(config, sets)
+    }
+
+    /// Start one worker per set of listening sockets in `sets` (bound and
+    /// listening; e.g. sockets handed in by systemd, each `try_clone`d
+    /// per worker), install the signal handlers, and wait until each
+    /// worker has loaded its configuration (users file, homes); the first
+    /// error stops the others and is returned.
+    pub fn start_with(config: Config, sets: Vec<Listeners>) -> Result<Workers, RunError> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let n = sets.len();
+        if n == 0 {
+            return Err(RunError::Runtime("no listening socket for the workers".into()));
+        }
+        let shared = Arc::new(Shared::with_tls(&config).map_err(RunError::Start)?);
+        let (controls, mut implicits): (Vec<_>, Vec<_>) = sets.into_iter().map(|l| (l.control, l.implicit)).unzip();
         let local_addr = controls[0].local_addr().map_err(|e| RunError::Runtime(e.to_string()))?;
         let implicit_addr = implicits[0].as_ref().and_then(|l| l.local_addr().ok());
         let startup = |e: io::Error| RunError::Runtime(format!("cannot start the workers: {e}"));
