@@ -298,3 +298,33 @@ fn passive_ports_from_one_narrow_range_are_distinct_across_workers() {
     // The ports are free again: the 13th gets one.
     wait_until("a port to be free again", Duration::from_secs(5), || extra.cmd("PASV").code == 227);
 }
+
+/// The hostile client beside the honest one: silent connections fill
+/// `--max-clients` over both workers; honest clients still get in, on
+/// whichever worker (each worker closes its own oldest session that has
+/// not logged in, and a flood lands on both).
+#[test]
+fn a_silent_flood_over_both_workers_does_not_lock_out_honest_clients() {
+    use std::io::Write;
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("f.txt"), b"honest data").unwrap();
+    let srv = Server::start(root.path(), &["--workers", "2", "--max-clients", "40", "--max-per-ip", "20000"]);
+    let mut flood = Vec::with_capacity(400);
+    for _ in 0..400 {
+        if let Ok(mut s) = TcpStream::connect(srv.addr) {
+            let _ = s.write_all(b"U");
+            flood.push(s);
+        }
+    }
+    assert!(flood.len() > 200, "the flood opened only {} connections", flood.len());
+    let mut honest = Vec::new();
+    for _ in 0..10 {
+        let mut c = anon(&srv);
+        assert_eq!(c.retr(Mode::Pasv, "f.txt"), b"honest data");
+        honest.push(c);
+    }
+    let locals: Vec<SocketAddr> = honest.iter().map(|c| c.local).collect();
+    assert_eq!(workers_of(&srv, &locals).len(), 10);
+    assert!(srv.log_text().matches("evicted").count() >= 10, "no eviction logged");
+    drop(flood);
+}
