@@ -328,3 +328,46 @@ fn a_silent_flood_over_both_workers_does_not_lock_out_honest_clients() {
     assert!(srv.log_text().matches("evicted").count() >= 10, "no eviction logged");
     drop(flood);
 }
+
+/// FTPS on both workers, explicit (AUTH TLS) and implicit: every PROT P
+/// download resumes its own control connection's session and arrives
+/// whole; and one client's control connections resume each other's TLS
+/// sessions whichever worker issued the ticket (the ticket key is shared).
+#[cfg(feature = "tls")]
+#[test]
+fn ftps_on_both_workers_and_tls_sessions_resume_across_workers() {
+    use common::tls::{binary_with, Order, TlsClient, TlsCtl, Version};
+    use rustls::HandshakeKind;
+    let implicit = SocketAddr::new("127.0.0.1".parse().unwrap(), common::process::free_port("127.0.0.1".parse().unwrap()));
+    let b = binary_with(&["--workers", "2", "--implicit-tls-listen", &implicit.to_string()]);
+    let mut locals = Vec::new();
+    for i in 0..16 {
+        let client = TlsClient::new(Version::Tls13);
+        let mut c = if i % 2 == 0 { TlsCtl::open(b.srv.addr, client) } else { TlsCtl::implicit(implicit, client) };
+        c.login("anonymous", "x");
+        c.protect();
+        assert_eq!(sha256(&c.retr(Mode::Pasv, Order::CommandFirst, "small.bin")), sha256(&b.small), "connection {i}");
+        locals.push(c.local);
+        c.expect("QUIT", 221);
+    }
+    let t = tally(&workers_of(&b.srv, &locals));
+    assert_eq!(t.len(), 2, "FTPS sessions per worker: {t:?}");
+
+    let client = TlsClient::new(Version::Tls13);
+    let mut kinds = Vec::new();
+    let mut locals = Vec::new();
+    for _ in 0..12 {
+        let mut c = TlsCtl::open(b.srv.addr, client.clone());
+        // The reply carries the session tickets along.
+        c.expect("NOOP", 200);
+        kinds.push(c.tls().handshake_kind());
+        locals.push(c.local);
+        c.expect("QUIT", 221);
+    }
+    let workers = workers_of(&b.srv, &locals);
+    assert!(workers.windows(2).any(|w| w[0] != w[1]), "no connection changed worker: {workers:?}");
+    assert_eq!(kinds[0], Some(HandshakeKind::Full));
+    for (i, k) in kinds.iter().enumerate().skip(1) {
+        assert_eq!(*k, Some(HandshakeKind::Resumed), "connection {i} (workers {workers:?})");
+    }
+}
