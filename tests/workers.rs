@@ -267,7 +267,12 @@ fn passive_ports_from_one_narrow_range_are_distinct_across_workers() {
         .find(|&b| (b..b + 12).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()))
         .expect("12 free ports in a row");
     let range = format!("{base}-{}", base + 11);
-    let srv = Server::start(root.path(), &["--workers", "2", "--passive-ports", &range]);
+    let logs = tempfile::tempdir().unwrap();
+    let xferlog = logs.path().join("xferlog");
+    let srv = Server::start(
+        root.path(),
+        &["--workers", "2", "--passive-ports", &range, "--xferlog", xferlog.to_str().unwrap()],
+    );
     let mut sessions: Vec<Ctl> = (0..13).map(|_| anon(&srv)).collect();
     let mut extra = sessions.pop().unwrap();
     // Every session holds a passive listener at once: twelve ports, no
@@ -297,6 +302,22 @@ fn passive_ports_from_one_narrow_range_are_distinct_across_workers() {
     }
     // The ports are free again: the 13th gets one.
     wait_until("a port to be free again", Duration::from_secs(5), || extra.cmd("PASV").code == 227);
+    // Both workers append to one xferlog (each its own O_APPEND
+    // descriptor): one whole line per transfer, none lost or mixed.
+    let text = fs::read_to_string(&xferlog).unwrap();
+    let mut names: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 18, "xferlog line {l:?}");
+            assert_eq!(f[17], "c", "incomplete transfer in {l:?}");
+            f[8].to_string()
+        })
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = (0..12).map(|i| format!("/f{i}.bin")).collect();
+    want.sort();
+    assert_eq!(names, want);
 }
 
 /// The hostile client beside the honest one: silent connections fill
