@@ -682,6 +682,15 @@ pub fn listen_reuseport(addr: std::net::SocketAddr, backlog: i32, first: bool) -
     Ok(std::net::TcpListener::from(fd))
 }
 
+/// `shutdown(fd, SHUT_RDWR)`: end both directions of a connected socket
+/// without closing the descriptor, so that the thread that owns it sees
+/// end-of-file and closes it itself (used by one worker to evict another
+/// worker's session; the caller guarantees `fd` is still that socket).
+pub fn shutdown_both(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain system call; it neither frees nor reuses `fd`.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) }).map(drop)
+}
+
 /// `setsockopt` of an `int` option.
 fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: `value` outlives the call and its size is passed.

@@ -392,3 +392,82 @@ fn ftps_on_both_workers_and_tls_sessions_resume_across_workers() {
         assert_eq!(*k, Some(HandshakeKind::Resumed), "connection {i} (workers {workers:?})");
     }
 }
+
+/// At `--max-clients`, a worker with no session of its own to evict (all
+/// of its sessions logged in) evicts another worker's oldest session that
+/// has not logged in, and its new client gets in: the slowloris defence
+/// of one reactor holds across workers.
+#[test]
+fn at_the_limit_a_worker_evicts_another_workers_silent_session() {
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start(root.path(), &["--workers", "2", "--max-clients", "10", "--max-per-ip", "1000"]);
+    // Ten greeted sessions, on both workers.
+    let mut sessions: Vec<(Ctl, u32)> = Vec::new();
+    for _ in 0..40 {
+        if sessions.len() == 10 {
+            let ws: HashSet<u32> = sessions.iter().map(|s| s.1).collect();
+            if ws.len() == 2 {
+                break;
+            }
+            let (mut c, _) = sessions.remove(0);
+            c.expect("QUIT", 221);
+        }
+        let c = open_when_free(&srv);
+        let w = workers_of(&srv, &[c.local])[0];
+        sessions.push((c, w));
+    }
+    let ws: HashSet<u32> = sessions.iter().map(|s| s.1).collect();
+    assert_eq!((sessions.len(), ws.len()), (10, 2));
+    // Worker `busy`'s sessions all log in; the other's stay silent.
+    let busy = sessions[0].1;
+    let (mut logged, mut silent): (Vec<_>, Vec<_>) = sessions.into_iter().partition(|s| s.1 == busy);
+    for (c, _) in &mut logged {
+        c.login("anonymous", "x");
+    }
+    // New clients until one lands on `busy`: it must get in by evicting a
+    // silent session of the other worker.
+    for _ in 0..40 {
+        let mut c = Ctl::connect(srv.addr);
+        let r = c.reply();
+        assert_eq!(r.code, 220, "a new client at the limit: {r:?}");
+        let w = workers_of(&srv, &[c.local])[0];
+        if w != busy {
+            // Evicted a silent session of its own worker; joins the silent.
+            silent.push((c, w));
+            continue;
+        }
+        c.login("anonymous", "x");
+        c.expect("NOOP", 200);
+        let log = srv.log_text();
+        assert!(log.contains(&format!("for a new client of worker {busy}")), "no eviction across workers logged:\n{log}");
+        // A silent session of the other worker was closed for it (its
+        // socket shut down: end-of-file with no reply; one evicted by its
+        // own worker reads `421` first).
+        let mut closed = 0;
+        let mut alive = Vec::new();
+        for (mut s, _) in silent {
+            s.set_read_timeout(Duration::from_millis(300));
+            match s.try_reply() {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof || e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => alive.push(s),
+                Err(e) => panic!("silent session: {e}"),
+                Ok(r) => assert_eq!(r.code, 421, "silent session: {r:?}"),
+            }
+        }
+        assert!(closed >= 1, "no silent session was shut down by the other worker");
+        // Still exact: every session left logs in, they are ten, and an
+        // 11th, with no one left to evict anywhere, is refused.
+        for s in &mut alive {
+            s.set_read_timeout(Duration::from_secs(10));
+            s.login("anonymous", "x");
+        }
+        for (s, _) in &mut logged {
+            s.expect("NOOP", 200);
+        }
+        assert_eq!(logged.len() + 1 + alive.len(), 10, "sessions open");
+        let mut extra = Ctl::connect(srv.addr);
+        assert_eq!(extra.reply().code, 421, "an 11th with every session logged in");
+        return;
+    }
+    panic!("40 new clients and none landed on worker {busy}");
+}

@@ -102,6 +102,8 @@ impl Server {
         let charged = loop {
             match self.shared.acquire_client(peer.ip()) {
                 Err(shared::Refused::Clients) if self.evict_unauthenticated() => continue,
+                // None of ours to evict: another worker's (see `shared.rs`).
+                Err(shared::Refused::Clients) => break self.shared.take_over_unauthenticated(self.worker, peer.ip()),
                 other => break other,
             }
         };
@@ -164,8 +166,13 @@ impl Server {
             close_after_flush: false,
             read_paused: false,
             read_eof: false,
+            listed: self.shared.is_cross_worker(),
             started: self.now,
         };
+        if ctrl.listed {
+            use std::os::fd::AsRawFd;
+            self.shared.note_unauthenticated(self.worker, self.accept.serial, ctrl.stream.as_raw_fd(), peer.ip());
+        }
         ctx_log!(info, key, ctrl.session, "connected");
         let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();

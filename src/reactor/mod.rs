@@ -481,6 +481,12 @@ impl Server {
         Ok(())
     }
 
+    /// The counters this reactor charges its clients to (shared by every
+    /// worker of the process).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// `worker 2: ` before the lines a worker logs about itself (its
     /// sessions' lines carry the thread's name, `(worker 2)`, see
     /// `crate::workers`); nothing for the only reactor.
@@ -697,4 +703,12 @@ fn sanitize(bytes: &[u8]) -> String {
         s.push_str("...");
     }
     s
+}
+
+impl Drop for Server {
+    /// Before the sockets close: none of this worker's may be shut down
+    /// by another worker any more (see `shared.rs`), whatever ended `run`.
+    fn drop(&mut self) {
+        self.shared.forget_worker(self.worker);
+    }
 }

@@ -33,6 +33,23 @@
 //!   connection, which closes after `--max-login-fails`), so nothing of it
 //!   is global.
 //!
+//! # Eviction across workers
+//! At `--max-clients` a worker makes room by closing its own oldest
+//! session that has not logged in (slowloris defence). With several
+//! workers, the one that accepts may hold none while another holds many
+//! (it filled first), so the sessions that have not logged in are also
+//! listed here, in connection order, with their socket: a worker with no
+//! victim of its own takes the oldest of another worker's, `shutdown(2)`s
+//! its socket (the owner sees end-of-file and closes it) and takes its
+//! slot over at once. The list is touched at accept, login and close only,
+//! and only with more than one worker.
+//!
+//! A socket is shut down only while its session is in the list, under the
+//! list's lock, and its owner takes it out of the list under that lock
+//! before it closes the descriptor (at login, at close, and when a worker
+//! ends: `forget_worker`), so a descriptor number that was closed and
+//! reused is never touched.
+//!
 //! # Extending it
 //! Per-process counters (metrics) go here as more atomics: every worker
 //! already holds the `Arc`.
@@ -45,8 +62,9 @@
 //! - Every `acquire_*` that returned `true`/`Ok` is matched by exactly one
 //!   `release_*` (the reactor releases where the entry becomes `Closed`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -73,6 +91,10 @@ pub struct Shared {
     passive: AtomicUsize,
     transfers: AtomicUsize,
     data_per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// More than one worker: sessions that have not logged in are listed
+    /// in `unauth` (see "Eviction across workers").
+    cross_worker: bool,
+    unauth: Mutex<Unauth>,
     /// The TLS configuration loaded at start; each worker starts from a
     /// clone (see the module's doc).
     #[cfg(feature = "tls")]
@@ -87,6 +109,27 @@ impl std::fmt::Debug for Shared {
             .field("transfers", &self.transfers())
             .finish_non_exhaustive()
     }
+}
+
+/// The sessions of all workers that have not logged in, oldest first.
+///
+/// # Invariants
+/// - `live` holds exactly the listed sessions whose owner has not yet
+///   taken them out (login, close, worker end); `order` may also hold
+///   serials no longer in `live` (skipped when met, pruned when it grows).
+/// - `stolen` holds the sessions another worker evicted and whose slot it
+///   took; their owner releases nothing when it closes them.
+#[derive(Default)]
+struct Unauth {
+    order: VecDeque<u64>,
+    live: HashMap<u64, Listed>,
+    stolen: HashSet<u64>,
+}
+
+struct Listed {
+    worker: usize,
+    fd: RawFd,
+    ip: IpAddr,
 }
 
 /// A lock over plain counts stays usable after a panic elsewhere.
@@ -127,6 +170,8 @@ impl Shared {
             passive: AtomicUsize::new(0),
             transfers: AtomicUsize::new(0),
             data_per_ip: Mutex::new(HashMap::new()),
+            cross_worker: config.workers > 1,
+            unauth: Mutex::new(Unauth::default()),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -166,6 +211,95 @@ impl Shared {
         let mut map = lock(&self.per_ip);
         count_down(&mut map, ip);
         decrement(&self.clients);
+    }
+
+    /// Whether sessions must be listed for eviction across workers
+    /// (`note_unauthenticated`): more than one worker.
+    pub fn is_cross_worker(&self) -> bool {
+        self.cross_worker
+    }
+
+    fn unauth(&self) -> MutexGuard<'_, Unauth> {
+        self.unauth.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// List a new session of `worker` (it has not logged in) whose control
+    /// socket is `fd`, so another worker may evict it at the limit.
+    pub fn note_unauthenticated(&self, worker: usize, serial: u64, fd: RawFd, ip: IpAddr) {
+        let mut u = self.unauth();
+        u.order.push_back(serial);
+        u.live.insert(serial, Listed { worker, fd, ip });
+        if u.order.len() > 2 * u.live.len() + 64 {
+            let Unauth { order, live, .. } = &mut *u;
+            order.retain(|s| live.contains_key(s));
+        }
+    }
+
+    /// The listed session logged in: no one may evict it any more. False
+    /// if it was no longer listed: another worker evicted it already (its
+    /// socket is shut down), and its close must still see that.
+    pub fn forget_unauthenticated(&self, serial: u64) -> bool {
+        self.unauth().live.remove(&serial).is_some()
+    }
+
+    /// A worker ends: none of its sockets may be touched any more.
+    pub fn forget_worker(&self, worker: usize) {
+        if self.cross_worker {
+            self.unauth().live.retain(|_, l| l.worker != worker);
+        }
+    }
+
+    /// A control connection from `ip` closed; `listed`: it was listed by
+    /// `note_unauthenticated` and not yet forgotten. Releases its slot,
+    /// unless another worker took the slot over when it evicted it.
+    pub fn release_session(&self, serial: u64, ip: IpAddr, listed: bool) {
+        if listed {
+            let mut u = self.unauth();
+            if u.stolen.remove(&serial) {
+                return;
+            }
+            u.live.remove(&serial);
+        }
+        self.release_client(ip);
+    }
+
+    /// At `--max-clients`, with no session of its own to evict: evict
+    /// the oldest listed session of another worker (its socket is shut
+    /// down; its worker closes it) and charge its slot to a new client
+    /// from `ip` on `worker`. `Err(Clients)` if there is none to evict.
+    pub fn take_over_unauthenticated(&self, worker: usize, ip: IpAddr) -> Result<(), Refused> {
+        if !self.cross_worker {
+            return Err(Refused::Clients);
+        }
+        let mut u = self.unauth();
+        let mut own = Vec::new();
+        let mut victim = None;
+        while let Some(serial) = u.order.pop_front() {
+            match u.live.get(&serial) {
+                // Ours, and our own eviction passed it over (busy): keep it.
+                Some(l) if l.worker == worker => own.push(serial),
+                Some(_) => {
+                    victim = u.live.remove(&serial).map(|l| (serial, l));
+                    break;
+                }
+                None => {}
+            }
+        }
+        for serial in own.into_iter().rev() {
+            u.order.push_front(serial);
+        }
+        let Some((serial, l)) = victim else { return Err(Refused::Clients) };
+        let _ = crate::sys::shutdown_both(l.fd);
+        u.stolen.insert(serial);
+        log::info!("evicted session {serial} of worker {} (not logged in) for a new client of worker {worker}: connection limit reached", l.worker);
+        let mut map = lock(&self.per_ip);
+        count_down(&mut map, l.ip);
+        if map.get(&ip).copied().unwrap_or(0) as usize >= self.max_per_ip {
+            decrement(&self.clients);
+            return Err(Refused::PerIp);
+        }
+        *map.entry(ip).or_insert(0) += 1;
+        Ok(())
     }
 
     /// Control connections open, over all workers.
@@ -354,6 +488,58 @@ mod tests {
             assert_eq!((s.passive(), s.transfers(), s.data_slots_of(ip(5))), (0, 0, 0));
             assert!(lock(&s.data_per_ip).is_empty());
         }
+    }
+
+    /// A worker with no victim of its own takes over another worker's
+    /// listed session: its socket is shut down, its slot changes hands
+    /// (the count stays at the limit), and its owner's close releases
+    /// nothing. A session that logged in, or of the asking worker, is never
+    /// taken.
+    #[test]
+    fn take_over_shuts_the_victim_down_and_moves_its_slot() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::UnixStream;
+        let mut c = Config::new("/".into());
+        c.max_clients = 3;
+        c.workers = 2;
+        let s = Shared::new(&c);
+        let (victim, mut peer) = UnixStream::pair().unwrap();
+        let (logged, _p2) = UnixStream::pair().unwrap();
+        let (own, _p3) = UnixStream::pair().unwrap();
+        for (serial, worker, fd, n) in [(1, 2, victim.as_raw_fd(), 1), (2, 2, logged.as_raw_fd(), 2), (3, 1, own.as_raw_fd(), 3)] {
+            s.acquire_client(ip(n)).unwrap();
+            s.note_unauthenticated(worker, serial, fd, ip(n));
+        }
+        assert!(s.forget_unauthenticated(2));
+        assert_eq!(s.acquire_client(ip(9)), Err(Refused::Clients));
+        assert_eq!(s.take_over_unauthenticated(1, ip(9)), Ok(()));
+        let mut buf = [0u8; 1];
+        assert_eq!(peer.read(&mut buf).unwrap(), 0, "the victim's socket is shut down");
+        assert_eq!((s.clients(), s.clients_from(ip(1)), s.clients_from(ip(9))), (3, 0, 1));
+        // The victim's owner closes it: nothing to release.
+        s.release_session(1, ip(1), true);
+        assert_eq!(s.clients(), 3);
+        // Left: one logged in (2), one of worker 1 itself (3).
+        assert_eq!(s.take_over_unauthenticated(1, ip(8)), Err(Refused::Clients));
+        // Worker 2 may take worker 1's.
+        assert_eq!(s.take_over_unauthenticated(2, ip(8)), Ok(()));
+        s.release_session(3, ip(3), true);
+        s.release_session(2, ip(2), false);
+        s.release_client(ip(9));
+        s.release_client(ip(8));
+        assert_eq!(s.clients(), 0);
+        assert!(lock(&s.per_ip).is_empty());
+        s.forget_worker(1);
+        s.forget_worker(2);
+        assert!(s.unauth().live.is_empty() && s.unauth().stolen.is_empty());
+    }
+
+    #[test]
+    fn one_worker_lists_nothing_and_takes_nothing_over() {
+        let s = Shared::new(&Config::new("/".into()));
+        assert!(!s.is_cross_worker());
+        assert_eq!(s.take_over_unauthenticated(0, ip(1)), Err(Refused::Clients));
     }
 
     #[test]
