@@ -35,7 +35,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use log::{error, info};
@@ -164,22 +164,24 @@ impl Workers {
             .register(&mut signals, SIGNAL, Interest::READABLE)
             .map_err(|e| RunError::Runtime(format!("cannot install signal handlers: {e}")))?;
         let ended: Arc<Mutex<Ended>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
-        let (tx, rx) = mpsc::channel::<Result<StopHandle, StartError>>();
+        let startup_reports = Arc::new(Startup::default());
         let mut threads = Vec::with_capacity(n);
         for (i, control) in controls.into_iter().enumerate() {
             let worker = i + 1;
             let listeners = Listeners { control, implicit: implicits[i].take() };
-            let (config, shared, mine, waker, ended) = (config.clone(), shared.clone(), tx.clone(), waker.clone(), ended.clone());
+            let (config, shared, waker, ended) = (config.clone(), shared.clone(), waker.clone(), ended.clone());
+            let startup_report = Some(startup_reports.clone());
             let spawned = std::thread::Builder::new().name(format!("worker {worker}")).spawn(move || {
-                let mut guard = EndGuard { worker, ended, waker, result: None };
-                guard.result = Some(match Server::with_listeners(config, listeners, shared, worker) {
+                let mut guard = EndGuard { worker, ended, waker, startup: startup_report, result: None };
+                let server = Server::with_listeners(config, listeners, shared, worker);
+                let report = guard.startup.take().expect("reported once");
+                guard.result = Some(match server {
                     Ok(server) => {
-                        let _ = mine.send(Ok(server.stop_handle()));
-                        drop(mine);
+                        report.report(Ok(server.stop_handle()));
                         server.run()
                     }
                     Err(e) => {
-                        let _ = mine.send(Err(e));
+                        report.report(Err(e));
                         Ok(())
                     }
                 });
@@ -187,21 +189,18 @@ impl Workers {
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
-                    drop(tx);
-                    let handles: Vec<StopHandle> = rx.iter().filter_map(Result::ok).collect();
+                    let handles: Vec<StopHandle> = startup_reports.wait_for(threads.len()).into_iter().filter_map(Result::ok).collect();
                     stop_and_join(&handles, threads);
                     return Err(startup(e));
                 }
             }
         }
-        drop(tx);
         let mut handles = Vec::with_capacity(n);
         let mut failed = None;
-        for _ in 0..n {
-            match rx.recv() {
-                Ok(Ok(h)) => handles.push(h),
-                Ok(Err(e)) => failed = failed.or(Some(e)),
-                Err(_) => break,
+        for report in startup_reports.wait_for(n) {
+            match report {
+                Ok(h) => handles.push(h),
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
         if let Some(e) = failed {
@@ -307,17 +306,47 @@ fn stop_and_join(handles: &[StopHandle], threads: Vec<JoinHandle<()>>) {
     }
 }
 
+/// How each worker's start went, for `Workers::start_with` to wait on (a
+/// lock and a condition variable: `std::sync::mpsc` would cost the small
+/// build tens of kilobytes for one message per worker).
+#[derive(Default)]
+struct Startup {
+    reports: Mutex<Vec<Result<StopHandle, StartError>>>,
+    ready: Condvar,
+}
+
+impl Startup {
+    fn report(&self, r: Result<StopHandle, StartError>) {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        self.ready.notify_all();
+    }
+
+    /// Wait until `n` workers have reported, and take the reports.
+    fn wait_for(&self, n: usize) -> Vec<Result<StopHandle, StartError>> {
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        while reports.len() < n {
+            reports = self.ready.wait(reports).unwrap_or_else(|e| e.into_inner());
+        }
+        std::mem::take(&mut *reports)
+    }
+}
+
 /// Reports a worker's end to the signal thread, also when the worker
-/// thread panics outside a session (a bug: the others are then stopped).
+/// thread panics outside a session (a bug: the others are then stopped),
+/// and its failed start if it panicked before it could report one.
 struct EndGuard {
     worker: usize,
     ended: Arc<Mutex<Ended>>,
     waker: Arc<Waker>,
+    startup: Option<Arc<Startup>>,
     result: Option<io::Result<()>>,
 }
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
+        if let Some(s) = self.startup.take() {
+            s.report(Err(StartError(format!("worker {} failed to start", self.worker))));
+        }
         let result = self.result.take().unwrap_or_else(|| Err(io::Error::other("the worker thread panicked")));
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).push((self.worker, result));
         let _ = self.waker.wake();

@@ -62,7 +62,7 @@
 //! - Every `acquire_*` that returned `true`/`Ok` is matched by exactly one
 //!   `release_*` (the reactor releases where the entry becomes `Closed`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,12 +118,13 @@ impl std::fmt::Debug for Shared {
 ///   taken them out (login, close, worker end); `order` may also hold
 ///   serials no longer in `live` (skipped when met, pruned when it grows).
 /// - `stolen` holds the sessions another worker evicted and whose slot it
-///   took; their owner releases nothing when it closes them.
+///   took; their owner releases nothing when it closes them. A `Vec`: an
+///   entry lives only until its owner's next pass sees end-of-file.
 #[derive(Default)]
 struct Unauth {
     order: VecDeque<u64>,
     live: HashMap<u64, Listed>,
-    stolen: HashSet<u64>,
+    stolen: Vec<u64>,
 }
 
 struct Listed {
@@ -255,7 +256,8 @@ impl Shared {
     pub fn release_session(&self, serial: u64, ip: IpAddr, listed: bool) {
         if listed {
             let mut u = self.unauth();
-            if u.stolen.remove(&serial) {
+            if let Some(i) = u.stolen.iter().position(|&s| s == serial) {
+                u.stolen.swap_remove(i);
                 return;
             }
             u.live.remove(&serial);
@@ -290,7 +292,7 @@ impl Shared {
         }
         let Some((serial, l)) = victim else { return Err(Refused::Clients) };
         let _ = crate::sys::shutdown_both(l.fd);
-        u.stolen.insert(serial);
+        u.stolen.push(serial);
         log::info!("evicted session {serial} of worker {} (not logged in) for a new client of worker {worker}: connection limit reached", l.worker);
         let mut map = lock(&self.per_ip);
         count_down(&mut map, l.ip);
