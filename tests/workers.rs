@@ -471,3 +471,53 @@ fn at_the_limit_a_worker_evicts_another_workers_silent_session() {
     }
     panic!("40 new clients and none landed on worker {busy}");
 }
+
+/// A second server on a port the first's workers hold is an error (exit
+/// 1), not a silent share of its connections: the first socket of a
+/// group binds before it sets `SO_REUSEPORT`. `--workers` out of range is
+/// a usage error (exit 2).
+#[test]
+fn a_port_held_by_another_server_is_exit_1_and_bad_workers_exit_2() {
+    use std::process::{Command, Stdio};
+    let root = tempfile::tempdir().unwrap();
+    let first = Server::start(root.path(), &["--workers", "2"]);
+    let run = |args: &[&str]| {
+        let mut child = Command::new(common::process::BIN)
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                return (st.code(), err);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("leanftpd {args:?} did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let addr = first.addr.to_string();
+    for workers in ["1", "2"] {
+        let (code, err) = run(&["--listen", &addr, "--workers", workers]);
+        assert_eq!(code, Some(1), "--workers {workers}: {err}");
+        assert!(err.contains("cannot listen on") && err.contains("in use"), "{err}");
+    }
+    for bad in ["0", "257", "lots"] {
+        let (code, err) = run(&["--listen", "127.0.0.1:0", "--workers", bad]);
+        assert_eq!(code, Some(2), "--workers {bad}: {err}");
+        assert!(err.contains("--workers"), "{err}");
+    }
+    // The first server still serves.
+    let mut c = anon(&first);
+    c.expect("NOOP", 200);
+}
