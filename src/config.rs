@@ -40,6 +40,12 @@ pub const DEFAULT_MAX_TRANSFERS: usize = 1024;
 /// a share, so that one address cannot take every data slot.
 pub const DEFAULT_MAX_DATA_PER_IP: usize = 64;
 
+/// Reactor threads (`--workers`): one, as on a single-core device.
+pub const DEFAULT_WORKERS: usize = 1;
+/// The most reactor threads `--workers` takes: each holds a poll, a slab,
+/// a wheel, a helper thread and its listening sockets.
+pub const MAX_WORKERS: usize = 256;
+
 /// Log verbosity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
@@ -140,6 +146,10 @@ pub struct Config {
     /// Serve `GET /metrics` (Prometheus text format 0.0.4) on this address;
     /// see `reactor::scrape` for its bounds.
     pub metrics_listen: Option<SocketAddr>,
+    /// Reactor threads (`--workers`, 1 to `MAX_WORKERS`): each with its own
+    /// poll, slab, wheel and listening socket (`SO_REUSEPORT`); see
+    /// `crate::workers`.
+    pub workers: usize,
 }
 
 impl Config {
@@ -181,6 +191,7 @@ impl Config {
             #[cfg(feature = "proxy")]
             proxy_from: Vec::new(),
             metrics_listen: None,
+            workers: DEFAULT_WORKERS,
         }
     }
 
@@ -269,6 +280,7 @@ impl Config {
                         UsageError(format!("--metrics-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:9121"))
                     })?);
                 }
+                "--workers" => c.workers = parse_workers(&value("--workers")?)?,
                 "--tls-required" => c.tls_required = true,
                 "--insecure-tls-no-reuse" => c.insecure_tls_no_reuse = true,
                 "--proxy-protocol" => c.proxy_protocol = true,
@@ -396,6 +408,22 @@ impl Config {
     }
 }
 
+/// `--workers N` or `auto`: the CPUs this process may run on
+/// (`sched_getaffinity(2)`, through `std::thread::available_parallelism`,
+/// which also honours a cgroup CPU quota), at most `MAX_WORKERS`.
+fn parse_workers(v: &str) -> Result<usize, UsageError> {
+    let bad = || UsageError(format!("--workers {v}: expected a number from 1 to {MAX_WORKERS}, or auto"));
+    let n = if v == "auto" {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(MAX_WORKERS)
+    } else {
+        v.parse().map_err(|_| bad())?
+    };
+    if !(1..=MAX_WORKERS).contains(&n) {
+        return Err(bad());
+    }
+    Ok(n)
+}
+
 fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, UsageError> {
     v.parse().map_err(|_| UsageError(format!("{name} {v}: expected a number")))
 }
@@ -450,6 +478,9 @@ OPTIONS:
     --max-data-per-ip N        passive listeners and data connections at once from one address [default: 64]
     --max-line BYTES           longest command line [default: 8192]
     --shutdown-grace SECS      on SIGTERM/SIGINT, time for transfers to finish [default: 10]
+    --workers N|auto           reactor threads, each with its own listening socket on the
+                               control port (SO_REUSEPORT); limits stay global; auto = the
+                               CPUs this process may use; 1 to 256 [default: 1]
     --log-level LEVEL          error, warn, info or debug [default: info]
     --xferlog FILE             append a line per transfer to FILE in xferlog(5) format
     --atomic-uploads           every upload all-or-nothing (temp file + rename): an interrupted
@@ -485,6 +516,7 @@ OPTIONS:
 SIGNALS:
     SIGTERM, SIGINT            stop accepting, let transfers finish (grace period), exit 0
     SIGHUP                     reload the users file, and the TLS certificate and key
+                               (with --workers N: on every worker)
 
 ENVIRONMENT (systemd, see README \"Running under systemd\"):
     LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
@@ -534,6 +566,17 @@ mod tests {
         assert!(run(&["--root", "/tmp", "--passive-ports", "80-90"]).is_err());
         assert!(run(&["--root", "/tmp", "--bogus"]).is_err());
         assert!(run(&["--root", "/tmp", "--idle-timeout", "0"]).is_err());
+        assert!(run(&["--root", "/tmp", "--workers", "0"]).is_err());
+        assert!(run(&["--root", "/tmp", "--workers", "257"]).is_err());
+        assert!(run(&["--root", "/tmp", "--workers", "many"]).is_err());
+    }
+
+    #[test]
+    fn workers_default_to_one_and_auto_is_the_usable_cpus() {
+        assert_eq!(run(&["--root", "/tmp"]).unwrap().workers, 1);
+        assert_eq!(run(&["--root", "/tmp", "--workers", "3"]).unwrap().workers, 3);
+        let cpus = std::thread::available_parallelism().unwrap().get().min(MAX_WORKERS);
+        assert_eq!(run(&["--root", "/tmp", "--workers=auto"]).unwrap().workers, cpus);
     }
 
     #[cfg(feature = "proxy")]

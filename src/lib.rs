@@ -28,6 +28,7 @@
 //!
 //! # Layers
 //! - [`reactor`]: poll, slab, dispatch, signals, helper thread.
+//! - [`workers`]: `--workers N`, a reactor per core; the binary's entry, [`run`].
 //! - [`timer`]: the hashed timing wheel.
 //! - [`line`]: CRLF framing, Telnet IAC removal, line length limit.
 //! - [`ftp`]: the protocol interpreter (sans-IO).
@@ -61,6 +62,7 @@ pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod vfs;
+pub mod workers;
 pub mod xferlog;
 
 /// Whether this build has FTPS (the default cargo feature `tls`).
@@ -73,4 +75,5 @@ pub const METRICS_BUILT_IN: bool = cfg!(feature = "metrics");
 pub const PROXY_BUILT_IN: bool = cfg!(feature = "proxy");
 
 pub use config::Config;
-pub use reactor::{Server, StopHandle};
+pub use reactor::{Listeners, Server, Shared, StopHandle};
+pub use workers::{run, RunError, Workers};

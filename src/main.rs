@@ -1,8 +1,7 @@
-//! The `leanftpd` binary: command line → logging → bind → run.
+//! The `leanftpd` binary: command line → logging → `leanftpd::run`.
 //! Exit codes: 0 clean shutdown, 1 runtime error, 2 usage or configuration.
 
 use leanftpd::config::{Config, LogLevel, Parsed, HELP};
-use leanftpd::Server;
 
 fn main() {
     let config = match Config::from_args(std::env::args().skip(1)) {
@@ -26,21 +25,16 @@ fn main() {
         LogLevel::Info => log::LevelFilter::Info,
         LogLevel::Debug => log::LevelFilter::Debug,
     };
-    let log_config = simplelog::ConfigBuilder::new().set_time_format_rfc3339().set_target_level(log::LevelFilter::Off).build();
-    let _ = simplelog::SimpleLogger::init(level, log_config);
-    let mut server = match Server::bind(config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("leanftpd: {e}");
-            std::process::exit(if e.0.starts_with("cannot listen") { 1 } else { 2 });
-        }
-    };
-    if let Err(e) = server.handle_signals() {
-        eprintln!("leanftpd: cannot install signal handlers: {e}");
-        std::process::exit(1);
+    let mut log_config = simplelog::ConfigBuilder::new();
+    log_config.set_time_format_rfc3339().set_target_level(log::LevelFilter::Off);
+    if config.workers > 1 {
+        // Every line names its worker thread: `(worker 2) [c5 …] connected`
+        // (simplelog shows it on records at this level or less severe).
+        log_config.set_thread_level(log::LevelFilter::Error).set_thread_mode(simplelog::ThreadLogMode::Names);
     }
-    if let Err(e) = server.run() {
+    let _ = simplelog::SimpleLogger::init(level, log_config.build());
+    if let Err(e) = leanftpd::run(config) {
         eprintln!("leanftpd: {e}");
-        std::process::exit(1);
+        std::process::exit(e.exit_code());
     }
 }

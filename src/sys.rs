@@ -620,6 +620,77 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// A listening TCP socket on `addr` with `SO_REUSEPORT` (and
+/// `SO_REUSEADDR`, as `std` sets it), non-blocking and close-on-exec.
+///
+/// Why: with `--workers N`, every reactor has its own listening socket on
+/// the one control port, and the kernel spreads incoming connections over
+/// them by a hash of the 4-tuple (Linux ≥ 3.9, `socket(7)`), so no lock
+/// and no shared accept queue sit between the workers. Every socket of the
+/// group must set the option before `bind`, which `std` cannot do; hence
+/// this call (it is not worth a crate: `socket2` would do the same four
+/// system calls). Passive listeners never use it: two of them on one port
+/// would let another worker's listener take a client's data connection.
+///
+/// `first`: the first socket of a group binds before it sets the option,
+/// so its `bind` fails with `EADDRINUSE` if anything else holds the port
+/// (another server: `SO_REUSEPORT` would otherwise let it share our
+/// connections, if it runs as the same user), and a port 0 gets a port
+/// no one uses; the option, set before `listen`, lets the others join.
+pub fn listen_reuseport(addr: std::net::SocketAddr, backlog: i32, first: bool) -> io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain system call; the descriptor is owned at once.
+    let raw = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if !first {
+        set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    let ret = match addr {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: an all-zero `sockaddr_in` is valid; fields are set below.
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) };
+            // SAFETY: `sin` lives across the call and its size is passed.
+            unsafe {
+                libc::bind(raw, (&sin as *const libc::sockaddr_in).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            }
+        }
+        std::net::SocketAddr::V6(a) => {
+            // SAFETY: an all-zero `sockaddr_in6` is valid; fields are set below.
+            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_scope_id = a.scope_id();
+            // SAFETY: `sin6` lives across the call and its size is passed.
+            unsafe {
+                libc::bind(raw, (&sin6 as *const libc::sockaddr_in6).cast(), std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+            }
+        }
+    };
+    cvt(ret)?;
+    if first {
+        set_int_option(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    // SAFETY: plain system call on a descriptor we own.
+    cvt(unsafe { libc::listen(raw, backlog) })?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+/// `shutdown(fd, SHUT_RDWR)`: end both directions of a connected socket
+/// without closing the descriptor, so that the thread that owns it sees
+/// end-of-file and closes it itself (used by one worker to evict another
+/// worker's session; the caller guarantees `fd` is still that socket).
+pub fn shutdown_both(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain system call; it neither frees nor reuses `fd`.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) }).map(drop)
+}
+
 /// `setsockopt` of an `int` option.
 fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: `value` outlives the call and its size is passed.

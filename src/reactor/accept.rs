@@ -7,16 +7,15 @@
 
 use super::*;
 
-/// What accepting owns: the control listener, the connection counts and
-/// limits, and the per-address share of data slots. The share lives here,
-/// not with the transfers, because it is a limit charged to the client's
-/// address like `per_ip`, checked by `data_slot_free` below.
+/// What accepting owns: the control listener and this reactor's own
+/// count of sessions. The counts behind the limits (in all and per
+/// address, and the per-address share of data slots) are in `Shared`,
+/// one for every worker, charged here (`acquire_data_slot` below too: it
+/// is a limit charged to the client's address like `--max-per-ip`).
 ///
 /// # Invariants
-/// - `ctrl_count` is the number of `Entry::Ctrl` in the slab, and `per_ip`
-///   counts them by peer address; an address at zero is not in the map.
-/// - `data_per_ip` counts passive listeners and data connections by their
-///   owner's peer address, the same way.
+/// - `ctrl_count` is the number of `Entry::Ctrl` in this slab, each of
+///   them charged once to `Shared` (`acquire_client`).
 /// - `serial` grows by one per accepted session and is never reused, so a
 ///   `(key, serial)` pair names one session even after its key is reused.
 /// - `accept_paused` is true exactly while an `ACCEPT_RETRY` timer is in
@@ -30,10 +29,6 @@ pub(super) struct Accepting {
     pub(super) implicit_key: Option<usize>,
     /// The address it is bound to.
     pub(super) implicit_addr: Option<SocketAddr>,
-    /// Control connections per client address.
-    pub(super) per_ip: HashMap<IpAddr, u32>,
-    /// Passive listeners and data connections per client address.
-    pub(super) data_per_ip: HashMap<IpAddr, u32>,
     pub(super) ctrl_count: usize,
     /// Sessions in connection order, for eviction of the oldest
     /// unauthenticated one at the limit; entries may be stale (checked by serial).
@@ -45,13 +40,13 @@ pub(super) struct Accepting {
 }
 
 impl Server {
-    /// Whether the session at `owner` may open one more passive listener or
-    /// data connection: its client address holds fewer than
-    /// `--max-data-per-ip`, so one address cannot take every data slot.
-    pub(super) fn data_slot_free(&self, owner: usize) -> bool {
+    /// Charge one more passive listener or data connection to the session
+    /// at `owner`'s client address, if it holds fewer than
+    /// `--max-data-per-ip` (over all workers), so one address cannot take
+    /// every data slot. Released by `release_data_slot`.
+    pub(super) fn acquire_data_slot(&self, owner: usize) -> bool {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return false };
-        let held = self.accept.data_per_ip.get(&c.session.peer().ip()).copied().unwrap_or(0);
-        if held as usize >= self.env.config.max_data_per_ip {
+        if !self.shared.acquire_data_slot(c.session.peer().ip()) {
             self.env.metrics.refused(Limit::MaxDataPerIp);
             ctx_log!(warn, owner, c.session, "data connection limit for this address ({}) reached", self.env.config.max_data_per_ip);
             return false;
@@ -59,16 +54,17 @@ impl Server {
         true
     }
 
-    pub(super) fn take_data_slot(&mut self, owner: usize) {
+    /// A data connection takes over its passive listener's slot (see
+    /// `Shared::hand_over_data_slot`).
+    pub(super) fn hand_over_data_slot(&self, owner: usize) {
         if let Some(Entry::Ctrl(c)) = self.slab.get(owner) {
-            count_up(&mut self.accept.data_per_ip, c.session.peer().ip());
+            self.shared.hand_over_data_slot(c.session.peer().ip());
         }
     }
 
     pub(super) fn release_data_slot(&mut self, owner: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
-        let ip = c.session.peer().ip();
-        count_down(&mut self.accept.data_per_ip, ip);
+        self.shared.release_data_slot(c.session.peer().ip());
     }
 
     pub(super) fn accept_control(&mut self, key: usize) {
@@ -105,15 +101,23 @@ impl Server {
     /// listener, so TLS starts at once and the greeting waits for it.
     pub(super) fn new_control(&mut self, tcp: TcpStream, peer: SocketAddr, implicit: bool) {
         let peer = session::canonical(peer);
-        let cfg = &self.env.config;
-        let from_ip = self.accept.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-        let full = self.accept.ctrl_count >= cfg.max_clients && !self.evict_unauthenticated();
-        if full || from_ip as usize >= self.env.config.max_per_ip {
+        // Charged to the limits of every worker at once; at `--max-clients`
+        // the oldest session of this reactor that has not logged in makes
+        // room (another worker's are not ours to close).
+        let charged = loop {
+            match self.shared.acquire_client(peer.ip()) {
+                Err(shared::Refused::Clients) if self.evict_unauthenticated() => continue,
+                // None of ours to evict: another worker's (see `shared.rs`).
+                Err(shared::Refused::Clients) => break self.shared.take_over_unauthenticated(self.worker, peer.ip()),
+                other => break other,
+            }
+        };
+        if let Err(why) = charged {
             // Refused before any per-session allocation.
-            self.env.metrics.refused(if full { Limit::MaxClients } else { Limit::MaxPerIp });
+            self.env.metrics.refused(if matches!(why, shared::Refused::Clients) { Limit::MaxClients } else { Limit::MaxPerIp });
             let mut tcp = tcp;
             self.send_unbuffered(&mut tcp, b"421 Too many connections; try again later.\r\n");
-            debug!("refused {peer}: too many connections");
+            debug!("refused {peer}: too many connections ({why:?})");
             return;
         }
         let cfg = &self.env.config;
@@ -121,7 +125,10 @@ impl Server {
         let local = if implicit || self.accept.local_addr.ip().is_unspecified() {
             match tcp.local_addr() {
                 Ok(a) => a,
-                Err(_) => return,
+                Err(_) => {
+                self.shared.release_client(peer.ip());
+                return;
+            }
             }
         } else {
             self.accept.local_addr
@@ -130,6 +137,7 @@ impl Server {
         let key = self.slab.vacant_key();
         if let Err(e) = stream.register_control(self.poll.registry(), Token(key)) {
             warn!("register {peer}: {e}");
+            self.shared.release_client(peer.ip());
             return;
         }
         self.accept.serial = next_serial();
@@ -138,10 +146,14 @@ impl Server {
         if implicit {
             #[cfg(feature = "tls")]
             {
-                let Some(tls) = &self.tls else { return };
+                let Some(tls) = &self.tls else {
+                    self.shared.release_client(peer.ip());
+                    return;
+                };
                 let owner = crate::tls::OwnerId(self.accept.serial);
                 if let Err(e) = stream.start_tls(&tls.control, owner, crate::tls::stream::Role::Control, Vec::new(), &self.env.metrics) {
                     warn!("TLS for {peer}: {e}");
+                    self.shared.release_client(peer.ip());
                     return;
                 }
                 session.set_implicit_tls();
@@ -160,8 +172,13 @@ impl Server {
             close_after_flush: false,
             read_paused: false,
             read_eof: false,
+            listed: self.shared.is_cross_worker(),
             started: self.now,
         };
+        if ctrl.listed {
+            use std::os::fd::AsRawFd;
+            self.shared.note_unauthenticated(self.worker, self.accept.serial, ctrl.stream.as_raw_fd(), peer.ip());
+        }
         ctx_log!(info, key, ctrl.session, "connected");
         let mut out = std::mem::take(&mut self.ctl.out);
         out.clear();
@@ -173,7 +190,6 @@ impl Server {
             let slab = &self.slab;
             self.accept.unauth.retain(|&(k, serial)| matches!(slab.get(k), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in()));
         }
-        count_up(&mut self.accept.per_ip, peer.ip());
         self.accept.ctrl_count += 1;
         self.env.metrics.session_opened();
         self.send(key, &out);

@@ -629,6 +629,12 @@ impl Server {
 
     pub(super) fn refresh_deadline(&mut self, key: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        if c.listed && c.session.is_logged_in() && self.shared.forget_unauthenticated(c.serial) {
+            // Logged in: no longer another worker's to evict. (If another
+            // worker evicted it first, it stays listed, so that its close
+            // releases nothing: its slot was taken over.)
+            c.listed = false;
+        }
         let cfg = &self.env.config;
         match c.session.deadline() {
             // The login deadline counts from the connection (or the last
@@ -676,7 +682,7 @@ impl Server {
             // Its password would be hashed for no one.
             self.auth.helper.cancel(key, c.serial);
         }
-        count_down(&mut self.accept.per_ip, ip);
+        self.shared.release_session(c.serial, ip, c.listed);
         self.accept.ctrl_count -= 1;
         self.env.metrics.session_closed();
         // A transfer cut short by the control connection closing still ends

@@ -7,20 +7,28 @@
 use super::*;
 
 /// What data connections and transfers share: the passive port picker,
-/// the counts checked against `--max-passive` and `--max-transfers`, the
-/// per-pass byte budget and the scratch buffer of a transfer step.
+/// the per-pass byte budget and the scratch buffer of a transfer step.
+/// The counts checked against `--max-passive` and `--max-transfers` are in
+/// `Shared`, one for every worker.
+///
+/// # Passive ports and several workers
+/// Each worker's picker starts at its own random port of the one range
+/// and tries each port once; `bind(2)` is the arbiter (passive listeners
+/// never set `SO_REUSEPORT`), so two workers never hold one port: the
+/// second gets `EADDRINUSE` and tries the next. A shared cursor would save
+/// nothing that matters (a failed bind is one system call) and would make
+/// the next port guessable, which random picking is there to prevent.
 ///
 /// # Invariants
-/// - `pasv_count` is the number of `Entry::Pasv` in the slab and
-///   `data_count` the number of `Entry::Data`: each is counted up where the
-///   entry is inserted and down where it becomes `Closed`.
+/// - Every `Entry::Pasv` in the slab holds one `Shared::acquire_passive`
+///   and every `Entry::Data` one `Shared::acquire_transfer`, each with one
+///   data slot of its owner's address: charged before the entry is
+///   inserted, released where it becomes `Closed`.
 /// - `pass_budget` is `PASS_BUDGET_BYTES` at the start of each pass of the
 ///   loop and only shrinks within it.
 /// - `scratch` is `SCRATCH_BYTES` long; a step takes it and puts it back.
 pub(super) struct Transfers {
     pub(super) ports: PortPicker,
-    pub(super) pasv_count: usize,
-    pub(super) data_count: usize,
     /// What is left of `PASS_BUDGET_BYTES` in this pass.
     pub(super) pass_budget: usize,
     /// Scratch for transfers (ASCII conversion, STOR without splice).
@@ -59,14 +67,38 @@ impl Server {
 
     pub(super) fn open_passive(&mut self, key: usize) -> io::Result<SocketAddr> {
         let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
-        if self.xfer.pasv_count >= self.env.config.max_passive {
+        if !self.shared.acquire_passive() {
             self.env.metrics.refused(Limit::MaxPassive);
             ctx_log!(warn, key, c.session, "passive listener limit ({}) reached", self.env.config.max_passive);
             return Err(io::Error::other("too many passive listeners"));
         }
-        if !self.data_slot_free(key) {
+        if !self.acquire_data_slot(key) {
+            self.shared.release_passive();
             return Err(io::Error::other("too many data connections from this address"));
         }
+        let listener = self.bind_passive(key);
+        let (listener, addr) = match listener {
+            Ok(x) => x,
+            Err(e) => {
+                self.shared.release_passive();
+                self.release_data_slot(key);
+                return Err(e);
+            }
+        };
+        let pkey = self.slab.vacant_key();
+        let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
+        self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
+        self.env.metrics.passive_listeners(1);
+        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
+            c.data = Some(pkey);
+        }
+        Ok(addr)
+    }
+
+    /// Bind and register a passive listener for the session at `key`,
+    /// its slots already charged.
+    fn bind_passive(&mut self, key: usize) -> io::Result<(TcpListener, SocketAddr)> {
+        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
         let ip = c.session.local().ip();
         let mut listener = match self.xfer.ports.bind(ip, self.env.config.passive_ports) {
             Ok(l) => {
@@ -81,15 +113,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let pkey = self.slab.vacant_key();
         self.poll.registry().register(&mut listener, Token(pkey), Interest::READABLE)?;
-        let timer = Some(self.wheel.schedule(self.now + self.env.config.data_timeout, pkey));
-        self.slab.insert(Entry::Pasv(PasvListener { listener, owner: key, timer, pending: None }));
-        self.xfer.pasv_count += 1;
-        self.env.metrics.passive_listeners(1);
-        self.take_data_slot(key);
-        if let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) {
-            c.data = Some(pkey);
-        }
-        Ok(addr)
+        Ok((listener, addr))
     }
 
     pub(super) fn accept_data(&mut self, pkey: usize) {
@@ -129,7 +153,7 @@ impl Server {
     /// connection per PASV), and a transfer command that came first starts.
     pub(super) fn data_connected(&mut self, pkey: usize, owner: usize, tcp: TcpStream) {
         let Some(Entry::Ctrl(c)) = self.slab.get(owner) else { return };
-        if self.xfer.data_count >= self.env.config.max_transfers {
+        if !self.shared.acquire_transfer() {
             self.env.metrics.refused(Limit::MaxTransfers);
             ctx_log!(warn, owner, c.session, "data connection limit ({}) reached", self.env.config.max_transfers);
             drop(tcp);
@@ -148,10 +172,14 @@ impl Server {
             Some(Entry::Pasv(p)) => p.pending.take(),
             _ => None,
         };
+        // The data connection takes over the listener's data slot.
+        self.hand_over_data_slot(owner);
         self.close_entry(pkey);
         let mut stream = Stream::accepted(tcp);
         let dkey = self.slab.vacant_key();
         if stream.register(self.poll.registry(), Token(dkey)).is_err() {
+            self.shared.release_transfer();
+            self.release_data_slot(owner);
             if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
                 c.data = None;
             }
@@ -183,15 +211,13 @@ impl Server {
     }
 
     /// Put a registered data connection at `dkey` (the slab's vacant key)
-    /// for the session at `owner`, with its first deadline `wait` away: the
-    /// one place where data connections are counted, in all and against
-    /// the owner's address, and linked to their session.
+    /// for the session at `owner`, with its first deadline `wait` away, and
+    /// link it to its session. Its transfer slot and its owner's data slot
+    /// are charged already (`Shared`).
     fn insert_data(&mut self, owner: usize, dkey: usize, stream: Stream, state: DataState, wait: Duration) {
         debug_assert_eq!(dkey, self.slab.vacant_key());
         let timer = Some(self.wheel.schedule(self.now + wait, dkey));
-        self.xfer.data_count += 1;
         self.env.metrics.data_connections(1);
-        self.take_data_slot(owner);
         self.slab.insert(Entry::Data(DataConn { stream, owner, state, timer, last_progress: self.now, started: self.now, bytes: 0 }));
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
             c.data = Some(dkey);
@@ -226,26 +252,34 @@ impl Server {
                 }
                 _ => self.fail_start(key, req, out),
             },
-            (DataMode::Active(_), _) if self.xfer.data_count >= self.env.config.max_transfers => {
-                self.env.metrics.refused(Limit::MaxTransfers);
-                warn!("[c{key}] data connection limit ({}) reached", self.env.config.max_transfers);
-                self.fail_start(key, req, out);
-            }
-            (DataMode::Active(_), _) if !self.data_slot_free(key) => self.fail_start(key, req, out),
             (DataMode::Active(addr), _) => {
+                if !self.shared.acquire_transfer() {
+                    self.env.metrics.refused(Limit::MaxTransfers);
+                    warn!("[c{key}] data connection limit ({}) reached", self.env.config.max_transfers);
+                    self.fail_start(key, req, out);
+                    return;
+                }
+                if !self.acquire_data_slot(key) {
+                    self.shared.release_transfer();
+                    self.fail_start(key, req, out);
+                    return;
+                }
                 self.drop_data(key);
-                match TcpStream::connect(addr) {
-                    Ok(tcp) => {
-                        let mut stream = Stream::plain(tcp);
+                let connected = TcpStream::connect(addr).and_then(|tcp| {
+                    let mut stream = Stream::plain(tcp);
+                    stream.register(self.poll.registry(), Token(self.slab.vacant_key())).map(|()| stream)
+                });
+                match connected {
+                    Ok(stream) => {
                         let dkey = self.slab.vacant_key();
-                        if stream.register(self.poll.registry(), Token(dkey)).is_err() {
-                            self.fail_start(key, req, out);
-                            return;
-                        }
                         let wait = self.env.config.data_timeout;
                         self.insert_data(key, dkey, stream, DataState::Connecting(req), wait);
                     }
-                    Err(_) => self.fail_start(key, req, out),
+                    Err(_) => {
+                        self.shared.release_transfer();
+                        self.release_data_slot(key);
+                        self.fail_start(key, req, out);
+                    }
                 }
             }
             _ => self.fail_start(key, req, out),
@@ -431,8 +465,8 @@ impl Server {
         let Some(entry @ Entry::Data(_)) = self.slab.get_mut(dkey) else { return None };
         let Entry::Data(d) = std::mem::replace(entry, Entry::Closed) else { return None };
         self.closed.push(dkey);
-        self.xfer.data_count -= 1;
         self.env.metrics.data_connections(-1);
+        self.shared.release_transfer();
         self.release_data_slot(d.owner);
         let DataConn { stream, owner, state, timer, started, bytes, .. } = d;
         if let Some(id) = timer {

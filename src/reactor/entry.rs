@@ -60,6 +60,9 @@ pub struct Control {
     pub read_paused: bool,
     /// The client's input ended (half-close): run what it sent, then close.
     pub read_eof: bool,
+    /// Listed in `Shared` as not logged in (several workers; see
+    /// `Shared::note_unauthenticated`), until it logs in or closes.
+    pub listed: bool,
     /// When the session started (for the log).
     pub started: Instant,
 }

@@ -15,8 +15,10 @@ use super::*;
 pub(super) struct Lifecycle {
     /// SIGINT/SIGTERM/SIGHUP, once `handle_signals` registered them.
     pub(super) signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// Set by a `StopHandle`, read and cleared on the waker's event.
-    pub(super) stop: Arc<AtomicBool>,
+    /// Request bits (`REQ_STOP`, `REQ_CUT`, `REQ_RELOAD`) set by a
+    /// `StopHandle` (the signal thread of `--workers`, tests), taken and
+    /// cleared on the waker's event.
+    pub(super) requests: Arc<AtomicU8>,
     pub(super) shutting_down: bool,
     /// Earliest time for the next slab shrink and heap trim.
     pub(super) next_shrink: Instant,
@@ -83,8 +85,17 @@ impl Server {
     }
 
     pub(super) fn on_wake(&mut self) {
-        if self.life.stop.swap(false, Ordering::SeqCst) {
+        let requests = self.life.requests.swap(0, Ordering::SeqCst);
+        if requests & REQ_RELOAD != 0 {
+            self.reload();
+        }
+        if requests & REQ_STOP != 0 && !self.life.shutting_down {
+            info!("shutting down (grace {:?})", self.env.config.shutdown_grace);
             self.begin_shutdown();
+        }
+        if requests & REQ_CUT != 0 {
+            info!("stop requested again: cutting transfers now");
+            self.timeout(SHUTDOWN_DEADLINE);
         }
         let mut verdicts = std::mem::take(&mut self.auth.verdicts);
         self.auth.helper.drain(&mut verdicts);
@@ -163,24 +174,27 @@ impl Server {
                     info!("signal {sig}: shutting down (grace {:?})", self.env.config.shutdown_grace);
                     self.begin_shutdown();
                 }
-                SIGHUP => {
-                    if let Some(n) = &mut self.life.notify {
-                        n.reloading("Reloading (SIGHUP)");
-                    }
-                    #[allow(unused_mut)]
-                    let mut status = self.reload_users();
-                    #[cfg(feature = "tls")]
-                    if let Some(tls) = self.reload_tls() {
-                        status.push_str("; ");
-                        status.push_str(&tls);
-                    }
-                    let serving = self.serving_status();
-                    if let Some(n) = &mut self.life.notify {
-                        n.ready(&format!("{serving}; SIGHUP: {status}"));
-                    }
-                }
+                SIGHUP => self.reload(),
                 _ => {}
             }
+        }
+    }
+
+    /// SIGHUP: the users file, then the TLS certificate and key.
+    pub(super) fn reload(&mut self) {
+        if let Some(n) = &mut self.life.notify {
+            n.reloading("Reloading (SIGHUP)");
+        }
+        #[allow(unused_mut)]
+        let mut status = self.reload_users();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.reload_tls() {
+            status.push_str("; ");
+            status.push_str(&tls);
+        }
+        let serving = self.serving_status();
+        if let Some(n) = &mut self.life.notify {
+            n.ready(&format!("{serving}; SIGHUP: {status}"));
         }
     }
 
@@ -248,7 +262,7 @@ impl Server {
             let status = format!(
                 "Draining {} sessions, {} transfers (grace {} s)",
                 self.accept.ctrl_count,
-                self.xfer.data_count,
+                self.shared.transfers(),
                 self.env.config.shutdown_grace.as_secs()
             );
             if let Some(n) = &mut self.life.notify {

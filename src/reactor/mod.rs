@@ -14,7 +14,9 @@
 //! - `proxy.rs` (cargo feature `proxy`): connections from a load balancer
 //!   until their PROXY protocol header names the real client;
 //! - `entry.rs`, `stream.rs`, `helper.rs`: the slab's entry kinds, the
-//!   socket type, the helper thread.
+//!   socket type, the helper thread;
+//! - `shared.rs`: the counters of the global limits, one `Arc` for every
+//!   reactor of the process (`--workers`, see `crate::workers`).
 //!
 //! # Draining readiness
 //! mio is edge-triggered: a source that was not read or written until
@@ -37,15 +39,16 @@
 
 pub mod entry;
 pub mod helper;
+pub mod shared;
 pub mod stream;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -65,6 +68,7 @@ use crate::metrics::{Channel, Limit, Metrics, TransferResult};
 use crate::timer::Wheel;
 use crate::vfs::Vfs;
 use crate::xferlog::{self, XferLog};
+pub use shared::Shared;
 use entry::{Control, DataConn, DataState, Entry, PasvListener};
 use helper::{Helper, Job, Verdict};
 use stream::{interrupted, would_block, Stream};
@@ -170,19 +174,56 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A handle to stop a running server from another thread (tests, embedders).
+/// Request bit: shut down as on SIGTERM.
+const REQ_STOP: u8 = 1;
+/// Request bit: cut transfers now, as on a second SIGTERM.
+const REQ_CUT: u8 = 2;
+/// Request bit: reload users and TLS as on SIGHUP.
+const REQ_RELOAD: u8 = 4;
+
+/// A handle to a running server from another thread (tests, embedders,
+/// and the thread that receives signals for every worker, `--workers`).
+/// Each call sets a request bit and wakes the loop through its `Waker`.
 #[derive(Clone)]
 pub struct StopHandle {
     waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU8>,
 }
 
 impl StopHandle {
-    /// Ask the server to shut down as on SIGTERM.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+    fn request(&self, bit: u8) {
+        self.requests.fetch_or(bit, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
+
+    /// Ask the server to shut down as on SIGTERM: stop accepting, answer
+    /// idle sessions `421`, let transfers finish within `--shutdown-grace`.
+    pub fn stop(&self) {
+        self.request(REQ_STOP);
+    }
+
+    /// Cut transfers now, as on a second SIGTERM (a server not yet
+    /// shutting down begins to).
+    pub fn stop_now(&self) {
+        self.request(REQ_STOP | REQ_CUT);
+    }
+
+    /// Reload the users file and the TLS certificate, as on SIGHUP.
+    pub fn reload(&self) {
+        self.request(REQ_RELOAD);
+    }
+}
+
+/// The listening sockets a `Server` serves: the control port and, with
+/// `--implicit-tls-listen`, the implicit FTPS port. Made by
+/// [`Server::bind`], by [`crate::workers`] (one set per worker, with
+/// `SO_REUSEPORT`), or handed in from outside (socket activation).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The control listener.
+    pub control: std::net::TcpListener,
+    /// The implicit FTPS listener, if any.
+    pub implicit: Option<std::net::TcpListener>,
 }
 
 /// The server: bound, ready to `run`.
@@ -203,6 +244,12 @@ pub struct Server {
     closed: Vec<usize>,
     env: Env,
     waker: Arc<Waker>,
+    /// The counters of the global limits, shared by every worker
+    /// (`--workers`; see `shared.rs`).
+    shared: Arc<Shared>,
+    /// This reactor's number among the workers (1-based; 0: the only one,
+    /// made by `Server::bind`).
+    worker: usize,
     now: Instant,
     xferlog: Option<XferLog>,
     /// The control connections' scratch and turn (see `control.rs`).
@@ -229,27 +276,41 @@ pub struct Server {
 
 impl Server {
     /// Bind the control listener and prepare everything; no client is
-    /// served until `run`. Under systemd socket activation (`LISTEN_FDS`)
-    /// the listening sockets handed in are used instead of binding (see
-    /// `crate::systemd`).
+    /// served until `run`. The single reactor: limits are its own. Under
+    /// systemd socket activation (`LISTEN_FDS`) the listening sockets
+    /// handed in are used instead of binding (see `crate::systemd`), and
+    /// readiness goes to `NOTIFY_SOCKET`.
     pub fn bind(config: Config) -> Result<Server, StartError> {
-        let inherited = crate::systemd::Listeners::from_env(&config).map_err(StartError)?;
-        Server::bind_with(config, inherited, Arc::new(Metrics::new()))
+        Server::bind_with_metrics(config, Arc::new(Metrics::new()))
     }
 
-    /// `bind`, counting into `metrics`: the reactors of one process share
-    /// one `Metrics`, so that any of them serves the sum.
+    /// `bind`, counting into `metrics`.
     pub fn bind_with_metrics(config: Config, metrics: Arc<Metrics>) -> Result<Server, StartError> {
         let inherited = crate::systemd::Listeners::from_env(&config).map_err(StartError)?;
-        Server::bind_with(config, inherited, metrics)
+        let shared = Arc::new(Shared::with_tls(&config)?);
+        let control = match inherited.control {
+            Some(l) => l,
+            None => std::net::TcpListener::bind(config.listen)
+                .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?,
+        };
+        let implicit = match (config.implicit_tls_listen, inherited.implicit_tls) {
+            (Some(_), Some(l)) => Some(l),
+            (Some(addr), None) => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?,
+            ),
+            (None, _) => None,
+        };
+        let mut server = Server::with_listeners(config, Listeners { control, implicit }, shared, 0, metrics)?;
+        server.life.notify = crate::systemd::Notifier::from_env();
+        Ok(server)
     }
 
-    /// `bind` with the listeners already taken from the environment:
-    /// `inherited`'s sockets replace binding `--listen` and
-    /// `--implicit-tls-listen` (several reactors each take a
-    /// `Listeners::try_clone` of the one set the process inherited), and
-    /// the process's `metrics`.
-    pub fn bind_with(config: Config, inherited: crate::systemd::Listeners, metrics: Arc<Metrics>) -> Result<Server, StartError> {
+    /// Prepare a reactor that serves `listeners` (already bound and
+    /// listening), charges its clients to `shared` and counts into
+    /// `metrics`: one worker of several (`worker` ≥ 1), or the only one
+    /// (`worker` 0). No client is served until `run`.
+    pub fn with_listeners(config: Config, listeners: Listeners, shared: Arc<Shared>, worker: usize, metrics: Arc<Metrics>) -> Result<Server, StartError> {
         let users = match &config.users {
             Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
             None => Users::empty(),
@@ -262,11 +323,9 @@ impl Server {
             None
         };
         let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
-        let mut listener = match inherited.control {
-            Some(l) => TcpListener::from_std(l),
-            None => TcpListener::bind(config.listen)
-                .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?,
-        };
+        let Listeners { control, implicit } = listeners;
+        let _ = control.set_nonblocking(true);
+        let mut listener = TcpListener::from_std(control);
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
         stream::prepare_listener(&listener, true);
         // Reserved, not touched: pages become resident only as entries are
@@ -278,19 +337,11 @@ impl Server {
             .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
         slab.insert(Entry::Listener(listener));
         #[cfg(feature = "tls")]
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(crate::tls::TlsConfig::load(cert, key).map_err(|e| StartError(e.to_string()))?)
-            }
-            _ => None,
-        };
-        let (implicit_key, implicit_addr) = match config.implicit_tls_listen {
-            Some(addr) => {
-                let mut l = match inherited.implicit_tls {
-                    Some(l) => TcpListener::from_std(l),
-                    None => TcpListener::bind(addr)
-                        .map_err(|e| StartError(format!("cannot listen on {addr} (--implicit-tls-listen): {e}")))?,
-                };
+        let tls = shared.tls.clone();
+        let (implicit_key, implicit_addr) = match implicit {
+            Some(l) => {
+                let _ = l.set_nonblocking(true);
+                let mut l = TcpListener::from_std(l);
                 let bound = l.local_addr().map_err(|e| StartError(e.to_string()))?;
                 stream::prepare_listener(&l, true);
                 let k = slab.vacant_key();
@@ -324,6 +375,8 @@ impl Server {
             closed: Vec::with_capacity(64),
             env: Env { anonymous, has_users, config, metrics },
             waker,
+            shared,
+            worker,
             now,
             xferlog,
             ctl: control::ControlShared {
@@ -338,8 +391,6 @@ impl Server {
                 local_addr,
                 implicit_key,
                 implicit_addr,
-                per_ip: HashMap::new(),
-                data_per_ip: HashMap::new(),
                 ctrl_count: 0,
                 unauth: std::collections::VecDeque::new(),
                 serial: 0,
@@ -347,18 +398,16 @@ impl Server {
             },
             xfer: data::Transfers {
                 ports: PortPicker::new(),
-                pasv_count: 0,
-                data_count: 0,
                 pass_budget: PASS_BUDGET_BYTES,
                 scratch: vec![0; SCRATCH_BYTES],
             },
             life: lifecycle::Lifecycle {
                 signals: None,
-                stop: Arc::new(AtomicBool::new(false)),
+                requests: Arc::new(AtomicU8::new(0)),
                 shutting_down: false,
                 next_shrink: now,
                 shrink_scheduled: false,
-                notify: crate::systemd::Notifier::from_env(),
+                notify: None,
             },
             auth: lifecycle::Auth {
                 users: Arc::new(users),
@@ -405,7 +454,7 @@ impl Server {
 
     /// A handle that stops the server from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { waker: self.waker.clone(), stop: self.life.stop.clone() }
+        StopHandle { waker: self.waker.clone(), requests: self.life.requests.clone() }
     }
 
     /// Handle SIGINT/SIGTERM (drain and exit) and SIGHUP (reload users).
@@ -419,7 +468,7 @@ impl Server {
 
     /// Serve until shut down (signal or `StopHandle`) and every session is gone.
     pub fn run(mut self) -> io::Result<()> {
-        info!("listening on {} (root {}, anonymous {})", self.accept.local_addr, self.env.config.root.display(),
+        info!("{}listening on {} (root {}, anonymous {})", self.worker_tag(), self.accept.local_addr, self.env.config.root.display(),
             match (self.env.anonymous.is_some(), self.env.config.anonymous_write) {
                 (false, _) => "off",
                 (true, false) => "read-only",
@@ -486,8 +535,25 @@ impl Server {
                 break;
             }
         }
-        info!("shut down");
+        info!("{}shut down", self.worker_tag());
         Ok(())
+    }
+
+    /// The counters this reactor charges its clients to (shared by every
+    /// worker of the process).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// `worker 2: ` before the lines a worker logs about itself (its
+    /// sessions' lines carry the thread's name, `(worker 2)`, see
+    /// `crate::workers`); nothing for the only reactor.
+    fn worker_tag(&self) -> String {
+        if self.worker == 0 {
+            String::new()
+        } else {
+            format!("worker {}: ", self.worker)
+        }
     }
 
     /// `to_eagain`: read the control socket until `WouldBlock` even after a
@@ -651,7 +717,7 @@ impl Server {
         match old {
             Entry::Ctrl(c) => drop(c),
             Entry::Pasv(p) => {
-                self.xfer.pasv_count -= 1;
+                self.shared.release_passive();
                 self.env.metrics.passive_listeners(-1);
                 if let Some(req) = &p.pending {
                     // A transfer command whose data connection never came
@@ -664,7 +730,7 @@ impl Server {
                 }
             }
             Entry::Data(d) => {
-                self.xfer.data_count -= 1;
+                self.shared.release_transfer();
                 self.env.metrics.data_connections(-1);
                 self.release_data_slot(d.owner);
                 if let Some(id) = d.timer {
@@ -704,22 +770,6 @@ impl Server {
     }
 }
 
-/// Add one to an address's count.
-fn count_up(map: &mut HashMap<IpAddr, u32>, ip: IpAddr) {
-    *map.entry(ip).or_insert(0) += 1;
-}
-
-/// Take one from an address's count; an address at zero leaves the map,
-/// so the map holds only addresses with something open.
-fn count_down(map: &mut HashMap<IpAddr, u32>, ip: IpAddr) {
-    if let Some(n) = map.get_mut(&ip) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(&ip);
-        }
-    }
-}
-
 /// Schedule or move a timer.
 fn set_timer(wheel: &mut Wheel<usize>, slot: &mut Option<crate::timer::TimerId>, at: Instant, key: usize) {
     match slot {
@@ -747,4 +797,12 @@ fn sanitize(bytes: &[u8]) -> String {
         s.push_str("...");
     }
     s
+}
+
+impl Drop for Server {
+    /// Before the sockets close: none of this worker's may be shut down
+    /// by another worker any more (see `shared.rs`), whatever ended `run`.
+    fn drop(&mut self) {
+        self.shared.forget_worker(self.worker);
+    }
 }
