@@ -565,7 +565,16 @@ fn copy_out<S: Write>(
     use std::os::unix::fs::FileExt;
     let mut left = budget;
     while *offset < end {
-        let want = ((end - *offset) as usize).min(TLS_FILE_CHUNK_BYTES).min(scratch.len());
+        // Ciphertext of the last write still waits for the socket: reading
+        // the file now would be wasted (the stream would refuse it and the
+        // bytes be read again next time), once per socket-full event.
+        match sock.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(lost(&e)),
+        }
+        let want = ((end - *offset) as usize).min(TLS_FILE_CHUNK_BYTES).min(scratch.len()).min(left.max(1));
         let n = retry(|| file.read_at(&mut scratch[..want], *offset)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
         if n == 0 {
             return Err(TransferError::FileShrank);
@@ -640,6 +649,53 @@ mod tests {
         assert!(held);
         drop(f);
         assert_eq!(std::fs::read(&p).unwrap(), b"one\ntwo\nlone\rcr");
+        std::fs::remove_file(p).unwrap();
+    }
+
+    /// A stream that still holds ciphertext (`flush` would block) until
+    /// `blocked` flushes are over, then takes `per_write` bytes a write.
+    struct Backlogged {
+        blocked: usize,
+        writes: usize,
+        took: Vec<u8>,
+        per_write: usize,
+    }
+
+    impl Write for Backlogged {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            let n = b.len().min(self.per_write);
+            self.took.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            if self.blocked > 0 {
+                self.blocked -= 1;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn copy_out_reads_nothing_while_ciphertext_waits_and_then_sends_every_byte_once() {
+        let (p, mut f) = tmpfile("copy-out");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let mut scratch = vec![0u8; 128 * 1024];
+        let mut s = Backlogged { blocked: 1, writes: 0, took: Vec::new(), per_write: 50_000 };
+        let (mut offset, mut moved) = (0u64, 0u64);
+        let r = copy_out(&f, &mut offset, data.len() as u64, &mut s, 256 * 1024, &mut scratch, &mut moved).unwrap();
+        assert!(matches!(r, Progress::Blocked), "{r:?}");
+        assert_eq!((s.writes, offset, moved), (0, 0, 0), "nothing is read or written while ciphertext waits");
+        loop {
+            match copy_out(&f, &mut offset, data.len() as u64, &mut s, 256 * 1024, &mut scratch, &mut moved).unwrap() {
+                Progress::Done => break,
+                Progress::Budget | Progress::Blocked => {}
+            }
+        }
+        assert_eq!(moved, data.len() as u64);
+        assert!(s.took == data, "every byte once, in order");
         std::fs::remove_file(p).unwrap();
     }
 }
