@@ -461,7 +461,7 @@ OPTIONS:
                                With --users, anonymous is refused unless --anonymous is given.
     --anonymous                let `anonymous`/`ftp` log in read-only at --root
     --anonymous-write          let anonymous users write too (implies --anonymous)
-    --passive-ports MIN-MAX    passive data ports [default: chosen by the kernel]
+    --passive-ports MIN-MAX    passive data ports, 1024-65535 [default: random in the kernel's ephemeral range]
     --passive-address IP       address advertised in PASV replies (behind NAT)
     --login-timeout SECS       time to log in [default: 60]
     --idle-timeout SECS        idle control connection timeout [default: 300]
