@@ -32,6 +32,12 @@ fn main() {
         // (simplelog shows it on records at this level or less severe).
         log_config.set_thread_level(log::LevelFilter::Error).set_thread_mode(simplelog::ThreadLogMode::Names);
     }
+    if level < log::LevelFilter::Debug {
+        // rustls warns about what a client sent (an IP address as SNI, as
+        // lftp does: once per handshake) without saying which session; a
+        // handshake that fails is logged by the server with its session.
+        log_config.add_filter_ignore_str("rustls");
+    }
     let _ = simplelog::SimpleLogger::init(level, log_config.build());
     if let Err(e) = leanftpd::run(config) {
         eprintln!("leanftpd: {e}");

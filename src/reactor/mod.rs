@@ -468,7 +468,9 @@ impl Server {
 
     /// Serve until shut down (signal or `StopHandle`) and every session is gone.
     pub fn run(mut self) -> io::Result<()> {
-        info!("{}listening on {} (root {}, anonymous {})", self.worker_tag(), self.accept.local_addr, self.env.config.root.display(),
+        let also = self.accept.implicit_addr.map(|a| format!(", implicit FTPS on {a}")).unwrap_or_default()
+            + &self.metrics_addr().map(|a| format!(", metrics on http://{a}/metrics")).unwrap_or_default();
+        info!("{}listening on {}{also} (root {}, anonymous {})", self.worker_tag(), self.accept.local_addr, self.env.config.root.display(),
             match (self.env.anonymous.is_some(), self.env.config.anonymous_write) {
                 (false, _) => "off",
                 (true, false) => "read-only",
