@@ -188,6 +188,10 @@ impl Workers {
         if n == 0 {
             return Err(RunError::Runtime("no listening socket for the workers".into()));
         }
+        // Read (and unset) before any thread starts: changing the
+        // environment while another thread may read it is undefined
+        // behaviour in glibc (`setenv(3)`: not MT-safe).
+        let mut notify = Notifier::from_env();
         let shared = Arc::new(Shared::with_tls(&config).map_err(RunError::Start)?);
         let metrics = Arc::new(Metrics::new());
         let (controls, mut implicits): (Vec<_>, Vec<_>) = sets.into_iter().map(|l| (l.control, l.implicit)).unzip();
@@ -261,7 +265,6 @@ impl Workers {
             return Err(RunError::Start(e));
         }
         info!("{n} workers on {local_addr}{}", implicit_addr.map(|a| format!(" and {a} (implicit FTPS)")).unwrap_or_default());
-        let mut notify = Notifier::from_env();
         if let Some(nt) = &mut notify {
             nt.ready(&format!("Serving on {local_addr} with {n} workers"));
         }

@@ -312,8 +312,12 @@ impl Server {
             ),
             (None, _) => None,
         };
+        // Read (and unset) before `with_listeners` starts the helper
+        // thread: changing the environment while another thread may read
+        // it is undefined behaviour in glibc (`setenv(3)`: not MT-safe).
+        let notify = crate::systemd::Notifier::from_env();
         let mut server = Server::with_listeners(config, Listeners { control, implicit }, shared, 0, metrics)?;
-        server.life.notify = crate::systemd::Notifier::from_env();
+        server.life.notify = notify;
         Ok(server)
     }
 
