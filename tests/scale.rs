@@ -584,3 +584,65 @@ fn workers_auto_is_the_cpus_the_process_may_use() {
         assert!(log.contains("listening on") && !log.contains("workers on"), "{log}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// TLS: SIGHUP reloads the certificate on every worker
+
+/// `--workers 2` with FTPS: after SIGHUP with a certificate of another CA
+/// in the files, both workers serve the new one (a client trusting only
+/// the new CA completes `AUTH TLS` and a `PROT P` download on each
+/// worker; one trusting only the old CA fails the handshake on each).
+#[cfg(feature = "tls")]
+#[test]
+fn sighup_reloads_the_tls_certificate_on_every_worker() {
+    use common::tls::{make_certs, write_cert_set, TlsClient, TlsCtl, Version};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let file = pattern(200_003, 3);
+    fs::write(root.join("f.bin"), &file).unwrap();
+    let old = make_certs();
+    let files = write_cert_set(&dir.path().join("tls"), &old);
+    let (cert, key) = (files.chain.to_str().unwrap().to_string(), files.key.to_str().unwrap().to_string());
+    let srv = Server::start(&root, &["--workers", "2", "--tls-cert", &cert, "--tls-key", &key]);
+    let on_worker = |client: &TlsClient| -> BTreeMap<u32, TlsCtl> {
+        let mut on = BTreeMap::new();
+        for _ in 0..TRIES {
+            let c = TlsCtl::open(srv.addr, client.clone());
+            let w = workers_of(&srv, &[c.local])[0];
+            on.entry(w).or_insert(c);
+            if on.len() == 2 {
+                return on;
+            }
+        }
+        panic!("{TRIES} sessions, one worker");
+    };
+    on_worker(&TlsClient::trusting(Version::Tls13, &old));
+
+    let new = make_certs();
+    write_cert_set(&dir.path().join("tls"), &new);
+    srv.signal("HUP");
+    wait_until("both workers to reload the certificate", IO_TIMEOUT, || {
+        srv.log_text().matches("SIGHUP: reloaded the TLS certificate").count() == 2
+    });
+    for (w, mut c) in on_worker(&TlsClient::trusting(Version::Tls13, &new)) {
+        c.login("anonymous", "x");
+        c.protect();
+        c.expect("TYPE I", 200);
+        let got = c.retr(Mode::Pasv, common::tls::Order::CommandFirst, "f.bin");
+        assert_eq!(sha256(&got), sha256(&file), "worker {w}");
+    }
+    let mut refused_on = BTreeMap::new();
+    for _ in 0..TRIES {
+        let mut c = TlsCtl::connect(srv.addr, TlsClient::trusting(Version::Tls13, &old));
+        assert_eq!(c.reply().code, 220);
+        c.expect("AUTH TLS", 234);
+        let w = workers_of(&srv, &[c.local])[0];
+        assert!(c.upgrade().is_err(), "worker {w} still serves the old certificate");
+        refused_on.insert(w, ());
+        if refused_on.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(refused_on.len(), 2, "{TRIES} handshakes, one worker");
+}
