@@ -18,6 +18,17 @@
 //! SIGHUP makes every worker reload the users file and the TLS
 //! certificate. It returns when every worker has ended.
 //!
+//! # systemd
+//! Under socket activation each inherited socket is shared by every worker
+//! (a `try_clone` each: one accept queue, no `SO_REUSEPORT`). This thread
+//! sends the process's notifications (`NOTIFY_SOCKET`, read before any
+//! thread starts; the workers send none): `READY=1` once every worker has
+//! started, `RELOADING=1` per SIGHUP and `READY=1` only once every worker
+//! has reported its reload (through `Server::on_reload`; each request is
+//! numbered by `StopHandle::reload`, so a worker that folded two SIGHUPs
+//! into one reload counts for both), and `STOPPING=1` when the drain
+//! begins.
+//!
 //! With one worker nothing of this runs: [`run`] binds one `Server`
 //! without `SO_REUSEPORT` and runs it on the calling thread, with its
 //! signals in its own loop, as before `--workers` existed.
