@@ -490,3 +490,24 @@ impl Drop for EndGuard {
         let _ = self.waker.wake();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::reload_status;
+
+    fn r(v: &[(u64, &str)]) -> Vec<(u64, String)> {
+        v.iter().map(|&(n, s)| (n, s.to_string())).collect()
+    }
+
+    #[test]
+    fn one_status_when_every_worker_says_the_same_else_each_workers() {
+        assert_eq!(reload_status(&r(&[(1, "2 users reloaded"), (1, "2 users reloaded")])), "2 users reloaded");
+        assert_eq!(
+            reload_status(&r(&[(1, "2 users reloaded"), (1, "users NOT reloaded (see the log)")])),
+            "worker 1: 2 users reloaded, worker 2: users NOT reloaded (see the log)"
+        );
+        // A worker that ended before it reloaded has said nothing.
+        assert_eq!(reload_status(&r(&[(0, ""), (2, "no users file")])), "worker 2: no users file");
+        assert_eq!(reload_status(&r(&[(0, ""), (0, "")])), "reloaded");
+    }
+}
