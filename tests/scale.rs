@@ -79,10 +79,11 @@ fn one_scrape_sums_both_workers_exactly() {
     for _ in 0..TRIES {
         let f = Ftp::connect(srv.addr);
         let w = worker_of_ftp(&srv, &f);
-        if on.contains_key(&w) {
-            others.push(f);
-        } else {
-            on.insert(w, f);
+        match on.entry(w) {
+            std::collections::btree_map::Entry::Occupied(_) => others.push(f),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(f);
+            }
         }
         if on.len() == 2 {
             break;

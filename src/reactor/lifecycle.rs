@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// What `Server::on_reload` installs: told the number of the last reload
+/// request a reload covered, and what it did.
+pub(super) type ReloadHook = Box<dyn FnMut(u64, &str)>;
+
 /// The server's own life: how it is told to stop, whether it is draining,
 /// and when it last gave memory back.
 ///
@@ -22,7 +26,7 @@ pub(super) struct Lifecycle {
     /// Reloads asked for through a `StopHandle` so far (`StopHandle::reload`).
     pub(super) reloads: Arc<AtomicU64>,
     /// Told after each reload a `StopHandle` asked for (`Server::on_reload`).
-    pub(super) on_reload: Option<Box<dyn FnMut(u64, &str)>>,
+    pub(super) on_reload: Option<ReloadHook>,
     pub(super) shutting_down: bool,
     /// Earliest time for the next slab shrink and heap trim.
     pub(super) next_shrink: Instant,
