@@ -163,6 +163,50 @@ fn one_scrape_sums_both_workers_exactly() {
     wait_until("every session to close", IO_TIMEOUT, || scrape_url(&url).get("leanftpd_sessions_open") == 0);
 }
 
+/// One metrics listener for the process (the first worker's), so its
+/// bound of 8 scrapes at once is the process's: with 8 scrapers that never
+/// send a request, a 9th is answered `503` and counted once, while FTP
+/// clients on both workers are served; once the 8 leave, a scrape works.
+#[test]
+fn the_scrape_bound_holds_for_the_process_with_two_workers() {
+    let root = tempfile::tempdir().unwrap();
+    let (maddr, url) = metrics_addr();
+    let srv = Server::start(root.path(), &["--workers", "2", "--metrics-listen", &maddr]);
+    let before = scrape_url(&url);
+    let maddr: SocketAddr = maddr.parse().unwrap();
+    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect_timeout(&maddr, IO_TIMEOUT).unwrap()).collect();
+    let mut ninth = TcpStream::connect_timeout(&maddr, IO_TIMEOUT).unwrap();
+    let busy = read_to_eof_within(&mut ninth, IO_TIMEOUT).expect("the 9th scraper is answered and closed");
+    assert!(busy.starts_with(b"HTTP/1.1 503 "), "{}", String::from_utf8_lossy(&busy));
+    let mut on = BTreeMap::new();
+    for _ in 0..TRIES {
+        let (c, w) = session_on(&srv, srv.addr, "anonymous", "x");
+        on.entry(w).or_insert(c);
+        if on.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(on.len(), 2, "{TRIES} sessions, one worker");
+    for c in on.values_mut() {
+        c.expect("NOOP", 200);
+    }
+    drop(idle);
+    // Until the server has seen them go, a scrape may still be refused:
+    // each refusal counts.
+    let (mut m, mut refused) = (None, 1);
+    wait_until("a scrape once the idle scrapers left", IO_TIMEOUT, || {
+        let (status, _, body) = common::metrics::curl(&[], &url);
+        match status {
+            200 => m = Some(Metrics::parse(body)),
+            503 => refused += 1,
+            other => panic!("scrape: {other} {body}"),
+        }
+        status == 200
+    });
+    let m = m.unwrap();
+    assert_eq!(delta(&m, &before, "leanftpd_limit_refusals_total{limit=\"metrics_scrapes\"}"), refused);
+}
+
 /// `--max-clients 4` over two workers: every connection past the fourth
 /// is refused `421`, on either worker (the debug log names the worker of
 /// each refusal), and counted once under `limit="max_clients"`, with no
