@@ -580,6 +580,9 @@ fn connections_waiting_for_a_header_are_bounded_over_all_workers() {
     let root = tempfile::tempdir().unwrap();
     let srv = behind_balancer(root.path(), &["--max-clients", "2", "--login-timeout", "60"]);
     let silent: Vec<TcpStream> = (0..12).map(|_| connect_bound(BALANCER, srv.addr)).collect();
+    wait_until("ten refusals in the log", IO_TIMEOUT, || {
+        srv.log_text().matches("connections already wait for their PROXY protocol header").count() >= 10
+    });
     let mut waiting = Vec::new();
     let mut closed = 0;
     for mut s in silent {
