@@ -24,7 +24,7 @@ use common::balancer::{connect_bound, seen_as, v1, v2};
 use common::metrics::{drain, scrape_url, Ftp, Metrics};
 use common::process::{free_port, Server};
 use common::systemd::{field, next_message, socket_activate};
-use common::workers::workers_of;
+use common::workers::{worker_of_line, workers_of};
 use common::{openssl_passwd, pattern, read_to_eof_within, sha256, sha256_file, wait_until, Ctl, Mode, IO_TIMEOUT};
 
 /// Connections a test opens at most to find one on each worker.
@@ -230,13 +230,7 @@ fn max_clients_refusals_over_both_workers_are_counted_exactly() {
         assert_eq!(c.reply().code, 421, "connection {} of 4 allowed", 5 + refusals);
         c.expect_closed();
         refusals += 1;
-        let needle = format!(" refused {}: too many connections (Clients)", c.local);
-        let mut w = 0;
-        wait_until("the refusal's log line", IO_TIMEOUT, || {
-            let log = srv.log_text();
-            w = log.lines().find(|l| l.contains(&needle)).and_then(|l| l.split("(worker ").nth(1)?.split(')').next()?.parse().ok()).unwrap_or(0);
-            w != 0
-        });
+        let w = worker_of_line(&srv, &format!(" refused {}: too many connections (Clients)", c.local));
         *refused_on.entry(w).or_insert(0) += 1;
     }
     let m = scrape_url(&url);
@@ -329,6 +323,68 @@ fn sessions_open_agrees_with_the_limit_after_an_eviction_across_workers() {
     let m = scrape_url(&url);
     assert_eq!(m.get("leanftpd_sessions_open"), MAX as i64);
     m.family_is("leanftpd_limit_refusals_total", &[("limit=\"max_clients\"", 1)]);
+}
+
+/// A new session of worker 1 that has not logged in: connections worker 2
+/// takes leave again (QUIT), a refusal (the server has not yet closed
+/// one that left) is tried again.
+#[track_caller]
+fn silent_on_worker_1(srv: &Server) -> Ctl {
+    for _ in 0..8 * TRIES {
+        let mut c = Ctl::connect(srv.addr);
+        match c.reply().code {
+            220 if workers_of(srv, &[c.local])[0] == 1 => return c,
+            220 => {
+                c.expect("QUIT", 221);
+            }
+            code => {
+                assert_eq!(code, 421);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    panic!("no session on worker 1");
+}
+
+/// At `--max-clients` with one session of worker 1 not logged in and the
+/// others logged in, that session logs in and its client at once opens
+/// another connection: the newcomer is refused `421` (there is no one
+/// left to evict) whichever worker takes it, and the session whose client
+/// has its `230` lives on. Worker 2 could evict it, before the fix, in
+/// the instant between the `230` and worker 1's bookkeeping (the session
+/// is now forgotten by the eviction list before its `230` is written): a
+/// race of microseconds, run for many rounds.
+#[test]
+fn a_session_whose_client_has_its_230_is_never_evicted_by_another_worker() {
+    const ROUNDS: usize = 200;
+    let root = tempfile::tempdir().unwrap();
+    let srv = Server::start(root.path(), &["--workers", "2", "--max-clients", "3", "--login-timeout", "60", "--log-level", "debug"]);
+    let mut logged: Vec<Ctl> = (0..2).map(|_| common::workers::open_when_free(&srv)).collect();
+    for c in &mut logged {
+        c.login("anonymous", "x");
+    }
+    let mut on_worker_2 = 0;
+    for round in 0..ROUNDS {
+        let mut s = silent_on_worker_1(&srv);
+        s.send("USER anonymous");
+        s.send("PASS x");
+        assert_eq!(s.reply().code, 331, "round {round}");
+        assert_eq!(s.reply().code, 230, "round {round}");
+        let mut x = Ctl::connect(srv.addr);
+        let code = x.reply().code;
+        // `[cN ADDR -] connected`, or `refused ADDR: …` (debug).
+        let w = worker_of_line(&srv, &format!(" {}", x.local));
+        on_worker_2 += usize::from(w == 2);
+        s.send("NOOP");
+        let r = s.try_reply();
+        assert_eq!(r.as_ref().map(|r| r.code).ok(), Some(200), "round {round}: the logged-in session was evicted for a newcomer on worker {w}: {r:?}");
+        assert_eq!(code, 421, "round {round}: a newcomer on worker {w} at the limit, everyone logged in");
+        s.expect("QUIT", 221);
+    }
+    assert!(on_worker_2 > 0, "{ROUNDS} newcomers, none on worker 2");
+    for c in &mut logged {
+        c.expect("NOOP", 200);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -464,14 +520,7 @@ fn behind_balancer(root: &std::path::Path, extra: &[&str]) -> Server {
 /// 127.0.0.2:PORT (PROXY protocol)`).
 #[track_caller]
 fn worker_through(srv: &Server, balancer_end: SocketAddr) -> u32 {
-    let needle = format!(": connected through {balancer_end} (PROXY protocol");
-    let mut w = 0;
-    wait_until("the log line of the header", IO_TIMEOUT, || {
-        let log = srv.log_text();
-        w = log.lines().find(|l| l.contains(&needle)).and_then(|l| l.split("(worker ").nth(1)?.split(')').next()?.parse().ok()).unwrap_or(0);
-        w != 0
-    });
-    w
+    worker_of_line(srv, &format!(": connected through {balancer_end} (PROXY protocol"))
 }
 
 /// A connection through the balancer whose header names `client:port`:
@@ -625,9 +674,12 @@ fn workers_auto_is_the_cpus_the_process_may_use() {
     let log = srv.log_text();
     if n > 1 {
         assert!(log.contains(&format!("{n} workers on {}", srv.addr)), "{log}");
-        for w in 1..=n {
-            assert!(log.contains(&format!("(worker {w}) worker {w}: listening on")), "worker {w}: {log}");
-        }
+        // A worker logs this as its loop starts, which may be after the
+        // first client was served by another.
+        wait_until("every worker's `listening on`", IO_TIMEOUT, || {
+            let log = srv.log_text();
+            (1..=n).all(|w| log.contains(&format!("(worker {w}) worker {w}: listening on")))
+        });
     } else {
         assert!(log.contains("listening on") && !log.contains("workers on"), "{log}");
     }

@@ -65,3 +65,16 @@ pub fn open_when_free(srv: &Server) -> Ctl {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The worker that logged the last line containing `needle`, waiting
+/// (bounded) for it: e.g. a refusal at debug level, `refused ADDR: …`.
+#[track_caller]
+pub fn worker_of_line(srv: &Server, needle: &str) -> u32 {
+    let mut w = 0;
+    wait_until(&format!("a log line with {needle:?}"), Duration::from_secs(10), || {
+        let log = srv.log_text();
+        w = log.lines().rev().find(|l| l.contains(needle)).and_then(|l| l.split("(worker ").nth(1)?.split(')').next()?.parse().ok()).unwrap_or(0);
+        w != 0
+    });
+    w
+}
