@@ -671,16 +671,17 @@ fn workers_auto_is_the_cpus_the_process_may_use() {
     let srv = Server::start(root.path(), &["--workers", "auto"]);
     let mut c = Ctl::open(srv.addr);
     c.login("anonymous", "x");
-    let log = srv.log_text();
     if n > 1 {
-        assert!(log.contains(&format!("{n} workers on {}", srv.addr)), "{log}");
-        // A worker logs this as its loop starts, which may be after the
-        // first client was served by another.
-        wait_until("every worker's `listening on`", IO_TIMEOUT, || {
+        // Each worker logs this as its loop starts and the main thread
+        // once all have started, which may be after a first client was
+        // served.
+        wait_until(&format!("`{n} workers on` and every worker's `listening on`"), IO_TIMEOUT, || {
             let log = srv.log_text();
-            (1..=n).all(|w| log.contains(&format!("(worker {w}) worker {w}: listening on")))
+            log.contains(&format!("{n} workers on {}", srv.addr))
+                && (1..=n).all(|w| log.contains(&format!("(worker {w}) worker {w}: listening on")))
         });
     } else {
+        let log = srv.log_text();
         assert!(log.contains("listening on") && !log.contains("workers on"), "{log}");
     }
 }
