@@ -49,7 +49,9 @@
 //! list's lock, and its owner takes it out of the list under that lock
 //! before it closes the descriptor (at login, at close, and when a worker
 //! ends: `forget_worker`), so a descriptor number that was closed and
-//! reused is never touched.
+//! reused is never touched. At login it is taken out before its `230` is
+//! written (`Server::send`), so no worker evicts a session whose client
+//! already has its `230`.
 //!
 //! # Extending it
 //! Per-process counters (metrics) go here as more atomics: every worker
