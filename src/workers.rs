@@ -131,6 +131,8 @@ pub struct Workers {
     /// once every worker serves, `RELOADING=1` per SIGHUP and `READY=1`
     /// again once every worker has reloaded, `STOPPING=1`.
     notify: Option<Notifier>,
+    /// `--shutdown-grace`, for the `STOPPING=1` status.
+    grace: std::time::Duration,
     /// What each worker's last reload did (see [`Reloaded`]).
     reloaded: Arc<Mutex<Reloaded>>,
     /// Per worker, the reload request it must carry out before the
@@ -203,6 +205,7 @@ impl Workers {
         // environment while another thread may read it is undefined
         // behaviour in glibc (`setenv(3)`: not MT-safe).
         let mut notify = Notifier::from_env();
+        let grace = config.shutdown_grace;
         let shared = Arc::new(Shared::with_tls(&config).map_err(RunError::Start)?);
         let metrics = Arc::new(Metrics::new());
         let (controls, mut implicits): (Vec<_>, Vec<_>) = sets.into_iter().map(|l| (l.control, l.implicit)).unzip();
@@ -289,6 +292,7 @@ impl Workers {
             local_addr,
             implicit_addr,
             notify,
+            grace,
             reloaded,
             reload_awaited: None,
             metrics,
@@ -345,7 +349,12 @@ impl Workers {
                         // No READY=1 after STOPPING=1.
                         self.reload_awaited = None;
                         if let Some(nt) = &mut self.notify {
-                            nt.stopping(&format!("Draining {} sessions, {} transfers", self.shared.clients(), self.shared.transfers()));
+                            nt.stopping(&format!(
+                                "Draining {} sessions, {} transfers (grace {} s)",
+                                self.shared.clients(),
+                                self.shared.transfers(),
+                                self.grace.as_secs()
+                            ));
                         }
                         stop_all(&self.handles, false);
                     }

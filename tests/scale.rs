@@ -493,6 +493,8 @@ fn socket_activation_with_two_workers_shares_the_socket_and_notifies_once() {
     srv.signal("TERM");
     let stopping = next_message(&rx);
     assert_eq!(field(&stopping, "STOPPING"), Some("1"), "{stopping:?}");
+    // Sessions and transfers over both workers, and the grace period.
+    assert!(field(&stopping, "STATUS").unwrap_or("").ends_with("transfers (grace 10 s)"), "{stopping:?}");
     let st = srv.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
     assert_eq!(st.code(), Some(0), "{}", srv.log_text());
     let log = srv.log_text();
