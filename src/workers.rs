@@ -18,6 +18,17 @@
 //! SIGHUP makes every worker reload the users file and the TLS
 //! certificate. It returns when every worker has ended.
 //!
+//! # systemd
+//! Under socket activation each inherited socket is shared by every worker
+//! (a `try_clone` each: one accept queue, no `SO_REUSEPORT`). This thread
+//! sends the process's notifications (`NOTIFY_SOCKET`, read before any
+//! thread starts; the workers send none): `READY=1` once every worker has
+//! started, `RELOADING=1` per SIGHUP and `READY=1` only once every worker
+//! has reported its reload (through `Server::on_reload`; each request is
+//! numbered by `StopHandle::reload`, so a worker that folded two SIGHUPs
+//! into one reload counts for both), and `STOPPING=1` when the drain
+//! begins.
+//!
 //! With one worker nothing of this runs: [`run`] binds one `Server`
 //! without `SO_REUSEPORT` and runs it on the calling thread, with its
 //! signals in its own loop, as before `--workers` existed.
@@ -49,7 +60,7 @@ use crate::systemd::Notifier;
 
 /// Token of the signal pipe in the signal thread's poll.
 const SIGNAL: Token = Token(0);
-/// Token of the waker a worker uses when it ends.
+/// Token of the waker a worker uses when it ends or has reloaded.
 const ENDED: Token = Token(1);
 
 /// Why [`run`] ended with an error; `main` prints it and exits with
@@ -99,6 +110,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
 /// What a worker thread reports when it ends.
 type Ended = Vec<(usize, io::Result<()>)>;
 
+/// Per worker (index `worker - 1`): the number of the last reload request
+/// it has carried out (`StopHandle::reload`), and what that reload did.
+type Reloaded = Vec<(u64, String)>;
+
 /// Running workers and the signal handling of the calling thread.
 pub struct Workers {
     poll: Poll,
@@ -113,8 +128,17 @@ pub struct Workers {
     local_addr: SocketAddr,
     implicit_addr: Option<SocketAddr>,
     /// systemd readiness for the whole process (`NOTIFY_SOCKET`): `READY=1`
-    /// once every worker serves, `RELOADING=1` per SIGHUP, `STOPPING=1`.
+    /// once every worker serves, `RELOADING=1` per SIGHUP and `READY=1`
+    /// again once every worker has reloaded, `STOPPING=1`.
     notify: Option<Notifier>,
+    /// `--shutdown-grace`, for the `STOPPING=1` status.
+    grace: std::time::Duration,
+    /// What each worker's last reload did (see [`Reloaded`]).
+    reloaded: Arc<Mutex<Reloaded>>,
+    /// Per worker, the reload request it must carry out before the
+    /// `READY=1` that ends a SIGHUP's `RELOADING=1`; `None` when no SIGHUP
+    /// waits for it.
+    reload_awaited: Option<Vec<u64>>,
     /// The counters every worker adds to (one `GET /metrics` serves the sum).
     metrics: Arc<Metrics>,
     /// The global limits' counters.
@@ -177,6 +201,11 @@ impl Workers {
         if n == 0 {
             return Err(RunError::Runtime("no listening socket for the workers".into()));
         }
+        // Read (and unset) before any thread starts: changing the
+        // environment while another thread may read it is undefined
+        // behaviour in glibc (`setenv(3)`: not MT-safe).
+        let mut notify = Notifier::from_env();
+        let grace = config.shutdown_grace;
         let shared = Arc::new(Shared::with_tls(&config).map_err(RunError::Start)?);
         let metrics = Arc::new(Metrics::new());
         let (controls, mut implicits): (Vec<_>, Vec<_>) = sets.into_iter().map(|l| (l.control, l.implicit)).unzip();
@@ -192,6 +221,7 @@ impl Workers {
             .map_err(|e| RunError::Runtime(format!("cannot install signal handlers: {e}")))?;
         let ended: Arc<Mutex<Ended>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
         let startup_reports = Arc::new(Startup::default());
+        let reloaded: Arc<Mutex<Reloaded>> = Arc::new(Mutex::new(vec![(0, String::new()); n]));
         let mut threads = Vec::with_capacity(n);
         for (i, control) in controls.into_iter().enumerate() {
             let worker = i + 1;
@@ -202,12 +232,22 @@ impl Workers {
                 config.metrics_listen = None;
             }
             let startup_report = Some(startup_reports.clone());
+            let reloaded = reloaded.clone();
             let spawned = std::thread::Builder::new().name(format!("worker {worker}")).spawn(move || {
                 let mut guard = EndGuard { worker, ended, waker, startup: startup_report, result: None };
                 let server = Server::with_listeners(config, listeners, shared, worker, metrics);
                 let report = guard.startup.take().expect("reported once");
                 guard.result = Some(match server {
-                    Ok(server) => {
+                    Ok(mut server) => {
+                        // A reload done: the signal thread sends READY=1
+                        // once every worker has reported (see `wait`).
+                        let waker = guard.waker.clone();
+                        server.on_reload(move |upto, status| {
+                            if let Some(r) = reloaded.lock().unwrap_or_else(|e| e.into_inner()).get_mut(worker - 1) {
+                                *r = (upto, status.to_owned());
+                            }
+                            let _ = waker.wake();
+                        });
                         report.report(Ok(server.stop_handle()));
                         server.run()
                     }
@@ -239,11 +279,25 @@ impl Workers {
             return Err(RunError::Start(e));
         }
         info!("{n} workers on {local_addr}{}", implicit_addr.map(|a| format!(" and {a} (implicit FTPS)")).unwrap_or_default());
-        let mut notify = Notifier::from_env();
         if let Some(nt) = &mut notify {
             nt.ready(&format!("Serving on {local_addr} with {n} workers"));
         }
-        Ok(Workers { poll, _ended_waker: waker, signals, handles, threads, ended, local_addr, implicit_addr, notify, metrics, shared })
+        Ok(Workers {
+            poll,
+            _ended_waker: waker,
+            signals,
+            handles,
+            threads,
+            ended,
+            local_addr,
+            implicit_addr,
+            notify,
+            grace,
+            reloaded,
+            reload_awaited: None,
+            metrics,
+            shared,
+        })
     }
 
     /// The control port every worker listens on (port 0 resolved).
@@ -292,29 +346,53 @@ impl Workers {
                     SIGTERM | SIGINT => {
                         info!("signal {sig}: every worker shuts down");
                         stopping = true;
+                        // No READY=1 after STOPPING=1.
+                        self.reload_awaited = None;
                         if let Some(nt) = &mut self.notify {
-                            nt.stopping(&format!("Draining {} sessions, {} transfers", self.shared.clients(), self.shared.transfers()));
+                            nt.stopping(&format!(
+                                "Draining {} sessions, {} transfers (grace {} s)",
+                                self.shared.clients(),
+                                self.shared.transfers(),
+                                self.grace.as_secs()
+                            ));
                         }
                         stop_all(&self.handles, false);
                     }
+                    SIGHUP if stopping => info!("signal {sig}: ignored while the workers shut down"),
                     SIGHUP => {
                         info!("signal {sig}: every worker reloads");
-                        if let Some(nt) = &mut self.notify {
-                            nt.reloading("Reloading (SIGHUP): every worker");
+                        // One RELOADING=1 until its READY=1: a SIGHUP that
+                        // comes meanwhile only moves the awaited requests on.
+                        if self.reload_awaited.is_none() {
+                            if let Some(nt) = &mut self.notify {
+                                nt.reloading("Reloading (SIGHUP): every worker");
+                            }
                         }
-                        for h in &self.handles {
-                            h.reload();
-                        }
-                        // Each worker reloads on its own next pass; the
-                        // users file and certificate are read by then.
-                        if let Some(nt) = &mut self.notify {
-                            nt.ready(&format!("Serving on {} with {n} workers; SIGHUP passed to every worker", self.local_addr));
-                        }
+                        // READY=1 waits until each worker has reloaded (on
+                        // its own next pass): `Type=notify-reload` takes
+                        // READY=1 as "the new configuration is in use".
+                        self.reload_awaited = Some(self.handles.iter().map(StopHandle::reload).collect());
                     }
                     _ => {}
                 }
             }
             let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(awaited) = &self.reload_awaited {
+                // A worker that ended reloads no more: it is not waited for.
+                let reloaded = self.reloaded.lock().unwrap_or_else(|e| e.into_inner());
+                let done = awaited.iter().enumerate().all(|(i, &want)| {
+                    reloaded.get(i).is_some_and(|r| r.0 >= want) || ended.iter().any(|(w, _)| *w == i + 1)
+                });
+                if done {
+                    let status = reload_status(&reloaded);
+                    drop(reloaded);
+                    self.reload_awaited = None;
+                    info!("every worker reloaded: {status}");
+                    if let Some(nt) = &mut self.notify {
+                        nt.ready(&format!("Serving on {} with {n} workers; SIGHUP: {status}", self.local_addr));
+                    }
+                }
+            }
             for (worker, result) in ended.iter() {
                 if let Err(e) = result {
                     if failure.is_none() {
@@ -336,6 +414,24 @@ impl Workers {
             Some(e) => Err(RunError::Runtime(e)),
             None => Ok(()),
         }
+    }
+}
+
+/// What the workers' last reloads did, for systemd's `STATUS=`: the one
+/// text when every worker says the same (`2 users reloaded`), otherwise
+/// each worker's (`worker 1: …, worker 2: …`).
+fn reload_status(reloaded: &[(u64, String)]) -> String {
+    let said: Vec<&str> = reloaded.iter().map(|r| r.1.as_str()).filter(|s| !s.is_empty()).collect();
+    match said.split_first() {
+        None => "reloaded".into(),
+        Some((first, rest)) if rest.iter().all(|s| s == first) && said.len() == reloaded.len() => first.to_string(),
+        Some(_) => reloaded
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.1.is_empty())
+            .map(|(i, r)| format!("worker {}: {}", i + 1, r.1))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
@@ -401,5 +497,26 @@ impl Drop for EndGuard {
         let result = self.result.take().unwrap_or_else(|| Err(io::Error::other("the worker thread panicked")));
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).push((self.worker, result));
         let _ = self.waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reload_status;
+
+    fn r(v: &[(u64, &str)]) -> Vec<(u64, String)> {
+        v.iter().map(|&(n, s)| (n, s.to_string())).collect()
+    }
+
+    #[test]
+    fn one_status_when_every_worker_says_the_same_else_each_workers() {
+        assert_eq!(reload_status(&r(&[(1, "2 users reloaded"), (1, "2 users reloaded")])), "2 users reloaded");
+        assert_eq!(
+            reload_status(&r(&[(1, "2 users reloaded"), (1, "users NOT reloaded (see the log)")])),
+            "worker 1: 2 users reloaded, worker 2: users NOT reloaded (see the log)"
+        );
+        // A worker that ended before it reloaded has said nothing.
+        assert_eq!(reload_status(&r(&[(0, ""), (2, "no users file")])), "worker 2: no users file");
+        assert_eq!(reload_status(&r(&[(0, ""), (0, "")])), "reloaded");
     }
 }

@@ -21,10 +21,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{self, free_port, need, BIN};
+use common::systemd::{field, next_message, socket_activate, NOTIFY_TIMEOUT};
 use common::{pattern, sha256, Ctl, Mode};
-
-/// Longest wait for one notification.
-const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn loopback() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -38,39 +36,6 @@ fn root_with_file(dir: &Path, name: &str, len: usize) -> (PathBuf, String) {
     let bytes = pattern(len, 12);
     fs::write(root.join(name), &bytes).unwrap();
     (root, sha256(&bytes))
-}
-
-/// `systemd-socket-activate ARGS -- leanftpd SERVER_ARGS`, its output in a
-/// log file; the result is stopped by PID on drop. `addr` is what the test
-/// connects to (the first connection makes it exec the server).
-fn socket_activate(activate_args: &[String], server_args: &[String], addr: SocketAddr) -> process::Server {
-    let tool = need("systemd-socket-activate", "systemd");
-    let logdir = tempfile::tempdir().unwrap();
-    let log = logdir.path().join("server.log");
-    let f = fs::File::create(&log).unwrap();
-    let child = Command::new(tool)
-        .args(activate_args)
-        .arg(BIN)
-        .args(server_args)
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(f.try_clone().unwrap()))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("spawn systemd-socket-activate");
-    let server = process::Server { child: Some(child), addr, log, _logdir: logdir };
-    wait_for_log(&server, "Listening on", "systemd-socket-activate to listen");
-    server
-}
-
-/// Bounded wait until the server's log contains `needle`.
-#[track_caller]
-fn wait_for_log(server: &process::Server, needle: &str, what: &str) {
-    let deadline = Instant::now() + process::START_TIMEOUT;
-    while !server.log_text().contains(needle) {
-        assert!(Instant::now() < deadline, "no {what} within {:?}; log:\n{}", process::START_TIMEOUT, server.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -253,26 +218,6 @@ fn spawn_with_env(root: &Path, env: &[(&str, &str)]) -> process::Server {
         server.wait_ready().unwrap_or_else(|e| panic!("{e}\n{}", server.log_text()));
     }
     server
-}
-
-/// The next notification, as `KEY=VALUE` lines.
-#[track_caller]
-fn next_message(rx: &UnixDatagram) -> Vec<(String, String)> {
-    rx.set_read_timeout(Some(NOTIFY_TIMEOUT)).unwrap();
-    let mut buf = [0u8; 4096];
-    let n = rx.recv(&mut buf).unwrap_or_else(|e| panic!("no notification within {NOTIFY_TIMEOUT:?}: {e}"));
-    let text = std::str::from_utf8(&buf[..n]).expect("notification is UTF-8");
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not KEY=VALUE: {l:?} in {text:?}"));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-fn field<'a>(msg: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    msg.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// Connect once (no retry) and read the greeting: the port accepts now.

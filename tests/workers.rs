@@ -16,60 +16,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::process::Server;
+use common::workers::{anon, open_when_free, tally, workers_of};
 use common::{connect_from, openssl_passwd, sha256, wait_until, Ctl, Foreign, Mode};
-
-fn anon(srv: &Server) -> Ctl {
-    let mut c = Ctl::open(srv.addr);
-    c.login("anonymous", "x");
-    c
-}
-
-/// The worker that logged `connected` for the client at `local`, if any.
-fn worker_of(log: &str, local: SocketAddr) -> Option<u32> {
-    let needle = format!(" {local} ");
-    log.lines().filter(|l| l.contains(&needle) && l.ends_with("] connected")).find_map(|l| {
-        let start = l.find("(worker ")? + "(worker ".len();
-        let end = start + l[start..].find(')')?;
-        l[start..end].parse().ok()
-    })
-}
-
-/// The worker of each client, waiting (bounded) for the log lines.
-#[track_caller]
-fn workers_of(srv: &Server, locals: &[SocketAddr]) -> Vec<u32> {
-    let mut found = Vec::new();
-    wait_until("a `connected` log line per client", Duration::from_secs(10), || {
-        let log = srv.log_text();
-        found = locals.iter().filter_map(|&a| worker_of(&log, a)).collect();
-        found.len() == locals.len()
-    });
-    found
-}
-
-fn tally(workers: &[u32]) -> BTreeMap<u32, usize> {
-    let mut t = BTreeMap::new();
-    for &w in workers {
-        *t.entry(w).or_insert(0) += 1;
-    }
-    t
-}
-
-/// Open a session, retrying while a connection the test helper itself
-/// made at start-up (its readiness probe) still holds a slot.
-#[track_caller]
-fn open_when_free(srv: &Server) -> Ctl {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut c = Ctl::connect(srv.addr);
-        let r = c.reply();
-        if r.code == 220 {
-            return c;
-        }
-        assert_eq!(r.code, 421, "greeting {r:?}");
-        assert!(Instant::now() < deadline, "no free slot within 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn connections_land_on_both_workers() {

@@ -62,6 +62,15 @@ impl Server {
     pub(super) fn send(&mut self, key: usize, bytes: &[u8]) {
         self.ctl.turn.bytes = self.ctl.turn.bytes.saturating_sub(bytes.len());
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
+        if c.listed && c.session.is_logged_in() && self.shared.forget_unauthenticated(c.serial) {
+            // Before its `230` leaves: once the client has it, another
+            // worker must not evict the session (it would, in the instant
+            // between this write and `refresh_deadline`, with the client
+            // already connecting again). If another worker took it over
+            // first, it stays listed and its socket is shut down: the
+            // client sees the close, not a `230`.
+            c.listed = false;
+        }
         self.env.metrics.replies(bytes);
         if bytes.is_empty() && c.out.is_empty() {
             if c.close_after_flush {

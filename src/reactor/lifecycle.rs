@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// What `Server::on_reload` installs: told the number of the last reload
+/// request a reload covered, and what it did.
+pub(super) type ReloadHook = Box<dyn FnMut(u64, &str)>;
+
 /// The server's own life: how it is told to stop, whether it is draining,
 /// and when it last gave memory back.
 ///
@@ -19,6 +23,10 @@ pub(super) struct Lifecycle {
     /// `StopHandle` (the signal thread of `--workers`, tests), taken and
     /// cleared on the waker's event.
     pub(super) requests: Arc<AtomicU8>,
+    /// Reloads asked for through a `StopHandle` so far (`StopHandle::reload`).
+    pub(super) reloads: Arc<AtomicU64>,
+    /// Told after each reload a `StopHandle` asked for (`Server::on_reload`).
+    pub(super) on_reload: Option<ReloadHook>,
     pub(super) shutting_down: bool,
     /// Earliest time for the next slab shrink and heap trim.
     pub(super) next_shrink: Instant,
@@ -87,7 +95,14 @@ impl Server {
     pub(super) fn on_wake(&mut self) {
         let requests = self.life.requests.swap(0, Ordering::SeqCst);
         if requests & REQ_RELOAD != 0 {
-            self.reload();
+            // Read after the bit was taken: every request counted here set
+            // its bit before, so this reload covers them all (a later one
+            // sets the bit again and wakes the loop again).
+            let upto = self.life.reloads.load(Ordering::SeqCst);
+            let status = self.reload();
+            if let Some(hook) = &mut self.life.on_reload {
+                hook(upto, &status);
+            }
         }
         if requests & REQ_STOP != 0 && !self.life.shutting_down {
             info!("shutting down (grace {:?})", self.env.config.shutdown_grace);
@@ -174,14 +189,17 @@ impl Server {
                     info!("signal {sig}: shutting down (grace {:?})", self.env.config.shutdown_grace);
                     self.begin_shutdown();
                 }
-                SIGHUP => self.reload(),
+                SIGHUP => {
+                    self.reload();
+                }
                 _ => {}
             }
         }
     }
 
-    /// SIGHUP: the users file, then the TLS certificate and key.
-    pub(super) fn reload(&mut self) {
+    /// SIGHUP: the users file, then the TLS certificate and key. Returns
+    /// what happened (`2 users reloaded; TLS certificate reloaded`).
+    pub(super) fn reload(&mut self) -> String {
         if let Some(n) = &mut self.life.notify {
             n.reloading("Reloading (SIGHUP)");
         }
@@ -192,10 +210,13 @@ impl Server {
             status.push_str("; ");
             status.push_str(&tls);
         }
-        let serving = self.serving_status();
-        if let Some(n) = &mut self.life.notify {
-            n.ready(&format!("{serving}; SIGHUP: {status}"));
+        if self.life.notify.is_some() {
+            let serving = self.serving_status();
+            if let Some(n) = &mut self.life.notify {
+                n.ready(&format!("{serving}; SIGHUP: {status}"));
+            }
         }
+        status
     }
 
     /// SIGHUP: the certificate and key are read again; new TLS sessions

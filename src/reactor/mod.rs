@@ -48,7 +48,7 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -188,6 +188,10 @@ const REQ_RELOAD: u8 = 4;
 pub struct StopHandle {
     waker: Arc<Waker>,
     requests: Arc<AtomicU8>,
+    /// Reloads asked for so far: each `reload` takes the next number, and
+    /// the server's reload hook reports the last number a reload covered
+    /// (see [`Server::on_reload`]).
+    reloads: Arc<AtomicU64>,
 }
 
 impl StopHandle {
@@ -209,8 +213,15 @@ impl StopHandle {
     }
 
     /// Reload the users file and the TLS certificate, as on SIGHUP.
-    pub fn reload(&self) {
+    /// Returns this request's number (1, 2, …): once the server's reload
+    /// hook ([`Server::on_reload`]) has reported that number or a larger
+    /// one, a reload that began after this call is done.
+    pub fn reload(&self) -> u64 {
+        // Counted before the request bit is set: the loop reads the count
+        // after it takes the bit, so the count it reads covers this one.
+        let n = self.reloads.fetch_add(1, Ordering::SeqCst) + 1;
         self.request(REQ_RELOAD);
+        n
     }
 }
 
@@ -301,8 +312,12 @@ impl Server {
             ),
             (None, _) => None,
         };
+        // Read (and unset) before `with_listeners` starts the helper
+        // thread: changing the environment while another thread may read
+        // it is undefined behaviour in glibc (`setenv(3)`: not MT-safe).
+        let notify = crate::systemd::Notifier::from_env();
         let mut server = Server::with_listeners(config, Listeners { control, implicit }, shared, 0, metrics)?;
-        server.life.notify = crate::systemd::Notifier::from_env();
+        server.life.notify = notify;
         Ok(server)
     }
 
@@ -404,6 +419,8 @@ impl Server {
             life: lifecycle::Lifecycle {
                 signals: None,
                 requests: Arc::new(AtomicU8::new(0)),
+                reloads: Arc::new(AtomicU64::new(0)),
+                on_reload: None,
                 shutting_down: false,
                 next_shrink: now,
                 shrink_scheduled: false,
@@ -454,7 +471,17 @@ impl Server {
 
     /// A handle that stops the server from another thread.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle { waker: self.waker.clone(), requests: self.life.requests.clone() }
+        StopHandle { waker: self.waker.clone(), requests: self.life.requests.clone(), reloads: self.life.reloads.clone() }
+    }
+
+    /// Call `hook` after each reload asked for through a [`StopHandle`]
+    /// (not after one of this server's own SIGHUPs), on this server's
+    /// thread, with the number of the last request the reload covers
+    /// (see [`StopHandle::reload`]) and what it did (`2 users reloaded;
+    /// TLS certificate reloaded`, or what failed). `--workers` uses it to
+    /// send systemd's `READY=1` only once every worker has reloaded.
+    pub fn on_reload(&mut self, hook: impl FnMut(u64, &str) + 'static) {
+        self.life.on_reload = Some(Box::new(hook));
     }
 
     /// Handle SIGINT/SIGTERM (drain and exit) and SIGHUP (reload users).

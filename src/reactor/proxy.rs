@@ -22,15 +22,16 @@
 //! peeked again as each comes.
 //!
 //! # Bounds
-//! - At most `--max-clients` connections wait for a header at once; more
-//!   are closed at accept.
+//! - At most `--max-clients` connections wait for a header at once, over
+//!   all workers (counted in `Shared`); more are closed at accept.
 //! - A control connection waits at most `--login-timeout` for its header,
 //!   a data connection `--data-timeout`; then it is closed.
 //! - A peek reads at most `proxy::MAX_HEADER_BYTES` (1 KiB); a header
 //!   longer than its bound, or bytes that are no header, close at once.
 //!
 //! # Invariants
-//! - `Proxying::awaiting` is the number of `Entry::Proxy` in the slab.
+//! - `Proxying::awaiting` is the number of `Entry::Proxy` in the slab, and
+//!   each of them holds one `Shared::acquire_awaiting_header`.
 //! - An `Entry::Proxy` always has its timer in the wheel.
 //! - A connection from outside `--proxy-from` never becomes an
 //!   `Entry::Proxy`, and one inside it never skips the header.
@@ -91,13 +92,14 @@ impl Server {
     }
 
     fn await_header(&mut self, mut tcp: TcpStream, peer: SocketAddr, purpose: Purpose, wait: Duration) {
-        if self.proxy.awaiting >= self.env.config.max_clients {
-            warn!("refused {peer}: {} connections already wait for their PROXY protocol header", self.proxy.awaiting);
+        if !self.shared.acquire_awaiting_header() {
+            warn!("refused {peer}: {} connections already wait for their PROXY protocol header (--max-clients)", self.shared.awaiting_header());
             return;
         }
         let key = self.slab.vacant_key();
         if let Err(e) = self.poll.registry().register(&mut tcp, Token(key), Interest::READABLE) {
             warn!("register {peer}: {e}");
+            self.shared.release_awaiting_header();
             return;
         }
         let timer = Some(self.wheel.schedule(self.now + wait, key));
@@ -224,6 +226,7 @@ impl Server {
     /// a tombstone; its socket closes when `w` drops.
     pub(super) fn forget_awaiting(&mut self, w: Awaiting) {
         self.proxy.awaiting -= 1;
+        self.shared.release_awaiting_header();
         if let Some(id) = w.timer {
             self.wheel.cancel(id);
         }
@@ -238,6 +241,7 @@ impl Server {
         let Entry::Proxy(w) = std::mem::replace(entry, Entry::Closed) else { return None };
         self.closed.push(key);
         self.proxy.awaiting -= 1;
+        self.shared.release_awaiting_header();
         if let Some(id) = w.timer {
             self.wheel.cancel(id);
         }

@@ -18,7 +18,8 @@
 //!
 //! # Why these, and what stays per worker
 //! - Shared: control connections in all (`--max-clients`) and per address
-//!   (`--max-per-ip`), passive listeners (`--max-passive`), data
+//!   (`--max-per-ip`), connections waiting for their PROXY protocol header
+//!   (bounded by `--max-clients` too), passive listeners (`--max-passive`), data
 //!   connections (`--max-transfers`) and the per-address data share
 //!   (`--max-data-per-ip`); the TLS configuration as loaded at start (its
 //!   ticket key and session cache, so a TLS session made on one worker
@@ -48,7 +49,9 @@
 //! list's lock, and its owner takes it out of the list under that lock
 //! before it closes the descriptor (at login, at close, and when a worker
 //! ends: `forget_worker`), so a descriptor number that was closed and
-//! reused is never touched.
+//! reused is never touched. At login it is taken out before its `230` is
+//! written (`Server::send`), so no worker evicts a session whose client
+//! already has its `230`.
 //!
 //! # Extending it
 //! Per-process counters (metrics) go here as more atomics: every worker
@@ -91,6 +94,9 @@ pub struct Shared {
     passive: AtomicUsize,
     transfers: AtomicUsize,
     data_per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Connections waiting for their PROXY protocol header, over all
+    /// workers (bounded by `--max-clients`, see `reactor/proxy.rs`).
+    awaiting_header: AtomicUsize,
     /// More than one worker: sessions that have not logged in are listed
     /// in `unauth` (see "Eviction across workers").
     cross_worker: bool,
@@ -171,6 +177,7 @@ impl Shared {
             passive: AtomicUsize::new(0),
             transfers: AtomicUsize::new(0),
             data_per_ip: Mutex::new(HashMap::new()),
+            awaiting_header: AtomicUsize::new(0),
             cross_worker: config.workers > 1,
             unauth: Mutex::new(Unauth::default()),
             #[cfg(feature = "tls")]
@@ -371,6 +378,23 @@ impl Shared {
     /// A passive listener or data connection of `ip` closed.
     pub fn release_data_slot(&self, ip: IpAddr) {
         count_down(&mut lock(&self.data_per_ip), ip);
+    }
+
+    /// Charge a connection that waits for its PROXY protocol header: at
+    /// most `--max-clients` wait at once over all workers (each worker
+    /// counting its own would let N times as many in).
+    pub fn acquire_awaiting_header(&self) -> bool {
+        try_increment(&self.awaiting_header, self.max_clients)
+    }
+
+    /// A connection that waited for its header got it, or was closed.
+    pub fn release_awaiting_header(&self) {
+        decrement(&self.awaiting_header);
+    }
+
+    /// Connections waiting for their PROXY protocol header, over all workers.
+    pub fn awaiting_header(&self) -> usize {
+        self.awaiting_header.load(Ordering::Acquire)
     }
 
     /// Passive listeners and data connections held by `ip`, over all workers.

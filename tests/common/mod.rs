@@ -26,8 +26,12 @@ use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod balancer;
+pub mod metrics;
 pub mod process;
+pub mod systemd;
 pub mod tls;
+pub mod workers;
 
 use leanftpd::{Config, Server, StopHandle};
 use sha2::{Digest, Sha256};

@@ -187,6 +187,39 @@ impl Server {
         panic!("leanftpd did not start: {last_log}");
     }
 
+    /// Starts the server on 127.0.0.1 serving `root` with `args`, and waits
+    /// only until its control port accepts connections, not for a greeting:
+    /// for a server that greets no one from here (`--proxy-protocol`, where
+    /// a connection from outside `--proxy-from` is closed without a byte).
+    pub fn start_unprobed(root: &Path, args: &[&str]) -> Server {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("server.log");
+        let addr = SocketAddr::new(ip, free_port(ip));
+        let f = fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .arg("--root")
+            .arg(root)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(f.try_clone().unwrap()))
+            .stderr(Stdio::from(f))
+            .spawn()
+            .expect("spawn leanftpd");
+        let mut s = Server { child: Some(child), addr, log, _logdir: logdir };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !super::is_listening(addr) {
+            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("leanftpd exited early with {st:?}: {}", s.log_text());
+            }
+            assert!(Instant::now() < deadline, "leanftpd did not listen on {addr} within {START_TIMEOUT:?}: {}", s.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
     /// Bounded poll until the control port answers with a 220 greeting.
     pub fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
