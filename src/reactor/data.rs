@@ -27,76 +27,12 @@ use super::*;
 /// - `pass_budget` is `PASS_BUDGET_BYTES` at the start of each pass of the
 ///   loop and only shrinks within it.
 /// - `scratch` is `SCRATCH_BYTES` long; a step takes it and puts it back.
-/// - `pool` holds at most `pool_cap()` listeners, none registered with the
-///   poll, none counted in `Shared` (they belong to no session), each with
-///   an empty accept queue when it went in; `pool_timer` is true exactly
-///   while a `PASV_POOL_EXPIRE` timer is in the wheel.
-///
-/// # The passive listener pool
-/// A small transfer pays for a listener a `socket`, `setsockopt`, `bind`,
-/// `listen`, `epoll_ctl` and `close` (the close of a listening socket is
-/// the heaviest). A listener whose connection came is therefore not
-/// closed but kept, unregistered, for the next PASV/EPSV on the same local
-/// address, which pays an `epoll_ctl` and an `accept` instead. It must
-/// never hand one client's connection to another:
-/// - a listener goes into the pool only if its accept queue is empty (an
-///   `accept` says `WouldBlock`); otherwise it is closed, which resets what
-///   was queued (the client that asked for it has its connection already:
-///   one connection per PASV);
-/// - it comes out only if its queue is still empty: a connection that came
-///   while it sat in the pool was meant for an earlier session (no session
-///   holds the port), so such a listener is closed and the next one tried;
-/// - it is closed after `pool_idle()` unused, at shutdown, and when the
-///   pool is full (`pool_cap`).
-///
-/// Pooled ports come from the same picker, so they honour
-/// `--passive-ports`, and each worker has its own pool: `bind` stays the
-/// arbiter between workers. So that pools cannot starve the range, a
-/// worker pools at most a quarter of the range's share of each worker
-/// (none for a range smaller than four ports per worker), and a worker that
-/// finds the range exhausted empties its own pool and tries once more.
 pub(super) struct Transfers {
     pub(super) ports: PortPicker,
     /// What is left of `PASS_BUDGET_BYTES` in this pass.
     pub(super) pass_budget: usize,
     /// Scratch for transfers (ASCII conversion, STOR without splice).
     pub(super) scratch: Vec<u8>,
-    /// Passive listeners kept for the next PASV/EPSV, oldest first.
-    pub(super) pool: Vec<Pooled>,
-    /// A `PASV_POOL_EXPIRE` timer is in the wheel.
-    pub(super) pool_timer: bool,
-}
-
-/// A passive listener in the pool: bound, listening, unregistered.
-pub(super) struct Pooled {
-    listener: TcpListener,
-    /// Its local address (a session gets one on its own local IP).
-    addr: SocketAddr,
-    /// When it went into the pool.
-    since: Instant,
-}
-
-/// Passive listeners one worker keeps for reuse, at most (see
-/// [`Transfers`]): enough for the bursts of a few dozen clients doing
-/// small transfers, few enough that idle ports are not hoarded. The README
-/// lists it in the bounds table.
-pub const PASV_POOL_MAX: usize = 64;
-
-/// How long a pooled listener waits for a session before it is closed, at
-/// most: `--data-timeout` if that is shorter (a pooled listener waits no
-/// longer than a session's own listener would).
-pub const PASV_POOL_IDLE: Duration = Duration::from_secs(10);
-
-/// Is the accept queue of `l` empty? One `accept(2)`; a connection found
-/// is dropped (and the caller closes the listener with the rest).
-fn queue_empty(l: &TcpListener) -> bool {
-    loop {
-        match l.accept() {
-            Err(e) if would_block(&e) => return true,
-            Err(e) if interrupted(&e) => continue,
-            _ => return false,
-        }
-    }
 }
 
 impl Server {
@@ -159,82 +95,12 @@ impl Server {
         Ok(addr)
     }
 
-    /// How many listeners this worker may pool (see [`Transfers`]).
-    fn pool_cap(&self) -> usize {
-        match self.env.config.passive_ports {
-            None => PASV_POOL_MAX,
-            Some((lo, hi)) => {
-                let span = usize::from(hi - lo) + 1;
-                PASV_POOL_MAX.min(span / (4 * self.env.config.workers.max(1)))
-            }
-        }
-    }
-
-    /// How long a pooled listener may wait for a session.
-    fn pool_idle(&self) -> Duration {
-        PASV_POOL_IDLE.min(self.env.config.data_timeout)
-    }
-
-    /// Keep a passive listener whose session is done with it, if its accept
-    /// queue is empty and the pool has room; otherwise close it.
-    pub(super) fn pool_passive(&mut self, mut listener: TcpListener) {
-        if self.life.shutting_down || self.xfer.pool.len() >= self.pool_cap() {
-            return;
-        }
-        let Ok(addr) = listener.local_addr() else { return };
-        if self.poll.registry().deregister(&mut listener).is_err() || !queue_empty(&listener) {
-            return;
-        }
-        self.xfer.pool.push(Pooled { listener, addr, since: self.now });
-        if !self.xfer.pool_timer {
-            self.xfer.pool_timer = true;
-            self.wheel.schedule(self.now + self.pool_idle(), PASV_POOL_EXPIRE);
-        }
-    }
-
-    /// A pooled listener on `ip`, registered as `pkey`, its accept queue
-    /// empty; the newest first. `None` if the pool has none.
-    fn take_pooled(&mut self, ip: std::net::IpAddr, pkey: usize) -> Option<(TcpListener, SocketAddr)> {
-        while let Some(i) = self.xfer.pool.iter().rposition(|p| p.addr.ip() == ip) {
-            let Pooled { mut listener, addr, .. } = self.xfer.pool.remove(i);
-            if !queue_empty(&listener) {
-                continue;
-            }
-            if self.poll.registry().register(&mut listener, Token(pkey), Interest::READABLE).is_ok() {
-                return Some((listener, addr));
-            }
-        }
-        None
-    }
-
-    /// Close the pooled listeners unused for `pool_idle()`; the timer
-    /// again for the oldest left.
-    pub(super) fn expire_pool(&mut self) {
-        let (now, idle) = (self.now, self.pool_idle());
-        self.xfer.pool.retain(|p| now < p.since + idle);
-        if let Some(oldest) = self.xfer.pool.first() {
-            self.xfer.pool_timer = true;
-            self.wheel.schedule(oldest.since + idle, PASV_POOL_EXPIRE);
-        }
-    }
-
     /// Bind and register a passive listener for the session at `key`,
-    /// its slots already charged: a pooled one if there is one for its
-    /// local address.
+    /// its slots already charged.
     fn bind_passive(&mut self, key: usize) -> io::Result<(TcpListener, SocketAddr)> {
         let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
         let ip = c.session.local().ip();
-        if let Some(pooled) = self.take_pooled(ip, self.slab.vacant_key()) {
-            return Ok(pooled);
-        }
-        let mut bound = self.xfer.ports.bind(ip, self.env.config.passive_ports);
-        if matches!(&bound, Err(e) if e.kind() == io::ErrorKind::AddrInUse) && !self.xfer.pool.is_empty() {
-            // The range is exhausted, partly by this worker's own pool.
-            self.xfer.pool.clear();
-            bound = self.xfer.ports.bind(ip, self.env.config.passive_ports);
-        }
-        let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
-        let mut listener = match bound {
+        let mut listener = match self.xfer.ports.bind(ip, self.env.config.passive_ports) {
             Ok(l) => {
                 stream::prepare_listener(&l, false);
                 l

@@ -258,8 +258,6 @@ impl Server {
             return;
         }
         self.life.shutting_down = true;
-        // Pooled passive listeners belong to no session: close them now.
-        self.xfer.pool.clear();
         if self.life.notify.is_some() {
             let status = format!(
                 "Draining {} sessions, {} transfers (grace {} s)",

@@ -69,7 +69,6 @@ use crate::timer::Wheel;
 use crate::vfs::Vfs;
 use crate::xferlog::{self, XferLog};
 pub use shared::Shared;
-pub use data::{PASV_POOL_IDLE, PASV_POOL_MAX};
 use entry::{Control, DataConn, DataState, Entry, PasvListener};
 use helper::{Helper, Job, Verdict};
 use stream::{interrupted, would_block, Stream};
@@ -84,8 +83,6 @@ const ACCEPT_RETRY: usize = usize::MAX - 3;
 const SHUTDOWN_DEADLINE: usize = usize::MAX - 4;
 /// Timer payload: see whether the slab can shrink.
 const SHRINK_CHECK: usize = usize::MAX - 5;
-/// Timer payload: close the pooled passive listeners idle too long.
-const PASV_POOL_EXPIRE: usize = usize::MAX - 6;
 
 /// Bytes read from one control connection per readiness event. This is
 /// also what one read can add to a paused session's queue.
@@ -403,8 +400,6 @@ impl Server {
                 ports: PortPicker::new(),
                 pass_budget: PASS_BUDGET_BYTES,
                 scratch: vec![0; SCRATCH_BYTES],
-                pool: Vec::new(),
-                pool_timer: false,
             },
             life: lifecycle::Lifecycle {
                 signals: None,
@@ -627,11 +622,6 @@ impl Server {
                 self.maybe_shrink();
                 return;
             }
-            PASV_POOL_EXPIRE => {
-                self.xfer.pool_timer = false;
-                self.expire_pool();
-                return;
-            }
             SHUTDOWN_DEADLINE => {
                 #[cfg(feature = "proxy")]
                 self.close_awaiting(true);
@@ -738,7 +728,6 @@ impl Server {
                 if let Some(id) = p.timer {
                     self.wheel.cancel(id);
                 }
-                self.pool_passive(p.listener);
             }
             Entry::Data(d) => {
                 self.shared.release_transfer();
