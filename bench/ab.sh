@@ -5,6 +5,8 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS=3]
 #
+# ONLY=small or ONLY=large runs one of the two.
+#
 # Servers run pinned to CPU 0, the load generator to CPU 1, on loopback
 # ports 2501/2502 with a temporary root (removed at the end). Every server
 # started is stopped by its PID.
@@ -19,16 +21,16 @@ ROOT=$(mktemp -d /tmp/leanftpd-ab.XXXXXX)
 OUT="$ROOT.results"
 trap 'rm -rf "$ROOT" "$OUT"' EXIT
 head -c 4096 /dev/urandom >"$ROOT/small.bin"
-head -c 268435456 /dev/urandom >"$ROOT/large.bin"
+[ "${ONLY:-large}" = large ] && head -c 268435456 /dev/urandom >"$ROOT/large.bin"
 
 run() { # LABEL BINARY PORT
     taskset -c 0 "$2" --root "$ROOT" --listen "127.0.0.1:$3" --max-clients 20000 --max-per-ip 20000 \
         --log-level warn &
     local pid=$!
     sleep 0.5
-    taskset -c 1 "$BENCH" small --addr "127.0.0.1:$3" --pid "$pid" --clients 32 --seconds 6 --label "$1" \
+    [ "${ONLY:-small}" = small ] && taskset -c 1 "$BENCH" small --addr "127.0.0.1:$3" --pid "$pid" --clients 32 --seconds 6 --label "$1" \
         2>/dev/null | grep '^RESULT' >>"$OUT" || true
-    taskset -c 1 "$BENCH" large --addr "127.0.0.1:$3" --pid "$pid" --op retr --streams 1 --size 268435456 \
+    [ "${ONLY:-large}" = large ] && taskset -c 1 "$BENCH" large --addr "127.0.0.1:$3" --pid "$pid" --op retr --streams 1 --size 268435456 \
         --file large.bin --reps 6 --label "$1" 2>/dev/null | grep '^RESULT' >>"$OUT" || true
     kill "$pid"
     wait "$pid" 2>/dev/null || true

@@ -7,6 +7,7 @@
 # certificate, each started again in TLS mode after its plain scenarios.
 #
 #   bench/compare.sh [--quick] [--servers a,b,...] [--scenarios a,b,...] [--with-unftp] [--no-pin] [--keep]
+#                    [--roots disk,tmpfs] [--no-workers]
 #
 #   --quick        a few minutes: fewer idle sessions for the peers, short windows,
 #                  256 MiB large files (the full run: 1 GiB files, 1k/5k/19k idle for all)
@@ -20,6 +21,12 @@
 #   --no-pin       do not pin (by default every server runs on CPU 0 with `taskset -c 0`,
 #                  as on a single-core device, and the load generator on CPU 1)
 #   --keep         keep the temporary directory (data, logs) for inspection
+#   --roots LIST   where the large transfers' root lives, subset of disk,tmpfs [disk,tmpfs]:
+#                  every scenario runs on the disk root (a directory under /tmp; its filesystem
+#                  is in the table's header), and `large` runs again with the root on /dev/shm
+#                  (tmpfs) as NAME@tmpfs: STOR's cost depends on the filesystem
+#   --no-workers   no `leanftpd-w2` runs (by default, with leanftpd and `large`: leanftpd
+#                  --workers 2, large ×8 only, on each root, on both cores: taskset -c 0,1)
 #   --lean-args "ARGS"  extra options for leanftpd (e.g. "--passive-ports 10000-19999")
 #   --out FILE     where the table goes [bench/results/latest.md]; raw RESULT lines
 #                  go to FILE without .md, plus -raw/ (bench/results/raw/ for the default)
@@ -44,6 +51,8 @@ PIN=1
 KEEP=0
 LEAN_ARGS=""
 OUT=bench/results/latest.md
+ROOTS=disk,tmpfs
+WORKERS2=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) MODE=quick ;;
@@ -58,7 +67,10 @@ while [ $# -gt 0 ]; do
         --out=*) OUT="${1#*=}" ;;
         --scenarios) SCENARIOS="$2"; shift ;;
         --scenarios=*) SCENARIOS="${1#*=}" ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        --roots) ROOTS="$2"; shift ;;
+        --roots=*) ROOTS="${1#*=}" ;;
+        --no-workers) WORKERS2=0 ;;
+        -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -67,6 +79,10 @@ want() { case ",$SCENARIOS," in *,"$1",*) return 0 ;; esac; return 1; }
 for sc in ${SCENARIOS//,/ }; do
     case "$sc" in stat|idle|small|large|list|login|mixed|hostile|idle-tls|login-tls|large-tls) ;;
         *) echo "compare.sh: unknown scenario $sc" >&2; exit 2 ;; esac
+done
+want_root() { case ",$ROOTS," in *,"$1",*) return 0 ;; esac; return 1; }
+for r in ${ROOTS//,/ }; do
+    case "$r" in disk|tmpfs) ;; *) echo "compare.sh: unknown root $r" >&2; exit 2 ;; esac
 done
 want_plain() { local sc; for sc in stat idle small large list login mixed hostile; do want "$sc" && return 0; done; return 1; }
 want_tls() { want idle-tls || want login-tls || want large-tls; }
@@ -111,6 +127,7 @@ log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 STARTED=()
 CREATED_USER=0
 WORK=""
+TWORK=""
 descendants() { # PID → PID and every descendant, parents first
     local all; all=$(ps -e -o pid=,ppid=)
     local queue=("$1") out=() p
@@ -141,6 +158,7 @@ cleanup() {
     for p in "${STARTED[@]}"; do kill_tree "$p"; done
     if [ "$CREATED_USER" = 1 ]; then userdel "$USER_NAME" 2>/dev/null; fi
     if [ -n "$WORK" ] && [ "$KEEP" = 0 ]; then rm -rf "$WORK"; fi
+    if [ -n "$TWORK" ]; then rm -rf "$TWORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -204,6 +222,22 @@ want list && (cd "$DATA/list10k" && seq -f 'f%05g' 10000 | xargs touch)
 chmod 644 "$DATA/small.bin"
 printf '%s:%s:%s:rw\n' "$USER_NAME" "$(openssl passwd -6 "$USER_PASS")" "$DATA" > "$WORK/users"
 chmod 600 "$WORK/users"
+# The tmpfs root (large transfers only): the same files under /dev/shm.
+TDATA=""
+if want_root tmpfs && want large; then
+    TWORK=$(mktemp -d /dev/shm/leanftpd-compare.XXXXXX)
+    chmod 755 "$TWORK"
+    TDATA=$TWORK/root
+    mkdir -p "$TDATA"
+    chmod 777 "$TDATA"
+    cp "$DATA/small.bin" "$DATA/large.bin" "$TDATA/"
+    printf '%s:%s:%s:rw\n' "$USER_NAME" "$(openssl passwd -6 "$USER_PASS")" "$TDATA" > "$WORK/users-tmpfs"
+    chmod 600 "$WORK/users-tmpfs"
+    [ "$(stat -f -c %T "$TDATA")" = tmpfs ] || log "warning: /dev/shm is not tmpfs here"
+fi
+# The root a server is started on, and leanftpd's users file for it.
+SROOT=$DATA
+SUSERS=$WORK/users
 
 # FTPS certificates, the same for every server: per kind, a CA and a leaf it
 # signs (the leaf alone is served; the load generator trusts both CAs).
@@ -279,18 +313,23 @@ start_server() { # NAME PORT [CERT]: with CERT (rsa2048, ecdsa-p256), explicit F
         has_tls "$name" || { log "$name has no FTPS: skipped"; return 1; }
     fi
     case "$name" in
-        leanftpd)
-            "${PS[@]}" "$LEAN_BIN" --root "$DATA" --users "$WORK/users" --listen "127.0.0.1:$port" \
+        leanftpd|leanftpd-w2)
+            local lean_ps=("${PS[@]}") workers=()
+            if [ "$name" = leanftpd-w2 ]; then
+                workers=(--workers 2)
+                [ "$PIN" = 1 ] && lean_ps=(taskset -c 0,1)
+            fi
+            "${lean_ps[@]}" "$LEAN_BIN" "${workers[@]}" --root "$SROOT" --users "$SUSERS" --listen "127.0.0.1:$port" \
                 --max-clients 20000 --max-per-ip 20000 --log-level warn "${lean_tls[@]}" $LEAN_ARGS >"$slog" 2>&1 & ;;
         thinftp)
             "${PS[@]}" "$PY" "$REPO/bench/peers/thinftp_peer.py" --port "$port" --user "$USER_NAME" \
-                --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
+                --password "$USER_PASS" --root "$SROOT" >"$slog" 2>&1 & ;;
         pyftpdlib-threaded|pyftpdlib-async)
             "${PS[@]}" "$PY" "$REPO/bench/peers/pyftpd_peer.py" --mode "${name#pyftpdlib-}" --port "$port" \
-                --user "$USER_NAME" --password "$USER_PASS" --root "$DATA" "${py_tls[@]}" >"$slog" 2>&1 & ;;
+                --user "$USER_NAME" --password "$USER_PASS" --root "$SROOT" "${py_tls[@]}" >"$slog" 2>&1 & ;;
         twisted)
             "${PS[@]}" "$PY" "$REPO/bench/peers/twisted_peer.py" --port "$port" --user "$USER_NAME" \
-                --password "$USER_PASS" --root "$DATA" >"$slog" 2>&1 & ;;
+                --password "$USER_PASS" --root "$SROOT" >"$slog" 2>&1 & ;;
         vsftpd)
             cat >"$WORK/vsftpd.conf" <<EOF
 listen=YES
@@ -302,7 +341,7 @@ anonymous_enable=NO
 local_enable=YES
 write_enable=YES
 local_umask=022
-local_root=$DATA
+local_root=$SROOT
 pam_service_name=vsftpd
 seccomp_sandbox=NO
 isolate_network=NO
@@ -340,7 +379,7 @@ EOF
             "${PS[@]}" /usr/sbin/vsftpd "$WORK/vsftpd.conf" >"$slog" 2>&1 & ;;
         unftp)
             printf '[{"username": "%s", "password": "%s"}]\n' "$USER_NAME" "$USER_PASS" >"$WORK/unftp.json"
-            "${PS[@]}" unftp --bind-address "127.0.0.1:$port" --root-dir "$DATA" --auth-type json \
+            "${PS[@]}" unftp --bind-address "127.0.0.1:$port" --root-dir "$SROOT" --auth-type json \
                 --auth-json-path "$WORK/unftp.json" >"$slog" 2>&1 & ;;
         *) echo "compare.sh: unknown server $name" >&2; return 1 ;;
     esac
@@ -522,6 +561,30 @@ run_tls() { # NAME: the FTPS scenarios; the server started again for each idle s
     done
 }
 
+run_large() { # NAME LABEL "STREAMS": the large scenario alone on the current SROOT, as LABEL
+    local name=$1 label=$2 streams=$3 port pid round op st reps
+    wait_time_wait
+    port=$(free_port)
+    log "== $label (large, root $SROOT: $(stat -f -c %T "$SROOT")) on 127.0.0.1:$port"
+    start_server "$name" "$port" || return 0
+    pid=$SPID
+    sleep 1
+    local C=(--addr "127.0.0.1:$port" --user "$USER_NAME" --pass "$USER_PASS" --pid "$pid" --label "$label")
+    for round in $(seq "$LARGE_ROUNDS"); do
+        for op in retr stor; do
+            for st in $streams; do
+                reps=1
+                [ "$st" = 1 ] && reps=$RETR1_REPS
+                log "  large $op x$st ($round/$LARGE_ROUNDS)"
+                bench "$label" 900 large "${C[@]}" --op "$op" --streams "$st" --size "$LARGE_SIZE" --reps "$reps"
+            done
+        done
+    done
+    stop_server
+    grep -hs '^RESULT' "$LOGS/$label.bench.log" >"$RES/$label.txt"
+    [ -s "$RES/$label.txt" ] || rm -f "$RES/$label.txt"
+}
+
 run_server() { # NAME
     local name=$1
     want_plain && run_plain "$name"
@@ -537,8 +600,20 @@ SREF_PIN=()
 [ "$PIN" = 1 ] && SREF_PIN=(--sender-cpu 0 --reader-cpu 1)
 IFS=, read -r -a LIST <<<"$SERVERS"
 for s in "${LIST[@]}"; do
-    run_server "$s"
+    want_root disk && run_server "$s"
 done
+# leanftpd with two workers (both cores), and every server again on tmpfs.
+W2=0
+[ "$WORKERS2" = 1 ] && has leanftpd && want large && W2=1
+if want large; then
+    if want_root disk && [ "$W2" = 1 ]; then run_large leanftpd-w2 leanftpd-w2 8; fi
+    if [ -n "$TDATA" ]; then
+        SROOT=$TDATA; SUSERS=$WORK/users-tmpfs
+        for s in "${LIST[@]}"; do run_large "$s" "$s@tmpfs" "1 8"; done
+        [ "$W2" = 1 ] && run_large leanftpd-w2 leanftpd-w2@tmpfs 8
+        SROOT=$DATA; SUSERS=$WORK/users
+    fi
+fi
 if want large && ! grep -qs '^RESULT' "$LOGS/sendfile.bench.log"; then
     log "sendfile reference"
     timeout 600 "$BENCH" sendfile-ref --size "$LARGE_SIZE" --reps 17 --file "$DATA/large.bin" "${SREF_PIN[@]}" \
@@ -574,6 +649,7 @@ fi
     echo "META loadavg=start_${LOAD_START}_end_$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
     echo "META scenarios=$SCENARIOS"
     echo "META lean_args=$(tr ' ' '~' <<<"${LEAN_ARGS:-none}")"
+    echo "META roots=disk:$(stat -f -c %T "$DATA")${TDATA:+,tmpfs:$(stat -f -c %T "$TDATA")}"
     strip -o "$WORK/leanftpd.stripped" "$LEAN_BIN" 2>/dev/null || cp "$LEAN_BIN" "$WORK/leanftpd.stripped"
     echo "META binary_bytes=$(stat -c %s "$WORK/leanftpd.stripped")"
 } >"$RES/meta.txt"

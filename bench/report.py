@@ -78,7 +78,10 @@ def fmt(x):
 def main():
     d = sys.argv[1]
     res, meta, order = load(d)
-    servers = [LEAN] + [s for s in order if s not in (LEAN, "sendfile", "floor")]
+    # NAME@tmpfs (the large scenario on a tmpfs root) and leanftpd-w2
+    # (--workers 2) have a table of their own (`roots_section`).
+    variants_of = [s for s in order if "@" in s or s.startswith(LEAN + "-")]
+    servers = [LEAN] + [s for s in order if s not in (LEAN, "sendfile", "floor") and s not in variants_of]
     peers = [s for s in servers if s != LEAN]
 
     def get(server, sc, variant, key):
@@ -204,6 +207,9 @@ def main():
       "vsftpd is a ~150 KiB C binary plus libc, PAM and its modules, and forks two processes per client.")
     w("")
 
+    if variants_of:
+        roots_section(w, res, servers, variants_of, meta)
+
     stopped = [s for s in servers if res.get(s, {}).get(("hostile", ""), {}).get("stopped_early", "no") != "no"]
     if stopped:
         w("hostile: stopped early because the server's memory passed the cap (--rss-cap; its figures are "
@@ -299,6 +305,40 @@ def main():
       f"{res.get(LEAN, {}).get(('large', 'retr1'), {}).get('runs', '1')} runs (after one unmeasured warm-up "
       "transfer per stream); large downloads are read with recv(MSG_TRUNC), so the load generator is not the bottleneck.")
     print("\n".join(out))
+
+
+def roots_section(w, res, servers, variants_of, meta):
+    """Large transfers by root filesystem, and leanftpd with --workers 2."""
+    def get(server, v, key):
+        return num(res.get(server, {}).get(("large", v), {}).get(key))
+    roots = meta.get("roots", "?").replace(":", ": ").replace(",", ", ")
+    w(f"## Large transfers by root filesystem, and `--workers 2`\n")
+    w(f"Roots: {roots}. `NAME@tmpfs`: the same server and scenario with its root on /dev/shm; "
+      "`leanftpd-w2`: leanftpd `--workers 2` on both cores (`taskset -c 0,1` when the others are pinned "
+      "to CPU 0: compare it with a `--no-pin` run's peers). Ratio: leanftpd ÷ best peer on the same root.\n")
+    for root, suffix in (("disk", ""), ("tmpfs", "@tmpfs")):
+        lean = LEAN + suffix
+        cols = [s + suffix for s in servers] + [LEAN + "-w2" + suffix]
+        cols = [c for c in cols if c in res]
+        if not cols:
+            continue
+        peers = [c for c in cols if not c.startswith(LEAN)]
+        w(f"| {root} root | " + " | ".join(cols) + " | best peer | ratio |")
+        w("|---" * (len(cols) + 3) + "|")
+        for op in ("retr", "stor"):
+            for st in ("1", "8"):
+                for key, what, better in (("mb_per_s", "MB/s", "high"), ("server_cpu_s_per_gib", "server CPU-s per GiB", "low")):
+                    vals = [get(c, op + st, key) for c in cols]
+                    if all(x is None for x in vals):
+                        continue
+                    pv = [(get(p, op + st, key), p) for p in peers if get(p, op + st, key) is not None]
+                    best = (min(pv) if better == "low" else max(pv)) if pv else None
+                    x = get(lean, op + st, key)
+                    ratio = f"{x / best[0]:.2f}×" if best and x is not None and best[0] else "—"
+                    arrow = "↓" if better == "low" else "↑"
+                    bestcell = f"{fmt(best[0])} ({best[1]})" if best else "—"
+                    w(f"| {op.upper()} ×{st}: {what} {arrow} | " + " | ".join(fmt(v) for v in vals) + f" | {bestcell} | {ratio} |")
+        w("")
 
 
 def tls_section(w, res, servers, peers, get, tls_logins, tls_large, idle_ns, meta):
