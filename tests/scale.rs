@@ -629,7 +629,8 @@ fn the_passive_peer_check_uses_the_real_client_on_both_workers() {
 #[test]
 fn connections_waiting_for_a_header_are_bounded_over_all_workers() {
     let root = tempfile::tempdir().unwrap();
-    let srv = behind_balancer(root.path(), &["--max-clients", "2", "--login-timeout", "60"]);
+    let (maddr, url) = metrics_addr();
+    let srv = behind_balancer(root.path(), &["--max-clients", "2", "--login-timeout", "60", "--metrics-listen", &maddr]);
     let silent: Vec<TcpStream> = (0..12).map(|_| connect_bound(BALANCER, srv.addr)).collect();
     wait_until("ten refusals in the log", IO_TIMEOUT, || {
         srv.log_text().matches("connections already wait for their PROXY protocol header").count() >= 10
@@ -649,6 +650,8 @@ fn connections_waiting_for_a_header_are_bounded_over_all_workers() {
     let log = srv.log_text();
     let refusals: BTreeMap<&str, usize> = ["(worker 1) refused", "(worker 2) refused"].iter().map(|w| (*w, log.matches(w).count())).collect();
     assert_eq!((waiting.len(), closed), (2, 10), "refusals by worker: {refusals:?}\n{log}");
+    // Each refusal is counted, under the limit that bounds the wait.
+    assert_eq!(scrape_url(&url).get("leanftpd_limit_refusals_total{limit=\"max_clients\"}"), 10);
     for (i, mut s) in waiting.into_iter().enumerate() {
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let client = format!("127.0.0.{}", 30 + i);

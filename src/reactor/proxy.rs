@@ -93,6 +93,8 @@ impl Server {
 
     fn await_header(&mut self, mut tcp: TcpStream, peer: SocketAddr, purpose: Purpose, wait: Duration) {
         if !self.shared.acquire_awaiting_header() {
+            // The bound is --max-clients connections waiting at once.
+            self.env.metrics.refused(crate::metrics::Limit::MaxClients);
             warn!("refused {peer}: {} connections already wait for their PROXY protocol header (--max-clients)", self.shared.awaiting_header());
             return;
         }
