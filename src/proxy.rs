@@ -114,6 +114,12 @@ pub fn parse(input: &[u8]) -> Parsed {
             };
             Parsed::Header { len, origin }
         }
+        // A v1 line that has its end already is all there is: "too short"
+        // then means too few fields (or a bare LF), which more bytes
+        // cannot mend. Refused now, not at --login-timeout.
+        Err(proxy_header::Error::BufferTooShort) if max == V1_MAX_BYTES && input[..input.len().min(max)].contains(&b'\n') => {
+            Parsed::Invalid("malformed PROXY protocol v1 line")
+        }
         Err(proxy_header::Error::BufferTooShort) if input.len() < max => Parsed::Incomplete,
         Err(proxy_header::Error::BufferTooShort) => Parsed::Invalid("header longer than its bound"),
         Err(_) => Parsed::Invalid("malformed PROXY protocol header"),
@@ -205,6 +211,13 @@ mod tests {
         assert!(matches!(parse(b"\r\n\r\n\x00\r\nQUIX"), Parsed::Invalid(_)));
         assert!(matches!(parse(b"PROXY TCP9 1 2 3 4\r\n"), Parsed::Invalid(_)));
         assert!(matches!(parse(b"PROXY TCP4 300.1.1.1 1.1.1.1 1 2\r\n"), Parsed::Invalid(_)));
+    }
+
+    #[test]
+    fn a_complete_but_malformed_v1_line_is_refused_at_once() {
+        for h in [&b"PROXY TCP4 1.2.3.4\r\n"[..], b"PROXY \r\n", b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", b"PROXY TCP4\r\n"] {
+            assert!(matches!(parse(h), Parsed::Invalid(_)), "{:?}", String::from_utf8_lossy(h));
+        }
     }
 
     #[test]

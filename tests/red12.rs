@@ -1,0 +1,45 @@
+//! Red-team findings against issue 12's surfaces (PROXY protocol, metrics,
+//! workers), each a hostile client's reproduction with a real outcome.
+
+#![cfg(feature = "proxy")]
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::balancer::*;
+use common::*;
+
+const BALANCER: &str = "127.0.0.2";
+
+fn behind_balancer(tweak: impl FnOnce(&mut leanftpd::Config)) -> TestServer {
+    TestServer::with(|c| {
+        c.proxy_protocol = true;
+        c.proxy_from = vec![format!("{BALANCER}/32").parse().unwrap()];
+        tweak(c);
+    })
+}
+
+/// A v1 header whose line is complete (it has its line end) but malformed
+/// (too few fields, an empty one, a bare LF) can never become valid: it is
+/// refused at once, not left holding one of the `--max-clients` slots of
+/// the connections waiting for a header until `--login-timeout`. Before
+/// the fix, `proxy-header` said "too short" for these, and the connection
+/// waited the whole login timeout (here 600 s; `closed_silently` gives up
+/// after `IO_TIMEOUT`, 10 s).
+#[test]
+fn a_complete_but_malformed_v1_line_is_refused_at_once() {
+    let srv = behind_balancer(|c| c.login_timeout = Duration::from_secs(600));
+    for line in [&b"PROXY TCP4 192.0.2.7\r\n"[..], b"PROXY \r\n", b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 21\n", b"PROXY TCP4\r\n"] {
+        let mut s = connect_bound(BALANCER, srv.addr);
+        s.write_all(line).unwrap();
+        let got = closed_silently(s);
+        assert!(got.is_empty(), "{:?}: nothing said before the close, got {:?}", String::from_utf8_lossy(line), String::from_utf8_lossy(&got));
+    }
+    // The server still serves a well-formed header.
+    let mut s = connect_bound(BALANCER, srv.addr);
+    s.write_all(&v1("127.0.0.3", 40000, srv.addr)).unwrap();
+    let mut c = Ctl::from_stream(s);
+    assert_eq!(c.reply().code, 220);
+}
