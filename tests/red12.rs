@@ -73,3 +73,27 @@ fn eight_silent_connections_do_not_lock_prometheus_out() {
     let _ = honest.read_to_end(&mut answer);
     assert!(answer.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&answer[..answer.len().min(80)]));
 }
+
+/// At shutdown, a balancer's data connection still waiting for its header
+/// whose session is already gone (closed at once: it was idle) can never
+/// become a transfer, yet the worker waited the whole `--shutdown-grace`
+/// for it (here 60 s) before it exited. It ends once its last session is
+/// gone.
+#[test]
+fn shutdown_does_not_wait_the_grace_for_an_orphaned_data_header() {
+    let srv = behind_balancer(|c| c.shutdown_grace = Duration::from_secs(60));
+    let mut s = connect_bound(BALANCER, srv.addr);
+    s.write_all(&v1("127.0.0.3", 40000, srv.addr)).unwrap();
+    let mut c = Ctl::from_stream(s);
+    assert_eq!(c.reply().code, 220);
+    c.login("anonymous", "x@y");
+    let pasv = c.pasv();
+    let mut data = connect_bound(BALANCER, pasv);
+    data.write_all(b"PROXY TCP4 127.0").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    srv.stop();
+    // The idle session is told, and closed at once.
+    let _ = c.expect_closed();
+    wait_until("the server stopped", IO_TIMEOUT, || srv.is_finished());
+    assert!(closed_silently(data).is_empty());
+}

@@ -560,6 +560,14 @@ impl Server {
                 self.timeout(key);
             }
             self.reap();
+            // With its last session gone, a data connection still waiting
+            // for its PROXY header can never become a transfer: it does
+            // not hold the shutdown for the rest of the grace period.
+            #[cfg(feature = "proxy")]
+            if self.life.shutting_down && self.accept.ctrl_count == 0 && self.proxy.awaiting > 0 {
+                self.close_awaiting(true);
+                self.reap();
+            }
             if self.life.shutting_down && self.slab.is_empty() {
                 break;
             }
