@@ -505,8 +505,9 @@ OPTIONS:
                                the balancers' addresses or networks (required with, and only
                                with, --proxy-protocol), e.g. 10.0.0.5,192.0.2.0/24
     --metrics-listen ADDR:PORT serve Prometheus metrics (text format 0.0.4) at GET /metrics over
-                               HTTP/1.1; at most 8 scrapers at once (more get 503), a request
-                               head of at most 8 KiB (431), --login-timeout per scrape; no TLS,
+                               HTTP/1.1; at most 8 scrapers at once (past it, a new one takes the
+                               place of the oldest still sending its request; 503 if none is), a
+                               request head of at most 8 KiB (431), --login-timeout per scrape; no TLS,
                                no authentication: bind it to loopback or a private network
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024

@@ -48,13 +48,11 @@ fn a_complete_but_malformed_v1_line_is_refused_at_once() {
 /// request hold every scrape slot for `--login-timeout` (60 s by default),
 /// and can reconnect at once: Prometheus gets `503` for as long as the
 /// attacker keeps it up. The FTP side evicts its oldest connection that
-/// has not logged in at `--max-clients` for exactly this reason; the
-/// metrics side evicts nobody. `tests/metrics.rs` asserts the `503` for
-/// the 9th scraper as the current design, so a fix (evict the oldest
-/// scrape still reading its head) changes that test: left for the lead.
+/// has not logged in at `--max-clients` for exactly this reason; now the
+/// metrics side does the same: a new scraper takes the place of the oldest
+/// scrape still sending its request (it got 503 before).
 #[cfg(feature = "metrics")]
 #[test]
-#[ignore = "design: 8 silent connections lock scrapers out for --login-timeout; fixing it changes tests/metrics.rs's 503 assertion"]
 fn eight_silent_connections_do_not_lock_prometheus_out() {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};

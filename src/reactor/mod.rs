@@ -788,6 +788,7 @@ impl Server {
                     self.wheel.cancel(id);
                 }
                 self.scrapes.open -= 1;
+                self.scrapes.order.retain(|&k| k != key);
             }
             Entry::Closed => return,
         }

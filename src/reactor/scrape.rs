@@ -23,9 +23,12 @@
 use super::*;
 use crate::metrics::RENDER_MAX_BYTES;
 
-/// Scrape connections served at once by one reactor; more are answered
-/// `503` and closed. Prometheus scrapes each target from one connection
-/// at a time; an HA pair of servers and a person with curl fit well.
+/// Scrape connections served at once by one reactor. Past it, a new
+/// scraper takes the place of the oldest one still sending its request
+/// (closed without an answer; counted as `limit="metrics_scrapes"`), and
+/// only when all of them are being answered is it refused `503`.
+/// Prometheus scrapes each target from one connection at a time; an HA
+/// pair of servers and a person with curl fit well.
 pub const MAX_SCRAPES: usize = 8;
 /// The longest request head (request line and headers) read: past it,
 /// `431` (RFC 6585 §5). A scraper's head is ~200 bytes.
@@ -46,6 +49,10 @@ pub(super) struct Scrapes {
     pub(super) addr: Option<SocketAddr>,
     /// Scrape connections open.
     pub(super) open: usize,
+    /// Their slab keys, oldest first (at most `MAX_SCRAPES`): at the bound
+    /// a new scraper takes the place of the oldest one still sending its
+    /// request, so silent connections cannot lock Prometheus out.
+    pub(super) order: std::collections::VecDeque<usize>,
 }
 
 /// One scrape connection.
@@ -62,7 +69,7 @@ pub struct Scrape {
 
 impl Scrapes {
     pub(super) fn none() -> Scrapes {
-        Scrapes { listener_key: None, addr: None, open: 0 }
+        Scrapes { listener_key: None, addr: None, open: 0, order: std::collections::VecDeque::new() }
     }
 }
 
@@ -77,7 +84,7 @@ impl Server {
             .register(&mut l, Token(key), Interest::READABLE)
             .map_err(|e| StartError(format!("cannot register listener: {e}")))?;
         slab.insert(Entry::MetricsListener(l));
-        Ok(Scrapes { listener_key: Some(key), addr: Some(bound), open: 0 })
+        Ok(Scrapes { listener_key: Some(key), addr: Some(bound), open: 0, order: std::collections::VecDeque::with_capacity(MAX_SCRAPES) })
     }
 
     pub(super) fn accept_scrape(&mut self, key: usize) {
@@ -101,10 +108,23 @@ impl Server {
                 }
             };
             if self.scrapes.open >= MAX_SCRAPES {
+                // The oldest scrape that has not finished its request
+                // makes room (as the FTP side evicts the oldest connection
+                // that has not logged in); if every one is being answered,
+                // the newcomer gets 503.
+                let oldest = self.scrapes.order.iter().copied().find(|&k| matches!(self.slab.get(k), Some(Entry::Scrape(s)) if s.out.is_empty()));
                 self.env.metrics.refused(Limit::MetricsScrapes);
-                debug!("metrics: refused {peer}: {MAX_SCRAPES} scrapes at once");
-                let _ = tcp.write(BUSY);
-                continue;
+                match oldest {
+                    Some(k) => {
+                        debug!("metrics: {MAX_SCRAPES} scrapes at once; closed the oldest still sending its request for {peer}");
+                        self.close_scrape(k);
+                    }
+                    None => {
+                        debug!("metrics: refused {peer}: {MAX_SCRAPES} scrapes at once");
+                        let _ = tcp.write(BUSY);
+                        continue;
+                    }
+                }
             }
             let skey = self.slab.vacant_key();
             if let Err(e) = self.poll.registry().register(&mut tcp, Token(skey), Interest::READABLE | Interest::WRITABLE) {
@@ -114,6 +134,7 @@ impl Server {
             let timer = Some(self.wheel.schedule(self.now + self.env.config.login_timeout, skey));
             self.slab.insert(Entry::Scrape(Scrape { tcp, head: Vec::new(), out: Vec::new(), sent: 0, timer }));
             self.scrapes.open += 1;
+            self.scrapes.order.push_back(skey);
         }
         self.wake_later(key);
     }
@@ -164,6 +185,7 @@ impl Server {
             self.wheel.cancel(id);
         }
         self.scrapes.open -= 1;
+        self.scrapes.order.retain(|&k| k != key);
         self.closed.push(key);
     }
 
@@ -172,8 +194,7 @@ impl Server {
         if let Some(l) = self.scrapes.listener_key.take() {
             self.close_entry(l);
         }
-        let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Scrape(_))).map(|(k, _)| k).collect();
-        for k in keys {
+        while let Some(&k) = self.scrapes.order.front() {
             self.close_scrape(k);
         }
     }
