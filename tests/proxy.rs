@@ -280,41 +280,22 @@ struct Backend {
     server: process::Server,
     range: (u16, u16),
     xferlog: PathBuf,
+    _xferdir: tempfile::TempDir,
 }
 
 impl Backend {
     #[track_caller]
     fn start(ip: &str, root: &Path, range: (u16, u16), extra: &[&str]) -> Backend {
-        let logdir = tempfile::tempdir().unwrap();
-        let log = logdir.path().join("server.log");
-        let xferlog = logdir.path().join("xferlog");
-        let addr = SocketAddr::new(ip.parse().unwrap(), process::free_port(ip.parse().unwrap()));
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(process::BIN)
-            .arg("--root").arg(root)
-            .arg("--listen").arg(addr.to_string())
-            .args(["--anonymous-write", "--passive-address", FRONT_IP, "--data-timeout", "5"])
-            .args(["--passive-ports", &format!("{}-{}", range.0, range.1)])
-            .args(["--proxy-protocol", "--proxy-from", BALANCER])
-            .arg("--xferlog").arg(&xferlog)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .expect("spawn leanftpd");
-        let mut server = process::Server { child: Some(child), addr, log, _logdir: logdir };
+        let xferdir = tempfile::tempdir().unwrap();
+        let xferlog = xferdir.path().join("xferlog");
+        let (ports, xfer) = (format!("{}-{}", range.0, range.1), xferlog.display().to_string());
+        let mut args = vec!["--anonymous-write", "--passive-address", FRONT_IP, "--data-timeout", "5", "--passive-ports", &ports];
+        args.extend(["--proxy-protocol", "--proxy-from", BALANCER, "--xferlog", &xfer]);
+        args.extend_from_slice(extra);
         // No 220 to wait for: a connection from here is not the balancer's
-        // and gets closed. Wait for the socket to listen instead.
-        let deadline = Instant::now() + process::START_TIMEOUT;
-        while !is_listening(addr) {
-            if let Some(st) = server.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("leanftpd exited early with {st:?}: {}", server.log_text());
-            }
-            assert!(Instant::now() < deadline, "leanftpd did not listen on {addr}: {}", server.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Backend { server, range, xferlog }
+        // and gets closed; the server is ready once its socket listens.
+        let server = process::Server::start_unprobed_on(ip.parse().unwrap(), root, &args);
+        Backend { server, range, xferlog, _xferdir: xferdir }
     }
 
     fn log(&self) -> String {

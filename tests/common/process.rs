@@ -131,6 +131,22 @@ pub struct Server {
     pub _logdir: tempfile::TempDir,
 }
 
+/// Spawn `command` (the server, or a wrapper that execs it) serving
+/// `root` on `addr` with `args`, its output into `log`.
+fn spawn(command: &mut Command, root: &Path, addr: SocketAddr, args: &[&str], log: fs::File) -> std::process::Child {
+    command
+        .arg("--root")
+        .arg(root)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn leanftpd")
+}
+
 impl Server {
     /// Starts the server on 127.0.0.1 serving `root` with `args`.
     pub fn start(root: &Path, args: &[&str]) -> Server {
@@ -161,17 +177,7 @@ impl Server {
                 }
                 None => Command::new(BIN),
             };
-            let child = command
-                .arg("--root")
-                .arg(root)
-                .arg("--listen")
-                .arg(addr.to_string())
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(f.try_clone().unwrap()))
-                .stderr(Stdio::from(f))
-                .spawn()
-                .expect("spawn leanftpd");
+            let child = spawn(&mut command, root, addr, args, f);
             let mut s = Server { child: Some(child), addr, log: log.clone(), _logdir: tempfile::tempdir().unwrap() };
             match s.wait_ready() {
                 Ok(()) => {
@@ -192,22 +198,16 @@ impl Server {
     /// for a server that greets no one from here (`--proxy-protocol`, where
     /// a connection from outside `--proxy-from` is closed without a byte).
     pub fn start_unprobed(root: &Path, args: &[&str]) -> Server {
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Server::start_unprobed_on(IpAddr::V4(Ipv4Addr::LOCALHOST), root, args)
+    }
+
+    /// `start_unprobed` on `ip`.
+    pub fn start_unprobed_on(ip: IpAddr, root: &Path, args: &[&str]) -> Server {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("server.log");
         let addr = SocketAddr::new(ip, free_port(ip));
         let f = fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .arg("--root")
-            .arg(root)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(f.try_clone().unwrap()))
-            .stderr(Stdio::from(f))
-            .spawn()
-            .expect("spawn leanftpd");
+        let child = spawn(&mut Command::new(BIN), root, addr, args, f);
         let mut s = Server { child: Some(child), addr, log, _logdir: logdir };
         let deadline = Instant::now() + START_TIMEOUT;
         while !super::is_listening(addr) {
