@@ -271,7 +271,10 @@ pub struct Session {
     /// The file of the transfer in progress (STOU's reply, STAT).
     pub(in crate::ftp) transfer_path: VirtualPath,
     pub(in crate::ftp) peer: SocketAddr,
-    pub(in crate::ftp) local: SocketAddr,
+    /// Our address on the control connection (PASV's reply, EPRT's
+    /// family): the port is never needed, so 17 bytes instead of a
+    /// `SocketAddr`'s 32 in every session.
+    pub(in crate::ftp) local: IpAddr,
 }
 
 impl Session {
@@ -291,7 +294,7 @@ impl Session {
             protection: Protection::Plain,
             transfer_path: VirtualPath::root(),
             peer: canonical(peer),
-            local: canonical(local),
+            local: canonical(local).ip(),
         }
     }
 
@@ -440,7 +443,7 @@ impl Session {
             reply::end(ctx.out);
             return;
         }
-        let ip = match ctx.env.config.passive_address.unwrap_or(self.local.ip()) {
+        let ip = match ctx.env.config.passive_address.unwrap_or(self.local) {
             IpAddr::V4(v4) => v4,
             IpAddr::V6(v6) => v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
         };
@@ -640,8 +643,8 @@ impl Session {
         self.peer
     }
 
-    /// Our end of the control connection.
-    pub fn local(&self) -> SocketAddr {
+    /// Our address on the control connection.
+    pub fn local_ip(&self) -> IpAddr {
         self.local
     }
 

@@ -165,7 +165,7 @@ impl Server {
             stream,
             session,
             line: LineBuffer::new(),
-            out: Vec::new(),
+            out: Unsent::default(),
             timer,
             data: None,
             serial: self.accept.serial,

@@ -79,7 +79,7 @@ impl Server {
             return;
         }
         if !c.out.is_empty() {
-            c.out.extend_from_slice(bytes);
+            c.out.push(bytes);
             self.flush(key);
             return;
         }
@@ -95,7 +95,7 @@ impl Server {
             }
         };
         if sent < bytes.len() {
-            c.out.extend_from_slice(&bytes[sent..]);
+            c.out.push(&bytes[sent..]);
         } else if c.close_after_flush {
             self.close_control(key, "closed by server");
         }
@@ -103,7 +103,7 @@ impl Server {
 
     pub(super) fn flush(&mut self, key: usize) {
         let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-        let sent = match c.stream.write_now(&c.out, c.close_after_flush) {
+        let sent = match c.stream.write_now(c.out.bytes(), c.close_after_flush) {
             Ok(n) => {
                 self.env.metrics.sent(Channel::Control, n as u64);
                 n
@@ -114,12 +114,9 @@ impl Server {
                 return;
             }
         };
-        c.out.drain(..sent);
-        if c.out.is_empty() {
-            c.out = Vec::new();
-            if c.close_after_flush {
-                self.close_control(key, "closed by server");
-            }
+        c.out.consume(sent);
+        if c.out.is_empty() && c.close_after_flush {
+            self.close_control(key, "closed by server");
         }
     }
 
@@ -579,7 +576,7 @@ impl Server {
         {
             let Some(tls) = &self.tls else { return };
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { return };
-            let mut preface = std::mem::take(&mut c.out);
+            let mut preface = c.out.take();
             preface.extend_from_slice(out);
             // The `234` goes out with the handshake, not through `send`.
             self.env.metrics.replies(out);

@@ -99,7 +99,7 @@ impl Server {
     /// its slots already charged.
     fn bind_passive(&mut self, key: usize) -> io::Result<(TcpListener, SocketAddr)> {
         let Some(Entry::Ctrl(c)) = self.slab.get(key) else { return Err(io::ErrorKind::NotFound.into()) };
-        let ip = c.session.local().ip();
+        let ip = c.session.local_ip();
         let mut listener = match self.xfer.ports.bind(ip, self.env.config.passive_ports) {
             Ok(l) => {
                 stream::prepare_listener(&l, false);
@@ -242,9 +242,9 @@ impl Server {
         let data = c.data;
         match (mode, data) {
             (DataMode::Passive, Some(k)) => match self.slab.get_mut(k) {
-                Some(Entry::Pasv(p)) => p.pending = Some(req),
+                Some(Entry::Pasv(p)) => p.pending = Some(Box::new(req)),
                 Some(Entry::Data(d)) if matches!(d.state, DataState::Idle) => {
-                    d.state = DataState::Running(req);
+                    d.state = DataState::Running(Box::new(req));
                     d.started = self.now;
                     d.last_progress = self.now;
                     set_timer(&mut self.wheel, &mut d.timer, self.now + self.env.config.stall_timeout, k);
@@ -273,7 +273,7 @@ impl Server {
                     Ok(stream) => {
                         let dkey = self.slab.vacant_key();
                         let wait = self.env.config.data_timeout;
-                        self.insert_data(key, dkey, stream, DataState::Connecting(req), wait);
+                        self.insert_data(key, dkey, stream, DataState::Connecting(Box::new(req)), wait);
                     }
                     Err(_) => {
                         self.shared.release_transfer();
@@ -474,7 +474,7 @@ impl Server {
         }
         let (req, result) = match state {
             DataState::Running(req) => {
-                let TransferRequest { transfer, kind, path, ascii, counted_as, .. } = req;
+                let TransferRequest { transfer, kind, path, ascii, counted_as, .. } = *req;
                 let result = match result {
                     Ok(()) => transfer.finish(),
                     Err(e) => {
@@ -487,7 +487,7 @@ impl Server {
             }
             DataState::Connecting(req) => {
                 // Never connected: nothing moved, nothing to keep.
-                let TransferRequest { kind, path, ascii, counted_as, .. } = req;
+                let TransferRequest { kind, path, ascii, counted_as, .. } = *req;
                 let result = result.and(Err(TransferError::CantOpen));
                 self.env.metrics.transfer(counted_as, transfer_result(&result));
                 (Some((kind, path, ascii)), result)

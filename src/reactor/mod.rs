@@ -69,7 +69,7 @@ use crate::timer::Wheel;
 use crate::vfs::Vfs;
 use crate::xferlog::{self, XferLog};
 pub use shared::Shared;
-use entry::{Control, DataConn, DataState, Entry, PasvListener};
+use entry::{Control, DataConn, DataState, Entry, PasvListener, Unsent};
 use helper::{Helper, Job, Verdict};
 use stream::{interrupted, would_block, Stream};
 

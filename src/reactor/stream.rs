@@ -25,9 +25,11 @@ pub enum Stream {
     Tls(TcpStream, Box<TlsStream>),
     /// Plain TCP again after CCC, with the plaintext the client sent in
     /// the same segments as its `close_notify` still to be read (less
-    /// than one TLS read buffer); plain once that is read.
+    /// than one TLS read buffer); plain once that is read. Boxed: a rare,
+    /// short state, and the slab entry of every session is as big as its
+    /// biggest variant.
     #[cfg(feature = "tls")]
-    Cleared(TcpStream, Vec<u8>),
+    Cleared(TcpStream, Box<Vec<u8>>),
     /// Between states (only while `start_tls`/`end_tls` swap them).
     Gone,
 }
@@ -192,7 +194,7 @@ impl Stream {
                 if rest.is_empty() {
                     Stream::Plain(s)
                 } else {
-                    Stream::Cleared(s, rest)
+                    Stream::Cleared(s, Box::new(rest))
                 }
             }
             other => other,
