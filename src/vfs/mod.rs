@@ -2399,4 +2399,46 @@ mod tests {
         vfs.chmod(&vp("/sub/to_root/sub"), 0o700).unwrap();
         assert_eq!(mode_of(&fx, "sub"), 0o700);
     }
+
+    #[test]
+    fn an_interrupted_drop_box_upload_leaves_nothing_and_a_lost_race_is_no_replace() {
+        let fx = Fixture::new("dropbox");
+        let vfs = Vfs::open_with(&fx.root, Rights::UploadOnly).unwrap();
+        let mut up = vfs.create_upload(&vp("/sub/new.txt")).unwrap();
+        up.keep_partial_if_new();
+        up.file.write_all(b"half").unwrap();
+        up.interrupted();
+        assert_eq!(fx.real_names("sub"), ["escape", "inner.txt"]);
+        // Racing for one new name: the first commit wins.
+        let mut a = vfs.create_upload(&vp("/sub/race")).unwrap();
+        let mut b = vfs.create_upload(&vp("/sub/race")).unwrap();
+        b.file.write_all(b"b").unwrap();
+        a.file.write_all(b"a").unwrap();
+        b.commit().unwrap();
+        assert_eq!(a.commit(), Err(FsError::NoReplace));
+        assert_eq!(std::fs::read(fx.root.join("sub/race")).unwrap(), b"b");
+        assert_eq!(fx.real_names("sub"), ["escape", "inner.txt", "race"]);
+        // And now the name is taken before any byte is sent.
+        assert_eq!(vfs.create_upload(&vp("/sub/race")).err(), Some(FsError::NoReplace));
+        fx.canary_intact();
+    }
+
+    #[test]
+    fn an_upload_dir_must_be_an_existing_directory_of_a_read_only_view() {
+        let fx = Fixture::new("updir");
+        let ro = || Vfs::open(&fx.root, false).unwrap();
+        assert_eq!(ro().with_upload_dir(&vp("/nope")).err(), Some(FsError::NotFound));
+        assert_eq!(ro().with_upload_dir(&vp("/sub/inner.txt")).err(), Some(FsError::NotADirectory));
+        assert_eq!(fx.vfs(true).with_upload_dir(&vp("/sub")).err(), Some(FsError::PermissionDenied));
+        let vfs = ro().with_upload_dir(&vp("/sub")).unwrap();
+        assert_eq!(vfs.rights_at(&vp("/sub")), Rights::UploadOnly);
+        assert_eq!(vfs.rights_at(&vp("/sub/a/b")), Rights::UploadOnly);
+        assert_eq!(vfs.rights_at(&vp("/subway")), Rights::ReadOnly);
+        assert_eq!(vfs.rights_at(&vp("/")), Rights::ReadOnly);
+        // `sub/escape` climbs out of the root; in the drop box's own jail
+        // it cannot even climb out of `sub`.
+        assert!(vfs.create_upload(&vp("/sub/escape/x")).is_err());
+        fx.canary_intact();
+        assert_eq!(fx.real_names("sub"), ["escape", "inner.txt"]);
+    }
 }
