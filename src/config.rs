@@ -316,11 +316,6 @@ impl Config {
                 "--proxy-protocol: this leanftpd was built without the PROXY protocol (cargo feature `proxy`)".into(),
             ));
         }
-        if c.anonymous_write && c.anonymous_upload_dir.is_some() {
-            return Err(UsageError(
-                "--anonymous-upload-dir and --anonymous-write exclude each other: the upload dir is a drop box in a read-only anonymous area".into(),
-            ));
-        }
         if c.proxy_protocol != proxy_from_given {
             return Err(UsageError("--proxy-protocol and --proxy-from CIDR[,CIDR...] go together".into()));
         }
@@ -337,6 +332,11 @@ impl Config {
         }
         self.root = std::fs::canonicalize(&self.root)
             .map_err(|e| UsageError(format!("--root {}: {e}", self.root.display())))?;
+        if self.anonymous_write && self.anonymous_upload_dir.is_some() {
+            return Err(UsageError(
+                "--anonymous-upload-dir and --anonymous-write exclude each other: the upload dir is a drop box in a read-only anonymous area".into(),
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(UsageError("--tls-cert and --tls-key go together".into()));
         }
