@@ -356,6 +356,10 @@ fn curl_uploads_into_the_anonymous_drop_box_and_cannot_download() {
     let url = format!("{}/incoming/pic.jpg", srv.url());
     curl_cmd(&["-T", src.to_str().unwrap(), &url]).ok();
     assert_eq!(sha256_file(&root.path().join("incoming/pic.jpg")), sha256(&bytes));
+    // Into a new directory (curl's CWD fails, MKD, CWD, STOR).
+    let o = curl_cmd(&["--ftp-create-dirs", "-T", src.to_str().unwrap(), &format!("{}/incoming/cam1/day2/", srv.url())]);
+    o.ok();
+    assert_eq!(sha256_file(&root.path().join("incoming/cam1/day2/pic.jpg")), sha256(&bytes));
     // Again: the name is taken (553) → CURLE_UPLOAD_FAILED (25).
     std::fs::write(&src, b"other bytes").unwrap();
     let o = curl_cmd(&["-T", src.to_str().unwrap(), &url]);

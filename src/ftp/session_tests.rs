@@ -3393,6 +3393,10 @@ fn outcome(perm: Perm, pre: &[&str], line: &str, data: bool) -> (Out, String, Ha
     }
 }
 
+/// One row of the table below: lines sent first, the line, whether it
+/// needs PASV, the outcome for `r`, `rw` and `w`.
+type Row = (&'static [&'static str], &'static str, bool, Out, Out, Out);
+
 /// The table of commands × permission (`r`, `rw`, `w`): every command
 /// that touches the filesystem, what each permission gets, on the fixture
 /// tree (`hello.txt`, `sub/inner.txt`, `empty/`). `T`: the transfer
@@ -3401,7 +3405,7 @@ fn outcome(perm: Perm, pre: &[&str], line: &str, data: bool) -> (Out, String, Ha
 fn drop_box_command_table_for_r_rw_and_w() {
     use Out::{Code as C, T};
     #[rustfmt::skip]
-    let table: &[(&[&str], &str, bool, Out, Out, Out)] = &[
+    let table: &[Row] = &[
         // pre, line, needs PASV, r, rw, w
         (&[], "CWD sub", false, C(250), C(250), C(250)),
         (&[], "CDUP", false, C(250), C(250), C(250)),
