@@ -407,3 +407,41 @@ fn under_tls_a_drop_box_takes_an_upload_and_refuses_retr() {
         assert_eq!(std::fs::read(who.disk(&srv, "old.bin")).unwrap(), OLD);
     }
 }
+
+/// With `--workers 2`, two sessions on different workers (different
+/// reactors, different `Vfs` handles) race for one new name in the
+/// anonymous drop box: still one winner, the other `553`.
+#[test]
+fn with_two_workers_a_race_across_reactors_still_has_one_winner() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("incoming")).unwrap();
+    let srv = Server::start(root.path(), &["--workers", "2", "--anonymous-upload-dir", "/incoming"]);
+    let mut on: std::collections::BTreeMap<u32, Ctl> = std::collections::BTreeMap::new();
+    for _ in 0..40 {
+        let c = common::workers::anon(&srv);
+        let local = c.writer_clone().local_addr().unwrap();
+        let w = common::workers::workers_of(&srv, &[local])[0];
+        on.entry(w).or_insert(c);
+        if on.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(on.len(), 2, "40 sessions, all on worker(s) {:?}", on.keys().collect::<Vec<_>>());
+    let mut cs = on.into_values();
+    let (mut slow, mut fast) = (cs.next().unwrap(), cs.next().unwrap());
+    let (slow_bytes, fast_bytes) = (pattern(200_000, 11), pattern(90_000, 12));
+    let (_, mut slow_data) = slow.open_transfer(Mode::Pasv, "STOR /incoming/race.bin");
+    slow_data.write_all(&slow_bytes[..50_000]).unwrap();
+    let (_, mut fast_data) = fast.open_transfer(Mode::Pasv, "STOR /incoming/race.bin");
+    fast_data.write_all(&fast_bytes).unwrap();
+    fast_data.shutdown(Shutdown::Write).unwrap();
+    drop(fast_data);
+    assert_eq!(fast.reply().code, 226);
+    slow_data.write_all(&slow_bytes[50_000..]).unwrap();
+    slow_data.shutdown(Shutdown::Write).unwrap();
+    drop(slow_data);
+    assert_eq!(slow.reply().code, 553);
+    assert_eq!(sha256_file(&root.path().join("incoming/race.bin")), sha256(&fast_bytes));
+    let left: Vec<_> = std::fs::read_dir(root.path().join("incoming")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
