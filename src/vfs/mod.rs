@@ -10,7 +10,8 @@
 //! [`glob`] (wildcards in a listing's last component).
 //!
 //! It never touches sockets, never knows about sessions or users beyond a
-//! root directory and a writable flag, uses no `unsafe` (system calls are in
+//! root directory, the user's [`Rights`] and an optional drop box beneath
+//! a read-only tree ([`Vfs::with_upload_dir`]), uses no `unsafe` (system calls are in
 //! [`crate::sys`]), and never resolves a path except through the [`jail`].
 //! Calls are blocking file-system calls made on the reactor thread; none of
 //! them opens a FIFO or device for I/O (non-regular files are refused
@@ -23,8 +24,12 @@
 //!   operation on a final name works on the parent directory handle with a
 //!   single component (`mkdirat`, `unlinkat`, `renameat`,
 //!   `openat(O_NOFOLLOW)`).
-//! - A read-only [`Vfs`] refuses every mutation with [`FsError::ReadOnly`]
-//!   before touching the filesystem.
+//! - Every operation asks [`Vfs::allow`] ([`access::check`], the one
+//!   permission policy) before touching the filesystem: a read-only
+//!   [`Vfs`] refuses every mutation with [`FsError::ReadOnly`], a drop box
+//!   everything but entering, creating and (empty) listing.
+//! - Beneath an upload directory, paths resolve in a jail rooted at it, so
+//!   no symbolic link there reaches outside it.
 //! - Names created by clients never contain CR or LF and never start with
 //!   [`UPLOAD_TEMP_PREFIX`]; listings hide names with that prefix.
 //! - An [`Upload`] either commits (one atomic `renameat` over the target)
@@ -360,11 +365,12 @@ impl Vfs {
     }
 
     /// Another `Vfs` on the same root directory handle (`dup`), with the
-    /// given write permission (and the same upload directory, if any).
+    /// given write permission (and, read-only, the same upload directory,
+    /// if any: it belongs to a read-only view only).
     pub fn try_clone(&self, writable: bool) -> io::Result<Vfs> {
         let upload_dir = match &self.upload_dir {
-            Some(u) => Some(UploadDir { path: u.path.clone(), jail: u.jail.try_clone()? }),
-            None => None,
+            Some(u) if !writable => Some(UploadDir { path: u.path.clone(), jail: u.jail.try_clone()? }),
+            _ => None,
         };
         Ok(Vfs {
             jail: self.jail.try_clone()?,
