@@ -17,7 +17,8 @@
 //!   must exist and be a directory when the file is loaded. The name and hash
 //!   fields end at the first two `:`, and perms start after the last `:`, so a
 //!   home path may itself contain `:`.
-//! * `perms` is `r` (read-only) or `rw` (read-write).
+//! * `perms` is `r` (read-only), `rw` (read-write) or `w` (upload-only: a
+//!   drop box, see [`crate::vfs::access`]).
 //! * Blank lines and lines starting with `#` are ignored, whitespace around
 //!   lines and fields is trimmed, CRLF line ends are accepted.
 //!
@@ -116,12 +117,25 @@ pub enum Perm {
     Read,
     /// `rw`: also upload, delete, rename, make and remove directories.
     ReadWrite,
+    /// `w`: upload-only, a drop box: upload new files and make
+    /// directories, never read, list names, replace, delete or rename
+    /// (see [`crate::vfs::access`]).
+    Upload,
 }
 
 impl Perm {
     /// True for [`Perm::ReadWrite`].
     pub fn is_writable(self) -> bool {
         matches!(self, Perm::ReadWrite)
+    }
+
+    /// What the filesystem lets this user do.
+    pub fn rights(self) -> crate::vfs::Rights {
+        match self {
+            Perm::Read => crate::vfs::Rights::ReadOnly,
+            Perm::ReadWrite => crate::vfs::Rights::ReadWrite,
+            Perm::Upload => crate::vfs::Rights::UploadOnly,
+        }
     }
 }
 
@@ -663,7 +677,8 @@ impl Users {
             let perm = match perms {
                 "r" => Perm::Read,
                 "rw" => Perm::ReadWrite,
-                _ => return Err(err("bad permissions (expected r or rw)".into())),
+                "w" => Perm::Upload,
+                _ => return Err(err("bad permissions (expected r, rw or w)".into())),
             };
             let home = resolve_home(home, root).map_err(err)?;
 
@@ -1061,11 +1076,22 @@ mod tests {
 
     #[test]
     fn bad_perms_are_an_error() {
-        for perms in ["w", "RW", "", "rwx", "r w"] {
+        for perms in ["W", "RW", "", "rwx", "r w", "wr"] {
             let e = parse_err(&format!("u:{}:home:{}", SHA256_SECRET, perms));
             assert_eq!(e.line(), 1);
-            assert_eq!(e.reason(), "bad permissions (expected r or rw)");
+            assert_eq!(e.reason(), "bad permissions (expected r, rw or w)");
         }
+    }
+
+    #[test]
+    fn w_is_the_upload_only_permission() {
+        let t = TempDir::new();
+        t.mkdir("drop");
+        let users = Users::parse(&format!("cam:{}:drop:w", SHA256_SECRET), &t.0).unwrap();
+        let g = users.verify(b"cam", &pw("secret")).unwrap();
+        assert_eq!(g.perm, Perm::Upload);
+        assert!(!g.perm.is_writable(), "w is not rw: no delete, rename, overwrite");
+        assert_eq!(g.perm.rights(), crate::vfs::Rights::UploadOnly);
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct Config {
     pub anonymous: bool,
     /// Whether anonymous users may write.
     pub anonymous_write: bool,
+    /// `--anonymous-upload-dir`: a virtual path inside the anonymous root
+    /// where anonymous users have drop-box rights (upload-only, see
+    /// `crate::vfs::access`), read-only elsewhere. It must be an existing
+    /// directory at start (exit code 2 otherwise); it implies `--anonymous`
+    /// and excludes `--anonymous-write`.
+    pub anonymous_upload_dir: Option<crate::vfs::VirtualPath>,
     /// Passive port range; `None` lets the kernel choose.
     pub passive_ports: Option<(u16, u16)>,
     /// Address advertised in PASV replies (behind NAT); default: the control
@@ -161,6 +167,7 @@ impl Config {
             users: None,
             anonymous: true,
             anonymous_write: false,
+            anonymous_upload_dir: None,
             passive_ports: None,
             passive_address: None,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
@@ -225,6 +232,10 @@ impl Config {
                 "--anonymous-write" => {
                     anonymous_flag = true;
                     c.anonymous_write = true;
+                }
+                "--anonymous-upload-dir" => {
+                    anonymous_flag = true;
+                    c.anonymous_upload_dir = Some(parse_upload_dir(&value("--anonymous-upload-dir")?)?);
                 }
                 "--passive-ports" => c.passive_ports = Some(parse_range(&value("--passive-ports")?)?),
                 "--passive-address" => {
@@ -321,6 +332,11 @@ impl Config {
         }
         self.root = std::fs::canonicalize(&self.root)
             .map_err(|e| UsageError(format!("--root {}: {e}", self.root.display())))?;
+        if self.anonymous_write && self.anonymous_upload_dir.is_some() {
+            return Err(UsageError(
+                "--anonymous-upload-dir and --anonymous-write exclude each other: the upload dir is a drop box in a read-only anonymous area".into(),
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(UsageError("--tls-cert and --tls-key go together".into()));
         }
@@ -365,6 +381,18 @@ impl std::fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// `--anonymous-upload-dir PATH`: a virtual path inside the anonymous
+/// root (`incoming` and `/incoming` alike), normalised (`..` never climbs
+/// above `/`). `/` makes the whole anonymous area a drop box.
+pub fn parse_upload_dir(v: &str) -> Result<crate::vfs::VirtualPath, UsageError> {
+    if v.is_empty() || v.contains('\0') {
+        return Err(UsageError(format!("--anonymous-upload-dir {v:?}: expected a path inside --root, e.g. /incoming")));
+    }
+    crate::vfs::VirtualPath::root()
+        .resolve(v.as_bytes())
+        .map_err(|_| UsageError(format!("--anonymous-upload-dir {v:?}: expected a path inside --root, e.g. /incoming")))
+}
 
 fn parse_range(v: &str) -> Result<(u16, u16), UsageError> {
     let bad = || UsageError(format!("--passive-ports {v}: expected MIN-MAX with 1024 <= MIN <= MAX <= 65535"));
@@ -461,6 +489,12 @@ OPTIONS:
                                With --users, anonymous is refused unless --anonymous is given.
     --anonymous                let `anonymous`/`ftp` log in read-only at --root
     --anonymous-write          let anonymous users write too (implies --anonymous)
+    --anonymous-upload-dir PATH
+                               a drop box for anonymous users: upload-only (STOR,
+                               STOU, MKD; no RETR, no names in listings, no
+                               overwrite, DELE or rename) at PATH, a directory
+                               inside --root that must exist; read-only elsewhere
+                               (implies --anonymous; not with --anonymous-write)
     --passive-ports MIN-MAX    passive data ports, 1024-65535 [default: random in the kernel's ephemeral range]
     --passive-address IP       address advertised in PASV replies (behind NAT)
     --login-timeout SECS       time to log in [default: 60]
@@ -614,5 +648,19 @@ mod tests {
         let c = run(&["--root=/tmp", "--listen=[::1]:0", "--passive-ports", "40000-40100"]).unwrap();
         assert!(c.listen.is_ipv6());
         assert_eq!(c.passive_ports, Some((40000, 40100)));
+    }
+
+    #[test]
+    fn anonymous_upload_dir_is_a_normalised_virtual_path_implying_anonymous() {
+        let c = run(&["--root", "/tmp", "--users", "/x", "--anonymous-upload-dir", "incoming/../in//"]).unwrap();
+        assert!(c.anonymous && !c.anonymous_write);
+        assert_eq!(c.anonymous_upload_dir.unwrap().as_bytes(), b"/in");
+        let c = run(&["--root", "/tmp", "--anonymous-upload-dir=/"]).unwrap();
+        assert!(c.anonymous_upload_dir.unwrap().is_root());
+        assert!(run(&["--root", "/tmp"]).unwrap().anonymous_upload_dir.is_none());
+        let e = run(&["--root", "/tmp", "--anonymous-upload-dir", ""]).unwrap_err();
+        assert!(e.0.contains("--anonymous-upload-dir"), "{e}");
+        let e = run(&["--root", "/tmp", "--anonymous-write", "--anonymous-upload-dir", "/in"]).unwrap_err();
+        assert!(e.0.contains("exclude each other"), "{e}");
     }
 }

@@ -393,7 +393,7 @@ impl Harness {
 
     /// A `Grant` and its filesystem, as the reactor hands them to `login_checked`.
     fn grant(&self, name: &str, perm: Perm) -> (Grant, Rc<Vfs>) {
-        let vfs = Rc::new(Vfs::open(self.root(), perm.is_writable()).unwrap());
+        let vfs = Rc::new(Vfs::open_with(self.root(), perm.rights()).unwrap());
         (Grant { name: name.into(), home: self.root().to_path_buf(), perm }, vfs)
     }
 
@@ -3351,4 +3351,298 @@ fn issue_10_a_glob_over_a_directory_streamed_past_the_sort_cap_scans_a_bounded_s
     let mut names = list_names(&mut h, "LIST big/e0000?");
     names.sort();
     assert_eq!(names, (0..10).map(|i| format!("e0000{i}")).collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------
+// Drop boxes: the `w` permission and `--anonymous-upload-dir`
+
+/// What one command line does: its single reply's code, or a transfer
+/// that starts (`T`), whose listing text (for listings) is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Out {
+    Code(u16),
+    T,
+}
+
+/// Run `line` (after `pre`, each of which must be `2xx`/`3xx`; after PASV
+/// when `data`) on a fresh harness logged in as `alice` with `perm`.
+/// Returns the outcome, the reply text or the listing text, and the
+/// harness.
+fn outcome(perm: Perm, pre: &[&str], line: &str, data: bool) -> (Out, String, Harness) {
+    let mut h = logged_in_user(perm);
+    for p in pre {
+        let r = h.reply(p, if p.starts_with("REST") { 350 } else { 200 });
+        assert!(r.code < 400);
+    }
+    if data {
+        h.pasv();
+    }
+    match h.send(line) {
+        Action::Transfer(mut req) => {
+            let text = req.transfer.listing_text().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+            h.expect(&[]);
+            (Out::T, text, h)
+        }
+        a => {
+            assert!(matches!(a, Action::None | Action::DropData), "{line}: {}", describe(&a));
+            let mut r = h.take();
+            assert_eq!(r.len(), 1, "{line}: {}", show(&r));
+            let r = r.pop().unwrap();
+            (Out::Code(r.code), r.all(), h)
+        }
+    }
+}
+
+/// One row of the table below: lines sent first, the line, whether it
+/// needs PASV, the outcome for `r`, `rw` and `w`.
+type Row = (&'static [&'static str], &'static str, bool, Out, Out, Out);
+
+/// The table of commands × permission (`r`, `rw`, `w`): every command
+/// that touches the filesystem, what each permission gets, on the fixture
+/// tree (`hello.txt`, `sub/inner.txt`, `empty/`). `T`: the transfer
+/// starts. Each cell runs on a fresh tree.
+#[test]
+fn drop_box_command_table_for_r_rw_and_w() {
+    use Out::{Code as C, T};
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        // pre, line, needs PASV, r, rw, w
+        (&[], "CWD sub", false, C(250), C(250), C(250)),
+        (&[], "CDUP", false, C(250), C(250), C(250)),
+        (&[], "PWD", false, C(257), C(257), C(257)),
+        (&[], "TYPE I", false, C(200), C(200), C(200)),
+        (&[], "NOOP", false, C(200), C(200), C(200)),
+        (&[], "STAT", false, C(211), C(211), C(211)),
+        (&[], "MKD newdir", false, C(550), C(257), C(257)),
+        (&[], "MKD sub", false, C(550), C(550), C(550)),
+        (&[], "RETR hello.txt", true, T, T, C(550)),
+        (&[], "RETR missing.txt", true, C(550), C(550), C(550)),
+        (&[], "SIZE hello.txt", false, C(213), C(213), C(550)),
+        (&[], "MDTM hello.txt", false, C(213), C(213), C(550)),
+        (&[], "MLST hello.txt", false, C(250), C(250), C(550)),
+        (&[], "MLST", false, C(250), C(250), C(550)),
+        (&[], "DELE hello.txt", false, C(550), C(250), C(550)),
+        (&[], "RMD empty", false, C(550), C(250), C(550)),
+        (&[], "RNFR hello.txt", false, C(550), C(350), C(550)),
+        (&[], "MFMT 20200101000000 hello.txt", false, C(550), C(213), C(550)),
+        (&[], "SITE CHMOD 600 hello.txt", false, C(550), C(200), C(550)),
+        (&[], "APPE hello.txt", true, C(550), T, C(550)),
+        (&[], "APPE new.txt", true, C(550), T, C(550)),
+        (&[], "STOR hello.txt", true, C(550), T, C(553)),
+        (&["REST 5"], "STOR hello.txt", true, C(550), T, C(550)),
+        (&["REST 0"], "STOR new.txt", true, C(550), T, T),
+        (&[], "STOR new.txt", true, C(550), T, T),
+        (&[], "STOR sub/new.txt", true, C(550), T, T),
+        (&[], "STOU", true, C(550), T, T),
+        (&[], "LIST", true, T, T, T),
+        (&[], "NLST", true, T, T, T),
+        (&[], "MLSD", true, T, T, T),
+        (&[], "LIST -la sub", true, T, T, T),
+        (&[], "LIST hello.txt", true, T, T, C(550)),
+        (&[], "LIST missing", true, C(550), C(550), C(550)),
+        (&[], "NLST *.txt", true, T, T, C(550)),
+        (&[], "MLSD hello.txt", true, C(501), C(501), C(550)),
+        (&[], "STAT sub", false, C(213), C(213), C(213)),
+        (&[], "STAT hello.txt", false, C(213), C(213), C(550)),
+    ];
+    for (pre, line, data, r, rw, w) in table {
+        for (perm, want) in [(Perm::Read, r), (Perm::ReadWrite, rw), (Perm::Upload, w)] {
+            let (got, text, h) = outcome(perm, pre, line, *data);
+            assert_eq!(&got, want, "{perm:?} {pre:?} {line}: {text}");
+            if perm == Perm::Upload {
+                // Nothing a `w` user gets shows a name or a byte of a file.
+                for secret in ["hello", "inner", "empty"] {
+                    if !line.contains(secret) {
+                        assert!(!text.contains(secret), "{line} revealed {secret:?}: {text}");
+                    }
+                }
+                if let Out::Code(550) = got {
+                    if *line != "MKD sub" && !line.contains("missing") {
+                        assert!(text.contains("drop box"), "{line}: {text}");
+                    }
+                }
+                assert_eq!(std::fs::read(h.path("hello.txt")).unwrap(), HELLO, "{line}");
+                assert!(h.path("empty").is_dir() && h.path("sub/inner.txt").is_file(), "{line}");
+            }
+        }
+    }
+}
+
+/// A refusal in a drop box comes before the filesystem is looked at: a
+/// file and a missing name get the same reply, so no command tells them
+/// apart (but STOR over a name, which must say the name is taken).
+#[test]
+fn drop_box_refusals_do_not_tell_a_file_from_a_missing_name() {
+    for (line, data) in [
+        ("RETR {}", true),
+        ("SIZE {}", false),
+        ("MDTM {}", false),
+        ("MLST {}", false),
+        ("DELE {}", false),
+        ("RNFR {}", false),
+        ("APPE {}", true),
+        ("LIST {}", true),
+        ("NLST {}", true),
+        ("MLSD {}", true),
+        ("STAT {}", false),
+        ("MFMT 20200101000000 {}", false),
+        ("SITE CHMOD 600 {}", false),
+    ] {
+        let (a, ta, _h) = outcome(Perm::Upload, &[], &line.replace("{}", "hello.txt"), data);
+        let (b, tb, _h) = outcome(Perm::Upload, &[], &line.replace("{}", "missing.txt"), data);
+        assert_eq!((a.clone(), ta.replace("hello.txt", "X")), (b, tb.replace("missing.txt", "X")), "{line}");
+        assert_eq!(a, Out::Code(550), "{line}");
+    }
+}
+
+#[test]
+fn a_drop_box_listing_is_empty_and_226_and_stat_of_a_dir_shows_no_entry() {
+    for line in ["LIST", "NLST", "MLSD", "LIST sub", "NLST sub", "MLSD sub", "LIST -la"] {
+        let mut h = logged_in_user(Perm::Upload);
+        let mut req = h.transfer(line, XferKind::List);
+        assert_eq!(buffer_of(&mut req), b"", "{line}");
+        h.transfer_started(false);
+        h.transfer_finished(req.transfer.finish().map(|()| 0));
+        h.expect(&[150, 226]);
+    }
+    let mut h = logged_in_user(Perm::Upload);
+    let r = h.reply("STAT sub", 213);
+    assert_eq!(r.lines.len(), 2, "{}", r.all());
+}
+
+#[test]
+fn a_w_user_uploads_new_files_and_makes_directories() {
+    let mut h = logged_in_user(Perm::Upload);
+    h.reply("MKD cam1", 257);
+    h.reply("CWD cam1", 250);
+    let req = h.transfer("STOR pic.jpg", XferKind::Stor);
+    h.transfer_started(false);
+    h.transfer_finished(req.transfer.finish().map(|()| 0));
+    h.expect(&[150, 226]);
+    assert!(h.path("cam1/pic.jpg").is_file());
+    // The same name again: 553, the delivered file untouched.
+    std::fs::write(h.path("cam1/pic.jpg"), b"delivered").unwrap();
+    h.pasv();
+    let r = h.reply("STOR pic.jpg", 553);
+    assert!(r.text().contains("drop box"), "{}", r.text());
+    assert_eq!(std::fs::read(h.path("cam1/pic.jpg")).unwrap(), b"delivered");
+    // STOU picks a new name instead.
+    let req = h.transfer("STOU pic.jpg", XferKind::Stou);
+    h.transfer_started(false);
+    h.transfer_finished(req.transfer.finish().map(|()| 0));
+    h.expect(&[150, 226]);
+    assert!(h.path("cam1/pic.jpg.1").is_file());
+    assert_eq!(std::fs::read(h.path("cam1/pic.jpg")).unwrap(), b"delivered");
+}
+
+/// Two uploads of one new name in a drop box: the first to complete wins,
+/// the other's transfer ends `553` and leaves the winner's bytes.
+#[test]
+fn of_two_drop_box_uploads_racing_for_one_name_the_first_to_complete_wins() {
+    let mut a = logged_in_user(Perm::Upload);
+    let mut req_a = a.transfer("STOR race.bin", XferKind::Stor);
+    // The second session, on the same tree.
+    let vfs = Rc::new(Vfs::open_with(a.root(), Perm::Upload.rights()).unwrap());
+    let mut upload_b = vfs.create_upload(&crate::vfs::VirtualPath::root().resolve(b"race.bin").unwrap()).unwrap();
+    std::io::Write::write_all(&mut upload_b.file, b"B wins").unwrap();
+    upload_b.commit().unwrap();
+    if let crate::dtp::transfer::Transfer::Stor { upload, .. } = &mut req_a.transfer {
+        std::io::Write::write_all(&mut upload.file, b"A loses").unwrap();
+    }
+    a.transfer_started(false);
+    a.transfer_finished(req_a.transfer.finish().map(|()| 0));
+    let r = a.expect(&[150, 553]);
+    assert!(r[1].text().contains("drop box"), "{}", r[1].text());
+    assert_eq!(std::fs::read(a.path("race.bin")).unwrap(), b"B wins");
+    assert!(a.temp_files(".").is_empty());
+}
+
+/// `--anonymous-upload-dir /incoming`: anonymous is read-only outside it
+/// and a drop box inside it.
+fn anonymous_with_upload_dir() -> Harness {
+    let mut h = unauth();
+    std::fs::create_dir(h.path("incoming")).unwrap();
+    std::fs::write(h.path("incoming/old.txt"), b"someone else's").unwrap();
+    let dir = crate::vfs::VirtualPath::root().resolve(b"/incoming").unwrap();
+    h.env.config.anonymous_upload_dir = Some(dir.clone());
+    h.env.anonymous = Some(Rc::new(Vfs::open(h.root(), false).unwrap().with_upload_dir(&dir).unwrap()));
+    send!(h, "USER anonymous");
+    send!(h, "PASS x@y");
+    expect!(h, 331, 230);
+    h
+}
+
+#[test]
+fn anonymous_upload_dir_is_a_drop_box_in_a_read_only_tree() {
+    let mut h = anonymous_with_upload_dir();
+    // Read-only outside.
+    h.reply("MKD /newdir", 550);
+    h.pasv();
+    h.reply("STOR /new.txt", 550);
+    h.pasv();
+    h.reply("STOR /sub/new.txt", 550);
+    h.reply("DELE /hello.txt", 550);
+    let req = h.transfer("RETR /hello.txt", XferKind::Retr);
+    drop(req);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(0));
+    h.expect(&[150, 226]);
+    // The root's listing names the upload dir.
+    let mut req = h.transfer("NLST /", XferKind::List);
+    let names = String::from_utf8(buffer_of(&mut req)).unwrap();
+    assert!(names.contains("incoming") && names.contains("hello.txt"), "{names}");
+    h.transfer_started(false);
+    h.transfer_finished(Ok(0));
+    h.expect(&[150, 226]);
+    // A drop box inside.
+    h.reply("CWD /incoming", 250);
+    let mut req = h.transfer("NLST", XferKind::List);
+    assert_eq!(buffer_of(&mut req), b"");
+    h.transfer_started(false);
+    h.transfer_finished(Ok(0));
+    h.expect(&[150, 226]);
+    h.pasv();
+    h.reply("RETR old.txt", 550);
+    h.reply("SIZE old.txt", 550);
+    h.reply("DELE old.txt", 550);
+    h.reply("RNFR old.txt", 550);
+    h.pasv();
+    h.reply("STOR old.txt", 553);
+    h.reply("MKD up", 257);
+    let req = h.transfer("STOR up/new.txt", XferKind::Stor);
+    h.transfer_started(false);
+    h.transfer_finished(req.transfer.finish().map(|()| 0));
+    h.expect(&[150, 226]);
+    assert!(h.path("incoming/up/new.txt").is_file());
+    h.reply("MKD /incoming", 550);
+    h.pasv();
+    h.reply("STOR /incoming", 550);
+    // `..` leaves the drop box lexically, into the read-only tree.
+    h.pasv();
+    h.reply("STOR ../escaped.txt", 550);
+    assert!(!h.path("escaped.txt").exists());
+    assert_eq!(std::fs::read(h.path("incoming/old.txt")).unwrap(), b"someone else's");
+}
+
+/// A symbolic link inside the drop box that points elsewhere in the tree
+/// is resolved inside the drop box (its own jail): it gives no write
+/// access outside it, whether absolute or relative.
+#[test]
+fn a_symlink_in_the_upload_dir_gives_no_write_access_outside_it() {
+    let mut h = anonymous_with_upload_dir();
+    std::os::unix::fs::symlink("/sub", h.path("incoming/abs")).unwrap();
+    std::os::unix::fs::symlink("../sub", h.path("incoming/rel")).unwrap();
+    std::os::unix::fs::symlink("/hello.txt", h.path("incoming/file")).unwrap();
+    for link in ["abs", "rel"] {
+        h.pasv();
+        h.reply(format!("STOR /incoming/{link}/x.txt"), 550);
+        h.reply(format!("MKD /incoming/{link}/d"), 550);
+        h.reply(format!("CWD /incoming/{link}"), 550);
+    }
+    // Over the link to a file outside: the name is taken (553), and the
+    // file outside is untouched.
+    h.pasv();
+    h.reply("STOR /incoming/file", 553);
+    assert_eq!(std::fs::read(h.path("hello.txt")).unwrap(), HELLO);
+    assert_eq!(std::fs::read_dir(h.path("sub")).unwrap().count(), 1, "only inner.txt");
 }

@@ -55,7 +55,7 @@ pub(super) struct Lifecycle {
 pub(super) struct Auth {
     pub(super) users: Arc<Users>,
     /// One `Vfs` (one directory descriptor) per home and permission.
-    pub(super) vfs_cache: HashMap<(PathBuf, bool), Rc<Vfs>>,
+    pub(super) vfs_cache: HashMap<(PathBuf, crate::vfs::Rights), Rc<Vfs>>,
     pub(super) helper: Helper,
     /// The helper's verdicts, drained on the waker's event; kept for its capacity.
     pub(super) verdicts: Vec<Verdict>,
@@ -130,7 +130,7 @@ impl Server {
             self.auth.login_cache.insert(digest, grant.clone(), self.now);
         }
         let result = match v.grant {
-            Some(grant) => match self.user_vfs(&grant.home, grant.perm.is_writable()) {
+            Some(grant) => match self.user_vfs(&grant.home, grant.perm.rights()) {
                 Ok(vfs) => Ok((grant, vfs)),
                 Err(e) => {
                     error!("[c{}] home {} of {} unavailable: {e}", v.key, grant.home.display(), grant.name);
@@ -163,12 +163,12 @@ impl Server {
 
     /// One `Vfs` (one directory descriptor) per home and permission, shared
     /// by all sessions of that user.
-    pub(super) fn user_vfs(&mut self, home: &std::path::Path, writable: bool) -> io::Result<Rc<Vfs>> {
-        let key = (home.to_path_buf(), writable);
+    pub(super) fn user_vfs(&mut self, home: &std::path::Path, rights: crate::vfs::Rights) -> io::Result<Rc<Vfs>> {
+        let key = (home.to_path_buf(), rights);
         if let Some(v) = self.auth.vfs_cache.get(&key) {
             return Ok(v.clone());
         }
-        let vfs = Rc::new(Vfs::open(home, writable)?);
+        let vfs = Rc::new(Vfs::open_with(home, rights)?);
         self.auth.vfs_cache.insert(key, vfs.clone());
         Ok(vfs)
     }

@@ -331,8 +331,19 @@ impl Server {
             None => Users::empty(),
         };
         let anonymous = if config.anonymous {
-            let vfs = Vfs::open(&config.root, config.anonymous_write)
+            let mut vfs = Vfs::open(&config.root, config.anonymous_write)
                 .map_err(|e| StartError(format!("--root {}: {e}", config.root.display())))?;
+            if let Some(dir) = &config.anonymous_upload_dir {
+                // Exit code 2 (a configuration error): see `RunError::exit_code`.
+                vfs = vfs.with_upload_dir(dir).map_err(|e| {
+                    StartError(format!(
+                        "--anonymous-upload-dir {}: {} (it must be an existing directory inside --root {})",
+                        String::from_utf8_lossy(dir.as_bytes()),
+                        e.text(),
+                        config.root.display()
+                    ))
+                })?;
+            }
             Some(Rc::new(vfs))
         } else {
             None
@@ -498,10 +509,11 @@ impl Server {
         let also = self.accept.implicit_addr.map(|a| format!(", implicit FTPS on {a}")).unwrap_or_default()
             + &self.metrics_addr().map(|a| format!(", metrics on http://{a}/metrics")).unwrap_or_default();
         info!("{}listening on {}{also} (root {}, anonymous {})", self.worker_tag(), self.accept.local_addr, self.env.config.root.display(),
-            match (self.env.anonymous.is_some(), self.env.config.anonymous_write) {
-                (false, _) => "off",
-                (true, false) => "read-only",
-                (true, true) => "read-write",
+            match (self.env.anonymous.is_some(), self.env.config.anonymous_write, &self.env.config.anonymous_upload_dir) {
+                (false, ..) => "off".to_string(),
+                (true, false, None) => "read-only".to_string(),
+                (true, false, Some(d)) => format!("read-only, drop box {}", String::from_utf8_lossy(d.as_bytes())),
+                (true, true, _) => "read-write".to_string(),
             });
         // systemd's `Type=notify`: the listeners are listening (and the
         // signal handlers installed, for `notify-reload`'s SIGHUP).

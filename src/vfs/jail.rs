@@ -74,6 +74,13 @@ impl Jail {
         }
     }
 
+    /// A jail rooted at a directory already opened (`O_PATH |
+    /// O_DIRECTORY`) through another jail: the drop box of
+    /// `--anonymous-upload-dir`. `openat2` was probed by that jail.
+    pub fn from_dir(root: OwnedFd) -> Jail {
+        Jail { root }
+    }
+
     /// Another handle on the same root (`dup`).
     pub fn try_clone(&self) -> io::Result<Jail> {
         Ok(Jail {

@@ -10,7 +10,8 @@
 //! [`glob`] (wildcards in a listing's last component).
 //!
 //! It never touches sockets, never knows about sessions or users beyond a
-//! root directory and a writable flag, uses no `unsafe` (system calls are in
+//! root directory, the user's [`Rights`] and an optional drop box beneath
+//! a read-only tree ([`Vfs::with_upload_dir`]), uses no `unsafe` (system calls are in
 //! [`crate::sys`]), and never resolves a path except through the [`jail`].
 //! Calls are blocking file-system calls made on the reactor thread; none of
 //! them opens a FIFO or device for I/O (non-regular files are refused
@@ -23,8 +24,12 @@
 //!   operation on a final name works on the parent directory handle with a
 //!   single component (`mkdirat`, `unlinkat`, `renameat`,
 //!   `openat(O_NOFOLLOW)`).
-//! - A read-only [`Vfs`] refuses every mutation with [`FsError::ReadOnly`]
-//!   before touching the filesystem.
+//! - Every operation asks [`Vfs::allow`] ([`access::check`], the one
+//!   permission policy) before touching the filesystem: a read-only
+//!   [`Vfs`] refuses every mutation with [`FsError::ReadOnly`], a drop box
+//!   everything but entering, creating and (empty) listing.
+//! - Beneath an upload directory, paths resolve in a jail rooted at it, so
+//!   no symbolic link there reaches outside it.
 //! - Names created by clients never contain CR or LF and never start with
 //!   [`UPLOAD_TEMP_PREFIX`]; listings hide names with that prefix.
 //! - An [`Upload`] either commits (one atomic `renameat` over the target)
@@ -33,11 +38,13 @@
 //!   [`FsError`].
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod glob;
 pub mod jail;
 pub mod listing;
 pub mod path;
 
+pub use access::{Op, Rights, Verdict};
 pub use jail::Jail;
 pub use listing::{civil_from_unix, format_mdtm, parse_mdtm, write_list, write_nlst, ListFormat};
 pub use path::VirtualPath;
@@ -78,6 +85,11 @@ pub enum FsError {
     NameTooLong,
     /// The file is busy (`EBUSY`, `ETXTBSY`).
     Busy,
+    /// Refused in a drop box (upload-only: no reading, listing, appending,
+    /// deleting or renaming); see [`access`].
+    UploadOnly,
+    /// A drop box never replaces an existing file; see [`access`].
+    NoReplace,
     /// Any other error, with its errno (0 if none was available).
     Io(i32),
 }
@@ -124,18 +136,20 @@ impl FsError {
 
     /// FTP reply code: 550 for most; NoSpace 452 (RFC 959 "insufficient
     /// storage space"); QuotaExceeded 552; InvalidName/NameTooLong 553
-    /// ("file name not allowed"); Io 451 ("local error in processing");
+    /// ("file name not allowed", also NoReplace: RFC 959 §5.4 lists 553,
+    /// not 550, among STOR's replies); Io 451 ("local error in processing");
     /// Busy 450.
     pub fn code(self) -> u16 {
         match self {
             FsError::NoSpace => 452,
             FsError::QuotaExceeded => 552,
-            FsError::InvalidName | FsError::NameTooLong => 553,
+            FsError::InvalidName | FsError::NameTooLong | FsError::NoReplace => 553,
             FsError::Io(_) => 451,
             FsError::Busy => 450,
             FsError::NotFound
             | FsError::PermissionDenied
             | FsError::ReadOnly
+            | FsError::UploadOnly
             | FsError::AlreadyExists
             | FsError::NotADirectory
             | FsError::IsADirectory
@@ -158,6 +172,8 @@ impl FsError {
             FsError::InvalidName => "File name not allowed",
             FsError::NameTooLong => "File name too long",
             FsError::Busy => "File busy",
+            FsError::UploadOnly => "Permission denied: this is an upload-only drop box",
+            FsError::NoReplace => "File exists: a drop box never replaces a delivered file",
             FsError::Io(_) => "Local error in processing",
         }
     }
@@ -289,8 +305,35 @@ fn io_err(e: io::Error) -> FsError {
 pub struct Vfs {
     /// The root handle (`O_PATH | O_DIRECTORY`) and its lookups.
     jail: Jail,
-    /// Whether mutations are allowed.
-    writable: bool,
+    /// What the user may do (outside `upload_dir`).
+    rights: Rights,
+    /// `--anonymous-upload-dir`: a drop box beneath a read-only tree.
+    upload_dir: Option<UploadDir>,
+}
+
+/// A drop box beneath a read-only tree (`--anonymous-upload-dir`).
+///
+/// # Why a jail of its own
+/// Every path at or beneath `path` is resolved in a jail rooted at the
+/// upload directory itself (`openat2(RESOLVE_IN_ROOT)` on its handle), not
+/// in the user's root: a symbolic link inside the drop box that points
+/// elsewhere in the tree (`incoming/evil -> /pub`, or `../pub`) resolves
+/// beneath the drop box (`incoming/pub`), so the upload-only rights never
+/// reach a file outside it. The kernel enforces it, not a lexical check.
+#[derive(Debug)]
+struct UploadDir {
+    /// Its virtual path in the user's tree.
+    path: VirtualPath,
+    /// Its handle, as a jail.
+    jail: Jail,
+}
+
+/// Where a virtual path lives: the jail to resolve it in, the path inside
+/// that jail, and the rights there.
+struct Place<'a> {
+    jail: &'a Jail,
+    path: std::borrow::Cow<'a, VirtualPath>,
+    rights: Rights,
 }
 
 impl Vfs {
@@ -298,44 +341,105 @@ impl Vfs {
     /// `openat2` once and returns a clear `io::Error` ("kernel lacks openat2
     /// (Linux >= 5.6 required)") if the kernel lacks it (`ENOSYS`).
     pub fn open(root: &Path, writable: bool) -> io::Result<Vfs> {
-        Ok(Vfs {
-            jail: Jail::new(root)?,
-            writable,
-        })
+        Vfs::open_with(root, if writable { Rights::ReadWrite } else { Rights::ReadOnly })
+    }
+
+    /// Open `root` as a jail (see [`Vfs::open`]) for a user with `rights`.
+    pub fn open_with(root: &Path, rights: Rights) -> io::Result<Vfs> {
+        Ok(Vfs { jail: Jail::new(root)?, rights, upload_dir: None })
+    }
+
+    /// Make the directory `dir` (which must exist, resolved inside the
+    /// jail) and everything beneath it a drop box (upload-only, see
+    /// [`access`]) in this otherwise read-only view
+    /// (`--anonymous-upload-dir`). `NotADirectory`/`NotFound` if it is not
+    /// an existing directory; `PermissionDenied` unless the view is
+    /// read-only (the drop box would take rights away from a writable one).
+    pub fn with_upload_dir(mut self, dir: &VirtualPath) -> Result<Vfs, FsError> {
+        if self.rights != Rights::ReadOnly {
+            return Err(FsError::PermissionDenied);
+        }
+        let fd = self.jail.open(dir, libc::O_PATH | libc::O_DIRECTORY)?;
+        self.upload_dir = Some(UploadDir { path: dir.clone(), jail: Jail::from_dir(fd) });
+        Ok(self)
     }
 
     /// Another `Vfs` on the same root directory handle (`dup`), with the
-    /// given write permission.
+    /// given write permission (and, read-only, the same upload directory,
+    /// if any: it belongs to a read-only view only).
     pub fn try_clone(&self, writable: bool) -> io::Result<Vfs> {
+        let upload_dir = match &self.upload_dir {
+            Some(u) if !writable => Some(UploadDir { path: u.path.clone(), jail: u.jail.try_clone()? }),
+            _ => None,
+        };
         Ok(Vfs {
             jail: self.jail.try_clone()?,
-            writable,
+            rights: if writable { Rights::ReadWrite } else { Rights::ReadOnly },
+            upload_dir,
         })
     }
 
-    /// Whether this view allows mutations.
+    /// Whether this view allows every mutation (`rw`).
     pub fn is_writable(&self) -> bool {
-        self.writable
+        self.rights == Rights::ReadWrite
     }
 
-    fn require_writable(&self) -> Result<(), FsError> {
-        if self.writable {
-            Ok(())
-        } else {
-            Err(FsError::ReadOnly)
+    /// The rights at `p`: the drop box's at or beneath the upload
+    /// directory, the user's elsewhere. Lexical on the normalised path;
+    /// the drop box's own jail (see [`UploadDir`]) keeps it honest.
+    pub fn rights_at(&self, p: &VirtualPath) -> Rights {
+        match &self.upload_dir {
+            Some(u) if p.starts_with(&u.path) => Rights::UploadOnly,
+            _ => self.rights,
+        }
+    }
+
+    /// May this user do `op` at `p`? The one check every operation goes
+    /// through ([`access::check`]), before it touches the filesystem.
+    /// A listing that hides names ([`Verdict::HideNames`]) is allowed here;
+    /// [`Vfs::open_listing`] makes it empty.
+    pub fn allow(&self, op: Op, p: &VirtualPath) -> Result<(), FsError> {
+        match access::check(self.rights_at(p), op) {
+            Verdict::Allow | Verdict::HideNames => Ok(()),
+            Verdict::Refuse(e) => Err(e),
+        }
+    }
+
+    /// The jail `p` is resolved in, and its path there.
+    fn place<'a>(&'a self, p: &'a VirtualPath) -> Place<'a> {
+        use std::borrow::Cow;
+        match &self.upload_dir {
+            Some(u) if p.starts_with(&u.path) => Place {
+                jail: &u.jail,
+                path: Cow::Owned(p.strip_prefix(&u.path).unwrap_or_default()),
+                rights: Rights::UploadOnly,
+            },
+            _ => Place { jail: &self.jail, path: Cow::Borrowed(p), rights: self.rights },
         }
     }
 
     /// Metadata of `p`, following symbolic links inside the jail only.
+    /// Asks no permission: for the server's own checks. What a client sees
+    /// goes through [`Vfs::stat`].
     pub fn metadata(&self, p: &VirtualPath) -> Result<Meta, FsError> {
-        let fd = self.jail.open(p, libc::O_PATH)?;
+        let pl = self.place(p);
+        let fd = pl.jail.open(&pl.path, libc::O_PATH)?;
         Ok(Meta::from_stat(&sys::fstat(fd.as_fd()).map_err(io_err)?))
+    }
+
+    /// SIZE, MDTM, MLST, MFMT: the metadata of `p` for the client
+    /// ([`Op::Stat`]: refused in a drop box, whether `p` exists or not).
+    pub fn stat(&self, p: &VirtualPath) -> Result<Meta, FsError> {
+        self.allow(Op::Stat, p)?;
+        self.metadata(p)
     }
 
     /// For CWD: `p` must be a directory (`NotADirectory` otherwise) that we
     /// may search.
     pub fn check_dir(&self, p: &VirtualPath) -> Result<(), FsError> {
-        let fd = self.jail.open(p, libc::O_PATH | libc::O_DIRECTORY)?;
+        self.allow(Op::Enter, p)?;
+        let pl = self.place(p);
+        let fd = pl.jail.open(&pl.path, libc::O_PATH | libc::O_DIRECTORY)?;
         sys::faccessat(fd.as_fd(), c".", libc::X_OK).map_err(io_err)
     }
 
@@ -343,6 +447,7 @@ impl Vfs {
     /// `PermissionDenied` for anything but a regular file (FIFOs and
     /// devices are never opened for I/O). The returned file is blocking.
     pub fn open_file(&self, p: &VirtualPath) -> Result<(File, Meta), FsError> {
+        self.allow(Op::Read, p)?;
         // Look before opening for I/O: opening a FIFO or device has effects.
         let probe = self.metadata(p)?;
         match probe.kind {
@@ -352,9 +457,8 @@ impl Vfs {
         }
         // O_NONBLOCK so that an object swapped in since the look cannot
         // block the open; checked again below.
-        let fd = self
-            .jail
-            .open(p, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
+        let pl = self.place(p);
+        let fd = pl.jail.open(&pl.path, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
         let meta = Meta::from_stat(&sys::fstat(fd.as_fd()).map_err(io_err)?);
         match meta.kind {
             Kind::File => {}
@@ -371,11 +475,24 @@ impl Vfs {
     /// temp file `UPLOAD_TEMP_PREFIX + random hex` beside the target
     /// (`O_CREAT|O_EXCL|O_WRONLY|O_CLOEXEC|O_NOFOLLOW`, mode 0o644).
     /// If the target is a symbolic link, commit replaces the link itself.
+    ///
+    /// In a drop box ([`Op::Replace`] refused): an existing target (a
+    /// dangling symbolic link too) is [`FsError::NoReplace`] now, and the
+    /// commit never replaces a file that appeared meanwhile
+    /// (`renameat2(RENAME_NOREPLACE)`): of two uploads racing for one new
+    /// name, the first to complete wins and the other's commit fails with
+    /// `NoReplace`. The upload is all-or-nothing (an interrupted one
+    /// leaves nothing: its uploader could neither resume nor remove it).
     pub fn create_upload(&self, p: &VirtualPath) -> Result<Upload, FsError> {
-        self.require_writable()?;
+        self.allow(Op::Create, p)?;
         let name = p.file_name().ok_or(FsError::IsADirectory)?;
         check_new_name(name)?;
-        let (dir, final_name) = self.jail.open_parent(p)?;
+        let pl = self.place(p);
+        let (dir, final_name) = pl.jail.open_parent(&pl.path).map_err(|e| match e {
+            // The drop box's own root has no name in its jail.
+            FsError::PermissionDenied if pl.path.is_root() => FsError::IsADirectory,
+            e => e,
+        })?;
         let target_existed = match sys::fstatat(dir.as_fd(), &final_name, libc::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if Kind::from_mode(st.st_mode) == Kind::Dir => {
                 return Err(FsError::IsADirectory)
@@ -384,6 +501,10 @@ impl Vfs {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => false,
             Err(e) => return Err(io_err(e)),
         };
+        let drop_box = access::check(pl.rights, Op::Replace) != Verdict::Allow;
+        if target_existed {
+            self.allow(Op::Replace, p)?;
+        }
         for _ in 0..TEMP_NAME_ATTEMPTS {
             let temp = random_temp_name()?;
             let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW;
@@ -395,7 +516,8 @@ impl Vfs {
                         temp: Some(temp),
                         final_name,
                         done: false,
-                        no_replace: false,
+                        no_replace: drop_box,
+                        drop_box,
                         target_existed,
                         keep_partial: false,
                         lock: None,
@@ -414,10 +536,10 @@ impl Vfs {
     /// then `base.1`, `base.2`, … The commit never replaces a file that
     /// appeared meanwhile (`renameat2(RENAME_NOREPLACE)`, `AlreadyExists`).
     pub fn create_unique_upload(&self, dir: &VirtualPath, base: &[u8]) -> Result<(Upload, VirtualPath), FsError> {
-        self.require_writable()?;
         for n in 0..1000u32 {
             let name = if n == 0 { base.to_vec() } else { [base, format!(".{n}").as_bytes()].concat() };
             let p = dir.child(&name).ok_or(FsError::InvalidName)?;
+            self.allow(Op::Create, &p)?;
             // lstat: a dangling symbolic link takes the name too.
             match self.lstat(&p) {
                 Err(FsError::NotFound) => {}
@@ -441,10 +563,11 @@ impl Vfs {
     /// component is refused, as for every upload.
     pub fn open_in_place(&self, p: &VirtualPath, append: bool, offset: u64) -> Result<Upload, FsError> {
         use std::io::{Seek, SeekFrom};
-        self.require_writable()?;
+        self.allow(if append { Op::Append } else { Op::Resume }, p)?;
         let name = p.file_name().ok_or(FsError::IsADirectory)?;
         check_new_name(name)?;
-        let (dir, final_name) = self.jail.open_parent(p)?;
+        let pl = self.place(p);
+        let (dir, final_name) = pl.jail.open_parent(&pl.path)?;
         let flags = libc::O_WRONLY | libc::O_NOFOLLOW | if append { libc::O_APPEND | libc::O_CREAT } else { 0 };
         let fd = sys::openat(dir.as_fd(), &final_name, flags, 0o644).map_err(io_err)?;
         let st = sys::fstat(fd.as_fd()).map_err(io_err)?;
@@ -462,6 +585,7 @@ impl Vfs {
             final_name,
             done: true,
             no_replace: false,
+            drop_box: false,
             target_existed: true,
             keep_partial: false,
             lock: None,
@@ -485,7 +609,8 @@ impl Vfs {
 
     /// `lstat` of a path (the link itself if it is a symbolic link).
     fn lstat(&self, p: &VirtualPath) -> Result<Meta, FsError> {
-        let (dir, name) = self.jail.open_parent(p)?;
+        let pl = self.place(p);
+        let (dir, name) = pl.jail.open_parent(&pl.path)?;
         let st = sys::fstatat(dir.as_fd(), &name, libc::AT_SYMLINK_NOFOLLOW).map_err(io_err)?;
         Ok(Meta::from_stat(&st))
     }
@@ -502,11 +627,12 @@ impl Vfs {
     /// reached through a symbolic link to it) is `PermissionDenied`.
     pub fn chmod(&self, p: &VirtualPath, mode: u32) -> Result<(), FsError> {
         use std::os::unix::fs::PermissionsExt;
-        self.require_writable()?;
+        self.allow(Op::Chmod, p)?;
         if p.is_root() {
             return Err(FsError::PermissionDenied);
         }
-        let fd = self.jail.open(p, libc::O_PATH)?;
+        let pl = self.place(p);
+        let fd = pl.jail.open(&pl.path, libc::O_PATH)?;
         let target = sys::fstat(fd.as_fd()).map_err(io_err)?;
         let root = sys::fstat(self.jail.root_fd()).map_err(io_err)?;
         if (target.st_dev, target.st_ino) == (root.st_dev, root.st_ino) {
@@ -523,32 +649,38 @@ impl Vfs {
     /// `InvalidName` for CR/LF or the upload prefix in the name. Mode 0o755
     /// (less umask).
     pub fn mkdir(&self, p: &VirtualPath) -> Result<(), FsError> {
-        self.require_writable()?;
+        self.allow(Op::MakeDir, p)?;
         let name = p.file_name().ok_or(FsError::AlreadyExists)?;
         check_new_name(name)?;
-        let (dir, name) = self.jail.open_parent(p)?;
+        let pl = self.place(p);
+        if pl.path.is_root() {
+            return Err(FsError::AlreadyExists);
+        }
+        let (dir, name) = pl.jail.open_parent(&pl.path)?;
         sys::mkdirat(dir.as_fd(), &name, 0o755).map_err(io_err)
     }
 
     /// RMD: `ReadOnly` unless writable; root → `PermissionDenied`; a
     /// non-empty directory → `NotEmpty`; a symlink → `NotADirectory`.
     pub fn rmdir(&self, p: &VirtualPath) -> Result<(), FsError> {
-        self.require_writable()?;
+        self.allow(Op::RemoveDir, p)?;
         if p.is_root() {
             return Err(FsError::PermissionDenied);
         }
-        let (dir, name) = self.jail.open_parent(p)?;
+        let pl = self.place(p);
+        let (dir, name) = pl.jail.open_parent(&pl.path)?;
         sys::unlinkat(dir.as_fd(), &name, libc::AT_REMOVEDIR).map_err(io_err)
     }
 
     /// DELE: `ReadOnly` unless writable; a directory (or the root) →
     /// `IsADirectory`. A symbolic link is removed itself, never its target.
     pub fn remove_file(&self, p: &VirtualPath) -> Result<(), FsError> {
-        self.require_writable()?;
+        self.allow(Op::Delete, p)?;
         if p.is_root() {
             return Err(FsError::IsADirectory);
         }
-        let (dir, name) = self.jail.open_parent(p)?;
+        let pl = self.place(p);
+        let (dir, name) = pl.jail.open_parent(&pl.path)?;
         sys::unlinkat(dir.as_fd(), &name, 0).map_err(io_err)
     }
 
@@ -557,7 +689,8 @@ impl Vfs {
     /// moving a directory beneath itself → `InvalidName`. Replaces an
     /// existing non-directory target atomically.
     pub fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), FsError> {
-        self.require_writable()?;
+        self.allow(Op::Rename, from)?;
+        self.allow(Op::Rename, to)?;
         let (Some(from_name), Some(to_name)) = (from.file_name(), to.file_name()) else {
             return Err(FsError::PermissionDenied);
         };
@@ -565,16 +698,22 @@ impl Vfs {
         if from_name.starts_with(UPLOAD_TEMP_PREFIX) || (to != from && to.starts_with(from)) {
             return Err(FsError::InvalidName);
         }
-        let (from_dir, from_name) = self.jail.open_parent(from)?;
-        let (to_dir, to_name) = self.jail.open_parent(to)?;
+        let (from, to) = (self.place(from), self.place(to));
+        if !std::ptr::eq(from.jail, to.jail) {
+            // Never across a drop box's border (it has its own jail).
+            return Err(FsError::PermissionDenied);
+        }
+        let (from_dir, from_name) = from.jail.open_parent(&from.path)?;
+        let (to_dir, to_name) = to.jail.open_parent(&to.path)?;
         sys::renameat(from_dir.as_fd(), &from_name, to_dir.as_fd(), &to_name).map_err(io_err)
     }
 
     /// MFMT: set the modification time of `p` (symbolic links followed
     /// inside the jail); `ReadOnly` unless writable.
     pub fn set_mtime(&self, p: &VirtualPath, unix_secs: i64) -> Result<(), FsError> {
-        self.require_writable()?;
-        let fd = self.jail.open(p, libc::O_PATH)?;
+        self.allow(Op::SetTime, p)?;
+        let pl = self.place(p);
+        let fd = pl.jail.open(&pl.path, libc::O_PATH)?;
         match sys::utimensat(fd.as_fd(), c"", unix_secs, libc::AT_EMPTY_PATH) {
             Ok(()) => Ok(()),
             // Kernels before utimensat learnt AT_EMPTY_PATH: work on the
@@ -585,7 +724,7 @@ impl Vfs {
                     sys::utimensat(fd.as_fd(), c".", unix_secs, libc::AT_SYMLINK_NOFOLLOW)
                         .map_err(io_err)
                 } else {
-                    let (dir, name) = self.jail.open_parent(p)?;
+                    let (dir, name) = pl.jail.open_parent(&pl.path)?;
                     sys::utimensat(dir.as_fd(), &name, unix_secs, libc::AT_SYMLINK_NOFOLLOW)
                         .map_err(io_err)
                 }
@@ -625,8 +764,24 @@ impl Vfs {
     /// through one [`LISTING_READ_BUFFER_BYTES`] buffer. So however big the
     /// directory, opening a listing reads at most one cap's worth of names
     /// and a listing holds at most ~[`LISTING_SORTED_MAX_HEAP_BYTES`].
+    ///
+    /// # Drop boxes
+    /// Where [`access::check`] hides names ([`Verdict::HideNames`]), the
+    /// listing of a directory is empty, and anything else (a file, a
+    /// missing name) is [`FsError::UploadOnly`], the same for both.
     pub fn open_listing(&self, p: &VirtualPath) -> Result<Listing, FsError> {
-        let dir = match self.jail.open(p, libc::O_RDONLY | libc::O_DIRECTORY) {
+        let pl = self.place(p);
+        match access::check(pl.rights, Op::List) {
+            Verdict::Allow => {}
+            Verdict::Refuse(e) => return Err(e),
+            Verdict::HideNames => {
+                return match pl.jail.open(&pl.path, libc::O_PATH | libc::O_DIRECTORY) {
+                    Ok(_) => Ok(Listing { path: p.clone(), source: Source::Done, prefix: Box::default() }),
+                    Err(_) => Err(FsError::UploadOnly),
+                };
+            }
+        }
+        let dir = match pl.jail.open(&pl.path, libc::O_RDONLY | libc::O_DIRECTORY) {
             Ok(fd) => fd,
             Err(FsError::NotADirectory) => {
                 let meta = self.metadata(p)?;
@@ -1036,8 +1191,10 @@ pub struct Upload {
     final_name: CString,
     /// Set once the temp name no longer exists (committed or removed).
     done: bool,
-    /// STOU: never replace an existing target at commit.
+    /// STOU, a drop box: never replace an existing target at commit.
     no_replace: bool,
+    /// In a drop box: all-or-nothing, and a lost commit race is `NoReplace`.
+    drop_box: bool,
     /// The target existed when the upload began.
     target_existed: bool,
     /// An interrupted upload keeps its bytes at the target's name (see
@@ -1060,7 +1217,10 @@ impl Upload {
     pub fn commit(mut self) -> Result<(), FsError> {
         let Some(temp) = &self.temp else { return Ok(()) };
         let rename = if self.no_replace { sys::renameat_noreplace } else { sys::renameat };
-        rename(self.dir.as_fd(), temp, self.dir.as_fd(), &self.final_name).map_err(io_err)?;
+        rename(self.dir.as_fd(), temp, self.dir.as_fd(), &self.final_name).map_err(|e| match io_err(e) {
+            FsError::AlreadyExists if self.drop_box => FsError::NoReplace,
+            e => e,
+        })?;
         self.done = true;
         Ok(())
     }
@@ -1068,8 +1228,10 @@ impl Upload {
     /// Ask that an interruption keep the received bytes, where that cannot
     /// destroy a file: only when the target did not exist when the upload
     /// began (a new name, STOU). Over an existing file the old one stays.
+    /// Never in a drop box, whose uploader could neither resume nor
+    /// remove a partial file.
     pub fn keep_partial_if_new(&mut self) {
-        self.keep_partial = !self.target_existed;
+        self.keep_partial = !self.target_existed && !self.drop_box;
     }
 
     /// Written in place with `O_APPEND`.
@@ -2242,5 +2404,47 @@ mod tests {
         assert_eq!(mode_of(&fx, "."), before);
         vfs.chmod(&vp("/sub/to_root/sub"), 0o700).unwrap();
         assert_eq!(mode_of(&fx, "sub"), 0o700);
+    }
+
+    #[test]
+    fn an_interrupted_drop_box_upload_leaves_nothing_and_a_lost_race_is_no_replace() {
+        let fx = Fixture::new("dropbox");
+        let vfs = Vfs::open_with(&fx.root, Rights::UploadOnly).unwrap();
+        let mut up = vfs.create_upload(&vp("/sub/new.txt")).unwrap();
+        up.keep_partial_if_new();
+        up.file.write_all(b"half").unwrap();
+        up.interrupted();
+        assert_eq!(fx.real_names("sub"), ["escape", "inner.txt"]);
+        // Racing for one new name: the first commit wins.
+        let mut a = vfs.create_upload(&vp("/sub/race")).unwrap();
+        let mut b = vfs.create_upload(&vp("/sub/race")).unwrap();
+        b.file.write_all(b"b").unwrap();
+        a.file.write_all(b"a").unwrap();
+        b.commit().unwrap();
+        assert_eq!(a.commit(), Err(FsError::NoReplace));
+        assert_eq!(std::fs::read(fx.root.join("sub/race")).unwrap(), b"b");
+        assert_eq!(fx.real_names("sub"), ["escape", "inner.txt", "race"]);
+        // And now the name is taken before any byte is sent.
+        assert_eq!(vfs.create_upload(&vp("/sub/race")).err(), Some(FsError::NoReplace));
+        fx.canary_intact();
+    }
+
+    #[test]
+    fn an_upload_dir_must_be_an_existing_directory_of_a_read_only_view() {
+        let fx = Fixture::new("updir");
+        let ro = || Vfs::open(&fx.root, false).unwrap();
+        assert_eq!(ro().with_upload_dir(&vp("/nope")).err(), Some(FsError::NotFound));
+        assert_eq!(ro().with_upload_dir(&vp("/sub/inner.txt")).err(), Some(FsError::NotADirectory));
+        assert_eq!(fx.vfs(true).with_upload_dir(&vp("/sub")).err(), Some(FsError::PermissionDenied));
+        let vfs = ro().with_upload_dir(&vp("/sub")).unwrap();
+        assert_eq!(vfs.rights_at(&vp("/sub")), Rights::UploadOnly);
+        assert_eq!(vfs.rights_at(&vp("/sub/a/b")), Rights::UploadOnly);
+        assert_eq!(vfs.rights_at(&vp("/subway")), Rights::ReadOnly);
+        assert_eq!(vfs.rights_at(&vp("/")), Rights::ReadOnly);
+        // `sub/escape` climbs out of the root; in the drop box's own jail
+        // it cannot even climb out of `sub`.
+        assert!(vfs.create_upload(&vp("/sub/escape/x")).is_err());
+        fx.canary_intact();
+        assert_eq!(fx.real_names("sub"), ["escape", "inner.txt"]);
     }
 }

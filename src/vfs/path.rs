@@ -137,6 +137,16 @@ impl VirtualPath {
             || (self.bytes.starts_with(&other.bytes)
                 && matches!(self.bytes.get(other.bytes.len()), None | Some(b'/')))
     }
+
+    /// The rest of `self` beneath `prefix`, as a path from a jail rooted at
+    /// `prefix`: `/in/a/b` beneath `/in` is `/a/b`, `/in` is `/`. `None`
+    /// unless `self.starts_with(prefix)`.
+    pub fn strip_prefix(&self, prefix: &VirtualPath) -> Option<VirtualPath> {
+        if !self.starts_with(prefix) {
+            return None;
+        }
+        Some(VirtualPath { bytes: self.bytes[prefix.bytes.len()..].into() })
+    }
 }
 
 impl fmt::Display for VirtualPath {
@@ -283,5 +293,15 @@ mod tests {
         assert!(a.starts_with(&a));
         assert!(!VirtualPath::root().resolve(b"/ab").unwrap().starts_with(&a));
         assert!(a.starts_with(&VirtualPath::root()));
+    }
+
+    #[test]
+    fn strip_prefix_gives_the_path_beneath() {
+        let p = |s: &str| VirtualPath::root().resolve(s.as_bytes()).unwrap();
+        assert_eq!(p("/in/a/b").strip_prefix(&p("/in")), Some(p("/a/b")));
+        assert_eq!(p("/in").strip_prefix(&p("/in")), Some(VirtualPath::root()));
+        assert_eq!(p("/in/a").strip_prefix(&VirtualPath::root()), Some(p("/in/a")));
+        assert_eq!(p("/inbox/a").strip_prefix(&p("/in")), None);
+        assert_eq!(p("/").strip_prefix(&p("/in")), None);
     }
 }

@@ -41,9 +41,7 @@ pub fn dele(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 pub fn rnfr(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let path = s.cwd.resolve(arg)?;
     let login = s.login()?;
-    if !login.vfs.is_writable() {
-        return Err(CmdError::Fs(crate::vfs::FsError::ReadOnly));
-    }
+    login.vfs.allow(crate::vfs::Op::Rename, &path)?;
     if path.is_root() {
         return Err(CmdError::Fs(crate::vfs::FsError::PermissionDenied));
     }
@@ -93,7 +91,7 @@ pub const ASCII_SIZE_MAX_BYTES: u64 = 256 * 1024;
 pub fn size(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let path = s.cwd.resolve(arg)?;
     let vfs = &s.login()?.vfs;
-    let meta = vfs.metadata(&path)?;
+    let meta = vfs.stat(&path)?;
     if meta.kind != Kind::File {
         return Err(CmdError::Refused("Not a regular file."));
     }
@@ -140,7 +138,7 @@ fn ascii_size(mut file: std::fs::File, max: u64) -> std::io::Result<u64> {
 /// MDTM — RFC 3659 §3: "213 <SP> YYYYMMDDHHMMSS", in UTC.
 pub fn mdtm(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let path = s.cwd.resolve(arg)?;
-    let meta = s.login()?.vfs.metadata(&path)?;
+    let meta = s.login()?.vfs.stat(&path)?;
     if meta.kind != Kind::File {
         return Err(CmdError::Refused("Not a regular file."));
     }
@@ -156,7 +154,7 @@ pub fn mdtm(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 pub fn mlst(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     let path = s.cwd.resolve(arg)?;
     let login = s.login()?;
-    let meta = login.vfs.metadata(&path)?;
+    let meta = login.vfs.stat(&path)?;
     reply::begin_multi(ctx.out, ReplyCode::FileActionOk);
     ctx.out.extend_from_slice(b"Listing ");
     reply::push_text(ctx.out, path.as_bytes());
@@ -175,7 +173,8 @@ pub fn mfmt(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     let secs = listing::parse_mdtm(&arg[..sp]).ok_or(CmdError::Syntax("MFMT: bad time, expected YYYYMMDDHHMMSS."))?;
     let path = s.cwd.resolve(&arg[sp + 1..])?;
     let vfs = &s.login()?.vfs;
-    let before = vfs.metadata(&path)?.mtime;
+    vfs.allow(crate::vfs::Op::SetTime, &path)?;
+    let before = vfs.stat(&path)?.mtime;
     vfs.set_mtime(&path, secs)?;
     // Read back what the filesystem stored: ext4 keeps times only up to
     // 2446, and a 9999 request would silently land there.

@@ -5,7 +5,7 @@ use crate::ftp::error::CmdError;
 use crate::ftp::reply::{self, ReplyCode};
 use crate::ftp::session::{Action, Ctx, Session, XferKind};
 use crate::vfs::glob::{has_wildcards, Glob};
-use crate::vfs::{FsError, Kind, ListFormat, Listing, VirtualPath, Vfs};
+use crate::vfs::{FsError, Kind, ListFormat, Listing, Op, VirtualPath, Vfs};
 
 /// TYPE — RFC 959 §3.1.1: `A` (ASCII, optionally `A N`), `I` (image) and
 /// `L 8` (bytes of 8 bits = image). EBCDIC, `A T`, `A C` and other byte
@@ -190,6 +190,11 @@ pub fn retr(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
 ///
 /// With `--atomic-uploads` every upload is all-or-nothing, and a resume
 /// copies and locks the file (`450` while another upload holds it).
+///
+/// In a drop box (`w`, `--anonymous-upload-dir`; see
+/// [`crate::vfs::access`]): a new name only (`553` for an existing one,
+/// and for the loser of two uploads racing for one new name, when its
+/// transfer ends), no `REST` (`550`), and all-or-nothing.
 pub fn stor(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, CmdError> {
     s.require_data(ctx.env)?;
     let offset = std::mem::take(&mut s.rest);
@@ -200,9 +205,7 @@ pub fn stor(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     let atomic = ctx.env.config.atomic_uploads;
     let vfs = &s.login()?.vfs;
     let transfer = if offset > 0 {
-        if !vfs.is_writable() {
-            return Err(CmdError::Fs(FsError::ReadOnly));
-        }
+        vfs.allow(Op::Resume, &path)?;
         let (src, meta) = match vfs.open_file(&path) {
             Ok(x) => x,
             Err(FsError::NotFound) => return Err(CmdError::InvalidRestart),
@@ -250,9 +253,7 @@ pub fn appe(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
         return Err(CmdError::Fs(FsError::IsADirectory));
     }
     let vfs = &s.login()?.vfs;
-    if !vfs.is_writable() {
-        return Err(CmdError::Fs(FsError::ReadOnly));
-    }
+    vfs.allow(Op::Append, &path)?;
     if !ctx.env.config.atomic_uploads {
         let transfer = Transfer::stor(vfs.open_in_place(&path, true, 0)?, s.ascii);
         return Ok(s.start_transfer(XferKind::Stor, transfer, path));
@@ -342,11 +343,12 @@ pub fn mlsd(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     s.require_data(ctx.env)?;
     let path = s.cwd.resolve(arg)?;
     let login = s.login()?;
-    let meta = login.vfs.metadata(&path)?;
-    if meta.kind != Kind::Dir {
+    // The listing first: in a drop box it refuses a file and a missing
+    // name alike, before its kind could tell them apart.
+    let names = login.vfs.open_listing(&path)?;
+    if login.vfs.metadata(&path)?.kind != Kind::Dir {
         return Err(CmdError::Syntax("MLSD needs a directory; use MLST for a file."));
     }
-    let names = login.vfs.open_listing(&path)?;
     let format = ListFormat::Mlsd { facts: s.mlst_facts, writable: login.vfs.is_writable() };
     let vfs = login.vfs.clone();
     Ok(s.start_transfer(XferKind::List, Transfer::listing(vfs, names, format), path))
