@@ -961,3 +961,33 @@ mod tests {
     }
 }
 
+
+/// `pidfd_open(pid, 0)` (Linux ≥ 5.3): a descriptor that becomes readable
+/// when the process `pid` exits, so the reactor's poll can wait for a child
+/// like for a socket (no SIGCHLD handler, no `waitpid(-1)` that would reap
+/// another part's children). `O_CLOEXEC` is always set by the kernel.
+///
+/// `pid` must be an unreaped child of this process: only then can its
+/// number not have been reused (a zombie keeps it).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded, so `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signal the process the pidfd
+/// names, never another one that took over its number.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a null `siginfo` is allowed (the kernel fills one in as for kill(2)).
+    let r = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0 as libc::c_uint)
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
