@@ -46,7 +46,11 @@
 //! server's own (the journal under systemd), so a failing script's message
 //! lands beside the server's line with its exit status. The working
 //! directory is `/`: predictable, and it keeps no served directory busy.
-//! The hook inherits no descriptor but these three: every descriptor the
+//! Each hook leads its own process group, so that `--hook-timeout` kills
+//! what it started too (a script's `sleep`, a converter), not only the
+//! shell: the group is sent `SIGKILL` with the shell. Its own group also
+//! keeps a terminal's Ctrl-C meant for a foreground server from reaching
+//! it. The hook inherits no descriptor but these three: every descriptor the
 //! server opens has `O_CLOEXEC` (see `sys.rs`'s invariants; the pidfds
 //! too), which `tests/hooks.rs` checks from inside a hook.
 //!
@@ -56,7 +60,7 @@
 //! child has called `execve`, well under a millisecond, whatever the
 //! server's memory size (no page tables are copied), and nothing waits for
 //! the hook itself. Adding a `pre_exec` closure would force `fork(2)`; none
-//! is used. A std spawn allocates its argument and environment arrays (a
+//! is used (`posix_spawnattr_setpgroup` covers the process group). A std spawn allocates its argument and environment arrays (a
 //! few hundred bytes, once per upload).
 //!
 //! # Bounds
@@ -178,7 +182,9 @@ impl Job {
 /// it. The only place a hook process is made: a sandbox or resource limit
 /// applied to hooks belongs here.
 pub fn spawn(cmd: &str, job: &Job) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
     Command::new(SHELL)
+        .process_group(0)
         .arg("-c")
         .arg(cmd)
         .env_clear()
@@ -196,13 +202,18 @@ pub fn spawn(cmd: &str, job: &Job) -> io::Result<Child> {
         .spawn()
 }
 
-/// `--on-upload` needs `pidfd_open(2)` (Linux 5.3): checked once at start,
-/// so that an old kernel is a clear start-up error, not a hook per upload
-/// that cannot be watched.
-pub fn check() -> io::Result<()> {
+/// At start, with `--on-upload`: check that the kernel has `pidfd_open(2)`
+/// (Linux 5.3), so an old one is a clear start-up error rather than a
+/// hook per upload that cannot be watched; and set `FD_CLOEXEC` on every
+/// descriptor above stderr. What the server opens has it already; this is
+/// for descriptors it *inherited* without it (a careless parent, a shell's
+/// saved descriptors, a test runner's pipes), which would otherwise reach
+/// every hook. Socket-activated listeners got it in `crate::systemd`.
+pub fn prepare() -> io::Result<()> {
     crate::sys::pidfd_open(std::process::id())
         .map(drop)
-        .map_err(|e| io::Error::new(e.kind(), format!("--on-upload needs pidfd_open(2) (Linux >= 5.3): {e}")))
+        .map_err(|e| io::Error::new(e.kind(), format!("--on-upload needs pidfd_open(2) (Linux >= 5.3): {e}")))?;
+    crate::sys::set_cloexec_from(3)
 }
 
 /// Why a job did not run.

@@ -10,7 +10,7 @@
 //! already waits on: no signal handler, no self-pipe, no reaping of
 //! children that are not ours (the tests' harness, an embedder), and a
 //! kill (`pidfd_send_signal`) that can never reach another process that
-//! took over the pid. It needs Linux 5.3; `hooks::check` refuses to start
+//! took over the pid. It needs Linux 5.3; `hooks::prepare` refuses to start
 //! with `--on-upload` on an older kernel.
 //!
 //! # Shutdown
@@ -203,7 +203,7 @@ impl Server {
     }
 
     /// `--hook-timeout` is over (or shutdown's grace): SIGKILL through
-    /// the pidfd; the exit then comes as readiness and is reaped there.
+    /// the pidfd, and to its process group; the exit then comes as readiness and is reaped there.
     pub(super) fn kill_hook(&mut self, key: usize, why: &'static str) {
         let Some(Entry::Hook(h)) = self.slab.get_mut(key) else { return };
         if let Some(id) = h.timer.take() {
@@ -214,6 +214,10 @@ impl Server {
         }
         match crate::sys::pidfd_send_signal(h.pidfd.as_fd(), libc::SIGKILL) {
             Ok(()) => {
+                // And what it started, in its process group (see
+                // `crate::hooks`): the leader is not reaped yet, so the
+                // group's number is still its own.
+                let _ = crate::sys::kill_process_group(h.child.id(), libc::SIGKILL);
                 h.killed = Some(why);
                 let secs = self.now.saturating_duration_since(h.started).as_secs_f64();
                 warn!("upload hook for {} {} killed after {secs:.3} s: {why}", h.user, sanitize(&h.virtual_path));

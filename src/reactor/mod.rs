@@ -330,7 +330,7 @@ impl Server {
     /// (`worker` 0). No client is served until `run`.
     pub fn with_listeners(config: Config, listeners: Listeners, shared: Arc<Shared>, worker: usize, metrics: Arc<Metrics>) -> Result<Server, StartError> {
         if config.on_upload.is_some() {
-            crate::hooks::check().map_err(|e| StartError(e.to_string()))?;
+            crate::hooks::prepare().map_err(|e| StartError(e.to_string()))?;
         }
         let users = match &config.users {
             Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
