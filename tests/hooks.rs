@@ -579,3 +579,35 @@ fn sigterm_waits_for_running_hooks_and_drops_queued_ones() {
         assert!(log.lines().any(|l| l.contains("upload hook dropped for anonymous") && l.contains(name) && l.contains("shutting down")), "{log}");
     }
 }
+
+/// Behind a load balancer (`--proxy-protocol`), the hook is told the real
+/// client's address, the one the PROXY header named, not the balancer's.
+#[cfg(feature = "proxy")]
+#[test]
+fn behind_the_proxy_protocol_the_client_address_is_the_real_one() {
+    use common::balancer::{connect_bound, v1};
+    need("sha256sum", "coreutils");
+    need("ps", "procps");
+    let (_r, root) = root_dir();
+    let hooks = HookDir::new();
+    let cmd = record_hook(&hooks);
+    let srv = Server::start_unprobed(&root, &["--anonymous-write", "--on-upload", &cmd, "--proxy-protocol", "--proxy-from", "127.0.0.2/32"]);
+    let mut s = connect_bound("127.0.0.2", srv.addr);
+    s.write_all(&v1("127.0.0.3", 40011, srv.addr)).unwrap();
+    let mut c = Ctl::from_stream(s);
+    assert_eq!(c.reply().code, 220);
+    c.login("anonymous", "x@y");
+    c.expect("TYPE I", 200);
+    let addr = c.pasv();
+    c.send("STOR cam.jpg");
+    // The data connection straight from the real client.
+    let mut data = connect_bound("127.0.0.3", addr);
+    assert!(c.reply().is_preliminary());
+    data.write_all(b"picture").unwrap();
+    data.shutdown(Shutdown::Write).unwrap();
+    drop(data);
+    assert_eq!(c.reply().code, 226);
+    let recs = hooks.wait_records(1);
+    assert_eq!(recs[0]["ENV_LEANFTPD_CLIENT_ADDR"], "127.0.0.3");
+    assert_eq!(recs[0]["ENV_LEANFTPD_VIRTUAL_PATH"], "/cam.jpg");
+}
