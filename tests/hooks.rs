@@ -30,8 +30,11 @@ use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
 use common::metrics::scrape_url;
-use common::process::{free_port, need, Server};
+#[cfg(feature = "metrics")]
+use common::process::free_port;
+use common::process::{need, Server};
 use common::{pattern, reset, sha256, wait_until, Ctl, Mode};
 
 /// Long enough for a loaded 2-core machine to start a shell.
@@ -324,6 +327,7 @@ fn interrupted_and_refused_uploads_do_not_fire_it_but_a_normal_close_does() {
     assert_eq!(srv.log_text().matches("upload hook for anonymous").count(), 5);
 }
 
+#[cfg(feature = "tls")]
 #[test]
 fn a_tls_upload_without_close_notify_does_not_fire_it() {
     use common::tls::{binary_args, Order, TlsClient, TlsCtl, Version};
@@ -391,6 +395,7 @@ fn done(hooks: &HookDir) -> Vec<String> {
     hooks.read("done").lines().map(str::to_string).collect()
 }
 
+#[cfg(feature = "metrics")]
 #[test]
 fn a_hundred_uploads_with_a_slow_hook_run_exactly_max_hooks_at_once_while_the_server_serves() {
     let (_r, root) = root_dir();
@@ -472,6 +477,7 @@ while [ ! -e @DIR@/go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
 echo "$LEANFTPD_VIRTUAL_PATH" >> @DIR@/done
 "#;
 
+#[cfg(feature = "metrics")]
 #[test]
 fn past_the_queue_jobs_are_dropped_logged_and_counted_and_the_server_serves() {
     let (_r, root) = root_dir();
@@ -525,6 +531,7 @@ echo $! > @DIR@/sleep.pid
 wait
 "#;
 
+#[cfg(feature = "metrics")]
 #[test]
 fn a_hook_past_its_timeout_is_killed_with_what_it_started_and_logged() {
     let (_r, root) = root_dir();
