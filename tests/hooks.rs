@@ -525,6 +525,7 @@ fn past_the_queue_jobs_are_dropped_logged_and_counted_and_the_server_serves() {
 }
 
 /// Never ends by itself: a child `sleep` whose PID it records, and waits.
+#[cfg(feature = "metrics")]
 const FOREVER: &str = r#"#!/bin/sh
 sleep 1000 &
 echo $! > @DIR@/sleep.pid
