@@ -244,7 +244,7 @@ fn the_environment_is_exact_and_the_file_complete_for_stor_appe_stou() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(hooks.records().len(), 3);
     let log = srv.log_text();
-    assert_eq!(log.matches("upload hook for anonymous ").filter(|_| true).count(), 3, "{log}");
+    assert_eq!(log.matches("upload hook for anonymous ").count(), 3, "{log}");
     assert_eq!(log.lines().filter(|l| l.contains("upload hook for anonymous ") && l.contains("exit status: 0")).count(), 3, "{log}");
 }
 
