@@ -240,8 +240,9 @@ fn the_environment_is_exact_and_the_file_complete_for_stor_appe_stou() {
     assert_eq!(recs[2]["X_SHA"], sha256(&three));
     assert_eq!(fs::read(root.join(&vpath[1..])).unwrap(), three);
 
-    // Nothing more ran, and each run was logged with its exit status.
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing more ran, and each run was logged with its exit status (once
+    // reaped, after its record was written).
+    wait_until("3 hooks reaped", Duration::from_secs(10), || srv.log_text().matches("upload hook for anonymous ").count() >= 3);
     assert_eq!(hooks.records().len(), 3);
     let log = srv.log_text();
     assert_eq!(log.matches("upload hook for anonymous ").count(), 3, "{log}");
@@ -324,6 +325,7 @@ fn interrupted_and_refused_uploads_do_not_fire_it_but_a_normal_close_does() {
 
     let fired: Vec<String> = hooks.records().iter().map(|r| r["ENV_LEANFTPD_VIRTUAL_PATH"].clone()).collect();
     assert_eq!(fired, ["/m1", "/m2", "/m3", "/m4", "/half.bin"]);
+    wait_until("5 hooks reaped", Duration::from_secs(10), || srv.log_text().matches("upload hook for anonymous").count() >= 5);
     assert_eq!(srv.log_text().matches("upload hook for anonymous").count(), 5);
 }
 
@@ -353,8 +355,14 @@ fn a_tls_upload_without_close_notify_does_not_fire_it() {
         data.cut();
         let r = c.reply();
         assert!(r.code == 426 || r.code == 451, "{v:?}: {r:?}");
-        // The same upload with close_notify fires it.
+        // The same upload with close_notify fires it (on a control
+        // connection of its own: under TLS 1.3 each data connection
+        // resumes with a ticket of its own, see `common::tls`).
         let whole = format!("whole-{v:?}.bin");
+        let mut c = TlsCtl::open(srv.addr, TlsClient::new(v));
+        c.login("anonymous", "test@example.com");
+        c.protect();
+        c.expect("TYPE I", 200);
         c.stor(Mode::Epsv, Order::CommandFirst, &whole, &body);
         let n = if v == Version::Tls12 { 1 } else { 2 };
         let recs = hooks.wait_records(n);
@@ -467,7 +475,10 @@ fn max_hooks_holds_across_two_workers() {
     for w in ["(worker 1)", "(worker 2)"] {
         assert!(log.lines().any(|l| l.contains(w) && l.contains("Stor /w") && l.ends_with(": ok")), "no upload completed on {w}:\n{log}");
     }
-    assert_eq!(log.lines().filter(|l| l.contains("upload hook for anonymous /w") && l.contains("exit status: 0")).count(), 48);
+    // A hook writes `done` before it exits: its line comes once reaped.
+    let reaped = || srv.log_text().lines().filter(|l| l.contains("upload hook for anonymous /w") && l.contains("exit status: 0")).count();
+    wait_until("48 hooks reaped", Duration::from_secs(10), || reaped() >= 48);
+    assert_eq!(reaped(), 48);
 }
 
 /// Waits for `@DIR@/go` (bounded), then records its path.
