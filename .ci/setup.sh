@@ -7,13 +7,15 @@
 # C++ compiler (libfuzzer-sys builds libFuzzer when the fuzz targets are
 # type-checked), HAProxy (tests/proxy.rs: the PROXY protocol behind a
 # real load balancer) and promtool (Debian's `prometheus`: tests/metrics.rs
-# validates the metrics text with `promtool check metrics`).
+# validates the metrics text with `promtool check metrics`), and what the
+# upload hooks of tests/hooks.rs run: flock (util-linux), ps (procps),
+# sha256sum (coreutils).
 # On a fresh Debian machine it installs whatever is missing; when all are
 # present it does nothing.
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy promtool systemd-socket-activate systemd-analyze)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy promtool systemd-socket-activate systemd-analyze flock ps sha256sum)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -27,7 +29,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd prometheus"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd procps coreutils prometheus"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -41,7 +43,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
-"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd
+"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd procps coreutils
 # promtool only; without recommends, the server's own extras stay out.
 "${sudo_cmd[@]}" apt-get install -y --no-install-recommends prometheus
 

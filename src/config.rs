@@ -156,6 +156,16 @@ pub struct Config {
     /// poll, slab, wheel and listening socket (`SO_REUSEPORT`); see
     /// `crate::workers`.
     pub workers: usize,
+    /// `--on-upload CMD`: run `/bin/sh -c CMD` after each completed upload
+    /// (STOR, STOU, APPE answered `226`), the file named in its
+    /// environment; see `crate::hooks`.
+    pub on_upload: Option<String>,
+    /// `--max-hooks N`: hooks running at once over all workers, 1 to
+    /// `hooks::MAX_HOOKS_LIMIT` (the rest wait in a bounded queue).
+    pub max_hooks: usize,
+    /// `--hook-timeout SECS`: a hook running longer is killed (`SIGKILL`),
+    /// up to `hooks::MAX_HOOK_TIMEOUT`.
+    pub hook_timeout: Duration,
 }
 
 impl Config {
@@ -199,6 +209,9 @@ impl Config {
             proxy_from: Vec::new(),
             metrics_listen: None,
             workers: DEFAULT_WORKERS,
+            on_upload: None,
+            max_hooks: crate::hooks::DEFAULT_MAX_HOOKS,
+            hook_timeout: crate::hooks::DEFAULT_HOOK_TIMEOUT,
         }
     }
 
@@ -292,6 +305,27 @@ impl Config {
                     })?);
                 }
                 "--workers" => c.workers = parse_workers(&value("--workers")?)?,
+                "--on-upload" => {
+                    let v = value("--on-upload")?;
+                    if v.trim().is_empty() {
+                        return Err(UsageError("--on-upload: expected a command for /bin/sh -c".into()));
+                    }
+                    c.on_upload = Some(v);
+                }
+                "--max-hooks" => {
+                    let v = value("--max-hooks")?;
+                    c.max_hooks = parse_num("--max-hooks", &v)?;
+                    if !(1..=crate::hooks::MAX_HOOKS_LIMIT).contains(&c.max_hooks) {
+                        return Err(UsageError(format!("--max-hooks {v}: expected 1 to {}", crate::hooks::MAX_HOOKS_LIMIT)));
+                    }
+                }
+                "--hook-timeout" => {
+                    let v = value("--hook-timeout")?;
+                    c.hook_timeout = parse_secs("--hook-timeout", &v)?;
+                    if c.hook_timeout > crate::hooks::MAX_HOOK_TIMEOUT {
+                        return Err(UsageError(format!("--hook-timeout {v}: at most {} seconds", crate::hooks::MAX_HOOK_TIMEOUT.as_secs())));
+                    }
+                }
                 "--tls-required" => c.tls_required = true,
                 "--insecure-tls-no-reuse" => c.insecure_tls_no_reuse = true,
                 "--proxy-protocol" => c.proxy_protocol = true,
@@ -515,6 +549,13 @@ OPTIONS:
     --workers N|auto           reactor threads, each with its own listening socket on the
                                control port (SO_REUSEPORT); limits stay global; auto = the
                                CPUs this process may use; 1 to 256 [default: 1]
+    --on-upload CMD            after each completed upload (STOR, STOU, APPE answered 226) run
+                               `/bin/sh -c CMD` with LEANFTPD_PATH, LEANFTPD_VIRTUAL_PATH,
+                               LEANFTPD_USER, LEANFTPD_SIZE (bytes), LEANFTPD_CLIENT_ADDR,
+                               LEANFTPD_COMMAND and PATH as its only environment
+    --max-hooks N              hooks running at once over all workers, 1 to 64; up to 1024 more
+                               wait, past that they are logged and dropped [default: 4]
+    --hook-timeout SECS        kill (SIGKILL) a hook running longer, at most 86400 [default: 60]
     --log-level LEVEL          error, warn, info or debug [default: info]
     --xferlog FILE             append a line per transfer to FILE in xferlog(5) format
     --atomic-uploads           every upload all-or-nothing (temp file + rename): an interrupted
@@ -662,5 +703,30 @@ mod tests {
         assert!(e.0.contains("--anonymous-upload-dir"), "{e}");
         let e = run(&["--root", "/tmp", "--anonymous-write", "--anonymous-upload-dir", "/in"]).unwrap_err();
         assert!(e.0.contains("exclude each other"), "{e}");
+    }
+
+    #[test]
+    fn upload_hook_options_parse_within_their_bounds() {
+        let c = run(&["--root", "/tmp"]).unwrap();
+        assert_eq!((c.on_upload, c.max_hooks, c.hook_timeout), (None, 4, Duration::from_secs(60)));
+        let c = run(&["--root", "/tmp", "--on-upload", "logger \"$LEANFTPD_PATH\"", "--max-hooks", "64", "--hook-timeout", "2.5"]).unwrap();
+        assert_eq!(c.on_upload.as_deref(), Some("logger \"$LEANFTPD_PATH\""));
+        assert_eq!((c.max_hooks, c.hook_timeout), (64, Duration::from_millis(2500)));
+        assert_eq!(run(&["--root", "/tmp", "--hook-timeout", "86400"]).unwrap().hook_timeout, Duration::from_secs(86_400));
+        for bad in [
+            &["--on-upload", ""][..],
+            &["--on-upload", "  "],
+            &["--on-upload"],
+            &["--max-hooks", "0"],
+            &["--max-hooks", "65"],
+            &["--max-hooks", "many"],
+            &["--hook-timeout", "0"],
+            &["--hook-timeout", "86401"],
+            &["--hook-timeout", "-1"],
+        ] {
+            let mut a = vec!["--root", "/tmp"];
+            a.extend_from_slice(bad);
+            assert!(run(&a).is_err(), "{bad:?} accepted");
+        }
     }
 }

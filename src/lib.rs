@@ -37,6 +37,7 @@
 //! - [`auth`]: anonymous login and the users file.
 //! - [`config`]: the command line.
 //! - [`xferlog`]: the transfer log in `xferlog(5)` format.
+//! - [`hooks`]: the upload hook (`--on-upload`): its environment, spawn and queue.
 //! - `proxy` (cargo feature `proxy`): the PROXY protocol header a load
 //!   balancer sends first (`--proxy-protocol`).
 //! - [`metrics`]: counters and gauges shared by the reactors, and their
@@ -51,6 +52,7 @@ pub mod auth;
 pub mod config;
 pub mod dtp;
 pub mod ftp;
+pub mod hooks;
 pub mod line;
 #[cfg(feature = "proxy")]
 pub mod proxy;

@@ -138,7 +138,30 @@ pub struct Metrics {
     /// `[control, data][ok, failed]`.
     tls_handshakes: [[AtomicU64; 2]; 2],
     upload_temp_files_open: AtomicI64,
+    hooks_started: AtomicU64,
+    /// By [`HookResult`].
+    hooks_finished: [AtomicU64; 3],
+    /// By `hooks::DropReason` (queue_full, shutdown, spawn_error).
+    hooks_dropped: [AtomicU64; 3],
+    hooks_running: AtomicI64,
+    hooks_queued: AtomicI64,
 }
+
+/// How an upload hook ended (the `result` label of
+/// `leanftpd_upload_hooks_finished_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookResult {
+    /// Exit status 0.
+    Ok,
+    /// Another exit status, or a signal the server did not send.
+    Failed,
+    /// Killed by the server: `--hook-timeout`, or the end of the shutdown
+    /// grace period.
+    Killed,
+}
+
+const HOOK_RESULTS: [&str; 3] = ["ok", "failed", "killed"];
+const HOOK_DROPS: [&str; 3] = ["queue_full", "shutdown", "spawn_error"];
 
 impl Default for Metrics {
     fn default() -> Metrics {
@@ -164,6 +187,11 @@ impl Metrics {
             refused: Default::default(),
             tls_handshakes: Default::default(),
             upload_temp_files_open: AtomicI64::new(0),
+            hooks_started: AtomicU64::new(0),
+            hooks_finished: Default::default(),
+            hooks_dropped: Default::default(),
+            hooks_running: AtomicI64::new(0),
+            hooks_queued: AtomicI64::new(0),
         }
     }
 
@@ -243,6 +271,36 @@ impl Metrics {
         self.upload_temp_files_open.fetch_add(delta, Relaxed);
     }
 
+    /// An upload hook was started.
+    pub fn hook_started(&self) {
+        self.hooks_started.fetch_add(1, Relaxed);
+        self.hooks_running.fetch_add(1, Relaxed);
+    }
+
+    /// An upload hook ended and was reaped.
+    pub fn hook_finished(&self, result: HookResult) {
+        self.hooks_finished[result as usize].fetch_add(1, Relaxed);
+        self.hooks_running.fetch_sub(1, Relaxed);
+    }
+
+    /// An upload hook's job was queued (`+1`) or left the queue (`-1`: it
+    /// started, or was dropped at shutdown).
+    pub fn hooks_queued(&self, delta: i64) {
+        self.hooks_queued.fetch_add(delta, Relaxed);
+    }
+
+    /// An upload hook's job was dropped, never run.
+    pub fn hook_dropped(&self, reason: crate::hooks::DropReason) {
+        use crate::hooks::DropReason;
+        let i = match reason {
+            DropReason::QueueFull => 0,
+            DropReason::Shutdown => 1,
+            DropReason::SpawnError => 2,
+        };
+        debug_assert_eq!(HOOK_DROPS[i], reason.label());
+        self.hooks_dropped[i].fetch_add(1, Relaxed);
+    }
+
     /// Render every metric into `out`, in the text format 0.0.4: a `HELP`
     /// and a `TYPE` line per family, then its samples. At most
     /// [`RENDER_MAX_BYTES`]; `out` is not cleared first.
@@ -296,6 +354,20 @@ impl Metrics {
         }
         w.family("leanftpd_upload_temp_files_open", "gauge", "Temporary files of uploads in progress.");
         w.gauge("leanftpd_upload_temp_files_open", &[], &self.upload_temp_files_open);
+        w.family("leanftpd_upload_hooks_started_total", "counter", "Upload hooks (--on-upload) started.");
+        w.counter("leanftpd_upload_hooks_started_total", &[], &self.hooks_started);
+        w.family("leanftpd_upload_hooks_finished_total", "counter", "Upload hooks ended, by result (killed: by --hook-timeout or shutdown).");
+        for (i, c) in self.hooks_finished.iter().enumerate() {
+            w.counter("leanftpd_upload_hooks_finished_total", &[("result", HOOK_RESULTS[i])], c);
+        }
+        w.family("leanftpd_upload_hooks_dropped_total", "counter", "Upload hook jobs never run, by reason.");
+        for (i, c) in self.hooks_dropped.iter().enumerate() {
+            w.counter("leanftpd_upload_hooks_dropped_total", &[("reason", HOOK_DROPS[i])], c);
+        }
+        w.family("leanftpd_upload_hooks_running", "gauge", "Upload hooks running (at most --max-hooks over all workers).");
+        w.gauge("leanftpd_upload_hooks_running", &[], &self.hooks_running);
+        w.family("leanftpd_upload_hooks_queued", "gauge", "Upload hook jobs waiting for a slot.");
+        w.gauge("leanftpd_upload_hooks_queued", &[], &self.hooks_queued);
     }
 }
 
@@ -412,7 +484,7 @@ mod tests {
         assert_eq!(t.contains("leanftpd_tls_handshakes_total"), crate::TLS_BUILT_IN);
         // One HELP and one TYPE per family, before its samples.
         let families: Vec<&str> = t.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 13 } else { 12 });
+        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 18 } else { 17 });
         for f in families {
             let name = f.split(' ').next().unwrap();
             let kind = f.split(' ').nth(1).unwrap();
@@ -450,6 +522,13 @@ mod tests {
         m.tls_handshake(Channel::Data, false);
         let g = TempFileGauge::new(&std::sync::Arc::new(Metrics::new()));
         drop(g);
+        m.hooks_queued(1);
+        m.hooks_queued(-1);
+        m.hook_started();
+        m.hook_started();
+        m.hook_finished(HookResult::Killed);
+        m.hook_dropped(crate::hooks::DropReason::QueueFull);
+        m.hook_dropped(crate::hooks::DropReason::QueueFull);
         let t = text(&m);
         assert_eq!(value(&t, "leanftpd_sessions_open"), "1");
         assert_eq!(value(&t, "leanftpd_sessions_total"), "2");
@@ -474,6 +553,13 @@ mod tests {
             assert_eq!(value(&t, "leanftpd_tls_handshakes_total{channel=\"data\",result=\"failed\"}"), "1");
         }
         assert_eq!(value(&t, "leanftpd_upload_temp_files_open"), "0");
+        assert_eq!(value(&t, "leanftpd_upload_hooks_started_total"), "2");
+        assert_eq!(value(&t, "leanftpd_upload_hooks_finished_total{result=\"killed\"}"), "1");
+        assert_eq!(value(&t, "leanftpd_upload_hooks_finished_total{result=\"ok\"}"), "0");
+        assert_eq!(value(&t, "leanftpd_upload_hooks_dropped_total{reason=\"queue_full\"}"), "2");
+        assert_eq!(value(&t, "leanftpd_upload_hooks_dropped_total{reason=\"spawn_error\"}"), "0");
+        assert_eq!(value(&t, "leanftpd_upload_hooks_running"), "1");
+        assert_eq!(value(&t, "leanftpd_upload_hooks_queued"), "0");
     }
 
     #[test]
@@ -500,11 +586,13 @@ mod tests {
             .chain(m.transfers.iter().flatten())
             .chain(&m.refused)
             .chain(m.tls_handshakes.iter().flatten())
-            .chain([&m.sessions, &m.logins_ok, &m.logins_failed]);
+            .chain(&m.hooks_finished)
+            .chain(&m.hooks_dropped)
+            .chain([&m.sessions, &m.logins_ok, &m.logins_failed, &m.hooks_started]);
         for c in all_u64 {
             c.store(u64::MAX, Relaxed);
         }
-        for g in [&m.sessions_open, &m.passive_listeners_open, &m.data_connections_open, &m.upload_temp_files_open] {
+        for g in [&m.sessions_open, &m.passive_listeners_open, &m.data_connections_open, &m.upload_temp_files_open, &m.hooks_running, &m.hooks_queued] {
             g.store(i64::MIN, Relaxed);
         }
         let t = text(&m);
@@ -515,7 +603,7 @@ mod tests {
 
     #[test]
     fn label_values_need_no_escaping() {
-        let all = Verb::ALL.iter().map(|v| v.name()).chain(CHANNELS).chain(KINDS).chain(RESULTS).chain(LIMITS);
+        let all = Verb::ALL.iter().map(|v| v.name()).chain(CHANNELS).chain(KINDS).chain(RESULTS).chain(LIMITS).chain(HOOK_RESULTS).chain(HOOK_DROPS);
         for v in all {
             assert!(!v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{v:?}");
         }

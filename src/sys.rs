@@ -797,6 +797,75 @@ pub fn trim_heap() {
     }
 }
 
+/// `pidfd_open(pid, 0)` (Linux ≥ 5.3): a descriptor that becomes readable
+/// when the process `pid` exits, so the reactor's poll can wait for a child
+/// like for a socket (no SIGCHLD handler, no `waitpid(-1)` that would reap
+/// another part's children). `O_CLOEXEC` is always set by the kernel.
+///
+/// `pid` must be an unreaped child of this process: only then can its
+/// number not have been reused (a zombie keeps it).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded, so `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signal the process the pidfd
+/// names, never another one that took over its number.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a null `siginfo` is allowed (the kernel fills one in as for kill(2)).
+    let r = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0 as libc::c_uint)
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `kill(-pgid, sig)`: signal every process of the group `pgid`. Only for
+/// a group whose leader is an unreaped child of ours (then the number
+/// cannot have been reused).
+pub fn kill_process_group(pgid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain system call with integer arguments.
+    cvt(unsafe { libc::kill(-pgid, sig) }).map(drop)
+}
+
+/// Set `FD_CLOEXEC` on every descriptor from `first` up (nothing is
+/// closed): `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)` (Linux 5.11),
+/// or one `fcntl` per descriptor listed in `/proc/self/fd` on an older
+/// kernel. For descriptors inherited from whoever started the process,
+/// which the kernel would otherwise pass on to every program it runs.
+pub fn set_cloexec_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: plain system call with integer arguments; it changes flags only.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return Ok(());
+    }
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) {
+            fds.push(fd);
+        }
+    }
+    for fd in fds.into_iter().filter(|&fd| fd >= first) {
+        // SAFETY: fcntl on a descriptor number; one that was closed
+        // meanwhile (the directory's own) fails with EBADF, ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -960,4 +1029,3 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
     }
 }
-

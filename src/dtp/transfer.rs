@@ -388,6 +388,15 @@ impl Transfer {
         }
     }
 
+    /// An upload's target path and size (see `Upload::target_facts`), for
+    /// the upload hook; `None` for a download or listing.
+    pub fn upload_facts(&self) -> Option<io::Result<(std::path::PathBuf, u64)>> {
+        match self {
+            Transfer::Stor { upload, .. } => Some(upload.target_facts()),
+            _ => None,
+        }
+    }
+
     /// Complete a successful transfer: for STOR, flush and rename the
     /// temporary file into place.
     pub fn finish(self) -> Result<(), TransferError> {

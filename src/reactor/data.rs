@@ -472,9 +472,15 @@ impl Server {
         if let Some(id) = timer {
             self.wheel.cancel(id);
         }
+        // An upload's target and size for its hook, taken before the
+        // commit consumes the upload (`--on-upload` only).
+        let mut hook_facts = None;
         let (req, result) = match state {
             DataState::Running(req) => {
                 let TransferRequest { transfer, kind, path, ascii, counted_as, .. } = *req;
+                if result.is_ok() && self.env.config.on_upload.is_some() {
+                    hook_facts = transfer.upload_facts().map(|f| (counted_as, f));
+                }
                 let result = match result {
                     Ok(()) => transfer.finish(),
                     Err(e) => {
@@ -518,6 +524,10 @@ impl Server {
                     warn!("xferlog: {e}");
                 }
             }
+        }
+        // Complete: committed, and the reply to come is `226`.
+        if let (Ok(()), Some((counted_as, facts)), Some((_, path, _))) = (&result, hook_facts, &req) {
+            self.upload_completed(owner, path, counted_as, facts);
         }
         if let Some(Entry::Ctrl(c)) = self.slab.get_mut(owner) {
             if c.data == Some(dkey) {

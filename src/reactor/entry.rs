@@ -32,6 +32,9 @@ pub enum Entry {
     /// A metrics scrape connection.
     #[cfg(feature = "metrics")]
     Scrape(super::scrape::Scrape),
+    /// A running upload hook, its source the process's pidfd
+    /// (`--on-upload`; see `reactor/hook.rs`).
+    Hook(super::hook::Running),
     /// Closed during this loop iteration; removed at its end, so that a key
     /// is never reused while events for it may still be in the batch.
     Closed,

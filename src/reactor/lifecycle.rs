@@ -300,6 +300,7 @@ impl Server {
         self.close_awaiting(false);
         #[cfg(feature = "metrics")]
         self.close_metrics();
+        self.drop_queued_hooks();
         let keys: Vec<usize> = self.slab.iter().filter(|(_, e)| matches!(e, Entry::Ctrl(_))).map(|(k, _)| k).collect();
         for key in keys {
             let Some(Entry::Ctrl(c)) = self.slab.get_mut(key) else { continue };

@@ -10,6 +10,8 @@
 //! - `control.rs`: command lines, queues, the reply and turn budgets,
 //!   actions, replies, deadlines, closing a session;
 //! - `data.rs`: passive listeners, data connections, transfers;
+//! - `hook.rs`: upload hooks (`--on-upload`) running as entries whose
+//!   source is the process's pidfd;
 //! - `lifecycle.rs`: password verdicts, signals, shutdown, memory trimming;
 //! - `proxy.rs` (cargo feature `proxy`): connections from a load balancer
 //!   until their PROXY protocol header names the real client;
@@ -156,6 +158,7 @@ macro_rules! ctx_log {
 mod accept;
 mod control;
 mod data;
+mod hook;
 mod lifecycle;
 #[cfg(feature = "proxy")]
 mod proxy;
@@ -326,6 +329,9 @@ impl Server {
     /// `metrics`: one worker of several (`worker` ≥ 1), or the only one
     /// (`worker` 0). No client is served until `run`.
     pub fn with_listeners(config: Config, listeners: Listeners, shared: Arc<Shared>, worker: usize, metrics: Arc<Metrics>) -> Result<Server, StartError> {
+        if config.on_upload.is_some() {
+            crate::hooks::prepare().map_err(|e| StartError(e.to_string()))?;
+        }
         let users = match &config.users {
             Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
             None => Users::empty(),
@@ -627,6 +633,7 @@ impl Server {
             }
             Some(Entry::Pasv(_)) => self.accept_data(key),
             Some(Entry::Data(_)) => self.data_ready(key),
+            Some(Entry::Hook(_)) => self.hook_ready(key),
             #[cfg(feature = "proxy")]
             Some(Entry::Proxy(_)) => self.proxy_ready(key),
             #[cfg(feature = "metrics")]
@@ -679,6 +686,7 @@ impl Server {
                     self.abort_transfer(k, TransferError::Aborted, false);
                     self.close_control(k, "shutdown grace period over");
                 }
+                self.kill_hooks();
                 return;
             }
             _ => {}
@@ -742,6 +750,7 @@ impl Server {
                     }
                 }
             }
+            Some(Entry::Hook(_)) => self.hook_timeout(key),
             #[cfg(feature = "proxy")]
             Some(Entry::Proxy(_)) => self.proxy_timeout(key),
             #[cfg(feature = "metrics")]
@@ -788,6 +797,12 @@ impl Server {
                 // Dropping a STOR's transfer removes its temporary file.
             }
             Entry::Listener(l) => drop(l),
+            Entry::Hook(h) => {
+                // Only through `hook_ready`, once reaped.
+                debug_assert!(false, "a hook closed by close_entry");
+                *self.slab.get_mut(key).expect("the entry just replaced") = Entry::Hook(h);
+                return;
+            }
             #[cfg(feature = "proxy")]
             Entry::Proxy(w) => self.forget_awaiting(w),
             #[cfg(feature = "metrics")]

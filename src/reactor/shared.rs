@@ -17,7 +17,8 @@
 //! kernel spreads connections over the workers.
 //!
 //! # Why these, and what stays per worker
-//! - Shared: control connections in all (`--max-clients`) and per address
+//! - Shared: upload hooks running (`--max-hooks`) and waiting
+//!   (`crate::hooks::Queue`); control connections in all (`--max-clients`) and per address
 //!   (`--max-per-ip`), connections waiting for their PROXY protocol header
 //!   (bounded by `--max-clients` too), passive listeners (`--max-passive`), data
 //!   connections (`--max-transfers`) and the per-address data share
@@ -101,6 +102,11 @@ pub struct Shared {
     /// in `unauth` (see "Eviction across workers").
     cross_worker: bool,
     unauth: Mutex<Unauth>,
+    /// Upload hooks (`--on-upload`): the slots of `--max-hooks` and the
+    /// jobs waiting for one, over all workers (see `crate::hooks`). A
+    /// worker whose hook ends starts the next queued job itself, whichever
+    /// worker queued it, so no job waits beside a free slot.
+    pub hooks: crate::hooks::Queue,
     /// The TLS configuration loaded at start; each worker starts from a
     /// clone (see the module's doc).
     #[cfg(feature = "tls")]
@@ -180,6 +186,7 @@ impl Shared {
             awaiting_header: AtomicUsize::new(0),
             cross_worker: config.workers > 1,
             unauth: Mutex::new(Unauth::default()),
+            hooks: crate::hooks::Queue::new(config.max_hooks, crate::hooks::queue_max_jobs()),
             #[cfg(feature = "tls")]
             tls: None,
         }

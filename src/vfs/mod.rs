@@ -1211,6 +1211,19 @@ pub struct Upload {
 }
 
 impl Upload {
+    /// What the upload hook is told (`crate::hooks`): the target's real
+    /// path — its directory as the kernel names the handle the jail
+    /// resolved (`/proc/self/fd`), so symbolic links inside the jail are
+    /// resolved and a directory renamed meanwhile is named as it is now —
+    /// and the file's size in bytes (for APPE, the whole file). Called just
+    /// before `commit`: the temp file is the same inode the target becomes.
+    pub fn target_facts(&self) -> io::Result<(std::path::PathBuf, u64)> {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::fs::read_link(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))?;
+        let size = self.file.metadata()?.len();
+        Ok((dir.join(std::ffi::OsStr::from_bytes(self.final_name.as_bytes())), size))
+    }
+
     /// Rename the temp file over the target (`renameat`, atomically
     /// replacing an old file). Does not `fsync`. On error the temp file is
     /// removed and an old target is left as it was. In place: nothing to do.
