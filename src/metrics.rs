@@ -138,6 +138,8 @@ pub struct Metrics {
     /// `[control, data][ok, failed]`.
     tls_handshakes: [[AtomicU64; 2]; 2],
     upload_temp_files_open: AtomicI64,
+    /// Rate-limit pauses, `[download, upload]`.
+    throttle_pauses: [AtomicU64; 2],
 }
 
 impl Default for Metrics {
@@ -164,6 +166,7 @@ impl Metrics {
             refused: Default::default(),
             tls_handshakes: Default::default(),
             upload_temp_files_open: AtomicI64::new(0),
+            throttle_pauses: Default::default(),
         }
     }
 
@@ -243,6 +246,12 @@ impl Metrics {
         self.upload_temp_files_open.fetch_add(delta, Relaxed);
     }
 
+    /// A rate-limited transfer emptied its token bucket and was paused
+    /// until the timing wheel resumes it (`--max-*-rate`).
+    pub fn throttle_pause(&self, upload: bool) {
+        self.throttle_pauses[usize::from(upload)].fetch_add(1, Relaxed);
+    }
+
     /// Render every metric into `out`, in the text format 0.0.4: a `HELP`
     /// and a `TYPE` line per family, then its samples. At most
     /// [`RENDER_MAX_BYTES`]; `out` is not cleared first.
@@ -296,6 +305,10 @@ impl Metrics {
         }
         w.family("leanftpd_upload_temp_files_open", "gauge", "Temporary files of uploads in progress.");
         w.gauge("leanftpd_upload_temp_files_open", &[], &self.upload_temp_files_open);
+        w.family("leanftpd_transfer_throttle_pauses_total", "counter", "Pauses of rate-limited transfers (their token bucket empty), by direction.");
+        for (i, c) in self.throttle_pauses.iter().enumerate() {
+            w.counter("leanftpd_transfer_throttle_pauses_total", &[("direction", ["download", "upload"][i])], c);
+        }
     }
 }
 

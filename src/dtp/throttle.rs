@@ -70,6 +70,40 @@ pub fn parse_rate(v: &str) -> Result<u64, String> {
     Ok(rate)
 }
 
+/// A session's rates, bytes per second (0: unlimited), fixed at login from
+/// the configuration the reactor holds at that moment (so a reloaded one
+/// applies to new sessions) and the user's own options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rates {
+    /// RETR.
+    pub download: u64,
+    /// STOR, APPE, STOU.
+    pub upload: u64,
+}
+
+impl Rates {
+    /// An anonymous session's: `--anonymous-max-*-rate` where set, else
+    /// `--max-*-rate`.
+    pub fn anonymous(c: &crate::config::Config) -> Rates {
+        Rates {
+            download: c.anonymous_max_download_rate.unwrap_or(c.max_download_rate),
+            upload: c.anonymous_max_upload_rate.unwrap_or(c.max_upload_rate),
+        }
+    }
+
+    /// A users-file user's: the line's own `download-rate=`/`upload-rate=`
+    /// where given, else `--max-*-rate`.
+    pub fn user(c: &crate::config::Config, own: &crate::auth::UserOptions) -> Rates {
+        Rates { download: own.download_rate.unwrap_or(c.max_download_rate), upload: own.upload_rate.unwrap_or(c.max_upload_rate) }
+    }
+
+    /// The bucket of a transfer in this direction, if limited.
+    pub fn throttle(&self, upload: bool) -> Option<Throttle> {
+        let rate = if upload { self.upload } else { self.download };
+        (rate > 0).then(|| Throttle::new(rate))
+    }
+}
+
 /// The token bucket of one transfer. Created when the transfer command is
 /// accepted (the session's rate for its direction); it starts full at the
 /// first step that asks.
@@ -83,6 +117,9 @@ pub struct Throttle {
     tat: Option<Instant>,
     /// Paused by the throttle: the wheel's deadline resumes it.
     paused: bool,
+    /// Just resumed by the wheel: the next allowance keeps the tokens of
+    /// the wake-up's lateness.
+    resumed: bool,
 }
 
 impl Throttle {
@@ -90,7 +127,7 @@ impl Throttle {
     pub fn new(rate: u64) -> Throttle {
         let rate = rate.clamp(MIN_RATE, MAX_RATE);
         let burst = (rate / 10).max(MIN_BURST_BYTES).min(rate);
-        Throttle { rate, burst, tat: None, paused: false }
+        Throttle { rate, burst, tat: None, paused: false, resumed: false }
     }
 
     /// The rate, bytes per second.
@@ -108,10 +145,16 @@ impl Throttle {
         Duration::from_nanos((bytes as u128 * 1_000_000_000).div_ceil(self.rate as u128).min(u64::MAX as u128) as u64)
     }
 
-    /// Bytes the transfer may move now. `resumed`: the wheel just ended a
-    /// throttle pause, so the tokens earned while the wake-up was late are
-    /// kept (see the module doc).
-    pub fn allowance(&mut self, now: Instant, resumed: bool) -> usize {
+    /// Bytes the transfer may move now.
+    pub fn allowance(&mut self, now: Instant) -> usize {
+        let resumed = std::mem::take(&mut self.resumed);
+        self.allowance_with(now, resumed)
+    }
+
+    /// `allowance`; `resumed`: the wheel just ended a throttle pause, so
+    /// the tokens earned while the wake-up was late are kept (see the
+    /// module doc).
+    fn allowance_with(&mut self, now: Instant, resumed: bool) -> usize {
         let full = now.checked_sub(self.span(self.burst)).unwrap_or(now);
         let tat = match self.tat {
             None => full,
@@ -141,9 +184,16 @@ impl Throttle {
         self.paused
     }
 
-    /// Paused (true) or resumed (false) by the reactor.
-    pub fn set_paused(&mut self, paused: bool) {
-        self.paused = paused;
+    /// The bucket is empty: the reactor stops moving bytes until
+    /// `resume_at`.
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// The wheel's deadline came: bytes may move again.
+    pub fn resume(&mut self) {
+        self.paused = false;
+        self.resumed = true;
     }
 }
 
@@ -167,6 +217,21 @@ mod tests {
     }
 
     #[test]
+    fn anonymous_pair_replaces_the_general_one_and_a_users_own_replaces_both() {
+        let mut c = crate::config::Config::new("/tmp".into());
+        c.max_download_rate = 1 << 20;
+        c.max_upload_rate = 2 << 20;
+        assert_eq!(Rates::anonymous(&c), Rates { download: 1 << 20, upload: 2 << 20 });
+        c.anonymous_max_download_rate = Some(0);
+        assert_eq!(Rates::anonymous(&c), Rates { download: 0, upload: 2 << 20 });
+        let own = crate::auth::UserOptions { download_rate: Some(4096), upload_rate: None };
+        assert_eq!(Rates::user(&c, &own), Rates { download: 4096, upload: 2 << 20 });
+        assert_eq!(Rates::user(&c, &Default::default()), Rates { download: 1 << 20, upload: 2 << 20 });
+        assert!(Rates::anonymous(&c).throttle(false).is_none());
+        assert_eq!(Rates::anonymous(&c).throttle(true).map(|t| t.rate()), Some(2 << 20));
+    }
+
+    #[test]
     fn burst_is_a_tenth_of_a_second_within_its_bounds() {
         assert_eq!(Throttle::new(2 * 1024 * 1024).burst(), 2 * 1024 * 1024 / 10);
         assert_eq!(Throttle::new(128 * 1024).burst(), MIN_BURST_BYTES);
@@ -178,14 +243,14 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Throttle::new(1024 * 1024);
         let burst = t.burst() as usize;
-        assert_eq!(t.allowance(t0, false), burst);
+        assert_eq!(t.allowance_with(t0, false), burst);
         t.charge(burst as u64, t0);
-        assert_eq!(t.allowance(t0, false), 0);
+        assert_eq!(t.allowance_with(t0, false), 0);
         // 50 ms later: 50 ms of tokens (± rounding of a nanosecond).
-        let a = t.allowance(t0 + Duration::from_millis(50), false);
+        let a = t.allowance_with(t0 + Duration::from_millis(50), false);
         assert!((a as i64 - 1024 * 1024 / 20).abs() <= 1, "{a}");
         // Idle for a minute: capped at one burst.
-        assert_eq!(t.allowance(t0 + Duration::from_secs(60), false), burst);
+        assert_eq!(t.allowance_with(t0 + Duration::from_secs(60), false), burst);
     }
 
     #[test]
@@ -199,7 +264,7 @@ mod tests {
         let mut last_send = t0;
         // Every wake-up is 100 ms late (a whole wheel tick).
         while sent < 20 * 1024 * 1024 {
-            let a = t.allowance(now, resumed) as u64;
+            let a = t.allowance_with(now, resumed) as u64;
             let n = a.min(20 * 1024 * 1024 - sent);
             t.charge(n, now);
             sent += n;
@@ -217,9 +282,9 @@ mod tests {
     fn an_overshoot_is_a_debt_paid_by_a_longer_pause() {
         let t0 = Instant::now();
         let mut t = Throttle::new(1024 * 1024);
-        let _ = t.allowance(t0, false);
+        let _ = t.allowance_with(t0, false);
         t.charge(1024 * 1024 + t.burst(), t0);
-        assert_eq!(t.allowance(t0 + Duration::from_millis(900), true), 0);
+        assert_eq!(t.allowance_with(t0 + Duration::from_millis(900), true), 0);
         let at = t.resume_at(t0);
         assert!(at >= t0 + Duration::from_millis(1090) && at <= t0 + Duration::from_millis(1110));
     }

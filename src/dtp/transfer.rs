@@ -254,6 +254,12 @@ impl Transfer {
         }
     }
 
+    /// An upload still copying the kept part of the old file (REST, APPE):
+    /// disk work, not network bytes, so a rate limit does not apply to it.
+    pub fn is_prefilling(&self) -> bool {
+        matches!(self, Transfer::Stor { prefill: Some(_), .. })
+    }
+
     /// True if bytes flow from the client to us (wait for readable).
     pub fn is_upload(&self) -> bool {
         matches!(self, Transfer::Stor { .. })

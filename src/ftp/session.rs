@@ -80,6 +80,9 @@ pub struct Login {
     pub vfs: Rc<Vfs>,
     /// Logged in as `anonymous`/`ftp` (for the transfer log).
     pub anonymous: bool,
+    /// The transfer rates, fixed at login (`--max-*-rate`, the anonymous
+    /// pair, the users file's options).
+    pub rates: crate::dtp::throttle::Rates,
 }
 
 /// Authentication state (Twisted's UNAUTH / INAUTH / AUTHED / RENAMING).
@@ -203,6 +206,9 @@ pub struct TransferRequest {
     /// What it counts as in `leanftpd_transfers_total` (its command: STOR
     /// and APPE are one `XferKind`, two kinds there).
     pub counted_as: crate::metrics::TransferKind,
+    /// The token bucket of a rate-limited RETR or upload (`None`: not
+    /// limited; listings never are).
+    pub throttle: Option<crate::dtp::throttle::Throttle>,
 }
 
 /// What the reactor must do after a command.
@@ -383,7 +389,8 @@ impl Session {
         self.pending = Pending::Nothing;
         match result {
             Ok((grant, vfs)) => {
-                self.state = State::Authed(Login { user: grant.name, vfs, anonymous: false });
+                let rates = crate::dtp::throttle::Rates::user(&ctx.env.config, &grant.options);
+                self.state = State::Authed(Login { user: grant.name, vfs, anonymous: false, rates });
                 self.cwd = VirtualPath::root();
                 ctx.env.metrics.login(true);
                 reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
@@ -676,7 +683,11 @@ impl Session {
             XferKind::Stou => crate::metrics::TransferKind::Stou,
             XferKind::List => crate::metrics::TransferKind::List,
         };
-        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected, counted_as })
+        let throttle = match (kind, self.login()) {
+            (XferKind::List, _) | (_, Err(_)) => None,
+            (_, Ok(login)) => login.rates.throttle(transfer.is_upload()),
+        };
+        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected, counted_as, throttle })
     }
 
     /// Checked by every transfer command before any file is opened, so that

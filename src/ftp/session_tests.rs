@@ -394,7 +394,7 @@ impl Harness {
     /// A `Grant` and its filesystem, as the reactor hands them to `login_checked`.
     fn grant(&self, name: &str, perm: Perm) -> (Grant, Rc<Vfs>) {
         let vfs = Rc::new(Vfs::open(self.root(), perm.is_writable()).unwrap());
-        (Grant { name: name.into(), home: self.root().to_path_buf(), perm }, vfs)
+        (Grant { name: name.into(), home: self.root().to_path_buf(), perm, options: Default::default() }, vfs)
     }
 
     /// PASV and its completion by the reactor: `227`.

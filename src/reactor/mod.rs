@@ -708,6 +708,7 @@ impl Server {
                 d.timer = None;
                 match d.state {
                     DataState::Connecting(_) => self.end_transfer(key, Err(TransferError::CantOpen), true),
+                    DataState::Running(TransferRequest { throttle: Some(ref t), .. }) if t.is_paused() => self.resume_throttled(key),
                     DataState::Running(_) => {
                         let stall = self.env.config.stall_timeout;
                         let due = d.last_progress + stall;
