@@ -513,7 +513,9 @@ impl Server {
         }
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         loop {
-            let timeout = if self.still_ready.is_empty() && self.auth.cached_verdicts.is_empty() {
+            // `next_ready` too: a timer (a throttled transfer resumed by
+            // the wheel) may have queued a source after the lists moved.
+            let timeout = if self.still_ready.is_empty() && self.next_ready.is_empty() && self.auth.cached_verdicts.is_empty() {
                 self.wheel.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
