@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(t.contains("leanftpd_tls_handshakes_total"), crate::TLS_BUILT_IN);
         // One HELP and one TYPE per family, before its samples.
         let families: Vec<&str> = t.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 13 } else { 12 });
+        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 14 } else { 13 });
         for f in families {
             let name = f.split(' ').next().unwrap();
             let kind = f.split(' ').nth(1).unwrap();
@@ -461,11 +461,15 @@ mod tests {
         m.data_connections(-1);
         m.refused(Limit::MaxPerIp);
         m.tls_handshake(Channel::Data, false);
+        m.throttle_pause(true);
+        m.throttle_pause(true);
         let g = TempFileGauge::new(&std::sync::Arc::new(Metrics::new()));
         drop(g);
         let t = text(&m);
         assert_eq!(value(&t, "leanftpd_sessions_open"), "1");
         assert_eq!(value(&t, "leanftpd_sessions_total"), "2");
+        assert_eq!(value(&t, "leanftpd_transfer_throttle_pauses_total{direction=\"upload\"}"), "2");
+        assert_eq!(value(&t, "leanftpd_transfer_throttle_pauses_total{direction=\"download\"}"), "0");
         assert_eq!(value(&t, "leanftpd_logins_total{result=\"ok\"}"), "1");
         assert_eq!(value(&t, "leanftpd_logins_total{result=\"failed\"}"), "2");
         assert_eq!(value(&t, "leanftpd_commands_total{verb=\"USER\"}"), "2");
@@ -486,6 +490,7 @@ mod tests {
         if crate::TLS_BUILT_IN {
             assert_eq!(value(&t, "leanftpd_tls_handshakes_total{channel=\"data\",result=\"failed\"}"), "1");
         }
+        assert_eq!(value(&t, "leanftpd_transfer_throttle_pauses_total{direction=\"download\"}"), "0");
         assert_eq!(value(&t, "leanftpd_upload_temp_files_open"), "0");
     }
 
@@ -513,6 +518,7 @@ mod tests {
             .chain(m.transfers.iter().flatten())
             .chain(&m.refused)
             .chain(m.tls_handshakes.iter().flatten())
+            .chain(&m.throttle_pauses)
             .chain([&m.sessions, &m.logins_ok, &m.logins_failed]);
         for c in all_u64 {
             c.store(u64::MAX, Relaxed);

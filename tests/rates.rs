@@ -457,3 +457,27 @@ fn abor_and_stat_answer_at_once_during_a_throttled_download() {
     assert!(40 * KIB + rest.len() < MIB / 2, "{} bytes in {secs:.2} s: not limited", 40 * KIB + rest.len());
     c.expect("NOOP", 200);
 }
+
+/// A throttled upload whose client stops sending (without closing) is a
+/// stalled transfer: the stall timeout still ends it with `426`, though
+/// throttle pauses alone never do (see the test of every path above).
+#[test]
+fn a_throttled_upload_whose_client_goes_quiet_still_stalls_out() {
+    let srv = TestServer::with(|cfg| {
+        cfg.max_upload_rate = 64 * 1024;
+        cfg.stall_timeout = Duration::from_millis(500);
+    });
+    let mut c = srv.anon();
+    c.expect("TYPE I", 200);
+    let (_, mut data) = c.open_transfer(Mode::Epsv, "STOR quiet");
+    data.write_all(&pattern(100 * KIB, 4)).unwrap();
+    let t0 = Instant::now();
+    let r = c.reply();
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(r.code, 426, "{r:?}");
+    // 100 KiB at 64K is 1.3 s of throttling (less its 16 KiB burst), then
+    // 0.5 s without a byte.
+    assert!((1.3..=4.0).contains(&secs), "426 after {secs:.2} s");
+    drop(data);
+    c.expect("NOOP", 200);
+}
