@@ -3352,3 +3352,63 @@ fn issue_10_a_glob_over_a_directory_streamed_past_the_sort_cap_scans_a_bounded_s
     names.sort();
     assert_eq!(names, (0..10).map(|i| format!("e0000{i}")).collect::<Vec<_>>());
 }
+
+// ---------------------------------------------------------------------------
+// Rate limits (issue 13): fixed at login, one bucket per RETR or upload
+
+fn rate_of(req: &TransferRequest) -> Option<u64> {
+    req.throttle.as_ref().map(|t| t.rate())
+}
+
+#[test]
+fn an_anonymous_session_gets_the_anonymous_rates_where_set_and_listings_none() {
+    let mut h = Harness::build(Opts { writable: true, ..Opts::default() }, |c| {
+        c.max_download_rate = 1 << 20;
+        c.max_upload_rate = 1 << 21;
+        c.anonymous_max_upload_rate = Some(64 * 1024);
+    });
+    send!(h, "USER anonymous");
+    send!(h, "PASS x@y");
+    expect!(h, 331, 230);
+    // Read at login: a configuration changed afterwards (a SIGHUP's) is
+    // for the next sessions.
+    h.env.config.max_download_rate = 0;
+    let req = h.transfer("RETR hello.txt", XferKind::Retr);
+    assert_eq!(rate_of(&req), Some(1 << 20));
+    drop(req);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(1));
+    h.take();
+    let req = h.transfer("STOR up", XferKind::Stor);
+    assert_eq!(rate_of(&req), Some(64 * 1024));
+    drop(req);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(1));
+    h.take();
+    let req = h.transfer("LIST", XferKind::List);
+    assert_eq!(rate_of(&req), None, "listings are not limited");
+}
+
+#[test]
+fn a_users_own_rates_replace_the_servers_per_direction() {
+    let mut h = Harness::build(Opts { has_users: true, ..Opts::default() }, |c| {
+        c.max_download_rate = 1 << 20;
+        c.max_upload_rate = 1 << 21;
+        c.anonymous_max_download_rate = Some(4096);
+    });
+    send!(h, "USER alice");
+    send!(h, "PASS right");
+    h.take();
+    let (mut grant, vfs) = h.grant("alice", Perm::ReadWrite);
+    grant.options = crate::auth::UserOptions { download_rate: Some(0), upload_rate: None };
+    h.login_checked(Ok((grant, vfs)));
+    expect!(h, 230);
+    let req = h.transfer("RETR hello.txt", XferKind::Retr);
+    assert_eq!(rate_of(&req), None, "download-rate=0: unlimited");
+    drop(req);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(1));
+    h.take();
+    let req = h.transfer("APPE hello.txt", XferKind::Stor);
+    assert_eq!(rate_of(&req), Some(1 << 21), "the server's upload rate");
+}
