@@ -88,7 +88,8 @@ fn twenty_mib_each_way_at_2m_take_ten_seconds_with_little_cpu_while_another_sess
     std::fs::write(&users, user_line("free", "rw", "download-rate=0,upload-rate=0")).unwrap();
     let body = pattern(20 * MIB, 13);
     std::fs::write(root.join("big"), &body).unwrap();
-    let srv = Server::start(&root, &["--users", users.to_str().unwrap(), "--anonymous-write", "--max-download-rate", "2M", "--max-upload-rate", "2M"]);
+    let metrics = format!("127.0.0.1:{}", common::process::free_port("127.0.0.1".parse().unwrap()));
+    let srv = Server::start(&root, &["--users", users.to_str().unwrap(), "--anonymous-write", "--max-download-rate", "2M", "--max-upload-rate", "2M", "--metrics-listen", &metrics]);
     let pid = srv.pid();
     let addr = srv.addr;
 
@@ -130,6 +131,14 @@ fn twenty_mib_each_way_at_2m_take_ten_seconds_with_little_cpu_while_another_sess
     let free = free_down.max(free_up);
     assert!(free * 5.0 < down_secs.min(up_secs), "the free session ({free_down:.2} s down, {free_up:.2} s up) is not far faster than the limited ones");
     assert!(cpu / wall < 0.05, "the server used {cpu:.2} CPU-s in {wall:.2} s ({:.1} %)", 100.0 * cpu / wall);
+    // At most a pause per burst (0.1 s of the rate); about one per two
+    // wheel ticks (a resume waits for its tick), fewer on a loaded machine.
+    let m = common::metrics::scrape_url(&format!("http://{metrics}/metrics"));
+    for direction in ["download", "upload"] {
+        let pauses = m.get(&format!("leanftpd_transfer_throttle_pauses_total{{direction=\"{direction}\"}}"));
+        println!("{pauses} {direction} pauses");
+        assert!((25..=100).contains(&pauses), "{pauses} {direction} pauses in 10 s");
+    }
     let log = srv.log_text();
     drop(srv);
     assert!(!log.contains("panic"), "{log}");
@@ -480,4 +489,40 @@ fn a_throttled_upload_whose_client_goes_quiet_still_stalls_out() {
     assert!((1.3..=4.0).contains(&secs), "426 after {secs:.2} s");
     drop(data);
     c.expect("NOOP", 200);
+}
+
+/// The hostile client beside the honest one: a client that floods a
+/// throttled upload cannot make the server buffer what it does not read —
+/// the server stops reading, and the kernel's windows hold the client back
+/// — while another session is served at once.
+#[test]
+fn a_client_flooding_a_throttled_upload_is_held_back_by_tcp() {
+    let srv = TestServer::with(|cfg| cfg.anonymous_max_upload_rate = Some(64 * 1024));
+    let mut c = srv.anon();
+    c.expect("TYPE I", 200);
+    let (_, mut data) = c.open_transfer(Mode::Epsv, "STOR flood");
+    data.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    let chunk = vec![7u8; 256 * KIB];
+    let t0 = Instant::now();
+    let mut pushed = 0usize;
+    // At most 64 MiB, for at most 2 s: writes block once the windows are full.
+    while pushed < 64 * MIB && t0.elapsed() < Duration::from_secs(2) {
+        match data.write(&chunk) {
+            Ok(n) => pushed += n,
+            Err(_) => break,
+        }
+    }
+    // What the kernel took: the socket buffers' worth plus about 2 s at
+    // the rate, never the whole flood.
+    println!("{pushed} bytes pushed in {:.2} s", t0.elapsed().as_secs_f64());
+    assert!(pushed < 32 * MIB, "{pushed} bytes accepted from a client limited to 64K");
+    let small = pattern(100 * KIB, 8);
+    srv.put("small", &small);
+    let mut honest = srv.anon();
+    honest.expect("TYPE I", 200);
+    assert_eq!(sha256(&honest.retr(Mode::Epsv, "small")), sha256(&small), "the honest client's download");
+    c.send("ABOR");
+    let codes: Vec<u16> = (0..2).map(|_| c.reply().code).collect();
+    assert_eq!(codes, [426, 226]);
+    drop(data);
 }
