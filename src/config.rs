@@ -541,7 +541,7 @@ OPTIONS:
                                no authentication: bind it to loopback or a private network
     --max-download-rate RATE   bytes per second of each download (RETR) of every session; K = 1024,
                                M = 1048576 (binary units), e.g. 512K or 2M; 0: unlimited;
-                               otherwise 1K to 1048576M [default: 0]
+                               otherwise 1K to 4095M [default: 0]
     --max-upload-rate RATE     bytes per second of each upload (STOR, APPE, STOU), as above
                                [default: 0]. Listings are never limited
     --anonymous-max-download-rate RATE

@@ -38,9 +38,10 @@ use std::time::{Duration, Instant};
 /// TCP segment would take longer than a second, and a burst of one slice
 /// would leave the transfer idle for minutes.
 pub const MIN_RATE: u64 = 1024;
-/// The highest rate accepted, in bytes per second (`1048576M`, 1 TiB/s):
-/// far above what one connection moves; it bounds the arithmetic.
-pub const MAX_RATE: u64 = 1 << 40;
+/// The highest rate accepted, in bytes per second (`4095M`, just under
+/// 4 GiB/s): above what one connection moves, and it fits a `u32`, so a
+/// session's two rates cost 8 bytes of its slab entry.
+pub const MAX_RATE: u64 = 4095 * 1024 * 1024;
 /// The smallest burst: one TLS record's worth (16 KiB), so that a low rate
 /// still moves whole records and segments, a few wake-ups a second.
 pub const MIN_BURST_BYTES: u64 = 16 * 1024;
@@ -65,7 +66,7 @@ pub fn parse_rate(v: &str) -> Result<u64, String> {
         return Ok(0);
     }
     if !(MIN_RATE..=MAX_RATE).contains(&rate) {
-        return Err(format!("{v}: a rate must be 0 (unlimited) or from 1K to 1048576M bytes per second"));
+        return Err(format!("{v}: a rate must be 0 (unlimited) or from 1K to 4095M bytes per second"));
     }
     Ok(rate)
 }
@@ -76,9 +77,9 @@ pub fn parse_rate(v: &str) -> Result<u64, String> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rates {
     /// RETR.
-    pub download: u64,
+    pub download: u32,
     /// STOR, APPE, STOU.
-    pub upload: u64,
+    pub upload: u32,
 }
 
 impl Rates {
@@ -86,22 +87,28 @@ impl Rates {
     /// `--max-*-rate`.
     pub fn anonymous(c: &crate::config::Config) -> Rates {
         Rates {
-            download: c.anonymous_max_download_rate.unwrap_or(c.max_download_rate),
-            upload: c.anonymous_max_upload_rate.unwrap_or(c.max_upload_rate),
+            download: compact(c.anonymous_max_download_rate.unwrap_or(c.max_download_rate)),
+            upload: compact(c.anonymous_max_upload_rate.unwrap_or(c.max_upload_rate)),
         }
     }
 
     /// A users-file user's: the line's own `download-rate=`/`upload-rate=`
     /// where given, else `--max-*-rate`.
     pub fn user(c: &crate::config::Config, own: &crate::auth::UserOptions) -> Rates {
-        Rates { download: own.download_rate.unwrap_or(c.max_download_rate), upload: own.upload_rate.unwrap_or(c.max_upload_rate) }
+        Rates { download: compact(own.download_rate.unwrap_or(c.max_download_rate)), upload: compact(own.upload_rate.unwrap_or(c.max_upload_rate)) }
     }
 
     /// The bucket of a transfer in this direction, if limited.
     pub fn throttle(&self, upload: bool) -> Option<Throttle> {
         let rate = if upload { self.upload } else { self.download };
-        (rate > 0).then(|| Throttle::new(rate))
+        (rate > 0).then(|| Throttle::new(rate.into()))
     }
+}
+
+/// A rate as a session keeps it: every parsed rate is at most
+/// [`MAX_RATE`], which fits (a larger one, never parsed, is clamped).
+fn compact(rate: u64) -> u32 {
+    rate.min(MAX_RATE) as u32
 }
 
 /// The token bucket of one transfer. Created when the transfer command is
@@ -210,8 +217,8 @@ mod tests {
         assert_eq!(parse_rate("512k"), Ok(512 * 1024));
         assert_eq!(parse_rate("2M"), Ok(2 * 1024 * 1024));
         assert_eq!(parse_rate("1K"), Ok(MIN_RATE));
-        assert_eq!(parse_rate("1048576M"), Ok(MAX_RATE));
-        for bad in ["", "K", "-1", "1.5M", "2G", "2 M", "1023", "1048577M", "99999999999999999999", "2MB", "+5"] {
+        assert_eq!(parse_rate("4095M"), Ok(MAX_RATE));
+        for bad in ["", "K", "-1", "1.5M", "2G", "2 M", "1023", "4096M", "4294967295", "99999999999999999999", "2MB", "+5"] {
             assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -117,6 +117,9 @@ mod tests {
     fn slab_entry_stays_small() {
         let size = std::mem::size_of::<super::Entry>();
         println!("size_of::<Entry>() = {size}");
-        assert!(size <= 384, "Entry grew to {size} bytes");
+        // 392: 384 until issue 13, plus a session's two transfer rates
+        // (`Login::rates`, two `u32`s fixed at login), which no padding
+        // could take. Still about 0.45 KiB with the timer node and name.
+        assert!(size <= 392, "Entry grew to {size} bytes");
     }
 }
