@@ -24,8 +24,10 @@
 //!   the tokens of that lateness are not capped away (`resumed`), so the
 //!   average rate stays exact whatever the wheel's granularity, and one
 //!   step after a late wake-up is at most a burst plus a tick of bytes.
-//! - A step may overshoot (a prefill, a TLS record): `tat` then lies in the
-//!   future and the next pause is longer (debt), never lost.
+//! - A step never moves more than its allowance (the copy of an APPE's or
+//!   resumed STOR's kept part is not network traffic and ends its step);
+//!   should one overshoot, `tat` lies in the future and the next pause is
+//!   longer (a debt), never lost.
 //!
 //! # Invariants
 //! - `rate` is within `MIN_RATE..=MAX_RATE` (bytes per second).

@@ -349,6 +349,10 @@ impl Transfer {
                         return Ok(Progress::Budget);
                     }
                     *prefill = None;
+                    // The network's bytes begin with the next step, so that
+                    // a rate limit (not applied to the copy, see
+                    // `is_prefilling`) counts them from the start.
+                    return Ok(Progress::Budget);
                 }
                 if let Some((r, w)) = pipe {
                     if sock.zero_copy() {

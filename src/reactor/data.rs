@@ -358,7 +358,7 @@ impl Server {
                 let step = if req.transfer.is_upload() { UPLOAD_STEP_BYTES } else { DATA_BUDGET_BYTES };
                 let mut budget = if bulk { step.min(self.xfer.pass_budget) } else { step };
                 // The rate limit: what the bucket holds (a prefill is disk
-                // work; what it lets through is charged as a debt).
+                // work, and its step moves no network bytes).
                 let throttled = !req.transfer.is_prefilling();
                 if let Some(t) = req.throttle.as_mut().filter(|_| throttled) {
                     budget = budget.min(t.allowance(self.now));
