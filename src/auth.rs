@@ -4,9 +4,9 @@
 //! administrator writes with standard tools, one user a line:
 //!
 //! ```text
-//! # name:hash:home:perms
+//! # name:hash:home:perms[:options]
 //! alice:$6$abc$IdWKNKTJEb8LxY7CGg8YBXlvtfZzFw7Mp/r6niK9YB2mdvgY..TKjv1T..8RadRt2qvUHYRLr/TsVArtr91iR1:/srv/ftp/alice:rw
-//! bob:$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a:public:r
+//! bob:$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a:public:r:download-rate=512K,upload-rate=2M
 //! ```
 //!
 //! * `hash` is a crypt(3) string: SHA-512-crypt (`$6$`, as `openssl passwd -6`
@@ -19,6 +19,15 @@
 //!   home path may itself contain `:`.
 //! * `perms` is `r` (read-only), `rw` (read-write) or `w` (upload-only: a
 //!   drop box, see [`crate::vfs::access`]).
+//! * `options` (optional fifth field) is a comma-separated list of
+//!   `key=value`: `download-rate=RATE`, `upload-rate=RATE` (bytes per
+//!   second, `K` = 1024, `M` = 1048576, 0 = unlimited; they replace the
+//!   server's `--max-download-rate`/`--max-upload-rate` and anonymous
+//!   pair for this user). The last `:`-separated field is the options
+//!   field if and only if it contains `=`; perms never do, so every
+//!   four-field line reads as before (a home may still contain `:`, and
+//!   even `=` before its last `:`). An unknown key, a repeated key or a bad
+//!   value is a load error naming the line.
 //! * Blank lines and lines starting with `#` are ignored, whitespace around
 //!   lines and fields is trimmed, CRLF line ends are accepted.
 //!
@@ -149,6 +158,51 @@ pub struct Grant {
     pub home: PathBuf,
     /// What the user may do.
     pub perm: Perm,
+    /// The options of the users file's fifth field.
+    pub options: UserOptions,
+}
+
+/// The options of a users-file line (its optional fifth field): each
+/// `None` when not given, so the server-wide value applies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserOptions {
+    /// `download-rate=RATE`: bytes per second (0: unlimited).
+    pub download_rate: Option<u64>,
+    /// `upload-rate=RATE`: bytes per second (0: unlimited).
+    pub upload_rate: Option<u64>,
+}
+
+/// Split the optional fifth field off what follows `name:hash:` — the last
+/// `:`-separated field, if it contains `=` (perms never do). Returns the
+/// `home:perms` part and the options text.
+fn split_options(rest: &str) -> (&str, Option<&str>) {
+    match rest.rsplit_once(':') {
+        Some((before, last)) if last.contains('=') => (before, Some(last)),
+        _ => (rest, None),
+    }
+}
+
+/// Parse the fifth field: `key=value` items separated by `,` (blanks
+/// around them are trimmed). Each key at most once.
+fn parse_options(text: &str) -> Result<UserOptions, String> {
+    let mut o = UserOptions::default();
+    for item in text.split(',') {
+        let item = item.trim();
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(format!("option {item:?}: expected key=value (download-rate, upload-rate)"));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let slot = match key {
+            "download-rate" => &mut o.download_rate,
+            "upload-rate" => &mut o.upload_rate,
+            _ => return Err(format!("unknown option {key:?} (expected download-rate or upload-rate)")),
+        };
+        if slot.is_some() {
+            return Err(format!("option {key} given twice"));
+        }
+        *slot = Some(crate::dtp::throttle::parse_rate(value).map_err(|e| format!("{key}={e}"))?);
+    }
+    Ok(o)
 }
 
 /// A short-lived cache of successful verifications, so that a device that
@@ -568,6 +622,7 @@ struct User {
     hash: Hash,
     home: PathBuf,
     perm: Perm,
+    options: UserOptions,
 }
 
 /// The loaded user records. `Debug` shows names, homes, perms and hash
@@ -588,6 +643,7 @@ impl fmt::Debug for Users {
                     .field("name", &self.0.name)
                     .field("home", &self.0.home)
                     .field("perm", &self.0.perm)
+                    .field("options", &self.0.options)
                     .field("hash", &format_args!("<{}>", self.0.hash.describe()))
                     .finish()
             }
@@ -659,6 +715,8 @@ impl Users {
             let err = |reason: String| AuthError::at_line(lineno, reason);
             let (name, rest) = line.split_once(':').ok_or_else(|| err(fields_reason()))?;
             let (hash, rest) = rest.split_once(':').ok_or_else(|| err(fields_reason()))?;
+            let (rest, options) = split_options(rest);
+            let options = options.map(parse_options).transpose().map_err(err)?.unwrap_or_default();
             let (home, perms) = rest.rsplit_once(':').ok_or_else(|| err(fields_reason()))?;
             let (name, hash, home, perms) = (name.trim(), hash.trim(), home.trim(), perms.trim());
 
@@ -689,6 +747,7 @@ impl Users {
                 hash,
                 home,
                 perm,
+                options,
             });
         }
         let dummy = most_common_cost(&users)
@@ -733,6 +792,7 @@ impl Users {
                         name: user.name.clone(),
                         home: user.home.clone(),
                         perm: user.perm,
+                        options: user.options,
                     })
                 } else {
                     None
@@ -1049,6 +1109,52 @@ mod tests {
     }
 
     #[test]
+    fn a_fifth_field_of_options_sets_the_users_rates() {
+        let t = TempDir::new();
+        t.mkdir("a:b");
+        t.mkdir("home");
+        let text = format!(
+            "plain:{h}:home:rw\nboth:{h}:home:r:download-rate=512K,upload-rate=2M\n\
+             one:{h}:a:b:rw: upload-rate = 0 \ncolon:{h}:a:b:r\n",
+            h = SHA256_SECRET
+        );
+        let users = Users::parse(&text, &t.0).unwrap();
+        let grant = |n: &str| users.verify(n.as_bytes(), &pw("secret")).unwrap();
+        assert_eq!(grant("plain").options, UserOptions::default());
+        assert_eq!(grant("plain").perm, Perm::ReadWrite);
+        let both = grant("both");
+        assert_eq!((both.options.download_rate, both.options.upload_rate), (Some(512 * 1024), Some(2 * 1024 * 1024)));
+        assert_eq!((both.home.clone(), both.perm), (t.0.join("home"), Perm::Read));
+        // A home with `:`, with and without options.
+        let one = grant("one");
+        assert_eq!((one.home.clone(), one.perm), (t.0.join("a:b"), Perm::ReadWrite));
+        assert_eq!(one.options, UserOptions { download_rate: None, upload_rate: Some(0) });
+        let colon = grant("colon");
+        assert_eq!((colon.home.clone(), colon.perm, colon.options), (t.0.join("a:b"), Perm::Read, UserOptions::default()));
+    }
+
+    #[test]
+    fn bad_options_are_errors_naming_the_line() {
+        for (options, want) in [
+            ("speed=1M", "unknown option \"speed\""),
+            ("download-rate=fast", "download-rate=fast: expected bytes per second"),
+            ("upload-rate=2G", "upload-rate=2G: expected"),
+            ("upload-rate=100", "upload-rate=100: a rate must be"),
+            ("download-rate=1M,download-rate=2M", "option download-rate given twice"),
+            ("download-rate=1M,", "option \"\": expected key=value"),
+            ("download-rate=1M;upload-rate=1M", "download-rate=1M;upload-rate=1M: expected"),
+        ] {
+            let e = parse_err(&format!("# users\nu:{}:home:rw:{}\n", SHA256_SECRET, options));
+            assert_eq!(e.line(), 2, "{options}");
+            assert!(e.reason().starts_with(want), "{options}: {e}");
+            assert!(!e.to_string().contains(SHA256_SECRET));
+        }
+        // No `=`: read as perms, as before the fifth field existed.
+        let e = parse_err(&format!("u:{}:home:rw:fast", SHA256_SECRET));
+        assert_eq!(e.reason(), "bad permissions (expected r, rw or w)");
+    }
+
+    #[test]
     fn missing_home_is_an_error_naming_the_line() {
         let e = parse_err(&format!(
             "# users\n\nu:{}:home:rw\nv:{}:nope:r\n",
@@ -1312,7 +1418,7 @@ mod tests {
         use std::time::{Duration, Instant};
         let mut c = LoginCache::new(Duration::from_secs(60), 8);
         let t0 = Instant::now();
-        let g = Grant { name: "alice".into(), home: PathBuf::from("/tmp"), perm: Perm::Read };
+        let g = Grant { name: "alice".into(), home: PathBuf::from("/tmp"), perm: Perm::Read, options: UserOptions::default() };
         let right = c.digest(b"alice", &Password::new(b"secret"));
         let wrong = c.digest(b"alice", &Password::new(b"secreT"));
         let shifted = c.digest(b"alices", &Password::new(b"ecret"));

@@ -166,6 +166,19 @@ pub struct Config {
     /// `--hook-timeout SECS`: a hook running longer is killed (`SIGKILL`),
     /// up to `hooks::MAX_HOOK_TIMEOUT`.
     pub hook_timeout: Duration,
+    /// `--max-download-rate`: bytes per second of each RETR (every session;
+    /// 0 = unlimited; otherwise `dtp::throttle::MIN_RATE..=MAX_RATE`). Read
+    /// at login, so a reloaded config applies to new sessions.
+    pub max_download_rate: u64,
+    /// `--max-upload-rate`: bytes per second of each STOR, APPE, STOU, as
+    /// `max_download_rate`.
+    pub max_upload_rate: u64,
+    /// `--anonymous-max-download-rate`: for anonymous sessions, replaces
+    /// `max_download_rate` when set (`Some(0)`: unlimited).
+    pub anonymous_max_download_rate: Option<u64>,
+    /// `--anonymous-max-upload-rate`: for anonymous sessions, replaces
+    /// `max_upload_rate` when set (`Some(0)`: unlimited).
+    pub anonymous_max_upload_rate: Option<u64>,
 }
 
 impl Config {
@@ -212,6 +225,10 @@ impl Config {
             on_upload: None,
             max_hooks: crate::hooks::DEFAULT_MAX_HOOKS,
             hook_timeout: crate::hooks::DEFAULT_HOOK_TIMEOUT,
+            max_download_rate: 0,
+            max_upload_rate: 0,
+            anonymous_max_download_rate: None,
+            anonymous_max_upload_rate: None,
         }
     }
 
@@ -339,6 +356,14 @@ impl Config {
                 }
                 "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
                 "--insecure-port-any-host" => c.insecure_port_any_host = true,
+                "--max-download-rate" => c.max_download_rate = parse_rate("--max-download-rate", &value("--max-download-rate")?)?,
+                "--max-upload-rate" => c.max_upload_rate = parse_rate("--max-upload-rate", &value("--max-upload-rate")?)?,
+                "--anonymous-max-download-rate" => {
+                    c.anonymous_max_download_rate = Some(parse_rate("--anonymous-max-download-rate", &value("--anonymous-max-download-rate")?)?)
+                }
+                "--anonymous-max-upload-rate" => {
+                    c.anonymous_max_upload_rate = Some(parse_rate("--anonymous-max-upload-rate", &value("--anonymous-max-upload-rate")?)?)
+                }
                 other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
             }
         }
@@ -490,6 +515,11 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, UsageError>
     v.parse().map_err(|_| UsageError(format!("{name} {v}: expected a number")))
 }
 
+/// A rate option: see `dtp::throttle::parse_rate`.
+fn parse_rate(name: &str, v: &str) -> Result<u64, UsageError> {
+    crate::dtp::throttle::parse_rate(v).map_err(|e| UsageError(format!("{name} {e}")))
+}
+
 fn parse_secs(name: &str, v: &str) -> Result<Duration, UsageError> {
     let d = parse_secs_allow_zero(name, v)?;
     if d.is_zero() {
@@ -584,6 +614,16 @@ OPTIONS:
                                place of the oldest still sending its request; 503 if none is), a
                                request head of at most 8 KiB (431), --login-timeout per scrape; no TLS,
                                no authentication: bind it to loopback or a private network
+    --max-download-rate RATE   bytes per second of each download (RETR) of every session; K = 1024,
+                               M = 1048576 (binary units), e.g. 512K or 2M; 0: unlimited;
+                               otherwise 1K to 4095M [default: 0]
+    --max-upload-rate RATE     bytes per second of each upload (STOR, APPE, STOU), as above
+                               [default: 0]. Listings are never limited
+    --anonymous-max-download-rate RATE
+                               for anonymous sessions, instead of --max-download-rate
+    --anonymous-max-upload-rate RATE
+                               for anonymous sessions, instead of --max-upload-rate
+                               (a users file line may set its own: download-rate=, upload-rate=)
     --insecure-pasv-any-peer   accept passive data connections from any address
     --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
     -h, --help                 print this help
@@ -682,6 +722,22 @@ mod tests {
         }
         assert!(run(&["--root", "/tmp", "--metrics-listen", "9121"]).is_err());
         assert_eq!(run(&["--root", "/tmp"]).unwrap().metrics_listen, None);
+    }
+
+    #[test]
+    fn rates_take_k_and_m_suffixes_and_anonymous_ones_are_separate() {
+        let c = run(&["--root", "/tmp"]).unwrap();
+        assert_eq!((c.max_download_rate, c.max_upload_rate), (0, 0));
+        assert_eq!((c.anonymous_max_download_rate, c.anonymous_max_upload_rate), (None, None));
+        let c = run(&["--root", "/tmp", "--max-download-rate", "2M", "--max-upload-rate=512K",
+            "--anonymous-max-download-rate", "0", "--anonymous-max-upload-rate", "131072"]).unwrap();
+        assert_eq!((c.max_download_rate, c.max_upload_rate), (2 * 1024 * 1024, 512 * 1024));
+        assert_eq!((c.anonymous_max_download_rate, c.anonymous_max_upload_rate), (Some(0), Some(131072)));
+        for bad in ["2G", "-1", "", "1.5M", "100", "2000000M"] {
+            let e = run(&["--root", "/tmp", "--max-upload-rate", bad]).unwrap_err();
+            assert!(e.to_string().starts_with("--max-upload-rate "), "{e}");
+        }
+        assert!(run(&["--root", "/tmp", "--anonymous-max-download-rate", "1x"]).is_err());
     }
 
     #[test]

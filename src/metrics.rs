@@ -145,6 +145,8 @@ pub struct Metrics {
     hooks_dropped: [AtomicU64; 3],
     hooks_running: AtomicI64,
     hooks_queued: AtomicI64,
+    /// Rate-limit pauses, `[download, upload]`.
+    throttle_pauses: [AtomicU64; 2],
 }
 
 /// How an upload hook ended (the `result` label of
@@ -192,6 +194,7 @@ impl Metrics {
             hooks_dropped: Default::default(),
             hooks_running: AtomicI64::new(0),
             hooks_queued: AtomicI64::new(0),
+            throttle_pauses: Default::default(),
         }
     }
 
@@ -301,6 +304,12 @@ impl Metrics {
         self.hooks_dropped[i].fetch_add(1, Relaxed);
     }
 
+    /// A rate-limited transfer emptied its token bucket and was paused
+    /// until the timing wheel resumes it (`--max-*-rate`).
+    pub fn throttle_pause(&self, upload: bool) {
+        self.throttle_pauses[usize::from(upload)].fetch_add(1, Relaxed);
+    }
+
     /// Render every metric into `out`, in the text format 0.0.4: a `HELP`
     /// and a `TYPE` line per family, then its samples. At most
     /// [`RENDER_MAX_BYTES`]; `out` is not cleared first.
@@ -368,6 +377,10 @@ impl Metrics {
         w.gauge("leanftpd_upload_hooks_running", &[], &self.hooks_running);
         w.family("leanftpd_upload_hooks_queued", "gauge", "Upload hook jobs waiting for a slot.");
         w.gauge("leanftpd_upload_hooks_queued", &[], &self.hooks_queued);
+        w.family("leanftpd_transfer_throttle_pauses_total", "counter", "Pauses of rate-limited transfers (their token bucket empty), by direction.");
+        for (i, c) in self.throttle_pauses.iter().enumerate() {
+            w.counter("leanftpd_transfer_throttle_pauses_total", &[("direction", ["download", "upload"][i])], c);
+        }
     }
 }
 
@@ -484,7 +497,7 @@ mod tests {
         assert_eq!(t.contains("leanftpd_tls_handshakes_total"), crate::TLS_BUILT_IN);
         // One HELP and one TYPE per family, before its samples.
         let families: Vec<&str> = t.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 18 } else { 17 });
+        assert_eq!(families.len(), if crate::TLS_BUILT_IN { 19 } else { 18 });
         for f in families {
             let name = f.split(' ').next().unwrap();
             let kind = f.split(' ').nth(1).unwrap();
@@ -520,6 +533,8 @@ mod tests {
         m.data_connections(-1);
         m.refused(Limit::MaxPerIp);
         m.tls_handshake(Channel::Data, false);
+        m.throttle_pause(true);
+        m.throttle_pause(true);
         let g = TempFileGauge::new(&std::sync::Arc::new(Metrics::new()));
         drop(g);
         m.hooks_queued(1);
@@ -532,6 +547,8 @@ mod tests {
         let t = text(&m);
         assert_eq!(value(&t, "leanftpd_sessions_open"), "1");
         assert_eq!(value(&t, "leanftpd_sessions_total"), "2");
+        assert_eq!(value(&t, "leanftpd_transfer_throttle_pauses_total{direction=\"upload\"}"), "2");
+        assert_eq!(value(&t, "leanftpd_transfer_throttle_pauses_total{direction=\"download\"}"), "0");
         assert_eq!(value(&t, "leanftpd_logins_total{result=\"ok\"}"), "1");
         assert_eq!(value(&t, "leanftpd_logins_total{result=\"failed\"}"), "2");
         assert_eq!(value(&t, "leanftpd_commands_total{verb=\"USER\"}"), "2");
@@ -552,6 +569,7 @@ mod tests {
         if crate::TLS_BUILT_IN {
             assert_eq!(value(&t, "leanftpd_tls_handshakes_total{channel=\"data\",result=\"failed\"}"), "1");
         }
+        assert_eq!(value(&t, "leanftpd_transfer_throttle_pauses_total{direction=\"download\"}"), "0");
         assert_eq!(value(&t, "leanftpd_upload_temp_files_open"), "0");
         assert_eq!(value(&t, "leanftpd_upload_hooks_started_total"), "2");
         assert_eq!(value(&t, "leanftpd_upload_hooks_finished_total{result=\"killed\"}"), "1");
@@ -588,6 +606,7 @@ mod tests {
             .chain(m.tls_handshakes.iter().flatten())
             .chain(&m.hooks_finished)
             .chain(&m.hooks_dropped)
+            .chain(&m.throttle_pauses)
             .chain([&m.sessions, &m.logins_ok, &m.logins_failed, &m.hooks_started]);
         for c in all_u64 {
             c.store(u64::MAX, Relaxed);

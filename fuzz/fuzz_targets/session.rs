@@ -274,7 +274,7 @@ impl Driver<'_> {
                         let perm = if self.flags.read_only_user() { Perm::Read } else { Perm::ReadWrite };
                         let vfs = Rc::new(Vfs::open(root(), perm.is_writable()).expect("vfs"));
                         let name: Box<str> = String::from_utf8_lossy(&user).into();
-                        Ok((Grant { name, home: root().to_path_buf(), perm }, vfs))
+                        Ok((Grant { name, home: root().to_path_buf(), perm, options: Default::default() }, vfs))
                     } else {
                         Err(())
                     };

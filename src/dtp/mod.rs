@@ -3,4 +3,5 @@
 //! reactor owns the data sockets' slab entries and calls into these.
 
 pub mod ports;
+pub mod throttle;
 pub mod transfer;

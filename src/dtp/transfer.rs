@@ -254,6 +254,12 @@ impl Transfer {
         }
     }
 
+    /// An upload still copying the kept part of the old file (REST, APPE):
+    /// disk work, not network bytes, so a rate limit does not apply to it.
+    pub fn is_prefilling(&self) -> bool {
+        matches!(self, Transfer::Stor { prefill: Some(_), .. })
+    }
+
     /// True if bytes flow from the client to us (wait for readable).
     pub fn is_upload(&self) -> bool {
         matches!(self, Transfer::Stor { .. })
@@ -343,6 +349,10 @@ impl Transfer {
                         return Ok(Progress::Budget);
                     }
                     *prefill = None;
+                    // The network's bytes begin with the next step, so that
+                    // a rate limit (not applied to the copy, see
+                    // `is_prefilling`) counts them from the start.
+                    return Ok(Progress::Budget);
                 }
                 if let Some((r, w)) = pipe {
                     if sock.zero_copy() {

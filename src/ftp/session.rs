@@ -80,6 +80,9 @@ pub struct Login {
     pub vfs: Rc<Vfs>,
     /// Logged in as `anonymous`/`ftp` (for the transfer log).
     pub anonymous: bool,
+    /// The transfer rates, fixed at login (`--max-*-rate`, the anonymous
+    /// pair, the users file's options).
+    pub rates: crate::dtp::throttle::Rates,
 }
 
 /// Authentication state (Twisted's UNAUTH / INAUTH / AUTHED / RENAMING).
@@ -203,6 +206,10 @@ pub struct TransferRequest {
     /// What it counts as in `leanftpd_transfers_total` (its command: STOR
     /// and APPE are one `XferKind`, two kinds there).
     pub counted_as: crate::metrics::TransferKind,
+    /// The token bucket of a rate-limited RETR or upload (`None`: not
+    /// limited; listings never are). Boxed: 8 bytes in every request and
+    /// every `Action`, one small allocation per limited transfer.
+    pub throttle: Option<Box<crate::dtp::throttle::Throttle>>,
 }
 
 /// What the reactor must do after a command.
@@ -386,7 +393,8 @@ impl Session {
         self.pending = Pending::Nothing;
         match result {
             Ok((grant, vfs)) => {
-                self.state = State::Authed(Login { user: grant.name, vfs, anonymous: false });
+                let rates = crate::dtp::throttle::Rates::user(&ctx.env.config, &grant.options);
+                self.state = State::Authed(Login { user: grant.name, vfs, anonymous: false, rates });
                 self.cwd = VirtualPath::root();
                 ctx.env.metrics.login(true);
                 reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
@@ -679,7 +687,11 @@ impl Session {
             XferKind::Stou => crate::metrics::TransferKind::Stou,
             XferKind::List => crate::metrics::TransferKind::List,
         };
-        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected, counted_as })
+        let throttle = match (kind, self.login()) {
+            (XferKind::List, _) | (_, Err(_)) => None,
+            (_, Ok(login)) => login.rates.throttle(transfer.is_upload()).map(Box::new),
+        };
+        Action::Transfer(TransferRequest { transfer, kind, path, ascii: self.ascii, protected, counted_as, throttle })
     }
 
     /// Checked by every transfer command before any file is opened, so that

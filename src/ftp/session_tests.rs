@@ -394,7 +394,7 @@ impl Harness {
     /// A `Grant` and its filesystem, as the reactor hands them to `login_checked`.
     fn grant(&self, name: &str, perm: Perm) -> (Grant, Rc<Vfs>) {
         let vfs = Rc::new(Vfs::open_with(self.root(), perm.rights()).unwrap());
-        (Grant { name: name.into(), home: self.root().to_path_buf(), perm }, vfs)
+        (Grant { name: name.into(), home: self.root().to_path_buf(), perm, options: Default::default() }, vfs)
     }
 
     /// PASV and its completion by the reactor: `227`.
@@ -3645,4 +3645,63 @@ fn a_symlink_in_the_upload_dir_gives_no_write_access_outside_it() {
     h.reply("STOR /incoming/file", 553);
     assert_eq!(std::fs::read(h.path("hello.txt")).unwrap(), HELLO);
     assert_eq!(std::fs::read_dir(h.path("sub")).unwrap().count(), 1, "only inner.txt");
+}
+
+// Rate limits (issue 13): fixed at login, one bucket per RETR or upload
+
+fn rate_of(req: &TransferRequest) -> Option<u64> {
+    req.throttle.as_ref().map(|t| t.rate())
+}
+
+#[test]
+fn an_anonymous_session_gets_the_anonymous_rates_where_set_and_listings_none() {
+    let mut h = Harness::build(Opts { writable: true, ..Opts::default() }, |c| {
+        c.max_download_rate = 1 << 20;
+        c.max_upload_rate = 1 << 21;
+        c.anonymous_max_upload_rate = Some(64 * 1024);
+    });
+    send!(h, "USER anonymous");
+    send!(h, "PASS x@y");
+    expect!(h, 331, 230);
+    // Read at login: a configuration changed afterwards (a SIGHUP's) is
+    // for the next sessions.
+    h.env.config.max_download_rate = 0;
+    let req = h.transfer("RETR hello.txt", XferKind::Retr);
+    assert_eq!(rate_of(&req), Some(1 << 20));
+    drop(req);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(1));
+    h.take();
+    let req = h.transfer("STOR up", XferKind::Stor);
+    assert_eq!(rate_of(&req), Some(64 * 1024));
+    drop(req);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(1));
+    h.take();
+    let req = h.transfer("LIST", XferKind::List);
+    assert_eq!(rate_of(&req), None, "listings are not limited");
+}
+
+#[test]
+fn a_users_own_rates_replace_the_servers_per_direction() {
+    let mut h = Harness::build(Opts { has_users: true, ..Opts::default() }, |c| {
+        c.max_download_rate = 1 << 20;
+        c.max_upload_rate = 1 << 21;
+        c.anonymous_max_download_rate = Some(4096);
+    });
+    send!(h, "USER alice");
+    send!(h, "PASS right");
+    h.take();
+    let (mut grant, vfs) = h.grant("alice", Perm::ReadWrite);
+    grant.options = crate::auth::UserOptions { download_rate: Some(0), upload_rate: None };
+    h.login_checked(Ok((grant, vfs)));
+    expect!(h, 230);
+    let req = h.transfer("RETR hello.txt", XferKind::Retr);
+    assert_eq!(rate_of(&req), None, "download-rate=0: unlimited");
+    drop(req);
+    h.transfer_started(false);
+    h.transfer_finished(Ok(1));
+    h.take();
+    let req = h.transfer("APPE hello.txt", XferKind::Stor);
+    assert_eq!(rate_of(&req), Some(1 << 21), "the server's upload rate");
 }

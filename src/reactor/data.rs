@@ -338,6 +338,11 @@ impl Server {
     /// Move a running transfer's bytes within the budget: `Some` when it
     /// ended, `None` when it waits for readiness (or for its next turn).
     pub(super) fn step_data(&mut self, dkey: usize, bulk: bool) -> Option<Result<(), TransferError>> {
+        // Paused by its rate limit: only the wheel's deadline resumes it
+        // (`resume_throttled`); a readiness event meanwhile moves nothing.
+        if matches!(self.slab.get(dkey), Some(Entry::Data(DataConn { state: DataState::Running(req), .. })) if req.throttle.as_ref().is_some_and(|t| t.is_paused())) {
+            return None;
+        }
         if bulk && self.xfer.pass_budget == 0 {
             self.wake_later(dkey);
             return None;
@@ -346,13 +351,26 @@ impl Server {
         if let Err(e) = self.protect_data(dkey) {
             return Some(Err(e));
         }
+        let mut pause = false;
         let mut scratch = std::mem::take(&mut self.xfer.scratch);
         let outcome = match self.slab.get_mut(dkey) {
             Some(Entry::Data(DataConn { state: DataState::Running(req), stream, bytes, last_progress, .. })) => {
                 let step = if req.transfer.is_upload() { UPLOAD_STEP_BYTES } else { DATA_BUDGET_BYTES };
-                let budget = if bulk { step.min(self.xfer.pass_budget) } else { step };
+                let mut budget = if bulk { step.min(self.xfer.pass_budget) } else { step };
+                // The rate limit: what the bucket holds (a prefill is disk
+                // work, and its step moves no network bytes).
+                let throttled = !req.transfer.is_prefilling();
+                if let Some(t) = req.throttle.as_mut().filter(|_| throttled) {
+                    budget = budget.min(t.allowance(self.now));
+                }
+                if budget == 0 {
+                    pause = true;
+                }
                 let mut moved = 0;
-                let r = req.transfer.step(stream, budget, &mut scratch, &mut moved);
+                let r = if pause { Ok(Progress::Budget) } else { req.transfer.step(stream, budget, &mut scratch, &mut moved) };
+                if let Some(t) = &mut req.throttle {
+                    t.charge(moved, self.now);
+                }
                 *bytes += moved;
                 if req.transfer.is_upload() {
                     self.env.metrics.received(Channel::Data, moved);
@@ -381,6 +399,10 @@ impl Server {
                     },
                     Ok(Progress::Done) => Some(Ok(())),
                     Ok(Progress::Blocked) => None,
+                    Ok(Progress::Budget) if pause || req.throttle.as_mut().is_some_and(|t| t.allowance(self.now) == 0) => {
+                        pause = true;
+                        None
+                    }
                     Ok(Progress::Budget) => {
                         // Not `wake_later`: a transfer may take several
                         // steps in one pass while the pass budget lasts
@@ -397,7 +419,51 @@ impl Server {
             _ => None,
         };
         self.xfer.scratch = scratch;
+        if pause {
+            self.pause_throttled(dkey);
+        }
         outcome
+    }
+
+    /// The transfer's token bucket is empty: it stops moving bytes, and its
+    /// timer (otherwise the stall timeout) becomes the deadline that
+    /// resumes it — no wake-up before it. A paused upload also leaves the
+    /// poll, so arriving bytes wake nothing (they wait in the kernel, whose
+    /// receive window slows the client). Throttled time is not a stall.
+    fn pause_throttled(&mut self, dkey: usize) {
+        let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else { return };
+        let DataState::Running(req) = &mut d.state else { return };
+        let Some(t) = &mut req.throttle else { return };
+        t.pause();
+        let upload = req.transfer.is_upload();
+        let at = t.resume_at(self.now);
+        d.last_progress = self.now;
+        set_timer(&mut self.wheel, &mut d.timer, at, dkey);
+        if upload {
+            let _ = d.stream.deregister(self.poll.registry());
+        }
+        self.env.metrics.throttle_pause(upload);
+    }
+
+    /// The wheel's deadline of a throttle pause: the transfer goes on. mio
+    /// is edge-triggered and the socket may have stayed writable (or, for
+    /// an upload, readable) all along, so no event would come: this moves
+    /// the next bytes itself. The timer is the stall timeout again, unless
+    /// the step pauses once more.
+    pub(super) fn resume_throttled(&mut self, dkey: usize) {
+        let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else { return };
+        let DataState::Running(req) = &mut d.state else { return };
+        let Some(t) = &mut req.throttle else { return };
+        t.resume();
+        d.last_progress = self.now;
+        set_timer(&mut self.wheel, &mut d.timer, self.now + self.env.config.stall_timeout, dkey);
+        if req.transfer.is_upload() && d.stream.register(self.poll.registry(), Token(dkey)).is_err() {
+            self.end_transfer(dkey, Err(TransferError::ConnectionLost), true);
+            return;
+        }
+        if let Some(result) = self.step_data(dkey, true) {
+            self.end_transfer(dkey, result, true);
+        }
     }
 
     /// PROT P: the data connection turns TLS when its transfer starts to

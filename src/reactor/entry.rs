@@ -175,13 +175,15 @@ mod tests {
     /// logged-in session in all (plain), 4 KiB under TLS (issue 11), where
     /// rustls's own state is ~3.3 KiB and this entry is most of the rest.
     ///
-    /// 304 bytes in a debug build, 288 in a release build: mio keeps a
-    /// selector id in each socket only under `debug_assertions`.
+    /// 312 bytes in a debug build, 296 in a release build (mio keeps a
+    /// selector id in each socket only under `debug_assertions`): 288 after
+    /// issue 11's follow-up, plus a session's two transfer rates (issue 13,
+    /// `Login::rates`, two `u32`s fixed at login), which no padding took.
     #[test]
     fn slab_entry_stays_small() {
         let size = std::mem::size_of::<super::Entry>();
         println!("size_of::<Entry>() = {size}");
-        let limit = if cfg!(debug_assertions) { 304 } else { 288 };
+        let limit = if cfg!(debug_assertions) { 312 } else { 296 };
         assert!(size <= limit, "Entry grew to {size} bytes (limit {limit})");
     }
 }

@@ -531,7 +531,9 @@ impl Server {
         }
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         loop {
-            let timeout = if self.still_ready.is_empty() && self.auth.cached_verdicts.is_empty() {
+            // `next_ready` too: a timer (a throttled transfer resumed by
+            // the wheel) may have queued a source after the lists moved.
+            let timeout = if self.still_ready.is_empty() && self.next_ready.is_empty() && self.auth.cached_verdicts.is_empty() {
                 self.wheel.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
@@ -728,6 +730,7 @@ impl Server {
                 d.timer = None;
                 match d.state {
                     DataState::Connecting(_) => self.end_transfer(key, Err(TransferError::CantOpen), true),
+                    DataState::Running(ref req) if req.throttle.as_ref().is_some_and(|t| t.is_paused()) => self.resume_throttled(key),
                     DataState::Running(_) => {
                         let stall = self.env.config.stall_timeout;
                         let due = d.last_progress + stall;

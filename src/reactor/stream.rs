@@ -221,6 +221,13 @@ impl Stream {
         registry.register(self.tcp_mut(), token, Interest::READABLE | Interest::WRITABLE)
     }
 
+    /// Take the socket out of the poll (a rate-limited upload paused by the
+    /// wheel: arriving bytes would wake the loop for nothing); `register`
+    /// puts it back, and reports it at once if it is readable.
+    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.deregister(self.tcp_mut())
+    }
+
     /// Register a control connection: also for priority readiness
     /// (`EPOLLPRI`), which tells that urgent data (an ABOR sent with
     /// `MSG_OOB`) arrived, so the reader knows to read past the urgent mark.

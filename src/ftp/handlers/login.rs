@@ -51,7 +51,8 @@ pub fn pass(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     };
     if is_anonymous_name(&user) {
         if let Some(vfs) = &ctx.env.anonymous {
-            s.state = State::Authed(Login { user: "anonymous".into(), vfs: vfs.clone(), anonymous: true });
+            let rates = crate::dtp::throttle::Rates::anonymous(&ctx.env.config);
+            s.state = State::Authed(Login { user: "anonymous".into(), vfs: vfs.clone(), anonymous: true, rates });
             s.cwd = VirtualPath::root();
             ctx.env.metrics.login(true);
             reply::reply(ctx.out, ReplyCode::LoggedIn, "Login successful.");
