@@ -1,13 +1,13 @@
 //! The `leanftpd` binary: command line → logging → `leanftpd::run`.
 //! Exit codes: 0 clean shutdown, 1 runtime error, 2 usage or configuration.
 
-use leanftpd::config::{Config, LogLevel, Parsed, HELP};
+use leanftpd::config::{help, Config, LogLevel, Parsed};
 
 fn main() {
     let config = match Config::from_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(c)) => *c,
         Ok(Parsed::Help) => {
-            print!("{HELP}");
+            print!("{}", help());
             return;
         }
         Ok(Parsed::Version) => {

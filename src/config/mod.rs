@@ -1,5 +1,9 @@
-//! The server's configuration: parsed once from the command line, validated,
-//! then read-only. Every default is named and documented here.
+//! The server's configuration: read from `--config FILE` (TOML) and the
+//! command line over it, validated, then read-only until SIGHUP reads it
+//! again (`Config::reread`, `Config::adopt`). Every default is named and
+//! documented here; every option is one row of `options::OPTIONS`, from
+//! which the command line (`cli`), the file's keys (`file`) and `--help`
+//! are made.
 //!
 //! It never opens sockets; it checks what can be checked before binding
 //! (the root exists, the users file parses) so that `main` can print one
@@ -8,6 +12,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod cli;
+pub mod file;
+pub mod options;
 
 /// Where the server listens by default: loopback only, an unprivileged port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
@@ -150,6 +158,9 @@ pub struct Config {
     /// poll, slab, wheel and listening socket (`SO_REUSEPORT`); see
     /// `crate::workers`.
     pub workers: usize,
+    /// Where this configuration came from (`--config`, the command line),
+    /// for SIGHUP to read it again.
+    pub origin: Origin,
 }
 
 impl Config {
@@ -192,114 +203,149 @@ impl Config {
             proxy_from: Vec::new(),
             metrics_listen: None,
             workers: DEFAULT_WORKERS,
+            origin: Origin::default(),
         }
     }
 
     /// Parse the command line (without the program name).
+    /// Parse the command line (without the program name): the file of
+    /// `--config FILE` if given, then every option of the command line
+    /// over it (an option given on the command line replaces the file's
+    /// value, or list), then the checks of `validate`.
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageError> {
-        let mut root: Option<PathBuf> = None;
-        let mut anonymous_flag = false;
-        let mut proxy_from_given = false;
-        let mut c = Config::new(PathBuf::new());
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-                _ => (arg.clone(), None),
-            };
-            let mut value = |name: &str| -> Result<String, UsageError> {
-                inline.clone().or_else(|| args.next()).ok_or_else(|| UsageError(format!("{name} needs a value")))
-            };
-            match flag.as_str() {
-                "-h" | "--help" => return Ok(Parsed::Help),
-                "-V" | "--version" => return Ok(Parsed::Version),
-                "--root" => root = Some(PathBuf::from(value("--root")?)),
-                "--listen" => {
-                    let v = value("--listen")?;
-                    c.listen = v.parse().map_err(|_| {
-                        UsageError(format!("--listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:2121 or [::1]:2121"))
-                    })?;
+        let args: Vec<String> = args.into_iter().collect();
+        let given = cli::parse(args.iter().cloned())?;
+        if given.help {
+            return Ok(Parsed::Help);
+        }
+        if given.version {
+            return Ok(Parsed::Version);
+        }
+        let mut c = Config::build(&given)?;
+        c.origin = Origin { file: given.config.map(PathBuf::from), args };
+        Ok(Parsed::Run(Box::new(c)))
+    }
+
+    /// The configuration `origin` gives today: its file read again and its
+    /// command line applied over it, validated (SIGHUP). `None` without
+    /// `--config` (nothing but the files it names can have changed).
+    pub fn reread(&self) -> Option<Result<Config, UsageError>> {
+        self.origin.file.as_ref()?;
+        Some(cli::parse(self.origin.args.iter().cloned()).and_then(|given| {
+            let mut c = Config::build(&given)?;
+            c.origin = self.origin.clone();
+            Ok(c)
+        }))
+    }
+
+    fn build(given: &cli::Given) -> Result<Config, UsageError> {
+        let (fname, file) = match &given.config {
+            Some(f) => (f.as_str(), file::read(std::path::Path::new(f))?),
+            None => ("", Vec::new()),
+        };
+        let mut d = Draft { c: Config::new(PathBuf::new()), root_given: false, anonymous: false, proxy_from_given: false };
+        for (i, opt) in options::OPTIONS.iter().enumerate() {
+            if let Some((_, values)) = given.values.iter().find(|(j, _)| *j == i) {
+                for v in values {
+                    (opt.set)(&mut d, v).map_err(|e| UsageError(format!("--{} {v}: {e}", opt.name)))?;
                 }
-                "--users" => c.users = Some(PathBuf::from(value("--users")?)),
-                "--anonymous" => anonymous_flag = true,
-                "--anonymous-write" => {
-                    anonymous_flag = true;
-                    c.anonymous_write = true;
+            } else if let Some(entry) = file.iter().find(|e| e.opt == i) {
+                for v in &entry.values {
+                    (opt.set)(&mut d, v)
+                        .map_err(|e| UsageError(format!("{fname}:{}: {} = {}: {e}", entry.line, opt.name, entry.raw)))?;
                 }
-                "--passive-ports" => c.passive_ports = Some(parse_range(&value("--passive-ports")?)?),
-                "--passive-address" => {
-                    let v = value("--passive-address")?;
-                    c.passive_address =
-                        Some(v.parse().map_err(|_| UsageError(format!("--passive-address {v}: not an IP address")))?);
-                }
-                "--login-timeout" => c.login_timeout = parse_secs("--login-timeout", &value("--login-timeout")?)?,
-                "--idle-timeout" => c.idle_timeout = parse_secs("--idle-timeout", &value("--idle-timeout")?)?,
-                "--data-timeout" => c.data_timeout = parse_secs("--data-timeout", &value("--data-timeout")?)?,
-                "--stall-timeout" => c.stall_timeout = parse_secs("--stall-timeout", &value("--stall-timeout")?)?,
-                "--login-fail-delay" => {
-                    c.login_fail_delay = parse_secs_allow_zero("--login-fail-delay", &value("--login-fail-delay")?)?
-                }
-                "--login-cache" => c.login_cache = parse_secs_allow_zero("--login-cache", &value("--login-cache")?)?,
-                "--max-login-fails" => c.max_login_fails = parse_num("--max-login-fails", &value("--max-login-fails")?)?,
-                "--shutdown-grace" => {
-                    c.shutdown_grace = parse_secs_allow_zero("--shutdown-grace", &value("--shutdown-grace")?)?
-                }
-                "--max-clients" => c.max_clients = parse_num("--max-clients", &value("--max-clients")?)?,
-                "--max-per-ip" => c.max_per_ip = parse_num("--max-per-ip", &value("--max-per-ip")?)?,
-                "--max-passive" => c.max_passive = parse_num("--max-passive", &value("--max-passive")?)?,
-                "--max-transfers" => c.max_transfers = parse_num("--max-transfers", &value("--max-transfers")?)?,
-                "--max-data-per-ip" => c.max_data_per_ip = parse_num("--max-data-per-ip", &value("--max-data-per-ip")?)?,
-                "--max-line" => {
-                    c.max_line_bytes = parse_num("--max-line", &value("--max-line")?)?;
-                    if c.max_line_bytes < 64 {
-                        return Err(UsageError("--max-line must be at least 64".into()));
-                    }
-                }
-                "--log-level" => {
-                    c.log_level = match value("--log-level")?.as_str() {
-                        "error" => LogLevel::Error,
-                        "warn" => LogLevel::Warn,
-                        "info" => LogLevel::Info,
-                        "debug" => LogLevel::Debug,
-                        v => return Err(UsageError(format!("--log-level {v}: expected error, warn, info or debug"))),
-                    }
-                }
-                "--xferlog" => c.xferlog = Some(PathBuf::from(value("--xferlog")?)),
-                "--atomic-uploads" => c.atomic_uploads = true,
-                "--tls-cert" => c.tls_cert = Some(PathBuf::from(value("--tls-cert")?)),
-                "--tls-key" => c.tls_key = Some(PathBuf::from(value("--tls-key")?)),
-                "--implicit-tls-listen" => {
-                    let v = value("--implicit-tls-listen")?;
-                    c.implicit_tls_listen = Some(v.parse().map_err(|_| {
-                        UsageError(format!("--implicit-tls-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:990"))
-                    })?);
-                }
-                "--metrics-listen" => {
-                    let v = value("--metrics-listen")?;
-                    c.metrics_listen = Some(v.parse().map_err(|_| {
-                        UsageError(format!("--metrics-listen {v}: expected ADDR:PORT, e.g. 127.0.0.1:9121"))
-                    })?);
-                }
-                "--workers" => c.workers = parse_workers(&value("--workers")?)?,
-                "--tls-required" => c.tls_required = true,
-                "--insecure-tls-no-reuse" => c.insecure_tls_no_reuse = true,
-                "--proxy-protocol" => c.proxy_protocol = true,
-                "--proxy-from" => {
-                    let v = value("--proxy-from")?;
-                    #[cfg(feature = "proxy")]
-                    c.proxy_from.extend(parse_cidrs(&v)?);
-                    #[cfg(not(feature = "proxy"))]
-                    let _ = v;
-                    proxy_from_given = true;
-                }
-                "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
-                "--insecure-port-any-host" => c.insecure_port_any_host = true,
-                other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
             }
         }
-        c.root = root.ok_or_else(|| UsageError("--root DIR is required (the directory to serve)".into()))?;
+        d.finish()
+    }
+
+    /// What SIGHUP does with `new`, read while `self` is in force: the
+    /// configuration to use (`new`, with every option that needs a restart
+    /// kept as in `self`), and the names of the options that changed,
+    /// applied or not.
+    pub fn adopt(&self, mut new: Config) -> Adopted {
+        let mut applied = Vec::new();
+        let mut restart = Vec::new();
+        for o in options::OPTIONS {
+            if (o.get)(self) != (o.get)(&new) {
+                match o.reload {
+                    options::Reload::Live => applied.push(o.name),
+                    options::Reload::Restart => restart.push(o.name),
+                }
+            }
+        }
+        // TLS on or off changes what is offered (FEAT, AUTH) and which
+        // listeners are TLS: a restart; a new path is only reloaded.
+        if self.tls_cert.is_some() != new.tls_cert.is_some() {
+            applied.retain(|n| *n != "tls-cert" && *n != "tls-key");
+            restart.extend(["tls-cert", "tls-key"]);
+            new.tls_cert = self.tls_cert.clone();
+            new.tls_key = self.tls_key.clone();
+        }
+        new.keep_restart_fields(self);
+        Adopted { config: new, applied, restart }
+    }
+
+    /// Copy from `old` every option whose row says `Reload::Restart`
+    /// (a unit test checks that this list and the table agree).
+    pub fn keep_restart_fields(&mut self, old: &Config) {
+        self.root = old.root.clone();
+        self.listen = old.listen;
+        self.passive_ports = old.passive_ports;
+        self.max_line_bytes = old.max_line_bytes;
+        self.workers = old.workers;
+        self.xferlog = old.xferlog.clone();
+        self.implicit_tls_listen = old.implicit_tls_listen;
+        self.proxy_protocol = old.proxy_protocol;
+        #[cfg(feature = "proxy")]
+        {
+            self.proxy_from = old.proxy_from.clone();
+        }
+        self.metrics_listen = old.metrics_listen;
+    }
+}
+
+/// What `Config::adopt` decided.
+#[derive(Debug)]
+pub struct Adopted {
+    /// The configuration to use from now on.
+    pub config: Config,
+    /// Options whose new value is in force for new sessions.
+    pub applied: Vec<&'static str>,
+    /// Options that changed but need a restart (their old value is kept).
+    pub restart: Vec<&'static str>,
+}
+
+/// Where a configuration came from, to read it again on SIGHUP.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// `--config FILE`.
+    pub file: Option<PathBuf>,
+    /// The command line, without the program name.
+    pub args: Vec<String>,
+}
+
+/// A configuration being built from the table's `set` functions, with
+/// what must be known about how it was given.
+pub struct Draft {
+    /// The options set so far, over the defaults.
+    pub c: Config,
+    /// `--root` was given (it has no default).
+    pub root_given: bool,
+    /// `--anonymous` (or `--anonymous-write`) was given.
+    pub anonymous: bool,
+    /// `--proxy-from` was given (it goes with `--proxy-protocol`).
+    pub proxy_from_given: bool,
+}
+
+impl Draft {
+    fn finish(self) -> Result<Config, UsageError> {
+        let Draft { mut c, root_given, anonymous, proxy_from_given } = self;
+        if !root_given {
+            return Err(UsageError("--root DIR is required (the directory to serve)".into()));
+        }
         // Anonymous is on by default only when there is no users file.
-        c.anonymous = c.users.is_none() || anonymous_flag;
+        c.anonymous = c.users.is_none() || anonymous;
         if (c.proxy_protocol || proxy_from_given) && !crate::PROXY_BUILT_IN {
             return Err(UsageError(
                 "--proxy-protocol: this leanftpd was built without the PROXY protocol (cargo feature `proxy`)".into(),
@@ -309,9 +355,11 @@ impl Config {
             return Err(UsageError("--proxy-protocol and --proxy-from CIDR[,CIDR...] go together".into()));
         }
         c.validate()?;
-        Ok(Parsed::Run(Box::new(c)))
+        Ok(c)
     }
+}
 
+impl Config {
     /// Checks that need the filesystem.
     pub fn validate(&mut self) -> Result<(), UsageError> {
         let meta = std::fs::metadata(&self.root)
@@ -366,28 +414,33 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-fn parse_range(v: &str) -> Result<(u16, u16), UsageError> {
-    let bad = || UsageError(format!("--passive-ports {v}: expected MIN-MAX with 1024 <= MIN <= MAX <= 65535"));
-    let (a, b) = v.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-    if a < 1024 || a > b {
-        return Err(bad());
-    }
-    Ok((a, b))
-}
-
 /// `--proxy-from 10.0.0.0/8,192.0.2.7,2001:db8::/32`: networks, or single
 /// addresses (a /32 or /128).
-#[cfg(feature = "proxy")]
-fn parse_cidrs(v: &str) -> Result<Vec<ipnet::IpNet>, UsageError> {
-    let bad = |item: &str| UsageError(format!("--proxy-from {item}: expected an address or CIDR, e.g. 10.0.0.0/8 or 192.0.2.7"));
-    v.split(',')
-        .map(str::trim)
-        .map(|item| match item.parse::<ipnet::IpNet>() {
-            Ok(net) => Ok(net.trunc()),
-            Err(_) => item.parse::<IpAddr>().map(ipnet::IpNet::from).map_err(|_| bad(item)),
-        })
-        .collect()
+fn add_proxy_from(d: &mut Draft, v: &str) -> Result<(), String> {
+    d.proxy_from_given = true;
+    for item in v.split(',').map(str::trim) {
+        #[cfg(feature = "proxy")]
+        d.c.proxy_from.push(match item.parse::<ipnet::IpNet>() {
+            Ok(net) => net.trunc(),
+            Err(_) => item
+                .parse::<IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| format!("{item}: expected an address or CIDR, e.g. 10.0.0.0/8 or 192.0.2.7"))?,
+        });
+        #[cfg(not(feature = "proxy"))]
+        let _ = item;
+    }
+    Ok(())
+}
+
+fn show_proxy_from(c: &Config) -> String {
+    #[cfg(feature = "proxy")]
+    return c.proxy_from.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+    #[cfg(not(feature = "proxy"))]
+    {
+        let _ = c;
+        String::new()
+    }
 }
 
 impl Config {
@@ -408,116 +461,33 @@ impl Config {
     }
 }
 
-/// `--workers N` or `auto`: the CPUs this process may run on
-/// (`sched_getaffinity(2)`, through `std::thread::available_parallelism`,
-/// which also honours a cgroup CPU quota), at most `MAX_WORKERS`.
-fn parse_workers(v: &str) -> Result<usize, UsageError> {
-    let bad = || UsageError(format!("--workers {v}: expected a number from 1 to {MAX_WORKERS}, or auto"));
-    let n = if v == "auto" {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(MAX_WORKERS)
-    } else {
-        v.parse().map_err(|_| bad())?
-    };
-    if !(1..=MAX_WORKERS).contains(&n) {
-        return Err(bad());
-    }
-    Ok(n)
+/// The `--help` text: the options from the table (`options::OPTIONS`).
+pub fn help() -> String {
+    format!("{HELP_HEAD}{}{HELP_TAIL}", options::options_help())
 }
 
-fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, UsageError> {
-    v.parse().map_err(|_| UsageError(format!("{name} {v}: expected a number")))
-}
-
-fn parse_secs(name: &str, v: &str) -> Result<Duration, UsageError> {
-    let d = parse_secs_allow_zero(name, v)?;
-    if d.is_zero() {
-        return Err(UsageError(format!("{name}: must be more than 0 seconds")));
-    }
-    Ok(d)
-}
-
-fn parse_secs_allow_zero(name: &str, v: &str) -> Result<Duration, UsageError> {
-    let secs: f64 = v.parse().map_err(|_| UsageError(format!("{name} {v}: expected seconds")))?;
-    if !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(UsageError(format!("{name} {v}: out of range")));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// The `--help` text.
-pub const HELP: &str = "\
+const HELP_HEAD: &str = "\
 leanftpd — a small, single-threaded FTP server
 
 USAGE:
     leanftpd --root DIR [OPTIONS]
+    leanftpd --config FILE [OPTIONS]
 
 Serves DIR read-only to anonymous clients on 127.0.0.1:2121 unless told otherwise.
 
 OPTIONS:
-    --root DIR                 directory to serve (required); relative user homes are under it
-    --listen ADDR:PORT         control address, IPv4 or IPv6 [default: 127.0.0.1:2121]
-    --users FILE               users file, one `name:hash:home:perms` a line; hash as written by
-                               `openssl passwd -6` or `htpasswd -nbB`; perms `r` or `rw`.
-                               With --users, anonymous is refused unless --anonymous is given.
-    --anonymous                let `anonymous`/`ftp` log in read-only at --root
-    --anonymous-write          let anonymous users write too (implies --anonymous)
-    --passive-ports MIN-MAX    passive data ports, 1024-65535 [default: random in the kernel's ephemeral range]
-    --passive-address IP       address advertised in PASV replies (behind NAT)
-    --login-timeout SECS       time to log in [default: 60]
-    --idle-timeout SECS        idle control connection timeout [default: 300]
-    --data-timeout SECS        time for a data connection to be made [default: 30]
-    --stall-timeout SECS       abort a transfer without progress for this long [default: 120]
-    --login-fail-delay SECS    delay before a failed login is answered, doubled per failure [default: 1]
-    --max-login-fails N        failed logins before the connection is closed [default: 3]
-    --login-cache SECS         remember a successful password check this long, as a keyed
-                               digest (0: off; SIGHUP clears it) [default: 300]
-    --max-clients N            control connections at once [default: 5000]
-    --max-per-ip N             control connections at once from one address [default: 500]
-    --max-passive N            passive listeners open at once [default: 1024]
-    --max-transfers N          data connections open at once [default: 1024]
-    --max-data-per-ip N        passive listeners and data connections at once from one address [default: 64]
-    --max-line BYTES           longest command line [default: 8192]
-    --shutdown-grace SECS      on SIGTERM/SIGINT, time for transfers to finish [default: 10]
-    --workers N|auto           reactor threads, each with its own listening socket on the
-                               control port (SO_REUSEPORT); limits stay global; auto = the
-                               CPUs this process may use; 1 to 256 [default: 1]
-    --log-level LEVEL          error, warn, info or debug [default: info]
-    --xferlog FILE             append a line per transfer to FILE in xferlog(5) format
-    --atomic-uploads           every upload all-or-nothing (temp file + rename): an interrupted
-                               one leaves nothing; APPE/REST copy and lock (450 if busy)
-    --tls-cert FILE            FTPS (RFC 4217): certificate chain, PEM; offers AUTH TLS on --listen
-    --tls-key FILE             the certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1)
-    --implicit-tls-listen ADDR:PORT
-                               also listen for implicit FTPS (TLS from the first byte, port 990 style)
-    --tls-required             USER before AUTH TLS gets 530, a transfer under PROT C gets 521,
-                               for every user, anonymous included
-    --insecure-tls-no-reuse    accept PROT P data connections that do not resume the control
-                               connection's TLS session (Python ftplib); default: 522
-    --proxy-protocol           behind a load balancer (HAProxy `send-proxy`/`send-proxy-v2`): a
-                               connection from --proxy-from must start with a PROXY protocol v1
-                               or v2 header (v1 <= 107 bytes, v2 <= 1024) within --login-timeout,
-                               and the client address it names is used for everything (logs,
-                               xferlog, --max-per-ip, data connection checks); any other
-                               connection to the control port is closed. Passive data
-                               connections from --proxy-from need a header too, naming the
-                               control connection's client (otherwise refused, as a foreign one)
-    --proxy-from CIDR[,CIDR...]
-                               the balancers' addresses or networks (required with, and only
-                               with, --proxy-protocol), e.g. 10.0.0.5,192.0.2.0/24
-    --metrics-listen ADDR:PORT serve Prometheus metrics (text format 0.0.4) at GET /metrics over
-                               HTTP/1.1; at most 8 scrapers at once (past it, a new one takes the
-                               place of the oldest still sending its request; 503 if none is), a
-                               request head of at most 8 KiB (431), --login-timeout per scrape; no TLS,
-                               no authentication: bind it to loopback or a private network
-    --insecure-pasv-any-peer   accept passive data connections from any address
-    --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
-    -h, --help                 print this help
-    -V, --version              print the version
+";
 
+const HELP_TAIL: &str = "
 SIGNALS:
     SIGTERM, SIGINT            stop accepting, let transfers finish (grace period), exit 0
     SIGHUP                     reload the users file, and the TLS certificate and key
-                               (with --workers N: on every worker)
+                               (with --workers N: on every worker); with --config, read
+                               the file again (the command line still over it) and apply
+                               to new sessions what needs no restart: users, anonymous,
+                               limits, timeouts, log level, TLS files; log each other
+                               option that changed (restart to apply); a file that does
+                               not load keeps the running configuration
 
 ENVIRONMENT (systemd, see README \"Running under systemd\"):
     LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
