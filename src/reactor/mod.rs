@@ -142,6 +142,8 @@ const SCRATCH_BYTES: usize = 128 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 /// Slab capacity under which it is never shrunk.
 const SHRINK_MIN_ENTRIES: usize = 1024;
+/// Successful password checks remembered at once (`auth::LoginCache`).
+const LOGIN_CACHE_ENTRIES: usize = 4096;
 /// Wheel geometry: 100 ms ticks, 512 slots (51 s per rotation).
 const WHEEL_TICK: Duration = Duration::from_millis(100);
 const WHEEL_SLOTS: usize = 512;
@@ -425,6 +427,7 @@ impl Server {
                 next_shrink: now,
                 shrink_scheduled: false,
                 notify: None,
+                config_seen: 0,
             },
             auth: lifecycle::Auth {
                 users: Arc::new(users),
@@ -432,7 +435,7 @@ impl Server {
                 helper,
                 verdicts: Vec::new(),
                 cached_verdicts: Vec::new(),
-                login_cache: LoginCache::new(env_login_cache, 4096),
+                login_cache: LoginCache::new(env_login_cache, LOGIN_CACHE_ENTRIES),
             },
             #[cfg(feature = "tls")]
             tls,
