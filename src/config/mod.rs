@@ -591,6 +591,249 @@ mod tests {
         assert_eq!(run(&["--root", "/tmp"]).unwrap().metrics_listen, None);
     }
 
+    /// A value for every option (and what it needs beside it), for the
+    /// table-driven tests: adding a row to `OPTIONS` without one here
+    /// fails `every_option_has_a_sample`.
+    const SAMPLES: &[(&str, &str, &[&str])] = &[
+        ("root", "/", &[]),
+        ("listen", "[::1]:2100", &[]),
+        ("users", "/etc/leanftpd.users", &[]),
+        ("anonymous", "", &["--users", "/x"]),
+        ("anonymous-write", "", &[]),
+        ("passive-ports", "40000-40100", &[]),
+        ("passive-address", "192.0.2.1", &[]),
+        ("login-timeout", "30", &[]),
+        ("idle-timeout", "0.5", &[]),
+        ("data-timeout", "7", &[]),
+        ("stall-timeout", "9", &[]),
+        ("login-fail-delay", "0", &[]),
+        ("max-login-fails", "5", &[]),
+        ("login-cache", "0", &[]),
+        ("max-clients", "100", &[]),
+        ("max-per-ip", "2", &[]),
+        ("max-passive", "3", &[]),
+        ("max-transfers", "4", &[]),
+        ("max-data-per-ip", "0", &[]),
+        ("max-line", "64", &[]),
+        ("shutdown-grace", "2", &[]),
+        ("workers", "3", &[]),
+        ("log-level", "debug", &[]),
+        ("xferlog", "/var/log/xferlog", &[]),
+        ("atomic-uploads", "", &[]),
+        ("tls-cert", "/c.pem", &["--tls-key", "/k.pem"]),
+        ("tls-key", "/k.pem", &["--tls-cert", "/c.pem"]),
+        ("implicit-tls-listen", "127.0.0.1:990", &["--tls-cert", "/c.pem", "--tls-key", "/k.pem"]),
+        ("tls-required", "", &["--tls-cert", "/c.pem", "--tls-key", "/k.pem"]),
+        ("insecure-tls-no-reuse", "", &["--tls-cert", "/c.pem", "--tls-key", "/k.pem"]),
+        ("proxy-protocol", "", &["--proxy-from", "10.0.0.0/8"]),
+        ("proxy-from", "10.0.0.0/8,192.0.2.7", &["--proxy-protocol"]),
+        ("metrics-listen", "127.0.0.1:9121", &[]),
+        ("insecure-pasv-any-peer", "", &[]),
+        ("insecure-port-any-host", "", &[]),
+    ];
+
+    fn sample(o: &options::Opt) -> &'static (&'static str, &'static str, &'static [&'static str]) {
+        SAMPLES.iter().find(|s| s.0 == o.name).unwrap_or_else(|| panic!("no sample for --{}", o.name))
+    }
+
+    /// Every option's value, to compare two configurations whole.
+    fn shown(c: &Config) -> Vec<(&'static str, String)> {
+        options::OPTIONS.iter().map(|o| (o.name, (o.get)(c))).collect()
+    }
+
+    fn file_with(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    fn with_file(text: &str, a: &[&str]) -> (Result<Config, UsageError>, tempfile::NamedTempFile) {
+        let f = file_with(text);
+        let mut v = vec!["--config", f.path().to_str().unwrap()];
+        v.extend_from_slice(a);
+        (run(&v), f)
+    }
+
+    /// The defaults with what a sample needs beside it (or without, if
+    /// that alone is not a valid command line).
+    fn baseline(extra: &[&str]) -> Config {
+        let mut v = vec!["--root", "/tmp"];
+        v.extend_from_slice(extra);
+        run(&v).or_else(|_| run(&["--root", "/tmp"])).unwrap()
+    }
+
+    #[test]
+    fn every_option_has_a_sample() {
+        for o in options::OPTIONS {
+            sample(o);
+        }
+        assert_eq!(SAMPLES.len(), options::OPTIONS.len());
+    }
+
+    #[test]
+    fn every_option_key_in_the_file_sets_what_its_flag_sets() {
+        for o in options::OPTIONS {
+            let (_, value, extra) = sample(o);
+            let flag = format!("--{}", o.name);
+            let mut cli = vec!["--root", "/tmp", flag.as_str()];
+            if !matches!(o.kind, options::Kind::Flag) {
+                cli.push(value);
+            }
+            cli.extend_from_slice(extra);
+            let toml_value = match o.kind {
+                options::Kind::Flag => "true".to_string(),
+                _ => format!("{value:?}"),
+            };
+            let root = if o.name == "root" { "" } else { "root = \"/tmp\"\n" };
+            let (from_file, _f) = with_file(&format!("{root}{} = {toml_value}\n", o.name), extra);
+            match (run(&cli), from_file) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(shown(&a), shown(&b), "--{}", o.name);
+                    assert_ne!((o.get)(&a), (o.get)(&baseline(extra)), "--{}: sample is the default", o.name);
+                }
+                // Not built in (e.g. --tls-cert without the `tls` feature):
+                // refused both ways.
+                (Err(a), Err(b)) => assert_eq!(a.0, b.0, "--{}", o.name),
+                (a, b) => panic!("--{}: command line {:?}, file {:?}", o.name, a.map(|_| ()), b.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_may_be_toml_integers_or_strings_and_false_leaves_a_flag_off() {
+        let (a, _f) = with_file("root = \"/tmp\"\nmax-clients = 100\nlogin-timeout = 1.5\nmax-per-ip = 0x10\n", &[]);
+        let (b, _g) = with_file("root = \"/tmp\"\nmax-clients = \"100\"\nlogin-timeout = \"1.5\"\nmax-per-ip = \"16\"\n", &[]);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!((a.max_clients, a.login_timeout, a.max_per_ip), (100, Duration::from_millis(1500), 16));
+        assert_eq!(shown(&a), shown(&b));
+        let (c, _h) = with_file("root = \"/tmp\"\natomic-uploads = false\ninsecure-pasv-any-peer = true\n", &[]);
+        let c = c.unwrap();
+        assert!(!c.atomic_uploads && c.insecure_pasv_any_peer);
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_file() {
+        let text = "root = \"/\"\nmax-per-ip = 1\nlisten = \"127.0.0.1:2200\"\n";
+        let (c, _f) = with_file(text, &[]);
+        let c = c.unwrap();
+        assert_eq!((c.root.clone(), c.max_per_ip, c.listen.port()), (PathBuf::from("/"), 1, 2200));
+        let (c, _f) = with_file(text, &["--max-per-ip", "2", "--root=/tmp"]);
+        let c = c.unwrap();
+        assert_eq!((c.max_per_ip, c.listen.port()), (2, 2200));
+        assert_eq!(c.root, std::fs::canonicalize("/tmp").unwrap());
+        // A list given on the command line replaces the file's.
+        #[cfg(feature = "proxy")]
+        {
+            let text = "root = \"/tmp\"\nproxy-protocol = true\nproxy-from = [\"10.0.0.0/8\", \"192.0.2.7\"]\n";
+            let (c, _f) = with_file(text, &[]);
+            assert_eq!(show_proxy_from(&c.unwrap()), "10.0.0.0/8,192.0.2.7/32");
+            let (c, _f) = with_file(text, &["--proxy-from", "172.16.0.0/12"]);
+            assert_eq!(show_proxy_from(&c.unwrap()), "172.16.0.0/12");
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_file_the_line_and_the_key() {
+        let cases: &[(&str, &str)] = &[
+            ("root = \"/tmp\"\n\n# a comment\nbogus = 1\n", ":4: unknown key bogus (see --help)"),
+            ("root = \"/tmp\"\nmax-clients = \"lots\"\n", ":2: max-clients = \"lots\": expected a number"),
+            ("root = \"/tmp\"\nmax-clients = 0\n", ":2: max-clients = 0: must be at least 1"),
+            ("root = \"/tmp\"\nanonymous = \"yes\"\n", ":2: anonymous = \"yes\": expected true or false"),
+            ("root = \"/tmp\"\nlisten = 2121\n", ":2: listen = 2121: expected ADDR:PORT"),
+            ("root = \"/tmp\"\nlisten = [\"a\"]\n", ":2: listen = [\"a\"]: expected a string or a number"),
+            ("root = \"/tmp\"\nproxy-protocol = true\nproxy-from = [1.5, {}]\n", ":3: proxy-from = [1.5, {}]: expected a string or an array of strings"),
+            ("root = \"/tmp\"\n[server]\nlisten = \"127.0.0.1:21\"\n", ":2: server: the file has no tables"),
+            ("root = \"/tmp\"\nserver.listen = \"127.0.0.1:21\"\n", ":2: server: the file has no tables"),
+            ("root = \"/tmp\"\nlisten = 127.0.0.1:21\n", ":2: not valid TOML"),
+            ("root = \"/tmp\"\nconfig = \"/etc/x\"\n", ":2: config: not a key of the file"),
+            ("root = \"/nonexistent-leanftpd\"\n", ":1: root = \"/nonexistent-leanftpd\": No such file"),
+            ("root = \"/tmp\"\nidle-timeout = 0\n", ":2: idle-timeout = 0: must be more than 0 seconds"),
+        ];
+        for (text, want) in cases {
+            let (r, f) = with_file(text, &[]);
+            let e = r.expect_err(text).0;
+            let path = f.path().display().to_string();
+            assert!(e.starts_with(&path), "{e}");
+            assert!(e[path.len()..].starts_with(want), "{text:?}: got {e}, want {want}");
+        }
+        assert!(run(&["--config", "/nonexistent-leanftpd.toml"]).unwrap_err().0.starts_with("--config /nonexistent-leanftpd.toml: "));
+    }
+
+    #[test]
+    fn command_line_errors_are_one_line() {
+        assert_eq!(run(&["--root", "/tmp", "--bogus"]).unwrap_err().0, "unknown option --bogus (see --help)");
+        assert_eq!(run(&["--root", "/tmp", "--listen"]).unwrap_err().0, "--listen needs a value");
+        assert_eq!(run(&["--root", "/tmp", "--max-clients", "lots"]).unwrap_err().0, "--max-clients lots: expected a number");
+        assert_eq!(run(&["--root", "/tmp", "--anonymous=yes"]).unwrap_err().0, "--anonymous: a flag takes no value (see --help)");
+        assert_eq!(run(&[]).unwrap_err().0, "--root DIR is required (the directory to serve)");
+        // Given twice, the last value counts.
+        assert_eq!(run(&["--root", "/tmp", "--max-clients", "3", "--max-clients=4"]).unwrap().max_clients, 4);
+    }
+
+    #[test]
+    fn help_lists_every_option_of_the_table() {
+        let h = help();
+        for o in options::OPTIONS {
+            let line = match o.kind {
+                options::Kind::Flag => format!("\n    --{} ", o.name),
+                options::Kind::Value(v) | options::Kind::List(v) => format!("\n    --{} {v}", o.name),
+            };
+            assert!(h.contains(&line), "--{} missing from --help", o.name);
+        }
+        assert!(h.contains("\n    --config FILE "));
+        assert!(matches!(Config::from_args(args(&["-h"])), Ok(Parsed::Help)));
+        assert!(matches!(Config::from_args(args(&["--root", "/tmp", "-V"])), Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn sighup_applies_live_options_and_keeps_the_ones_that_need_a_restart() {
+        for o in options::OPTIONS {
+            let (_, value, extra) = sample(o);
+            let flag = format!("--{}", o.name);
+            let mut cli = vec!["--root", "/tmp", flag.as_str()];
+            if !matches!(o.kind, options::Kind::Flag) {
+                cli.push(value);
+            }
+            cli.extend_from_slice(extra);
+            let Ok(new) = run(&cli) else { continue }; // not built in
+            let old = baseline(extra);
+            let adopted = old.adopt(new.clone());
+            // Turning TLS on or off needs a restart.
+            let tls_toggle = old.tls_cert.is_some() != new.tls_cert.is_some();
+            match o.reload {
+                options::Reload::Live if !tls_toggle => {
+                    assert_eq!((o.get)(&adopted.config), (o.get)(&new), "--{}", o.name);
+                    assert!(adopted.applied.contains(&o.name), "--{}", o.name);
+                }
+                _ => {
+                    assert_eq!((o.get)(&adopted.config), (o.get)(&old), "--{} must be kept", o.name);
+                    assert!(adopted.restart.contains(&o.name) || tls_toggle, "--{}", o.name);
+                }
+            }
+        }
+        // With TLS on before and after, new paths are applied.
+        let tls = run(&["--root", "/tmp", "--tls-cert", "/a", "--tls-key", "/b"]);
+        if let Ok(tls) = tls {
+            let new = run(&["--root", "/tmp", "--tls-cert", "/c", "--tls-key", "/d", "--tls-required"]).unwrap();
+            let adopted = tls.adopt(new);
+            assert_eq!(adopted.config.tls_cert, Some(PathBuf::from("/c")));
+            assert_eq!(adopted.applied, ["tls-cert", "tls-key", "tls-required"]);
+        }
+    }
+
+    #[test]
+    fn reread_uses_the_file_again_with_the_command_line_over_it() {
+        let f = file_with("root = \"/tmp\"\nmax-per-ip = 1\nmax-clients = 9\n");
+        let c = run(&["--config", f.path().to_str().unwrap(), "--max-clients", "7"]).unwrap();
+        assert_eq!((c.max_per_ip, c.max_clients), (1, 7));
+        std::fs::write(f.path(), "root = \"/tmp\"\nmax-per-ip = 2\nmax-clients = 8\n").unwrap();
+        let n = c.reread().unwrap().unwrap();
+        assert_eq!((n.max_per_ip, n.max_clients), (2, 7));
+        std::fs::write(f.path(), "root = \"/tmp\"\n\nmax-per-ip = \"two\"\n").unwrap();
+        assert!(c.reread().unwrap().unwrap_err().0.ends_with(":3: max-per-ip = \"two\": expected a number"));
+        assert!(run(&["--root", "/tmp"]).unwrap().reread().is_none());
+    }
+
     #[test]
     fn ipv6_listen_and_inline_values_parse() {
         let c = run(&["--root=/tmp", "--listen=[::1]:0", "--passive-ports", "40000-40100"]).unwrap();
