@@ -834,6 +834,37 @@ mod tests {
         assert!(run(&["--root", "/tmp"]).unwrap().reread().is_none());
     }
 
+    /// contrib/leanftpd.toml documents every key, and its lines, once
+    /// uncommented, are a valid file.
+    #[test]
+    fn the_example_file_has_every_key_and_parses_uncommented() {
+        let text = include_str!("../../contrib/leanftpd.toml");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| options::find(k).is_some()))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let entries = file::parse("contrib/leanftpd.toml", &uncommented).unwrap();
+        for o in options::OPTIONS {
+            assert!(uncommented.contains(&format!("\n{} = ", o.name)) || uncommented.starts_with(&format!("{} = ", o.name)),
+                "contrib/leanftpd.toml does not show {}", o.name);
+        }
+        // Flags are shown off (`false`): no entry.
+        let flags = options::OPTIONS.iter().filter(|o| o.kind == options::Kind::Flag).count();
+        assert_eq!(entries.len(), options::OPTIONS.len() - flags);
+    }
+
+    #[test]
+    fn the_readme_shows_every_option_as_help_does() {
+        let readme = include_str!("../../README.md");
+        let block = readme.split("leanftpd --config FILE [OPTIONS]\n\n").nth(1).unwrap().split("```").next().unwrap();
+        let h = help();
+        let options = h.split("OPTIONS:\n").nth(1).unwrap().split("\nSIGNALS:").next().unwrap();
+        let unindented: String = options.lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
+        assert_eq!(block, unindented, "README's options block differs from --help");
+    }
+
     #[test]
     fn ipv6_listen_and_inline_values_parse() {
         let c = run(&["--root=/tmp", "--listen=[::1]:0", "--passive-ports", "40000-40100"]).unwrap();
