@@ -760,6 +760,16 @@ mod tests {
     }
 
     #[test]
+    fn a_file_over_its_bound_is_refused_unread() {
+        let f = file_with(&"#".repeat(file::MAX_FILE_BYTES as usize + 1));
+        let e = run(&["--root", "/tmp", "--config", f.path().to_str().unwrap()]).unwrap_err().0;
+        assert!(e.ends_with(": larger than 1048576 bytes"), "{e}");
+        // Deep nesting is refused by the parser's own bound, not a crash.
+        let f = file_with(&format!("root = \"/tmp\"\nproxy-from = {}{}\n", "[".repeat(10_000), "]".repeat(10_000)));
+        assert!(run(&["--config", f.path().to_str().unwrap()]).unwrap_err().0.contains(":2: "));
+    }
+
+    #[test]
     fn command_line_errors_are_one_line() {
         assert_eq!(run(&["--root", "/tmp", "--bogus"]).unwrap_err().0, "unknown option --bogus (see --help)");
         assert_eq!(run(&["--root", "/tmp", "--listen"]).unwrap_err().0, "--listen needs a value");
