@@ -24,6 +24,14 @@
 //! (through `Env::config`); `Restart` means the reload only logs that it
 //! changed (and `Config::keep_restart_fields` must keep the old value:
 //! a unit test checks it for every `Restart` row).
+//!
+//! The row is the option everywhere: `--max-download-rate 2M`,
+//! `--max-download-rate=2M`, `max-download-rate = "2M"` in the file, its
+//! `--help` line, SIGHUP. The unit tests then ask for three more lines,
+//! and fail until they are there: a sample value in `tests::SAMPLES`
+//! (every key in the file must set what its flag sets), the key with its
+//! default in `contrib/leanftpd.toml`, and the `--help` line in README's
+//! options block (copied from `leanftpd --help`).
 
 use std::path::PathBuf;
 use std::time::Duration;
