@@ -1,13 +1,13 @@
 //! The `leanftpd` binary: command line → logging → `leanftpd::run`.
 //! Exit codes: 0 clean shutdown, 1 runtime error, 2 usage or configuration.
 
-use leanftpd::config::{Config, LogLevel, Parsed, HELP};
+use leanftpd::config::{help, Config, Parsed};
 
 fn main() {
     let config = match Config::from_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(c)) => *c,
         Ok(Parsed::Help) => {
-            print!("{HELP}");
+            print!("{}", help());
             return;
         }
         Ok(Parsed::Version) => {
@@ -19,12 +19,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let level = match config.log_level {
-        LogLevel::Error => log::LevelFilter::Error,
-        LogLevel::Warn => log::LevelFilter::Warn,
-        LogLevel::Info => log::LevelFilter::Info,
-        LogLevel::Debug => log::LevelFilter::Debug,
-    };
+    let level = config.log_level.filter();
     let mut log_config = simplelog::ConfigBuilder::new();
     log_config.set_time_format_rfc3339().set_target_level(log::LevelFilter::Off);
     if config.workers > 1 {
@@ -38,7 +33,10 @@ fn main() {
         // handshake that fails is logged by the server with its session.
         log_config.add_filter_ignore_str("rustls");
     }
-    let _ = simplelog::SimpleLogger::init(level, log_config.build());
+    // The logger passes every level; `log::set_max_level` filters, so that
+    // SIGHUP can raise `log-level` as well as lower it.
+    let _ = simplelog::SimpleLogger::init(log::LevelFilter::Trace, log_config.build());
+    log::set_max_level(level);
     if let Err(e) = leanftpd::run(config) {
         eprintln!("leanftpd: {e}");
         std::process::exit(e.exit_code());

@@ -143,6 +143,11 @@ pub struct Workers {
     metrics: Arc<Metrics>,
     /// The global limits' counters.
     shared: Arc<Shared>,
+    /// The configuration in force, read again here once per SIGHUP
+    /// (`Shared::reread_config`) and adopted by each worker.
+    config: Config,
+    /// What reading the file again said, for the READY=1 that follows.
+    reread_status: Option<String>,
 }
 
 /// The listening sockets of `n` workers, bound with `SO_REUSEPORT` (see the
@@ -297,6 +302,8 @@ impl Workers {
             reload_awaited: None,
             metrics,
             shared,
+            config,
+            reread_status: None,
         })
     }
 
@@ -361,6 +368,11 @@ impl Workers {
                     SIGHUP if stopping => info!("signal {sig}: ignored while the workers shut down"),
                     SIGHUP => {
                         info!("signal {sig}: every worker reloads");
+                        // The file is read once, here; the workers adopt
+                        // what it gave (`Server::reload`).
+                        if let Some(s) = self.shared.reread_config(&mut self.config) {
+                            self.reread_status = Some(s);
+                        }
                         // One RELOADING=1 until its READY=1: a SIGHUP that
                         // comes meanwhile only moves the awaited requests on.
                         if self.reload_awaited.is_none() {
@@ -384,7 +396,10 @@ impl Workers {
                     reloaded.get(i).is_some_and(|r| r.0 >= want) || ended.iter().any(|(w, _)| *w == i + 1)
                 });
                 if done {
-                    let status = reload_status(&reloaded);
+                    let mut status = reload_status(&reloaded);
+                    if let Some(s) = self.reread_status.take() {
+                        status = format!("{s}; {status}");
+                    }
                     drop(reloaded);
                     self.reload_awaited = None;
                     info!("every worker reloaded: {status}");

@@ -34,6 +34,9 @@ pub(super) struct Lifecycle {
     pub(super) shrink_scheduled: bool,
     /// systemd's `NOTIFY_SOCKET`, if set: readiness, reloads, stopping.
     pub(super) notify: Option<crate::systemd::Notifier>,
+    /// The number of the last configuration read again on SIGHUP that
+    /// this reactor adopted (`Shared::reread_since`).
+    pub(super) config_seen: u64,
 }
 
 /// What logging in needs: the users, the helper thread that checks their
@@ -197,14 +200,26 @@ impl Server {
         }
     }
 
-    /// SIGHUP: the users file, then the TLS certificate and key. Returns
-    /// what happened (`2 users reloaded; TLS certificate reloaded`).
+    /// SIGHUP: with `--config`, the file read again (by this reactor when
+    /// it is the only one, by the signal thread with `--workers N`) and
+    /// adopted; then the users file, then the TLS certificate and key.
+    /// Returns what happened (`2 users reloaded; TLS certificate reloaded`).
     pub(super) fn reload(&mut self) -> String {
         if let Some(n) = &mut self.life.notify {
             n.reloading("Reloading (SIGHUP)");
         }
-        #[allow(unused_mut)]
-        let mut status = self.reload_users();
+        let mut status = String::new();
+        if self.worker == 0 {
+            let mut current = self.env.config.clone();
+            if let Some(s) = self.shared.reread_config(&mut current) {
+                status = s + "; ";
+            }
+        }
+        if let Some((seen, new)) = self.shared.reread_since(self.life.config_seen) {
+            self.life.config_seen = seen;
+            self.adopt_config((*new).clone());
+        }
+        status.push_str(&self.reload_users());
         #[cfg(feature = "tls")]
         if let Some(tls) = self.reload_tls() {
             status.push_str("; ");
@@ -240,9 +255,44 @@ impl Server {
         }
     }
 
+    /// A configuration read again on SIGHUP (`Shared::reread_config`):
+    /// what needs no restart is in force for new sessions from now on.
+    /// Sessions already logged in keep their user, home, permissions and
+    /// TLS session; limits and timeouts are read where they are checked,
+    /// so a changed timeout reaches a live session at its next deadline.
+    /// The shared limits were set once, by `reread_config`.
+    pub(super) fn adopt_config(&mut self, new: Config) {
+        let new = self.env.config.adopt(new).config;
+        let old = &self.env.config;
+        if new.log_level != old.log_level {
+            log::set_max_level(new.log_level.filter());
+        }
+        if new.login_cache != old.login_cache {
+            self.auth.login_cache = LoginCache::new(new.login_cache, LOGIN_CACHE_ENTRIES);
+        }
+        if (new.anonymous, new.anonymous_write, &new.anonymous_upload_dir) != (old.anonymous, old.anonymous_write, &old.anonymous_upload_dir) {
+            self.env.anonymous = match super::anonymous_vfs(&new) {
+                Ok(vfs) => vfs,
+                Err(e) => {
+                    error!("SIGHUP: anonymous login refused from now on: {e}");
+                    None
+                }
+            };
+        }
+        self.env.config = new;
+    }
+
     /// Returns what happened, for systemd's `STATUS=`.
     pub(super) fn reload_users(&mut self) -> String {
         let Some(path) = self.env.config.users.clone() else {
+            if self.env.has_users {
+                info!("SIGHUP: no users file any more: only anonymous may log in");
+                self.env.has_users = false;
+                self.auth.users = Arc::new(Users::empty());
+                self.auth.vfs_cache.clear();
+                self.auth.login_cache.clear();
+                return "users file removed".into();
+            }
             info!("SIGHUP: no users file to reload");
             return "no users file".into();
         };

@@ -144,6 +144,8 @@ const SCRATCH_BYTES: usize = 128 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 /// Slab capacity under which it is never shrunk.
 const SHRINK_MIN_ENTRIES: usize = 1024;
+/// Successful password checks remembered at once (`auth::LoginCache`).
+const LOGIN_CACHE_ENTRIES: usize = 4096;
 /// Wheel geometry: 100 ms ticks, 512 slots (51 s per rotation).
 const WHEEL_TICK: Duration = Duration::from_millis(100);
 const WHEEL_SLOTS: usize = 512;
@@ -336,24 +338,7 @@ impl Server {
             Some(path) => Users::load(path, &config.root).map_err(|e| StartError(e.to_string()))?,
             None => Users::empty(),
         };
-        let anonymous = if config.anonymous {
-            let mut vfs = Vfs::open(&config.root, config.anonymous_write)
-                .map_err(|e| StartError(format!("--root {}: {e}", config.root.display())))?;
-            if let Some(dir) = &config.anonymous_upload_dir {
-                // Exit code 2 (a configuration error): see `RunError::exit_code`.
-                vfs = vfs.with_upload_dir(dir).map_err(|e| {
-                    StartError(format!(
-                        "--anonymous-upload-dir {}: {} (it must be an existing directory inside --root {})",
-                        String::from_utf8_lossy(dir.as_bytes()),
-                        e.text(),
-                        config.root.display()
-                    ))
-                })?;
-            }
-            Some(Rc::new(vfs))
-        } else {
-            None
-        };
+        let anonymous = anonymous_vfs(&config).map_err(StartError)?;
         let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
         let Listeners { control, implicit } = listeners;
         let _ = control.set_nonblocking(true);
@@ -442,6 +427,7 @@ impl Server {
                 next_shrink: now,
                 shrink_scheduled: false,
                 notify: None,
+                config_seen: 0,
             },
             auth: lifecycle::Auth {
                 users: Arc::new(users),
@@ -449,7 +435,7 @@ impl Server {
                 helper,
                 verdicts: Vec::new(),
                 cached_verdicts: Vec::new(),
-                login_cache: LoginCache::new(env_login_cache, 4096),
+                login_cache: LoginCache::new(env_login_cache, LOGIN_CACHE_ENTRIES),
             },
             #[cfg(feature = "tls")]
             tls,
@@ -873,4 +859,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shared.forget_worker(self.worker);
     }
+}
+
+/// The anonymous users' filesystem (`--anonymous`, `--anonymous-write`,
+/// `--anonymous-upload-dir`), at start and when SIGHUP changes one of
+/// them; `None` when anonymous logins are off. The error is one line for
+/// the log or the exit (a configuration error: exit code 2 at start).
+fn anonymous_vfs(config: &Config) -> Result<Option<Rc<Vfs>>, String> {
+    if !config.anonymous {
+        return Ok(None);
+    }
+    let mut vfs = Vfs::open(&config.root, config.anonymous_write).map_err(|e| format!("--root {}: {e}", config.root.display()))?;
+    if let Some(dir) = &config.anonymous_upload_dir {
+        vfs = vfs.with_upload_dir(dir).map_err(|e| {
+            format!(
+                "--anonymous-upload-dir {}: {} (it must be an existing directory inside --root {})",
+                String::from_utf8_lossy(dir.as_bytes()),
+                e.text(),
+                config.root.display()
+            )
+        })?;
+    }
+    Ok(Some(Rc::new(vfs)))
 }

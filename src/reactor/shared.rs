@@ -70,7 +70,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::Config;
 
@@ -85,11 +85,14 @@ pub enum Refused {
 
 /// The counters every worker shares; see the module's doc.
 pub struct Shared {
-    max_clients: usize,
-    max_per_ip: usize,
-    max_passive: usize,
-    max_transfers: usize,
-    max_data_per_ip: usize,
+    /// The limits: atomics, so that SIGHUP (`set_limits`) changes them for
+    /// every worker at once; a lowered limit refuses new connections until
+    /// the count falls below it, and closes none.
+    max_clients: AtomicUsize,
+    max_per_ip: AtomicUsize,
+    max_passive: AtomicUsize,
+    max_transfers: AtomicUsize,
+    max_data_per_ip: AtomicUsize,
     clients: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     passive: AtomicUsize,
@@ -111,6 +114,9 @@ pub struct Shared {
     /// clone (see the module's doc).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsConfig>,
+    /// The configuration last read again on SIGHUP (`reread_config`), with
+    /// its number (from 1): each worker adopts it once, on its reload.
+    reread: Mutex<(u64, Option<Arc<Config>>)>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -173,11 +179,11 @@ impl Shared {
     /// Counters at zero, with the limits of `config` (no TLS).
     pub fn new(config: &Config) -> Shared {
         Shared {
-            max_clients: config.max_clients,
-            max_per_ip: config.max_per_ip,
-            max_passive: config.max_passive,
-            max_transfers: config.max_transfers,
-            max_data_per_ip: config.max_data_per_ip,
+            max_clients: AtomicUsize::new(config.max_clients),
+            max_per_ip: AtomicUsize::new(config.max_per_ip),
+            max_passive: AtomicUsize::new(config.max_passive),
+            max_transfers: AtomicUsize::new(config.max_transfers),
+            max_data_per_ip: AtomicUsize::new(config.max_data_per_ip),
             clients: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             passive: AtomicUsize::new(0),
@@ -189,6 +195,65 @@ impl Shared {
             hooks: crate::hooks::Queue::new(config.max_hooks, crate::hooks::queue_max_jobs()),
             #[cfg(feature = "tls")]
             tls: None,
+            reread: Mutex::new((0, None)),
+        }
+    }
+
+    /// The limits of `config` in force from now on, for every worker.
+    pub fn set_limits(&self, config: &Config) {
+        self.max_clients.store(config.max_clients, Ordering::Release);
+        self.max_per_ip.store(config.max_per_ip, Ordering::Release);
+        self.max_passive.store(config.max_passive, Ordering::Release);
+        self.max_transfers.store(config.max_transfers, Ordering::Release);
+        self.max_data_per_ip.store(config.max_data_per_ip, Ordering::Release);
+    }
+
+    /// SIGHUP with `--config`: read the file again with the command line
+    /// over it (`Config::reread`). If it loads and validates, `current`
+    /// becomes the new configuration (options that need a restart kept,
+    /// `Config::adopt`), the limits take its values at once and every
+    /// worker is offered it (`reread_since`); otherwise nothing changes.
+    /// Logs what changed, what needs a restart, or the file's error (with
+    /// its line). Done once per SIGHUP (by the signal thread with
+    /// `--workers N`). Returns what happened, for systemd's `STATUS=`;
+    /// `None` without `--config`.
+    pub fn reread_config(&self, current: &mut Config) -> Option<String> {
+        let file = current.origin.file.clone()?;
+        let new = match current.reread()? {
+            Ok(new) => new,
+            Err(e) => {
+                log::error!("SIGHUP: keeping the running configuration: {e}");
+                return Some(format!("{} NOT reloaded (see the log)", file.display()));
+            }
+        };
+        let adopted = current.adopt(new);
+        for key in &adopted.restart {
+            log::warn!("SIGHUP: {key} changed in {}; restart to apply", file.display());
+        }
+        if adopted.applied.is_empty() {
+            log::info!("SIGHUP: read {}: no option that applies without a restart changed", file.display());
+        } else {
+            log::info!("SIGHUP: read {}: {} in force for new sessions", file.display(), adopted.applied.join(", "));
+        }
+        *current = adopted.config;
+        self.set_limits(current);
+        let mut reread = self.reread.lock().unwrap_or_else(|e| e.into_inner());
+        reread.0 += 1;
+        reread.1 = Some(Arc::new(current.clone()));
+        let n = adopted.applied.len();
+        Some(match adopted.restart.len() {
+            0 => format!("{} reloaded ({n} options changed)", file.display()),
+            r => format!("{} reloaded ({n} options changed, {r} need a restart)", file.display()),
+        })
+    }
+
+    /// The configuration read again on SIGHUP after number `seen`, and
+    /// its number; `None` if there is none newer.
+    pub fn reread_since(&self, seen: u64) -> Option<(u64, Arc<Config>)> {
+        let reread = self.reread.lock().unwrap_or_else(|e| e.into_inner());
+        match &reread.1 {
+            Some(c) if reread.0 > seen => Some((reread.0, c.clone())),
+            _ => None,
         }
     }
 
@@ -211,10 +276,10 @@ impl Shared {
     pub fn acquire_client(&self, ip: IpAddr) -> Result<(), Refused> {
         let mut map = lock(&self.per_ip);
         let from_ip = map.get(&ip).copied().unwrap_or(0);
-        if from_ip as usize >= self.max_per_ip {
+        if from_ip as usize >= self.max_per_ip.load(Ordering::Acquire) {
             return Err(Refused::PerIp);
         }
-        if !try_increment(&self.clients, self.max_clients) {
+        if !try_increment(&self.clients, self.max_clients.load(Ordering::Acquire)) {
             return Err(Refused::Clients);
         }
         *map.entry(ip).or_insert(0) += 1;
@@ -310,7 +375,7 @@ impl Shared {
         log::info!("evicted session {serial} of worker {} (not logged in) for a new client of worker {worker}: connection limit reached", l.worker);
         let mut map = lock(&self.per_ip);
         count_down(&mut map, l.ip);
-        if map.get(&ip).copied().unwrap_or(0) as usize >= self.max_per_ip {
+        if map.get(&ip).copied().unwrap_or(0) as usize >= self.max_per_ip.load(Ordering::Acquire) {
             decrement(&self.clients);
             return Err(Refused::PerIp);
         }
@@ -330,7 +395,7 @@ impl Shared {
 
     /// Charge a passive listener to `--max-passive`.
     pub fn acquire_passive(&self) -> bool {
-        try_increment(&self.passive, self.max_passive)
+        try_increment(&self.passive, self.max_passive.load(Ordering::Acquire))
     }
 
     /// A passive listener closed.
@@ -345,7 +410,7 @@ impl Shared {
 
     /// Charge a data connection to `--max-transfers`.
     pub fn acquire_transfer(&self) -> bool {
-        try_increment(&self.transfers, self.max_transfers)
+        try_increment(&self.transfers, self.max_transfers.load(Ordering::Acquire))
     }
 
     /// A data connection closed.
@@ -363,7 +428,7 @@ impl Shared {
     pub fn acquire_data_slot(&self, ip: IpAddr) -> bool {
         let mut map = lock(&self.data_per_ip);
         let held = map.entry(ip).or_insert(0);
-        if *held as usize >= self.max_data_per_ip {
+        if *held as usize >= self.max_data_per_ip.load(Ordering::Acquire) {
             if *held == 0 {
                 map.remove(&ip);
             }
@@ -391,7 +456,7 @@ impl Shared {
     /// most `--max-clients` wait at once over all workers (each worker
     /// counting its own would let N times as many in).
     pub fn acquire_awaiting_header(&self) -> bool {
-        try_increment(&self.awaiting_header, self.max_clients)
+        try_increment(&self.awaiting_header, self.max_clients.load(Ordering::Acquire))
     }
 
     /// A connection that waited for its header got it, or was closed.
