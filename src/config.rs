@@ -150,6 +150,9 @@ pub struct Config {
     /// poll, slab, wheel and listening socket (`SO_REUSEPORT`); see
     /// `crate::workers`.
     pub workers: usize,
+    /// `--no-sandbox`: do not confine the process with Landlock after
+    /// start-up (see `crate::sandbox`); off by default.
+    pub no_sandbox: bool,
 }
 
 impl Config {
@@ -192,6 +195,7 @@ impl Config {
             proxy_from: Vec::new(),
             metrics_listen: None,
             workers: DEFAULT_WORKERS,
+            no_sandbox: false,
         }
     }
 
@@ -294,6 +298,7 @@ impl Config {
                 }
                 "--insecure-pasv-any-peer" => c.insecure_pasv_any_peer = true,
                 "--insecure-port-any-host" => c.insecure_port_any_host = true,
+                "--no-sandbox" => c.no_sandbox = true,
                 other => return Err(UsageError(format!("unknown option {other} (see --help)"))),
             }
         }
@@ -510,7 +515,10 @@ OPTIONS:
                                request head of at most 8 KiB (431), --login-timeout per scrape; no TLS,
                                no authentication: bind it to loopback or a private network
     --insecure-pasv-any-peer   accept passive data connections from any address
-    --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024
+    --insecure-port-any-host   allow PORT/EPRT to any host and to ports below 1024 (the
+                               sandbox still refuses connects below 1024: use --no-sandbox)
+    --no-sandbox               do not confine the process with Landlock after start-up
+                               (see README \"Sandbox\"; on by default where the kernel has it)
     -h, --help                 print this help
     -V, --version              print the version
 
@@ -614,5 +622,11 @@ mod tests {
         let c = run(&["--root=/tmp", "--listen=[::1]:0", "--passive-ports", "40000-40100"]).unwrap();
         assert!(c.listen.is_ipv6());
         assert_eq!(c.passive_ports, Some((40000, 40100)));
+    }
+
+    #[test]
+    fn no_sandbox_is_off_by_default() {
+        assert!(!run(&["--root", "/tmp"]).unwrap().no_sandbox);
+        assert!(run(&["--root", "/tmp", "--no-sandbox"]).unwrap().no_sandbox);
     }
 }

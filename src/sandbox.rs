@@ -1,0 +1,414 @@
+//! The sandbox: after start-up the process confines itself with Landlock
+//! (Linux ≥ 5.13; `landlock(7)`, <https://docs.kernel.org/userspace-api/landlock.html>),
+//! so that a bug in the protocol interpreter, the VFS or TLS cannot reach
+//! what the server never needs: the rest of the filesystem, TCP ports it
+//! does not serve, low ports for active mode, other processes' signals and
+//! abstract unix sockets.
+//!
+//! # When
+//! `landlock_restrict_self(2)` confines the calling thread and the threads
+//! and processes it creates *afterwards*, never the threads that already
+//! exist. So [`crate::workers::run`] confines the process after binding
+//! every socket (control listeners of every worker, `--implicit-tls-listen`,
+//! `--metrics-listen`, or the ones systemd hands in), and before the first
+//! other thread: the worker threads, each worker's password helper thread
+//! and any `--on-upload` child are all created by the confined thread or
+//! its descendants. The signal thread is the confined main thread itself.
+//! (Only `run`, the binary's path, confines: a library user that calls
+//! `Server::bind` in its own process is not confined.)
+//!
+//! # What stays reachable ([`SandboxSpec::from_config`])
+//! - beneath the anonymous root: read-only (`ReadFile`, `ReadDir`), or
+//!   read-write with `--anonymous-write`;
+//! - beneath every home of the users file: `r` read-only, `rw` read-write
+//!   (`WriteFile`, `MakeReg`, `MakeDir`, `RemoveFile`, `RemoveDir`,
+//!   `Refer` for renames between directories, `Truncate` for STOR over a
+//!   file), `w` (upload-only) `ReadDir`, `WriteFile`, `MakeReg`, `MakeDir`,
+//!   `Truncate` and `RemoveFile` (an atomic upload's rename may replace a
+//!   file; the PI refuses DELE to such users anyway);
+//! - read-only files: the users file, the TLS certificate and key (SIGHUP
+//!   reloads them), the config file, and
+//!   `/proc/sys/net/ipv4/ip_local_port_range` (read by each worker's port
+//!   picker at start);
+//! - the xferlog, "append-only": Landlock has no append right; the file
+//!   gets `WriteFile` without `Truncate` (ABI ≥ 3), so it can be opened
+//!   for writing but never truncated (`O_TRUNC`, `truncate(2)`), deleted,
+//!   renamed or replaced. The server opens it with `O_APPEND` only; a
+//!   process in the domain that opened it without `O_APPEND` could still
+//!   overwrite bytes in place with `pwrite`. It is created (empty) before
+//!   confinement if missing, since a rule names an existing file.
+//! - TCP (ABI ≥ 4): `bind` only on the passive range (`--passive-ports`),
+//!   or, without a range, on port 0 (Landlock: a rule for port 0 allows a
+//!   `bind` to port 0, which the kernel turns into a port of
+//!   `ip_local_port_range`; binding a chosen ephemeral port stays denied);
+//!   the control, implicit FTPS and metrics listeners are bound before and
+//!   need no rule. `connect` only to ports ≥ [`MIN_CONNECT_PORT`] (active
+//!   mode PORT/EPRT): even with `--insecure-port-any-host` a connect to a
+//!   low port fails with `EACCES` (the transfer gets `425`).
+//! - scoping (ABI ≥ 6): no signal to a process outside the domain; no
+//!   connection to an abstract unix socket created outside it, unless
+//!   systemd's `NOTIFY_SOCKET` is an abstract one (`@…`): it is sent to
+//!   after confinement (READY, RELOADING, STOPPING).
+//! - with [`SandboxSpec::exec_hooks`] (the `--on-upload` hook): read and
+//!   execute beneath [`HOOK_EXEC_DIRS`] (those that exist), and read and
+//!   write `/dev/null` (a child's null stdio). A hook reaches nothing else:
+//!   the served trees as the server does, the same ports, no `/tmp`, no
+//!   `/home`, no `/proc`.
+//!
+//! # Not confined by Landlock (ABI ≤ 7)
+//! `stat`, `chmod`, `chown`, `utimes` on any path; UDP; connecting to a
+//! pathname unix socket; `O_PATH` opens. These need no rights here, and a
+//! sandbox rule cannot refuse them.
+//!
+//! # SIGHUP
+//! A new users file is read (it stays readable), but a home that was not
+//! reachable at start (a new user, or a path outside the old homes, or an
+//! `r` home that became `rw`) stays unreachable until a restart:
+//! [`unreachable_homes`] says which, and the reload logs a warning.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::auth::{Perm, Users};
+use crate::config::Config;
+
+/// The Landlock ABI that enforces every part of the spec: 6 (Linux 6.12;
+/// 3 for `Truncate`, 4 for TCP, 6 for scoping). ABI 7 adds only audit
+/// logging flags, which are not used.
+pub const ABI_NEEDED: u8 = 6;
+/// Lowest TCP port the process may connect to (active mode).
+pub const MIN_CONNECT_PORT: u16 = 1024;
+/// Read-only trees an upload hook's `/bin/sh -c CMD` needs: the shell,
+/// ordinary commands and their libraries, and `/etc` (`ld.so.cache`,
+/// `passwd`, `nsswitch.conf`, `localtime`).
+pub const HOOK_EXEC_DIRS: &[&str] = &["/bin", "/sbin", "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/etc"];
+/// What each worker's passive port picker reads at start.
+pub const PORT_RANGE_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// What a served tree allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DirAccess {
+    /// `r`: list and download.
+    Read,
+    /// `w` (drop box): upload and make directories, list names; no reading
+    /// of file contents.
+    UploadOnly,
+    /// `rw`: everything the PI does.
+    ReadWrite,
+}
+
+impl DirAccess {
+    /// The access a users-file permission needs.
+    pub fn for_perm(perm: Perm) -> DirAccess {
+        // The drop box's `w` (another piece of issue 13) maps to
+        // `UploadOnly` here when it lands: `Perm::Write => DirAccess::UploadOnly`.
+        match perm {
+            Perm::Read => DirAccess::Read,
+            Perm::ReadWrite => DirAccess::ReadWrite,
+        }
+    }
+
+    /// Whether this access covers everything `other` needs.
+    fn covers(self, other: DirAccess) -> bool {
+        self == other || self == DirAccess::ReadWrite
+    }
+}
+
+/// What the confined process may reach; built from the configuration by
+/// [`SandboxSpec::from_config`], applied by [`confine`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// Served trees (each directory and everything beneath it).
+    pub dirs: Vec<(PathBuf, DirAccess)>,
+    /// Files opened for reading at run time (users file, certificates).
+    pub read_files: Vec<PathBuf>,
+    /// Files written without truncation (the xferlog).
+    pub append_files: Vec<PathBuf>,
+    /// TCP ports `bind` may use, inclusive ranges; `(0, 0)` is a bind to
+    /// port 0 (a kernel-chosen ephemeral port).
+    pub bind_ports: Vec<(u16, u16)>,
+    /// Lowest TCP port `connect` may use.
+    pub connect_from: u16,
+    /// Refuse abstract unix sockets made outside the domain.
+    pub scope_abstract_unix: bool,
+    /// Refuse signals to processes outside the domain.
+    pub scope_signals: bool,
+    /// Allow what an `--on-upload` hook run by `/bin/sh -c` needs (see
+    /// [`HOOK_EXEC_DIRS`]).
+    pub exec_hooks: bool,
+}
+
+impl SandboxSpec {
+    /// The spec for `config` with its users file loaded as `users`;
+    /// `notify_abstract`: systemd's `NOTIFY_SOCKET` is an abstract socket
+    /// (then abstract unix sockets are not scoped).
+    pub fn from_config(config: &Config, users: &Users, notify_abstract: bool) -> SandboxSpec {
+        let mut s = SandboxSpec { connect_from: MIN_CONNECT_PORT, scope_signals: true, ..SandboxSpec::default() };
+        if config.anonymous {
+            s.dirs.push((config.root.clone(), if config.anonymous_write { DirAccess::ReadWrite } else { DirAccess::Read }));
+            // `--anonymous-upload-dir PATH` (drop box piece): push
+            // `(root.join(PATH), DirAccess::UploadOnly)` here.
+        }
+        for (home, perm) in users.homes() {
+            s.dirs.push((home.to_path_buf(), DirAccess::for_perm(perm)));
+        }
+        s.read_files.extend(config.users.iter().cloned());
+        s.read_files.extend(config.tls_cert.iter().cloned());
+        s.read_files.extend(config.tls_key.iter().cloned());
+        // `--config FILE` (config piece): `s.read_files.extend(config.config_file.iter().cloned());`
+        s.read_files.push(PathBuf::from(PORT_RANGE_FILE));
+        s.append_files.extend(config.xferlog.iter().cloned());
+        s.bind_ports.push(config.passive_ports.unwrap_or((0, 0)));
+        s.scope_abstract_unix = !notify_abstract;
+        // `--on-upload CMD` (hooks piece): `s.exec_hooks = config.on_upload.is_some();`
+        s
+    }
+
+    /// One line for the log: what stays reachable.
+    pub fn describe(&self) -> String {
+        let count = |a: DirAccess| self.dirs.iter().filter(|d| d.1 == a).count();
+        let ports = self
+            .bind_ports
+            .iter()
+            .map(|&(lo, hi)| match (lo, hi) {
+                (0, 0) => "0 (ephemeral)".to_string(),
+                (lo, hi) if lo == hi => lo.to_string(),
+                (lo, hi) => format!("{lo}-{hi}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut scoped = Vec::new();
+        if self.scope_signals {
+            scoped.push("signals");
+        }
+        if self.scope_abstract_unix {
+            scoped.push("abstract unix sockets");
+        }
+        format!(
+            "files beneath {} read-only, {} read-write, {} upload-only tree(s), {} read-only file(s), {} append-only file(s){}; \
+             TCP bind on {ports}; TCP connect to ports {}-65535; scoped: {}",
+            count(DirAccess::Read),
+            count(DirAccess::ReadWrite),
+            count(DirAccess::UploadOnly),
+            self.read_files.len(),
+            self.append_files.len(),
+            if self.exec_hooks { ", hooks: read+execute of /bin /sbin /usr /lib* /etc" } else { "" },
+            self.connect_from,
+            if scoped.is_empty() { "none".to_string() } else { scoped.join(", ") },
+        )
+    }
+}
+
+/// The trees confinement allowed, for [`unreachable_homes`].
+static CONFINED: OnceLock<Vec<(PathBuf, DirAccess)>> = OnceLock::new();
+
+/// After a SIGHUP: the users of `users` whose home the sandbox does not
+/// cover with the access their permission needs (a home added or widened
+/// after start; a restart applies it). Empty when the process is not
+/// confined.
+pub fn unreachable_homes(users: &Users) -> Vec<String> {
+    let Some(dirs) = CONFINED.get() else { return Vec::new() };
+    users
+        .named_homes()
+        .filter(|(_, home, perm)| {
+            let need = DirAccess::for_perm(*perm);
+            !dirs.iter().any(|(d, a)| a.covers(need) && home.starts_with(d))
+        })
+        .map(|(name, home, _)| format!("{name} ({})", home.display()))
+        .collect()
+}
+
+/// How [`confine`] went, for the start-up log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Confined {
+    /// Every part of the spec is enforced.
+    Fully,
+    /// Enforced in part (an older kernel ABI): what is missing.
+    Partially(String),
+    /// Not at all (no Landlock in the kernel, or a build without the
+    /// `sandbox` feature): why.
+    Not(String),
+}
+
+/// Confine this thread and every thread and process it creates from now
+/// on to `spec`, with the best Landlock ABI the kernel offers (the crate's
+/// best-effort compatibility). A kernel without Landlock or with an older
+/// ABI is not an error ([`Confined`] says what is missing); an error is a
+/// spec that cannot be applied (a path that cannot be opened).
+#[cfg(feature = "sandbox")]
+pub fn confine(spec: &SandboxSpec) -> Result<Confined, String> {
+    use landlock::{
+        Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    };
+    let abi = ABI::V6;
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    let write = AccessFs::WriteFile | AccessFs::MakeReg | AccessFs::MakeDir | AccessFs::Truncate;
+    let rights = |a: DirAccess| match a {
+        DirAccess::Read => read,
+        DirAccess::UploadOnly => write | AccessFs::ReadDir | AccessFs::RemoveFile,
+        DirAccess::ReadWrite => read | write | AccessFs::RemoveFile | AccessFs::RemoveDir | AccessFs::Refer,
+    };
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("sandbox: {what}: {e}");
+    // A rule names an existing file: create the xferlog now (as
+    // `XferLog::open` would) so that its rule can be made.
+    for f in &spec.append_files {
+        std::fs::OpenOptions::new().create(true).append(true).open(f).map_err(|e| err(&f.display().to_string(), &e))?;
+    }
+    let mut scopes = landlock::BitFlags::<Scope>::empty();
+    if spec.scope_signals {
+        scopes |= Scope::Signal;
+    }
+    if spec.scope_abstract_unix {
+        scopes |= Scope::AbstractUnixSocket;
+    }
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+        .map_err(|e| err("ruleset", &e))?;
+    if !scopes.is_empty() {
+        ruleset = ruleset.scope(scopes).map_err(|e| err("ruleset", &e))?;
+    }
+    let mut created = ruleset.create().map_err(|e| err("ruleset", &e))?;
+    let mut files: Vec<(&Path, landlock::BitFlags<AccessFs>)> = Vec::new();
+    files.extend(spec.dirs.iter().map(|(d, a)| (d.as_path(), rights(*a))));
+    files.extend(spec.read_files.iter().map(|f| (f.as_path(), AccessFs::ReadFile.into())));
+    files.extend(spec.append_files.iter().map(|f| (f.as_path(), AccessFs::WriteFile.into())));
+    if spec.exec_hooks {
+        files.extend(HOOK_EXEC_DIRS.iter().map(Path::new).filter(|d| d.exists()).map(|d| (d, read | AccessFs::Execute)));
+        files.push((Path::new("/dev/null"), AccessFs::ReadFile | AccessFs::WriteFile));
+    }
+    for (path, access) in files {
+        let fd = PathFd::new(path).map_err(|e| err(&path.display().to_string(), &e))?;
+        (&mut created).add_rule(PathBeneath::new(fd, access)).map_err(|e| err(&path.display().to_string(), &e))?;
+    }
+    for &(lo, hi) in &spec.bind_ports {
+        for port in lo..=hi {
+            (&mut created).add_rule(NetPort::new(port, AccessNet::BindTcp)).map_err(|e| err("TCP bind rule", &e))?;
+        }
+    }
+    // One rule per port: Landlock has no port ranges (64 512 rules, a few
+    // milliseconds at start).
+    for port in spec.connect_from..=u16::MAX {
+        (&mut created).add_rule(NetPort::new(port, AccessNet::ConnectTcp)).map_err(|e| err("TCP connect rule", &e))?;
+    }
+    let status = created.restrict_self().map_err(|e| err("landlock_restrict_self", &e))?;
+    let _ = CONFINED.set(spec.dirs.clone());
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => Confined::Fully,
+        RulesetStatus::PartiallyEnforced => Confined::Partially(format!(
+            "the kernel's Landlock ({:?}) is older than ABI {ABI_NEEDED}: {}",
+            status.landlock,
+            missing_below(&status.landlock)
+        )),
+        RulesetStatus::NotEnforced => Confined::Not(format!("the kernel offers no Landlock ({:?})", status.landlock)),
+    })
+}
+
+/// What an older ABI leaves out (see the README's Sandbox table).
+#[cfg(feature = "sandbox")]
+fn missing_below(status: &landlock::LandlockStatus) -> &'static str {
+    use landlock::{LandlockStatus, ABI};
+    match status {
+        LandlockStatus::Available { effective_abi, .. } => match *effective_abi {
+            ABI::V1 => "no Refer (renames between directories refused), no Truncate, no TCP rules, no scoping",
+            ABI::V2 => "no Truncate (the xferlog can be truncated), no TCP rules, no scoping",
+            ABI::V3 => "no TCP rules, no scoping",
+            ABI::V4 | ABI::V5 => "no scoping (signals, abstract unix sockets)",
+            _ => "some rights",
+        },
+        _ => "nothing enforced",
+    }
+}
+
+/// Without the `sandbox` feature nothing is confined.
+#[cfg(not(feature = "sandbox"))]
+pub fn confine(_spec: &SandboxSpec) -> Result<Confined, String> {
+    Ok(Confined::Not("this leanftpd was built without the sandbox (cargo feature `sandbox`)".into()))
+}
+
+/// Confine the process for `config` (loading its users file for the
+/// homes), logging what is covered: one info line when fully confined or
+/// when `--no-sandbox` turned it off, one warning when the kernel or the
+/// build offers less. An error (a path that cannot be opened) stops the
+/// start.
+pub fn confine_for(config: &Config) -> Result<(), String> {
+    if config.no_sandbox {
+        log::info!("sandbox: off (--no-sandbox)");
+        return Ok(());
+    }
+    let users = match &config.users {
+        Some(path) => Users::load(path, &config.root).map_err(|e| e.to_string())?,
+        None => Users::empty(),
+    };
+    // Read, not taken: `Notifier::from_env` takes it later.
+    let notify_abstract = std::env::var_os("NOTIFY_SOCKET").is_some_and(|v| v.as_encoded_bytes().first() == Some(&b'@'));
+    let spec = SandboxSpec::from_config(config, &users, notify_abstract);
+    match confine(&spec)? {
+        Confined::Fully => log::info!("sandbox: Landlock ABI {ABI_NEEDED}+ enforced: {}", spec.describe()),
+        Confined::Partially(why) => log::warn!("sandbox: partially enforced ({why}): {}", spec.describe()),
+        Confined::Not(why) => log::warn!("sandbox: NOT enforced: {why}; the server runs unconfined"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(root: &Path) -> Config {
+        let mut c = Config::new(root.to_path_buf());
+        c.anonymous = true;
+        c
+    }
+
+    #[test]
+    fn spec_from_config_lists_roots_files_and_ports() {
+        let root = std::env::temp_dir();
+        let mut c = config(&root);
+        c.xferlog = Some(PathBuf::from("/var/log/xferlog"));
+        c.tls_cert = Some(PathBuf::from("/etc/c.pem"));
+        c.tls_key = Some(PathBuf::from("/etc/k.pem"));
+        c.passive_ports = Some((40000, 40100));
+        let s = SandboxSpec::from_config(&c, &Users::empty(), false);
+        assert_eq!(s.dirs, vec![(root.clone(), DirAccess::Read)]);
+        assert_eq!(s.read_files, vec![PathBuf::from("/etc/c.pem"), PathBuf::from("/etc/k.pem"), PathBuf::from(PORT_RANGE_FILE)]);
+        assert_eq!(s.append_files, vec![PathBuf::from("/var/log/xferlog")]);
+        assert_eq!(s.bind_ports, vec![(40000, 40100)]);
+        assert_eq!(s.connect_from, 1024);
+        assert!(s.scope_signals && s.scope_abstract_unix && !s.exec_hooks);
+        // No passive range: a bind to port 0; an abstract NOTIFY_SOCKET
+        // leaves abstract sockets unscoped; --anonymous-write: read-write.
+        c.passive_ports = None;
+        c.anonymous_write = true;
+        let s = SandboxSpec::from_config(&c, &Users::empty(), true);
+        assert_eq!(s.bind_ports, vec![(0, 0)]);
+        assert_eq!(s.dirs, vec![(root, DirAccess::ReadWrite)]);
+        assert!(!s.scope_abstract_unix);
+        assert!(s.describe().contains("TCP bind on 0 (ephemeral)"), "{}", s.describe());
+    }
+
+    #[test]
+    fn homes_get_the_access_of_their_permission() {
+        let base = std::env::temp_dir().join(format!("leanftpd-sandbox-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("a")).unwrap();
+        std::fs::create_dir_all(base.join("b")).unwrap();
+        let hash = "$6$rounds=1000$salt$Q8/B1MmJ6Yq0dpWMS4tB0hMsH1pYg.Tz4wF5P6QQk5C4ZzPM0Wx0GDh7QJyTKJ0q4DH7TfBZYFXsMJDWhx9Fh1";
+        let users = Users::parse(&format!("alice:{hash}:a:r\nbob:{hash}:b:rw\n"), &base);
+        let _ = std::fs::remove_dir_all(&base);
+        let Ok(users) = users else { return };
+        let mut c = config(&base);
+        c.anonymous = false;
+        let s = SandboxSpec::from_config(&c, &users, false);
+        assert_eq!(s.dirs, vec![(base.join("a"), DirAccess::Read), (base.join("b"), DirAccess::ReadWrite)]);
+    }
+
+    #[test]
+    fn upload_only_and_read_are_covered_by_read_write_only() {
+        assert!(DirAccess::ReadWrite.covers(DirAccess::Read));
+        assert!(DirAccess::ReadWrite.covers(DirAccess::UploadOnly));
+        assert!(!DirAccess::Read.covers(DirAccess::ReadWrite));
+        assert!(!DirAccess::UploadOnly.covers(DirAccess::Read));
+    }
+}
