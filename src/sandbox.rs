@@ -26,8 +26,15 @@
 //!   file), `w` (upload-only) `ReadDir`, `WriteFile`, `MakeReg`, `MakeDir`,
 //!   `Truncate` and `RemoveFile` (an atomic upload's rename may replace a
 //!   file; the PI refuses DELE to such users anyway);
-//! - read-only files: the users file, the TLS certificate and key (SIGHUP
-//!   reloads them), the config file, and
+//! - read-only files (`ReadFile`, not `ReadDir`): the files in the
+//!   directories of the users file, the TLS certificate and key (SIGHUP
+//!   reloads them) and the config file, and of their targets if they are
+//!   symbolic links. Directories, not the files themselves: a Landlock rule
+//!   is bound to an inode, and a file replaced by `rename(2)` (`mv
+//!   users.new users`, an editor's save, certbot's new `archive/certN.pem`
+//!   behind its `live/` link) is a new inode that a file rule would not
+//!   cover; the cost is that the other files of those directories are
+//!   readable too (keep the key in a directory of its own). Also the file
 //!   `/proc/sys/net/ipv4/ip_local_port_range` (read by each worker's port
 //!   picker at start);
 //! - the xferlog, "append-only": Landlock has no append right; the file
@@ -120,7 +127,10 @@ impl DirAccess {
 pub struct SandboxSpec {
     /// Served trees (each directory and everything beneath it).
     pub dirs: Vec<(PathBuf, DirAccess)>,
-    /// Files opened for reading at run time (users file, certificates).
+    /// Directories whose files are read at run time (users file,
+    /// certificates, config file: `ReadFile` only; see the module's doc).
+    pub read_file_dirs: Vec<PathBuf>,
+    /// Single files read at run time.
     pub read_files: Vec<PathBuf>,
     /// Files written without truncation (the xferlog).
     pub append_files: Vec<PathBuf>,
@@ -152,10 +162,20 @@ impl SandboxSpec {
         for (home, perm) in users.homes() {
             s.dirs.push((home.to_path_buf(), DirAccess::for_perm(perm)));
         }
-        s.read_files.extend(config.users.iter().cloned());
-        s.read_files.extend(config.tls_cert.iter().cloned());
-        s.read_files.extend(config.tls_key.iter().cloned());
-        // `--config FILE` (config piece): `s.read_files.extend(config.config_file.iter().cloned());`
+        let reread = [&config.users, &config.tls_cert, &config.tls_key];
+        // `--config FILE` (config piece): add `&config.config_file` to `reread`.
+        for file in reread.into_iter().flatten() {
+            let canonical = std::fs::canonicalize(file).ok();
+            for f in std::iter::once(file).chain(canonical.as_ref()) {
+                let dir = match f.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                if !s.read_file_dirs.contains(&dir) {
+                    s.read_file_dirs.push(dir);
+                }
+            }
+        }
         s.read_files.push(PathBuf::from(PORT_RANGE_FILE));
         s.append_files.extend(config.xferlog.iter().cloned());
         s.bind_ports.push(config.passive_ports.unwrap_or((0, 0)));
@@ -185,11 +205,12 @@ impl SandboxSpec {
             scoped.push("abstract unix sockets");
         }
         format!(
-            "files beneath {} read-only, {} read-write, {} upload-only tree(s), {} read-only file(s), {} append-only file(s){}; \
+            "files beneath {} read-only, {} read-write, {} upload-only tree(s), files in {} read-only director(y/ies), {} read-only file(s), {} append-only file(s){}; \
              TCP bind on {ports}; TCP connect to ports {}-65535; scoped: {}",
             count(DirAccess::Read),
             count(DirAccess::ReadWrite),
             count(DirAccess::UploadOnly),
+            self.read_file_dirs.len(),
             self.read_files.len(),
             self.append_files.len(),
             if self.exec_hooks { ", hooks: read+execute of /bin /sbin /usr /lib* /etc" } else { "" },
@@ -225,9 +246,10 @@ pub enum Confined {
     Fully,
     /// Enforced in part (an older kernel ABI): what is missing.
     Partially(String),
-    /// Not at all (no Landlock in the kernel, or a build without the
-    /// `sandbox` feature): why.
+    /// Not at all: the kernel has no Landlock (why).
     Not(String),
+    /// Not at all: a build without the `sandbox` feature.
+    NotBuilt,
 }
 
 /// Confine this thread and every thread and process it creates from now
@@ -273,7 +295,7 @@ pub fn confine(spec: &SandboxSpec) -> Result<Confined, String> {
     let mut created = ruleset.create().map_err(|e| err("ruleset", &e))?;
     let mut files: Vec<(&Path, landlock::BitFlags<AccessFs>)> = Vec::new();
     files.extend(spec.dirs.iter().map(|(d, a)| (d.as_path(), rights(*a))));
-    files.extend(spec.read_files.iter().map(|f| (f.as_path(), AccessFs::ReadFile.into())));
+    files.extend(spec.read_file_dirs.iter().chain(&spec.read_files).map(|f| (f.as_path(), AccessFs::ReadFile.into())));
     files.extend(spec.append_files.iter().map(|f| (f.as_path(), AccessFs::WriteFile.into())));
     if spec.exec_hooks {
         files.extend(HOOK_EXEC_DIRS.iter().map(Path::new).filter(|d| d.exists()).map(|d| (d, read | AccessFs::Execute)));
@@ -325,7 +347,7 @@ fn missing_below(status: &landlock::LandlockStatus) -> &'static str {
 /// Without the `sandbox` feature nothing is confined.
 #[cfg(not(feature = "sandbox"))]
 pub fn confine(_spec: &SandboxSpec) -> Result<Confined, String> {
-    Ok(Confined::Not("this leanftpd was built without the sandbox (cargo feature `sandbox`)".into()))
+    Ok(Confined::NotBuilt)
 }
 
 /// Confine the process for `config` (loading its users file for the
@@ -349,6 +371,7 @@ pub fn confine_for(config: &Config) -> Result<(), String> {
         Confined::Fully => log::info!("sandbox: Landlock ABI {ABI_NEEDED}+ enforced: {}", spec.describe()),
         Confined::Partially(why) => log::warn!("sandbox: partially enforced ({why}): {}", spec.describe()),
         Confined::Not(why) => log::warn!("sandbox: NOT enforced: {why}; the server runs unconfined"),
+        Confined::NotBuilt => log::info!("sandbox: not built in (cargo feature `sandbox`); the server runs unconfined"),
     }
     Ok(())
 }
@@ -368,12 +391,13 @@ mod tests {
         let root = std::env::temp_dir();
         let mut c = config(&root);
         c.xferlog = Some(PathBuf::from("/var/log/xferlog"));
-        c.tls_cert = Some(PathBuf::from("/etc/c.pem"));
-        c.tls_key = Some(PathBuf::from("/etc/k.pem"));
+        c.tls_cert = Some(PathBuf::from("/etc/ssl/c.pem"));
+        c.tls_key = Some(PathBuf::from("/etc/ssl/private/k.pem"));
         c.passive_ports = Some((40000, 40100));
         let s = SandboxSpec::from_config(&c, &Users::empty(), false);
         assert_eq!(s.dirs, vec![(root.clone(), DirAccess::Read)]);
-        assert_eq!(s.read_files, vec![PathBuf::from("/etc/c.pem"), PathBuf::from("/etc/k.pem"), PathBuf::from(PORT_RANGE_FILE)]);
+        assert_eq!(s.read_file_dirs, vec![PathBuf::from("/etc/ssl"), PathBuf::from("/etc/ssl/private")]);
+        assert_eq!(s.read_files, vec![PathBuf::from(PORT_RANGE_FILE)]);
         assert_eq!(s.append_files, vec![PathBuf::from("/var/log/xferlog")]);
         assert_eq!(s.bind_ports, vec![(40000, 40100)]);
         assert_eq!(s.connect_from, 1024);
