@@ -19,7 +19,10 @@
 //!
 //! # What stays reachable ([`SandboxSpec::from_config`])
 //! - beneath the anonymous root: read-only (`ReadFile`, `ReadDir`), or
-//!   read-write with `--anonymous-write`;
+//!   read-write with `--anonymous-write`; without anonymous access but
+//!   with a users file, `--root` read-only all the same: it is the base of
+//!   relative homes, and a SIGHUP may add an `r` user beneath it (keep
+//!   private data out of `--root`);
 //! - beneath every home of the users file: `r` read-only, `rw` read-write
 //!   (`WriteFile`, `MakeReg`, `MakeDir`, `RemoveFile`, `RemoveDir`,
 //!   `Refer` for renames between directories, `Truncate` for STOR over a
@@ -45,9 +48,11 @@
 //!   overwrite bytes in place with `pwrite`. It is created (empty) before
 //!   confinement if missing, since a rule names an existing file.
 //! - TCP (ABI ≥ 4): `bind` only on the passive range (`--passive-ports`),
-//!   or, without a range, on port 0 (Landlock: a rule for port 0 allows a
-//!   `bind` to port 0, which the kernel turns into a port of
-//!   `ip_local_port_range`; binding a chosen ephemeral port stays denied);
+//!   or, without a range, on the ports of `ip_local_port_range` as read at
+//!   start (the port picker binds a random one itself) and port 0 (its
+//!   fallback). Landlock: a rule for port 0 allows `bind(…:0)`, which the
+//!   kernel turns into a free port of `ip_local_port_range`; binding a
+//!   chosen port, ephemeral or not, needs a rule for that port;
 //!   the control, implicit FTPS and metrics listeners are bound before and
 //!   need no rule. `connect` only to ports ≥ [`MIN_CONNECT_PORT`] (active
 //!   mode PORT/EPRT): even with `--insecure-port-any-host` a connect to a
@@ -68,9 +73,11 @@
 //! sandbox rule cannot refuse them.
 //!
 //! # SIGHUP
-//! A new users file is read (it stays readable), but a home that was not
-//! reachable at start (a new user, or a path outside the old homes, or an
-//! `r` home that became `rw`) stays unreachable until a restart:
+//! A new users file is read (it stays readable); a new `r` user beneath
+//! `--root`, or any user beneath a home with the same or a wider access,
+//! works at once. A home that was not reachable at start (outside
+//! `--root` and the old homes, or `rw` where only `r` was covered) stays
+//! unreachable until a restart:
 //! [`unreachable_homes`] says which, and the reload logs a warning.
 
 use std::path::{Path, PathBuf};
@@ -158,6 +165,11 @@ impl SandboxSpec {
             s.dirs.push((config.root.clone(), if config.anonymous_write { DirAccess::ReadWrite } else { DirAccess::Read }));
             // `--anonymous-upload-dir PATH` (drop box piece): push
             // `(root.join(PATH), DirAccess::UploadOnly)` here.
+        } else if config.users.is_some() {
+            // `--root` is the base of relative homes: read-only, so that
+            // an `r` user added beneath it by SIGHUP works without a
+            // restart (tests/clients.rs, tests/workers.rs do just that).
+            s.dirs.push((config.root.clone(), DirAccess::Read));
         }
         for (home, perm) in users.homes() {
             s.dirs.push((home.to_path_buf(), DirAccess::for_perm(perm)));
@@ -178,7 +190,16 @@ impl SandboxSpec {
         }
         s.read_files.push(PathBuf::from(PORT_RANGE_FILE));
         s.append_files.extend(config.xferlog.iter().cloned());
-        s.bind_ports.push(config.passive_ports.unwrap_or((0, 0)));
+        match config.passive_ports {
+            Some(range) => s.bind_ports.push(range),
+            None => {
+                // The port picker binds random ports of the ephemeral range
+                // itself (`dtp::ports`: cheaper than the kernel's search),
+                // and port 0 after 16 taken ones: each needs a rule.
+                s.bind_ports.push(crate::dtp::ports::ephemeral_range());
+                s.bind_ports.push((0, 0));
+            }
+        }
         s.scope_abstract_unix = !notify_abstract;
         // `--on-upload CMD` (hooks piece): `s.exec_hooks = config.on_upload.is_some();`
         s
@@ -407,7 +428,7 @@ mod tests {
         c.passive_ports = None;
         c.anonymous_write = true;
         let s = SandboxSpec::from_config(&c, &Users::empty(), true);
-        assert_eq!(s.bind_ports, vec![(0, 0)]);
+        assert_eq!(s.bind_ports, vec![crate::dtp::ports::ephemeral_range(), (0, 0)]);
         assert_eq!(s.dirs, vec![(root, DirAccess::ReadWrite)]);
         assert!(!s.scope_abstract_unix);
         assert!(s.describe().contains("TCP bind on 0 (ephemeral)"), "{}", s.describe());
@@ -425,7 +446,7 @@ mod tests {
         let mut c = config(&base);
         c.anonymous = false;
         let s = SandboxSpec::from_config(&c, &users, false);
-        assert_eq!(s.dirs, vec![(base.join("a"), DirAccess::Read), (base.join("b"), DirAccess::ReadWrite)]);
+        assert_eq!(s.dirs, vec![(base.clone(), DirAccess::Read), (base.join("a"), DirAccess::Read), (base.join("b"), DirAccess::ReadWrite)]);
     }
 
     #[test]
