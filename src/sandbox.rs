@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(s.bind_ports, vec![crate::dtp::ports::ephemeral_range(), (0, 0)]);
         assert_eq!(s.dirs, vec![(root, DirAccess::ReadWrite)]);
         assert!(!s.scope_abstract_unix);
-        assert!(s.describe().contains("TCP bind on 0 (ephemeral)"), "{}", s.describe());
+        assert!(s.describe().contains(", 0 (ephemeral); TCP connect to ports 1024-65535"), "{}", s.describe());
     }
 
     #[test]
@@ -442,9 +442,10 @@ mod tests {
         let hash = "$6$rounds=1000$salt$Q8/B1MmJ6Yq0dpWMS4tB0hMsH1pYg.Tz4wF5P6QQk5C4ZzPM0Wx0GDh7QJyTKJ0q4DH7TfBZYFXsMJDWhx9Fh1";
         let users = Users::parse(&format!("alice:{hash}:a:r\nbob:{hash}:b:rw\n"), &base);
         let _ = std::fs::remove_dir_all(&base);
-        let Ok(users) = users else { return };
+        let users = users.expect("the users file parses");
         let mut c = config(&base);
         c.anonymous = false;
+        c.users = Some(base.join("users"));
         let s = SandboxSpec::from_config(&c, &users, false);
         assert_eq!(s.dirs, vec![(base.clone(), DirAccess::Read), (base.join("a"), DirAccess::Read), (base.join("b"), DirAccess::ReadWrite)]);
     }
