@@ -337,7 +337,6 @@ pub fn confine(spec: &SandboxSpec) -> Result<Confined, String> {
         (&mut created).add_rule(NetPort::new(port, AccessNet::ConnectTcp)).map_err(|e| err("TCP connect rule", &e))?;
     }
     let status = created.restrict_self().map_err(|e| err("landlock_restrict_self", &e))?;
-    let _ = CONFINED.set(spec.dirs.clone());
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => Confined::Fully,
         RulesetStatus::PartiallyEnforced => Confined::Partially(format!(
@@ -388,8 +387,17 @@ pub fn confine_for(config: &Config) -> Result<(), String> {
     // Read, not taken: `Notifier::from_env` takes it later.
     let notify_abstract = std::env::var_os("NOTIFY_SOCKET").is_some_and(|v| v.as_encoded_bytes().first() == Some(&b'@'));
     let spec = SandboxSpec::from_config(config, &users, notify_abstract);
-    match confine(&spec)? {
-        Confined::Fully => log::info!("sandbox: Landlock ABI {ABI_NEEDED}+ enforced: {}", spec.describe()),
+    let started = std::time::Instant::now();
+    let confined = confine(&spec)?;
+    if matches!(confined, Confined::Fully | Confined::Partially(_)) {
+        let _ = CONFINED.set(spec.dirs.clone());
+    }
+    log::debug!("sandbox: rules made and applied in {} µs", started.elapsed().as_micros());
+    match confined {
+        Confined::Fully => log::info!(
+            "sandbox: Landlock ABI {ABI_NEEDED}+ enforced: {}; SIGHUP cannot widen it (a home it does not cover needs a restart)",
+            spec.describe()
+        ),
         Confined::Partially(why) => log::warn!("sandbox: partially enforced ({why}): {}", spec.describe()),
         Confined::Not(why) => log::warn!("sandbox: NOT enforced: {why}; the server runs unconfined"),
         Confined::NotBuilt => log::info!("sandbox: not built in (cargo feature `sandbox`); the server runs unconfined"),
@@ -456,5 +464,55 @@ mod tests {
         assert!(DirAccess::ReadWrite.covers(DirAccess::UploadOnly));
         assert!(!DirAccess::Read.covers(DirAccess::ReadWrite));
         assert!(!DirAccess::UploadOnly.covers(DirAccess::Read));
+    }
+
+    /// `exec_hooks`: what `/bin/sh -c CMD` needs runs, and the rest stays
+    /// out of reach. Confines a thread of its own (Landlock confines the
+    /// calling thread and what it creates: the test's other threads are
+    /// not touched), which runs the shell as a hook would.
+    #[cfg(feature = "sandbox")]
+    #[test]
+    fn exec_hooks_run_the_shell_and_reach_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("leanftpd-sandbox-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(dir.join("outside")).unwrap();
+        std::fs::write(dir.join("root/in.txt"), b"in").unwrap();
+        std::fs::write(dir.join("outside/secret.txt"), b"secret").unwrap();
+        let spec = SandboxSpec {
+            dirs: vec![(dir.join("root"), DirAccess::ReadWrite)],
+            connect_from: MIN_CONNECT_PORT,
+            scope_signals: true,
+            scope_abstract_unix: true,
+            exec_hooks: true,
+            ..SandboxSpec::default()
+        };
+        let d = dir.clone();
+        let out = std::thread::spawn(move || {
+            assert_eq!(confine(&spec).unwrap(), Confined::Fully);
+            let sh = |cmd: &str| {
+                std::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .map(|o| (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned()))
+                    .unwrap()
+            };
+            (
+                sh(&format!("cat {}/root/in.txt && echo made > {}/root/new.txt", d.display(), d.display())),
+                sh(&format!("cat {}/outside/secret.txt", d.display())),
+                sh("ls /etc/passwd"),
+                sh("ls /tmp"),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(out.0, (true, "in".to_string()), "a hook reads and writes the served tree");
+        assert_eq!(std::fs::read(dir.join("root/new.txt")).unwrap(), b"made\n");
+        assert!(!out.1 .0 && out.1 .1.is_empty(), "a hook reads outside: {:?}", out.1);
+        assert!(out.2 .0, "/etc is readable to hooks: {:?}", out.2);
+        assert!(!out.3 .0, "/tmp is not: {:?}", out.3);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
