@@ -370,12 +370,18 @@ pub fn confine(_spec: &SandboxSpec) -> Result<Confined, String> {
     Ok(Confined::NotBuilt)
 }
 
+/// Whether systemd's `NOTIFY_SOCKET` names an abstract socket (`@…`);
+/// read before `Notifier::from_env` takes the variable away.
+pub fn notify_socket_is_abstract() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some_and(|v| v.as_encoded_bytes().first() == Some(&b'@'))
+}
+
 /// Confine the process for `config` (loading its users file for the
-/// homes), logging what is covered: one info line when fully confined or
+/// homes; `notify_abstract`: see [`notify_socket_is_abstract`]), logging what is covered: one info line when fully confined or
 /// when `--no-sandbox` turned it off, one warning when the kernel or the
 /// build offers less. An error (a path that cannot be opened) stops the
 /// start.
-pub fn confine_for(config: &Config) -> Result<(), String> {
+pub fn confine_for(config: &Config, notify_abstract: bool) -> Result<(), String> {
     if config.no_sandbox {
         log::info!("sandbox: off (--no-sandbox)");
         return Ok(());
@@ -384,8 +390,6 @@ pub fn confine_for(config: &Config) -> Result<(), String> {
         Some(path) => Users::load(path, &config.root).map_err(|e| e.to_string())?,
         None => Users::empty(),
     };
-    // Read, not taken: `Notifier::from_env` takes it later.
-    let notify_abstract = std::env::var_os("NOTIFY_SOCKET").is_some_and(|v| v.as_encoded_bytes().first() == Some(&b'@'));
     let spec = SandboxSpec::from_config(config, &users, notify_abstract);
     let started = std::time::Instant::now();
     let confined = confine(&spec)?;

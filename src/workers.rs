@@ -104,7 +104,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // to the calling thread and to what it creates afterwards only
     // (`crate::sandbox`), so the workers, their helper threads and any
     // hook all start confined.
-    let confine = |config: &Config| crate::sandbox::confine_for(config).map_err(|e| RunError::Start(StartError(e)));
+    // Read before `Server::bind_listeners` takes NOTIFY_SOCKET away: an
+    // abstract one must stay reachable (no abstract-socket scoping).
+    let notify_abstract = crate::sandbox::notify_socket_is_abstract();
+    let confine = |config: &Config| crate::sandbox::confine_for(config, notify_abstract).map_err(|e| RunError::Start(StartError(e)));
     if config.workers <= 1 {
         let (listeners, shared, notify) = Server::bind_listeners(&config).map_err(RunError::Start)?;
         confine(&config)?;

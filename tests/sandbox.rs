@@ -74,7 +74,8 @@ fn open_outside_the_roots_is_eacces_under_the_sandbox_and_allowed_without_it() {
     let t = Tree::new();
     assert!(Path::new("/etc/hostname").exists(), "/etc/hostname is this test's system file outside the roots");
     let srv = Server::start(t.root(), &[]);
-    assert!(srv.log_text().contains("sandbox: Landlock ABI 6+ enforced"), "{}", srv.log_text());
+    let log = srv.log_text();
+    assert!(log.contains("sandbox: Landlock ABI 6+ enforced") && log.contains("scoped: signals, abstract unix sockets"), "{log}");
     let mut c = Ctl::open(srv.addr);
     c.login("anonymous", "x");
     assert_eq!(probe(&mut c, "OPEN", &t.p("elsewhere/outside.txt")).0, EACCES);
