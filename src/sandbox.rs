@@ -80,7 +80,7 @@
 //! unreachable until a restart:
 //! [`unreachable_homes`] says which, and the reload logs a warning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use crate::auth::{Perm, Users};
@@ -280,6 +280,7 @@ pub enum Confined {
 /// spec that cannot be applied (a path that cannot be opened).
 #[cfg(feature = "sandbox")]
 pub fn confine(spec: &SandboxSpec) -> Result<Confined, String> {
+    use std::path::Path;
     use landlock::{
         Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,
         RulesetCreatedAttr, RulesetStatus, Scope, ABI,
@@ -412,6 +413,7 @@ pub fn confine_for(config: &Config, notify_abstract: bool) -> Result<(), String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config(root: &Path) -> Config {
         let mut c = Config::new(root.to_path_buf());
