@@ -99,11 +99,13 @@ impl std::error::Error for RunError {}
 /// `config.workers` reactor threads (see the module's doc). This is what
 /// the binary runs.
 pub fn run(config: Config) -> Result<(), RunError> {
-    // Every socket is bound, the certificates are loaded and no other
-    // thread exists yet when the process confines itself: Landlock applies
-    // to the calling thread and to what it creates afterwards only
-    // (`crate::sandbox`), so the workers, their helper threads and any
-    // hook all start confined.
+    // Every socket is bound and no other thread exists yet when the
+    // process confines itself: Landlock applies to the calling thread and
+    // to what it creates afterwards only (`crate::sandbox`), so the
+    // workers, their helper threads and any hook all start confined. (The
+    // single reactor has loaded the certificate by then; the workers load
+    // it in `start_with`, through the read rule of its directory that
+    // SIGHUP needs anyway. The xferlog is created by `confine`.)
     // Read before `Server::bind_listeners` takes NOTIFY_SOCKET away: an
     // abstract one must stay reachable (no abstract-socket scoping).
     let notify_abstract = crate::sandbox::notify_socket_is_abstract();
