@@ -670,6 +670,17 @@ impl Users {
         }
     }
 
+    /// Every user's home and permission, in file order (the sandbox's
+    /// served trees, `crate::sandbox`).
+    pub fn homes(&self) -> impl Iterator<Item = (&Path, Perm)> + '_ {
+        self.users.iter().map(|u| (u.home.as_path(), u.perm))
+    }
+
+    /// [`Users::homes`] with each user's name.
+    pub fn named_homes(&self) -> impl Iterator<Item = (&str, &Path, Perm)> + '_ {
+        self.users.iter().map(|u| (&*u.name, u.home.as_path(), u.perm))
+    }
+
     /// Reads and parses the users file at `path`; relative homes are resolved
     /// against `root`.
     ///

@@ -43,6 +43,8 @@
 //! - [`metrics`]: counters and gauges shared by the reactors, and their
 //!   Prometheus text rendering.
 //! - [`systemd`]: socket activation and readiness notification.
+//! - [`sandbox`]: Landlock self-confinement after start-up (cargo feature
+//!   `sandbox`; `--no-sandbox`).
 //! - [`sys`]: the system calls (the only `unsafe`).
 
 #![deny(missing_docs)]
@@ -58,6 +60,7 @@ pub mod line;
 pub mod proxy;
 pub mod metrics;
 pub mod reactor;
+pub mod sandbox;
 pub mod sys;
 pub mod systemd;
 pub mod timer;
@@ -75,6 +78,9 @@ pub const METRICS_BUILT_IN: bool = cfg!(feature = "metrics");
 
 /// Whether this build takes PROXY protocol headers (cargo feature `proxy`).
 pub const PROXY_BUILT_IN: bool = cfg!(feature = "proxy");
+
+/// Whether this build confines itself with Landlock (cargo feature `sandbox`).
+pub const SANDBOX_BUILT_IN: bool = cfg!(feature = "sandbox");
 
 pub use config::Config;
 pub use reactor::{Listeners, Server, Shared, StopHandle};

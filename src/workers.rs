@@ -99,12 +99,28 @@ impl std::error::Error for RunError {}
 /// `config.workers` reactor threads (see the module's doc). This is what
 /// the binary runs.
 pub fn run(config: Config) -> Result<(), RunError> {
+    // Every socket is bound and no other thread exists yet when the
+    // process confines itself: Landlock applies to the calling thread and
+    // to what it creates afterwards only (`crate::sandbox`), so the
+    // workers, their helper threads and any hook all start confined. (The
+    // single reactor has loaded the certificate by then; the workers load
+    // it in `start_with`, through the read rule of its directory that
+    // SIGHUP needs anyway. The xferlog is created by `confine`.)
+    // Read before `Server::bind_listeners` takes NOTIFY_SOCKET away: an
+    // abstract one must stay reachable (no abstract-socket scoping).
+    let notify_abstract = crate::sandbox::notify_socket_is_abstract();
+    let confine = |config: &Config| crate::sandbox::confine_for(config, notify_abstract).map_err(|e| RunError::Start(StartError(e)));
     if config.workers <= 1 {
-        let mut server = Server::bind(config).map_err(RunError::Start)?;
+        let (listeners, shared, notify) = Server::bind_listeners(&config).map_err(RunError::Start)?;
+        confine(&config)?;
+        let mut server = Server::with_listeners(config, listeners, shared, 0, Arc::new(Metrics::new())).map_err(RunError::Start)?;
+        server.set_notifier(notify);
         server.handle_signals().map_err(|e| RunError::Runtime(format!("cannot install signal handlers: {e}")))?;
         return server.run().map_err(|e| RunError::Runtime(e.to_string()));
     }
-    Workers::start(config)?.wait()
+    let sets = Workers::bind(&config)?;
+    confine(&config)?;
+    Workers::start_with(config, sets)?.wait()
 }
 
 /// What a worker thread reports when it ends.
@@ -172,8 +188,15 @@ impl Workers {
     /// listener is shared by every worker instead (each gets a `try_clone`:
     /// one accept queue, no `SO_REUSEPORT`).
     pub fn start(config: Config) -> Result<Workers, RunError> {
+        let sets = Workers::bind(&config)?;
+        Workers::start_with(config, sets)
+    }
+
+    /// The listening sockets of every worker (see [`Workers::start`]):
+    /// one set per worker, the first with the `--metrics-listen` listener.
+    pub fn bind(config: &Config) -> Result<Vec<Listeners>, RunError> {
         let n = config.workers.max(1);
-        let inherited = crate::systemd::Listeners::from_env(&config).map_err(|e| RunError::Start(StartError(e)))?;
+        let inherited = crate::systemd::Listeners::from_env(config).map_err(|e| RunError::Start(StartError(e)))?;
         let clones = |l: std::net::TcpListener| -> Result<Vec<std::net::TcpListener>, RunError> {
             let mut v = Vec::with_capacity(n);
             for _ in 1..n {
@@ -191,8 +214,8 @@ impl Workers {
             (Some(addr), None) => bind_group(addr, n, " (--implicit-tls-listen)").map_err(RunError::Start)?.into_iter().map(Some).collect(),
             (None, _) => (0..n).map(|_| None).collect(),
         };
-        let sets = controls.into_iter().zip(implicits).map(|(control, implicit)| Listeners { control, implicit }).collect();
-        Workers::start_with(config, sets)
+        let mut metrics = crate::reactor::bind_metrics_listener(config.metrics_listen).map_err(RunError::Start)?;
+        Ok(controls.into_iter().zip(implicits).map(|(control, implicit)| Listeners { control, implicit, metrics: metrics.take() }).collect())
     }
 
     /// Start one worker per set of listening sockets in `sets` (bound and
@@ -213,9 +236,8 @@ impl Workers {
         let grace = config.shutdown_grace;
         let shared = Arc::new(Shared::with_tls(&config).map_err(RunError::Start)?);
         let metrics = Arc::new(Metrics::new());
-        let (controls, mut implicits): (Vec<_>, Vec<_>) = sets.into_iter().map(|l| (l.control, l.implicit)).unzip();
-        let local_addr = controls[0].local_addr().map_err(|e| RunError::Runtime(e.to_string()))?;
-        let implicit_addr = implicits[0].as_ref().and_then(|l| l.local_addr().ok());
+        let local_addr = sets[0].control.local_addr().map_err(|e| RunError::Runtime(e.to_string()))?;
+        let implicit_addr = sets[0].implicit.as_ref().and_then(|l| l.local_addr().ok());
         let startup = |e: io::Error| RunError::Runtime(format!("cannot start the workers: {e}"));
         let poll = Poll::new().map_err(startup)?;
         let waker = Arc::new(Waker::new(poll.registry(), ENDED).map_err(startup)?);
@@ -228,9 +250,8 @@ impl Workers {
         let startup_reports = Arc::new(Startup::default());
         let reloaded: Arc<Mutex<Reloaded>> = Arc::new(Mutex::new(vec![(0, String::new()); n]));
         let mut threads = Vec::with_capacity(n);
-        for (i, control) in controls.into_iter().enumerate() {
+        for (i, listeners) in sets.into_iter().enumerate() {
             let worker = i + 1;
-            let listeners = Listeners { control, implicit: implicits[i].take() };
             let (mut config, shared, waker, ended, metrics) = (config.clone(), shared.clone(), waker.clone(), ended.clone(), metrics.clone());
             // One metrics listener (the first worker's); it serves the sum.
             if worker > 1 {

@@ -176,6 +176,9 @@ pub struct Config {
     /// poll, slab, wheel and listening socket (`SO_REUSEPORT`); see
     /// `crate::workers`.
     pub workers: usize,
+    /// `--no-sandbox`: do not confine the process with Landlock after
+    /// start-up (see `crate::sandbox`); off by default.
+    pub no_sandbox: bool,
     /// `--on-upload CMD`: run `/bin/sh -c CMD` after each completed upload
     /// (STOR, STOU, APPE answered `226`), the file named in its
     /// environment; see `crate::hooks`.
@@ -245,6 +248,7 @@ impl Config {
             proxy_from: Vec::new(),
             metrics_listen: None,
             workers: DEFAULT_WORKERS,
+            no_sandbox: false,
             on_upload: None,
             max_hooks: crate::hooks::DEFAULT_MAX_HOOKS,
             hook_timeout: crate::hooks::DEFAULT_HOOK_TIMEOUT,
@@ -344,6 +348,7 @@ impl Config {
         self.max_line_bytes = old.max_line_bytes;
         self.workers = old.workers;
         self.max_hooks = old.max_hooks;
+        self.no_sandbox = old.no_sandbox;
         self.xferlog = old.xferlog.clone();
         self.implicit_tls_listen = old.implicit_tls_listen;
         self.proxy_protocol = old.proxy_protocol;
@@ -685,6 +690,7 @@ mod tests {
         ("insecure-pasv-any-peer", "", &[]),
         ("insecure-port-any-host", "", &[]),
         ("anonymous-upload-dir", "/incoming", &[]),
+        ("no-sandbox", "", &[]),
         ("on-upload", "logger \"$LEANFTPD_PATH\"", &[]),
         ("max-hooks", "2", &[]),
         ("hook-timeout", "5", &[]),
@@ -997,5 +1003,11 @@ mod tests {
             a.extend_from_slice(bad);
             assert!(run(&a).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn no_sandbox_is_off_by_default() {
+        assert!(!run(&["--root", "/tmp"]).unwrap().no_sandbox);
+        assert!(run(&["--root", "/tmp", "--no-sandbox"]).unwrap().no_sandbox);
     }
 }

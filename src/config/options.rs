@@ -293,8 +293,13 @@ pub static OPTIONS: &[Opt] = &[
           help: "accept passive data connections from any address",
           set: |d, _| { d.c.insecure_pasv_any_peer = true; Ok(()) }, get: |c| c.insecure_pasv_any_peer.to_string() },
     Opt { name: "insecure-port-any-host", kind: Flag, reload: Live,
-          help: "allow PORT/EPRT to any host and to ports below 1024",
+          help: "allow PORT/EPRT to any host and to ports below 1024 (the\n\
+                 sandbox still refuses connects below 1024: use --no-sandbox)",
           set: |d, _| { d.c.insecure_port_any_host = true; Ok(()) }, get: |c| c.insecure_port_any_host.to_string() },
+    Opt { name: "no-sandbox", kind: Flag, reload: Restart,
+          help: "do not confine the process with Landlock after start-up\n\
+                 (see README \"Sandbox\"; on by default where the kernel has it)",
+          set: |d, _| { d.c.no_sandbox = true; Ok(()) }, get: |c| c.no_sandbox.to_string() },
 ];
 
 /// The row of `name` (a long option without its dashes, or a file key).

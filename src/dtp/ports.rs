@@ -80,8 +80,9 @@ impl PortPicker {
     }
 }
 
-/// `/proc/sys/net/ipv4/ip_local_port_range`, or Linux's default.
-fn ephemeral_range() -> (u16, u16) {
+/// `/proc/sys/net/ipv4/ip_local_port_range`, or Linux's default (also
+/// what the sandbox lets passive listeners bind without `--passive-ports`).
+pub fn ephemeral_range() -> (u16, u16) {
     let parsed = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok().and_then(|t| {
         let mut it = t.split_whitespace().map(|w| w.parse::<u16>().ok());
         match (it.next()??, it.next()??) {

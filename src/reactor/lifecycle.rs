@@ -299,7 +299,18 @@ impl Server {
         match Users::load(&path, &self.env.config.root) {
             Ok(users) => {
                 info!("SIGHUP: reloaded {} users from {}", users.len(), path.display());
-                let status = format!("{} users reloaded", users.len());
+                let mut status = format!("{} users reloaded", users.len());
+                // Landlock rules cannot be widened: a home the sandbox did
+                // not cover at start stays unreachable until a restart.
+                let unreachable = crate::sandbox::unreachable_homes(&users);
+                if !unreachable.is_empty() {
+                    warn!(
+                        "SIGHUP: the sandbox does not cover the home of {} (added or widened after start): \
+                         their logins fail to list or transfer until leanftpd is restarted",
+                        unreachable.join(", ")
+                    );
+                    status.push_str(&format!(" ({} homes need a restart: sandbox)", unreachable.len()));
+                }
                 self.env.has_users = !users.is_empty();
                 self.auth.users = Arc::new(users);
                 // New logins open homes afresh; live sessions keep theirs.

@@ -240,6 +240,21 @@ pub struct Listeners {
     pub control: std::net::TcpListener,
     /// The implicit FTPS listener, if any.
     pub implicit: Option<std::net::TcpListener>,
+    /// The `--metrics-listen` listener, bound before the sandbox confines
+    /// the process (`crate::sandbox`); `None`: the server binds
+    /// `config.metrics_listen` itself, if set.
+    pub metrics: Option<std::net::TcpListener>,
+}
+
+/// Bind `--metrics-listen` (`None` without it, or in a build without
+/// metrics).
+pub fn bind_metrics_listener(addr: Option<SocketAddr>) -> Result<Option<std::net::TcpListener>, StartError> {
+    match addr {
+        Some(addr) if crate::METRICS_BUILT_IN => std::net::TcpListener::bind(addr)
+            .map(Some)
+            .map_err(|e| StartError(format!("cannot listen on {addr} (--metrics-listen): {e}"))),
+        _ => Ok(None),
+    }
 }
 
 /// The server: bound, ready to `run`.
@@ -302,8 +317,21 @@ impl Server {
 
     /// `bind`, counting into `metrics`.
     pub fn bind_with_metrics(config: Config, metrics: Arc<Metrics>) -> Result<Server, StartError> {
-        let inherited = crate::systemd::Listeners::from_env(&config).map_err(StartError)?;
-        let shared = Arc::new(Shared::with_tls(&config)?);
+        let (listeners, shared, notify) = Server::bind_listeners(&config)?;
+        let mut server = Server::with_listeners(config, listeners, shared, 0, metrics)?;
+        server.life.notify = notify;
+        Ok(server)
+    }
+
+    /// The single reactor's first half (see [`Server::bind`]): its
+    /// listening sockets (inherited or bound, `--metrics-listen` too), the
+    /// shared limits with the TLS configuration, and systemd's notifier;
+    /// no thread is started, so [`crate::workers::run`] confines the
+    /// process (`crate::sandbox`) between this and
+    /// [`Server::with_listeners`] + [`Server::set_notifier`].
+    pub fn bind_listeners(config: &Config) -> Result<(Listeners, Arc<Shared>, Option<crate::systemd::Notifier>), StartError> {
+        let inherited = crate::systemd::Listeners::from_env(config).map_err(StartError)?;
+        let shared = Arc::new(Shared::with_tls(config)?);
         let control = match inherited.control {
             Some(l) => l,
             None => std::net::TcpListener::bind(config.listen)
@@ -317,13 +345,17 @@ impl Server {
             ),
             (None, _) => None,
         };
+        let metrics = bind_metrics_listener(config.metrics_listen)?;
         // Read (and unset) before `with_listeners` starts the helper
         // thread: changing the environment while another thread may read
         // it is undefined behaviour in glibc (`setenv(3)`: not MT-safe).
         let notify = crate::systemd::Notifier::from_env();
-        let mut server = Server::with_listeners(config, Listeners { control, implicit }, shared, 0, metrics)?;
-        server.life.notify = notify;
-        Ok(server)
+        Ok((Listeners { control, implicit, metrics }, shared, notify))
+    }
+
+    /// Give the server systemd's notifier (see [`Server::bind_listeners`]).
+    pub fn set_notifier(&mut self, notify: Option<crate::systemd::Notifier>) {
+        self.life.notify = notify;
     }
 
     /// Prepare a reactor that serves `listeners` (already bound and
@@ -340,7 +372,7 @@ impl Server {
         };
         let anonymous = anonymous_vfs(&config).map_err(StartError)?;
         let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
-        let Listeners { control, implicit } = listeners;
+        let Listeners { control, implicit, metrics: metrics_listener } = listeners;
         let _ = control.set_nonblocking(true);
         let mut listener = TcpListener::from_std(control);
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
@@ -371,7 +403,9 @@ impl Server {
             None => (None, None),
         };
         #[cfg(feature = "metrics")]
-        let scrapes = Server::bind_metrics(&poll, &mut slab, config.metrics_listen)?;
+        let scrapes = Server::bind_metrics(&poll, &mut slab, metrics_listener, config.metrics_listen)?;
+        #[cfg(not(feature = "metrics"))]
+        drop(metrics_listener);
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| StartError(e.to_string()))?);
         let helper = Helper::spawn(waker.clone()).map_err(|e| StartError(format!("cannot start helper thread: {e}")))?;
         let env_login_cache = config.login_cache;

@@ -74,10 +74,16 @@ impl Scrapes {
 }
 
 impl Server {
-    /// Bind `--metrics-listen` and put its listener in the slab.
-    pub(super) fn bind_metrics(poll: &Poll, slab: &mut Slab<Entry>, addr: Option<SocketAddr>) -> Result<Scrapes, StartError> {
-        let Some(addr) = addr else { return Ok(Scrapes::none()) };
-        let mut l = TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr} (--metrics-listen): {e}")))?;
+    /// Put the metrics listener in the slab: `bound` (bound before the
+    /// sandbox), or else `--metrics-listen` bound now.
+    pub(super) fn bind_metrics(poll: &Poll, slab: &mut Slab<Entry>, bound: Option<std::net::TcpListener>, addr: Option<SocketAddr>) -> Result<Scrapes, StartError> {
+        let l = match (bound, addr) {
+            (Some(l), _) => l,
+            (None, Some(addr)) => std::net::TcpListener::bind(addr).map_err(|e| StartError(format!("cannot listen on {addr} (--metrics-listen): {e}")))?,
+            (None, None) => return Ok(Scrapes::none()),
+        };
+        let _ = l.set_nonblocking(true);
+        let mut l = TcpListener::from_std(l);
         let bound = l.local_addr().map_err(|e| StartError(e.to_string()))?;
         let key = slab.vacant_key();
         poll.registry()

@@ -217,6 +217,27 @@ pub fn site(s: &mut Session, arg: &[u8], ctx: &mut Ctx<'_>) -> Result<Action, Cm
     if cmd.eq_ignore_ascii_case(b"PANIC") {
         panic!("SITE PANIC (fault injection)");
     }
+    // Test builds only: probes of the sandbox (`crate::sandbox`), run on
+    // this reactor's thread. `SITE OPEN <real path>`: a plain `open(2)`
+    // read-only, bypassing the VFS jail; `SITE CONNECT <ip:port>`: a plain
+    // TCP connect (2 s timeout). The reply is `200 errno=N thread=NAME`
+    // (N = 0 on success), so a test sees which worker answered.
+    #[cfg(feature = "fault-injection")]
+    if cmd.eq_ignore_ascii_case(b"OPEN") || cmd.eq_ignore_ascii_case(b"CONNECT") {
+        let arg = String::from_utf8_lossy(rest).into_owned();
+        let result = if cmd.eq_ignore_ascii_case(b"OPEN") {
+            std::fs::File::open(&arg).map(drop)
+        } else {
+            match arg.parse::<std::net::SocketAddr>() {
+                Ok(a) => std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).map(drop),
+                Err(_) => return Err(CmdError::Syntax("SITE CONNECT takes IP:PORT.")),
+            }
+        };
+        let errno = result.err().map_or(0, |e| e.raw_os_error().unwrap_or(-1));
+        let thread = std::thread::current().name().unwrap_or("?").to_owned();
+        reply::reply(ctx.out, ReplyCode::Ok, &format!("errno={errno} thread={thread}"));
+        return Ok(Action::None);
+    }
     if !cmd.eq_ignore_ascii_case(b"CHMOD") {
         return Err(CmdError::NotForParameter("Unknown SITE command; try SITE HELP."));
     }
