@@ -63,7 +63,8 @@
 //!   after confinement (READY, RELOADING, STOPPING).
 //! - with [`SandboxSpec::exec_hooks`] (the `--on-upload` hook): read and
 //!   execute beneath [`HOOK_EXEC_DIRS`] (those that exist), and read and
-//!   write `/dev/null` (a child's null stdio). A hook reaches nothing else:
+//!   write `/dev/null` (a child's null stdio), and read and execute the
+//!   files `--on-upload` names by absolute path. A hook reaches nothing else:
 //!   the served trees as the server does, the same ports, no `/tmp`, no
 //!   `/home`, no `/proc`.
 //!
@@ -153,6 +154,11 @@ pub struct SandboxSpec {
     /// Allow what an `--on-upload` hook run by `/bin/sh -c` needs (see
     /// [`HOOK_EXEC_DIRS`]).
     pub exec_hooks: bool,
+    /// Files a hook runs or reads by name: every word of `--on-upload`
+    /// that is the absolute path of an existing file (`/opt/hooks/new-pic`,
+    /// or the script in `/bin/sh /srv/hooks/new-pic.sh`), read and
+    /// executed wherever it lives.
+    pub hook_files: Vec<PathBuf>,
 }
 
 impl SandboxSpec {
@@ -208,6 +214,9 @@ impl SandboxSpec {
         // Fixed at start: a hook first configured by SIGHUP cannot run
         // under the sandbox (its spawn fails, logged and counted).
         s.exec_hooks = config.on_upload.is_some();
+        if let Some(cmd) = &config.on_upload {
+            s.hook_files = cmd.split_whitespace().filter(|w| w.starts_with('/')).map(PathBuf::from).filter(|p| p.is_file()).collect();
+        }
         s
     }
 
@@ -328,6 +337,7 @@ pub fn confine(spec: &SandboxSpec) -> Result<Confined, String> {
     if spec.exec_hooks {
         files.extend(HOOK_EXEC_DIRS.iter().map(Path::new).filter(|d| d.exists()).map(|d| (d, read | AccessFs::Execute)));
         files.push((Path::new("/dev/null"), AccessFs::ReadFile | AccessFs::WriteFile));
+        files.extend(spec.hook_files.iter().map(|f| (f.as_path(), AccessFs::ReadFile | AccessFs::Execute)));
     }
     for (path, access) in files {
         let fd = PathFd::new(path).map_err(|e| err(&path.display().to_string(), &e))?;
@@ -497,6 +507,7 @@ mod tests {
             scope_signals: true,
             scope_abstract_unix: true,
             exec_hooks: true,
+            hook_files: Vec::new(),
             ..SandboxSpec::default()
         };
         let d = dir.clone();

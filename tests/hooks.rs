@@ -183,7 +183,7 @@ fn the_environment_is_exact_and_the_file_complete_for_stor_appe_stou() {
     let (_r, root) = root_dir();
     let hooks = HookDir::new();
     let cmd = record_hook(&hooks);
-    let srv = Server::start(&root, &["--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1"]);
+    let srv = Server::start(&root, &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1"]);
     let mut c = anon(&srv);
 
     // STOR, with a name that would be shell syntax if it were ever
@@ -266,7 +266,7 @@ fn interrupted_and_refused_uploads_do_not_fire_it_but_a_normal_close_does() {
     let (_r, root) = root_dir();
     let hooks = HookDir::new();
     let cmd = record_hook(&hooks);
-    let srv = Server::start(&root, &["--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1"]);
+    let srv = Server::start(&root, &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1"]);
     let mut c = anon(&srv);
     let body = pattern(1 << 20, 7);
     let mut n = 0;
@@ -340,7 +340,7 @@ fn a_tls_upload_without_close_notify_does_not_fire_it() {
     let cmd = record_hook(&hooks);
     let certs = tempfile::tempdir().unwrap();
     let (_files, tls_args) = binary_args(certs.path());
-    let mut args: Vec<&str> = vec!["--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1"];
+    let mut args: Vec<&str> = vec!["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1"];
     args.extend(tls_args.iter().map(String::as_str));
     let srv = Server::start(&root, &args);
     let body = pattern(300_000, 9);
@@ -410,7 +410,7 @@ fn a_hundred_uploads_with_a_slow_hook_run_exactly_max_hooks_at_once_while_the_se
     let hooks = HookDir::new();
     let cmd = concurrency_hook(&hooks);
     let metrics = format!("127.0.0.1:{}", free_port("127.0.0.1".parse().unwrap()));
-    let srv = Server::start(&root, &["--anonymous-write", "--on-upload", &cmd, "--max-hooks", "2", "--metrics-listen", &metrics]);
+    let srv = Server::start(&root, &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--max-hooks", "2", "--metrics-listen", &metrics]);
     let mut c = anon(&srv);
     for i in 0..100 {
         upload(&mut c, &format!("STOR f{i:03}"), b"x");
@@ -449,7 +449,7 @@ fn max_hooks_holds_across_two_workers() {
     let (_r, root) = root_dir();
     let hooks = HookDir::new();
     let cmd = concurrency_hook(&hooks);
-    let srv = Server::start(&root, &["--anonymous-write", "--on-upload", &cmd, "--max-hooks", "2", "--workers", "2"]);
+    let srv = Server::start(&root, &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--max-hooks", "2", "--workers", "2"]);
     // Sessions on both workers (the kernel spreads them by the source
     // port's hash: 16 all on one worker is a chance of 1 in 32,768).
     let mut clients: Vec<Ctl> = (0..16).map(|_| anon(&srv)).collect();
@@ -501,7 +501,7 @@ fn past_the_queue_jobs_are_dropped_logged_and_counted_and_the_server_serves() {
         &["env", "LEANFTPD_TEST_HOOK_QUEUE_JOBS=2"],
         "127.0.0.1".parse().unwrap(),
         &root,
-        &["--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1", "--metrics-listen", &metrics],
+        &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1", "--metrics-listen", &metrics],
     );
     let mut c = anon(&srv);
     // One runs (waiting for `go`), two wait, three are dropped.
@@ -550,7 +550,7 @@ fn a_hook_past_its_timeout_is_killed_with_what_it_started_and_logged() {
     let hooks = HookDir::new();
     let cmd = hooks.script("forever.sh", FOREVER);
     let metrics = format!("127.0.0.1:{}", free_port("127.0.0.1".parse().unwrap()));
-    let srv = Server::start(&root, &["--anonymous-write", "--on-upload", &cmd, "--hook-timeout", "1", "--metrics-listen", &metrics]);
+    let srv = Server::start(&root, &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--hook-timeout", "1", "--metrics-listen", &metrics]);
     let mut c = anon(&srv);
     upload(&mut c, "STOR forever.bin", b"f");
     wait_until("the hook's sleep", HOOK_WAIT, || !hooks.read("sleep.pid").trim().is_empty());
@@ -578,7 +578,7 @@ fn sigterm_waits_for_running_hooks_and_drops_queued_ones() {
     let hooks = HookDir::new();
     fs::write(hooks.path.join("done"), "").unwrap();
     let cmd = hooks.script("gated.sh", GATED);
-    let mut srv = Server::start(&root, &["--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1", "--shutdown-grace", "20"]);
+    let mut srv = Server::start(&root, &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--max-hooks", "1", "--shutdown-grace", "20"]);
     let mut c = anon(&srv);
     for i in 0..3 {
         upload(&mut c, &format!("STOR s{i}"), b"s");
@@ -610,7 +610,7 @@ fn behind_the_proxy_protocol_the_client_address_is_the_real_one() {
     let (_r, root) = root_dir();
     let hooks = HookDir::new();
     let cmd = record_hook(&hooks);
-    let srv = Server::start_unprobed(&root, &["--anonymous-write", "--on-upload", &cmd, "--proxy-protocol", "--proxy-from", "127.0.0.2/32"]);
+    let srv = Server::start_unprobed(&root, &["--no-sandbox", "--anonymous-write", "--on-upload", &cmd, "--proxy-protocol", "--proxy-from", "127.0.0.2/32"]);
     let mut s = connect_bound("127.0.0.2", srv.addr);
     s.write_all(&v1("127.0.0.3", 40011, srv.addr)).unwrap();
     let mut c = Ctl::from_stream(s);
@@ -629,4 +629,49 @@ fn behind_the_proxy_protocol_the_client_address_is_the_real_one() {
     let recs = hooks.wait_records(1);
     assert_eq!(recs[0]["ENV_LEANFTPD_CLIENT_ADDR"], "127.0.0.3");
     assert_eq!(recs[0]["ENV_LEANFTPD_VIRTUAL_PATH"], "/cam.jpg");
+}
+
+/// The hook of `under_the_sandbox_…`: what it could and could not reach,
+/// written next to the uploaded file (inside the served tree).
+const CONFINED: &str = r#"#!/bin/sh
+out="$(dirname "$LEANFTPD_PATH")/hook-result.txt"
+if (echo x > @DIR@/outside) 2>/dev/null; then o=yes; else o=no; fi
+if (cat @DIR@/secret > /dev/null) 2>/dev/null; then s=yes; else s=no; fi
+{
+  echo "outside_write=$o"
+  echo "secret_read=$s"
+  echo "size=$(wc -c < "$LEANFTPD_PATH")"
+} > "$out.tmp" && mv "$out.tmp" "$out"
+"#;
+
+/// Under the sandbox (the default), the hook is confined as the server
+/// is (Landlock's domain is inherited): it runs the script `--on-upload`
+/// names by absolute path and works in the served tree, but it can write
+/// nothing outside it and read no other file beside its script. Without
+/// the sandbox the same hook reaches both (so the test can fail).
+#[test]
+fn under_the_sandbox_the_hook_reaches_the_served_tree_and_nothing_else() {
+    need("wc", "coreutils");
+    for (sandbox, expect) in [(true, "no"), (false, "yes")] {
+        let (_r, root) = root_dir();
+        let hooks = HookDir::new();
+        fs::write(hooks.path.join("secret"), b"not for hooks").unwrap();
+        let cmd = hooks.script("confined.sh", CONFINED);
+        let mut args = vec!["--anonymous-write", "--on-upload", &cmd];
+        if !sandbox {
+            args.insert(0, "--no-sandbox");
+        }
+        let srv = Server::start(&root, &args);
+        let mut c = anon(&srv);
+        let body = pattern(50_000, 3);
+        upload(&mut c, "STOR pic.jpg", &body);
+        let result = root.join("hook-result.txt");
+        wait_until("the hook's result in the served tree", HOOK_WAIT, || result.exists());
+        let text = fs::read_to_string(&result).unwrap();
+        assert!(text.contains(&format!("outside_write={expect}\n")), "sandbox {sandbox}: {text}");
+        assert!(text.contains(&format!("secret_read={expect}\n")), "sandbox {sandbox}: {text}");
+        assert!(text.contains("size=50000\n"), "{text}");
+        assert_eq!(hooks.path.join("outside").exists(), !sandbox);
+        drop(srv);
+    }
 }
