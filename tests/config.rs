@@ -106,17 +106,24 @@ fn sighup_applies_a_new_user_and_a_new_limit(workers: &str) {
     fs::write(&users_a, &alice).unwrap();
     fs::write(&users_b, format!("{alice}{bob}")).unwrap();
     let file = work.path().join("leanftpd.toml");
-    let write_file = |users: &Path, per_ip: u32, ports: &str| {
+    // alice and bob each get a file worth several 0.1 s buckets at 64K.
+    fs::write(root.path().join("alice/a.bin"), vec![b'a'; 96 * 1024]).unwrap();
+    fs::write(root.path().join("bob/b.bin"), vec![b'b'; 96 * 1024]).unwrap();
+    let write_file = |users: &Path, per_ip: u32, ports: &str, rate: &str| {
         let text = format!(
-            "users = {:?}\nmax-per-ip = {per_ip}\nlogin-fail-delay = 0\nlogin-cache = 0\npassive-ports = {ports:?}\n",
+            "users = {:?}\nmax-per-ip = {per_ip}\nlogin-fail-delay = 0\nlogin-cache = 0\npassive-ports = {ports:?}\nmax-download-rate = {rate:?}\n",
             users.to_str().unwrap()
         );
         let tmp = work.path().join("leanftpd.toml.new");
         fs::write(&tmp, text).unwrap();
         fs::rename(&tmp, &file).unwrap();
     };
-    write_file(&users_a, 1, "40000-40999");
-    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap(), "--workers", workers]);
+    write_file(&users_a, 1, "40000-40999", "64K");
+    let metrics = format!("127.0.0.1:{}", proc::free_port("127.0.0.1".parse().unwrap()));
+    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap(), "--workers", workers, "--metrics-listen", &metrics]);
+    let pauses = || {
+        common::metrics::scrape_url(&format!("http://{metrics}/metrics")).get("leanftpd_transfer_throttle_pauses_total{direction=\"download\"}")
+    };
     let n: usize = workers.parse().unwrap();
     // Before: bob is unknown, and a second connection from 127.0.0.1 is refused.
     let mut held = first_session(srv.addr);
@@ -124,8 +131,12 @@ fn sighup_applies_a_new_user_and_a_new_limit(workers: &str) {
     held.expect("PASS hunter2", 530);
     held.login("alice", "secret");
     assert_eq!(greeting(srv.addr), 421, "max-per-ip 1 before SIGHUP");
+    // The file's rate is in force: alice's download is paused by it.
+    assert_eq!(held.retr(Mode::Pasv, "a.bin").len(), 96 * 1024);
+    let paused = pauses();
+    assert!(paused > 0, "a 96 KiB download at 64K pauses");
 
-    write_file(&users_b, 2, "41000-41999");
+    write_file(&users_b, 2, "41000-41999", "0");
     srv.signal("HUP");
     let file_name = file.display().to_string();
     wait_until("every worker to reload", Duration::from_secs(5), || {
@@ -133,16 +144,28 @@ fn sighup_applies_a_new_user_and_a_new_limit(workers: &str) {
     });
     let log = srv.log_text();
     assert_eq!(log.matches(&format!("SIGHUP: passive-ports changed in {file_name}; restart to apply")).count(), 1, "{log}");
-    assert_eq!(log.matches(&format!("SIGHUP: read {file_name}: users, max-per-ip in force for new sessions")).count(), 1, "{log}");
+    assert_eq!(
+        log.matches(&format!("SIGHUP: read {file_name}: users, max-per-ip, max-download-rate in force for new sessions")).count(),
+        1,
+        "{log}"
+    );
 
     // After: a second connection is let in and bob logs in; a third is refused.
     let mut second = Ctl::open(srv.addr);
     second.login("bob", "hunter2");
-    assert_eq!(second.listing(Mode::Pasv, "NLST").trim(), "bob.txt");
+    let mut names: Vec<String> = second.listing(Mode::Pasv, "NLST").lines().map(str::to_string).collect();
+    names.sort();
+    assert_eq!(names, ["b.bin", "bob.txt"]);
     assert_eq!(greeting(srv.addr), 421, "max-per-ip 2 after SIGHUP");
-    // The session from before is still served, still as alice.
+    // The new session is not limited any more: its download never pauses.
+    assert_eq!(second.retr(Mode::Pasv, "b.bin").len(), 96 * 1024);
+    assert_eq!(pauses(), paused, "a session after the reload has no rate");
+    // The session from before is still served, still as alice, and keeps
+    // the rate it logged in with.
     held.expect("PWD", 257);
     held.expect("NOOP", 200);
+    assert_eq!(held.retr(Mode::Pasv, "a.bin").len(), 96 * 1024);
+    assert!(pauses() > paused, "a session keeps the rate it logged in with");
 }
 
 #[test]
