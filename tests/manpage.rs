@@ -165,7 +165,7 @@ fn man_page_options_are_exactly_the_help_options() {
 fn every_option_of_the_table_is_documented_with_its_value_and_reload() {
     let man = man_options();
     let mut seen = BTreeSet::new();
-    for (tag, body) in &man {
+    for (tag, _) in &man {
         let name = long_name(tag).unwrap_or_else(|| panic!("OPTIONS entry without a long option: {tag:?}"));
         assert!(seen.insert(name.to_string()), "--{name} documented twice");
     }
