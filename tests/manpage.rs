@@ -84,7 +84,7 @@ fn text(line: &str) -> String {
         _ => line.to_string(),
     };
     let mut s = joined;
-    for (esc, plain) in [("\\-", "-"), ("\\(dq", "\""), ("\\&", ""), ("\\fR", ""), ("\\fP", ""), ("\\fB", ""), ("\\fI", ""), ("\\e", "\\")] {
+    for (esc, plain) in [("\\-", "-"), ("\\(dq", "\""), ("\\&", ""), ("\\%", ""), ("\\fR", ""), ("\\fP", ""), ("\\fB", ""), ("\\fI", ""), ("\\e", "\\")] {
         s = s.replace(esc, plain);
     }
     s
