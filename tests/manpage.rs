@@ -146,7 +146,7 @@ fn man_options() -> Vec<(String, String)> {
 
 /// The long option a tag names (`--root DIR` → `root`).
 fn long_name(tag: &str) -> Option<&str> {
-    tag.split(|c: char| c == ' ' || c == ',').find_map(|w| w.strip_prefix("--"))
+    tag.split([' ', ',']).find_map(|w| w.strip_prefix("--"))
 }
 
 #[test]
