@@ -9,13 +9,14 @@
 # real load balancer) and promtool (Debian's `prometheus`: tests/metrics.rs
 # validates the metrics text with `promtool check metrics`), and what the
 # upload hooks of tests/hooks.rs run: flock (util-linux), ps (procps),
-# sha256sum (coreutils).
+# sha256sum (coreutils), and mandoc (tests/manpage.rs: `mandoc -Tlint`
+# checks man/leanftpd.8).
 # On a fresh Debian machine it installs whatever is missing; when all are
 # present it does nothing.
 set -euo pipefail
 
 # command name -> Debian package
-tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy promtool systemd-socket-activate systemd-analyze flock ps sha256sum)
+tools=(curl lftp wget python3 openssl tnftp prlimit unshare setpriv g++ haproxy promtool systemd-socket-activate systemd-analyze flock ps sha256sum mandoc)
 missing=()
 for t in "${tools[@]}"; do
     if ! command -v "$t" >/dev/null 2>&1; then
@@ -29,7 +30,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 echo "setup: missing: ${missing[*]}"
-echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd procps coreutils prometheus"
+echo "setup: installing: curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd procps coreutils mandoc prometheus"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -43,7 +44,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update
-"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd procps coreutils
+"${sudo_cmd[@]}" apt-get install -y curl lftp wget python3 openssl tnftp util-linux g++ haproxy systemd procps coreutils mandoc
 # promtool only; without recommends, the server's own extras stay out.
 "${sudo_cmd[@]}" apt-get install -y --no-install-recommends prometheus
 
