@@ -569,6 +569,8 @@ ENVIRONMENT (systemd, see README \"Running under systemd\"):
 
 EXIT CODES:
     0 clean shutdown, 1 runtime error (e.g. address in use), 2 bad usage or configuration
+
+The manual, leanftpd(8) (man/leanftpd.8), has the file formats and the rest.
 ";
 
 #[cfg(test)]
