@@ -1,0 +1,552 @@
+//! Red team for issue 13: attacks an outsider would try on the config
+//! file (SIGHUP), rate limits, upload hooks, drop boxes and the Landlock
+//! sandbox, each asserting the correct behaviour. Tests marked
+//! `#[ignore = "bug: …"]` fail against the server as it is; the lead
+//! un-ignores each once its bug is fixed.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::metrics::scrape_url;
+use common::process::{self as proc, free_port, Server, BIN};
+use common::*;
+
+fn metrics_addr() -> String {
+    format!("127.0.0.1:{}", free_port("127.0.0.1".parse().unwrap()))
+}
+
+/// Replaces `file` atomically with `text` (as an editor or a config
+/// manager would).
+fn write_config(file: &Path, text: &str) {
+    let tmp = file.with_extension("new");
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, file).unwrap();
+}
+
+/// Anonymous login on a fresh control connection.
+fn anon_login(addr: SocketAddr) -> Ctl {
+    let mut c = Ctl::open(addr);
+    c.login("anonymous", "red@example.com");
+    c
+}
+
+/// STOR `name` with `bytes` over PASV; the final reply.
+fn stor_reply(c: &mut Ctl, name: &str, bytes: &[u8]) -> Reply {
+    let a = c.pasv();
+    c.send(&format!("STOR {name}"));
+    let r = c.reply();
+    if r.code != 150 && r.code != 125 {
+        return r;
+    }
+    let mut d = connect_data(a);
+    d.write_all(bytes).unwrap();
+    drop(d);
+    c.reply()
+}
+
+/// Waits for `n` more lines containing `needle` in the server's log.
+fn wait_log(srv: &Server, needle: &str, n: usize) {
+    wait_until(&format!("{n}× {needle:?} in the log"), Duration::from_secs(10), || srv.log_text().matches(needle).count() >= n);
+}
+
+// ---------------------------------------------------------------------------
+// Sandbox × SIGHUP: the README says SIGHUP applies `anonymous-upload-dir`
+// and `anonymous-write` to new sessions, and the sandbox section names only
+// new *homes* as needing a restart.
+
+#[test]
+#[ignore = "bug: SIGHUP adding anonymous-upload-dir: the Landlock rules fixed at start give the new drop box no write right (src/sandbox.rs from_config)"]
+fn sighup_adding_an_anonymous_upload_dir_lets_anonymous_upload_under_the_sandbox() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("incoming")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("leanftpd.toml");
+    write_config(&file, "anonymous = true\n");
+    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap()]);
+    write_config(&file, "anonymous = true\nanonymous-upload-dir = \"/incoming\"\n");
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: read", 1);
+    let mut c = anon_login(srv.addr);
+    c.expect("CWD /incoming", 250);
+    let r = stor_reply(&mut c, "late.bin", b"delivered after SIGHUP");
+    assert_eq!(r.code, 226, "{r:?}\n{}", srv.log_text());
+    assert_eq!(fs::read(root.path().join("incoming/late.bin")).unwrap(), b"delivered after SIGHUP");
+}
+
+#[test]
+#[ignore = "bug: SIGHUP turning on anonymous-write: --root stays read-only in the Landlock rules fixed at start (src/sandbox.rs from_config)"]
+fn sighup_turning_on_anonymous_write_lets_anonymous_write_under_the_sandbox() {
+    let root = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("leanftpd.toml");
+    write_config(&file, "anonymous = true\n");
+    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap()]);
+    write_config(&file, "anonymous-write = true\n");
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: read", 1);
+    let mut c = anon_login(srv.addr);
+    let r = stor_reply(&mut c, "new.bin", b"written after SIGHUP");
+    assert_eq!(r.code, 226, "{r:?}\n{}", srv.log_text());
+    assert_eq!(fs::read(root.path().join("new.bin")).unwrap(), b"written after SIGHUP");
+}
+
+#[test]
+#[ignore = "bug: SIGHUP adding on-upload: exec of /bin/sh is not in the Landlock rules fixed at start (src/sandbox.rs:208), the hook never runs; README promises on-upload on SIGHUP"]
+fn sighup_adding_on_upload_runs_the_hook_under_the_sandbox() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("done")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("leanftpd.toml");
+    write_config(&file, "anonymous-write = true\n");
+    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap()]);
+    let done = root.path().join("done");
+    let hook = format!("touch {}/\"$(basename \\\"$LEANFTPD_PATH\\\")\"", done.display());
+    write_config(&file, &format!("anonymous-write = true\non-upload = {hook:?}\n"));
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: read", 1);
+    let mut c = anon_login(srv.addr);
+    assert_eq!(stor_reply(&mut c, "pic.jpg", b"jpeg").code, 226);
+    wait_until("the hook to run", Duration::from_secs(10), || done.join("pic.jpg").exists());
+}
+
+// ---------------------------------------------------------------------------
+// Sandbox: what the server legitimately needs at run time.
+
+#[test]
+fn under_the_sandbox_a_hook_writes_into_the_served_tree_and_active_mode_reaches_127_0_0_2() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("done")).unwrap();
+    let done = root.path().join("done");
+    let hook = format!("cp \"$LEANFTPD_PATH\" {}/copy", done.display());
+    let srv = Server::start(root.path(), &["--anonymous-write", "--on-upload", &hook]);
+    assert!(srv.log_text().contains("sandbox: Landlock"), "{}", srv.log_text());
+    let mut c = anon_login(srv.addr);
+    assert_eq!(stor_reply(&mut c, "in.bin", b"copy me").code, 226);
+    wait_until("the hook's copy", Duration::from_secs(10), || fs::read(done.join("copy")).is_ok_and(|b| b == b"copy me"));
+    // Active mode to another loopback address, port >= 1024.
+    let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let a = l.local_addr().unwrap();
+    let mut c = Ctl::open(srv.addr);
+    c.login("anonymous", "x@example.com");
+    c.expect("TYPE I", 200);
+    // 127.0.0.2 is not the client's address: PORT to it is refused (200
+    // would be a bounce), unless the server allows it.
+    let r = c.cmd(&format!("PORT {}", port_arg(a)));
+    assert!(r.code == 500 || r.code == 501 || r.code == 504 || r.code == 200, "{r:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Rate limits: a hostile client against a throttled transfer.
+
+/// A server with every download at 1K/s, anonymous, metrics on.
+fn throttled_server(root: &Path, metrics: &str) -> Server {
+    Server::start(root, &["--max-download-rate", "1K", "--max-upload-rate", "1K", "--metrics-listen", metrics, "--anonymous-write"])
+}
+
+#[track_caller]
+fn gauges_settle(metrics: &str, sessions: i64) {
+    let url = format!("http://{metrics}/metrics");
+    wait_until("the gauges to settle", Duration::from_secs(10), || {
+        let m = scrape_url(&url);
+        m.get("leanftpd_sessions_open") == sessions
+            && m.get("leanftpd_data_connections_open") == 0
+            && m.get("leanftpd_passive_listeners_open") == 0
+            && m.get("leanftpd_upload_temp_files_open") == 0
+    });
+}
+
+#[test]
+fn reset_abor_and_quit_during_a_throttle_pause_free_everything_and_the_session_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("big.bin"), pattern(1 << 20, 7)).unwrap();
+    fs::write(root.path().join("small.bin"), b"tiny").unwrap();
+    let metrics = metrics_addr();
+    let srv = throttled_server(root.path(), &metrics);
+    // Twenty sessions, each with a paused RETR; half are cut by a reset of
+    // the control connection, half by a reset of the data connection.
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let mut c = anon_login(srv.addr);
+        c.expect("TYPE I", 200);
+        let (r, mut d) = c.open_transfer(Mode::Pasv, "RETR big.bin");
+        assert_eq!(r.code, 150);
+        let mut buf = [0u8; 4096];
+        d.read_exact(&mut buf).unwrap();
+        held.push((i, c, d));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, c, d) in held {
+        if i % 2 == 0 {
+            reset(c.into_stream());
+            drop(d);
+        } else {
+            reset(d);
+            let mut c = c;
+            let r = c.reply();
+            assert!(r.code == 426 || r.code == 451, "{r:?}");
+            // The same session: a new transfer works (throttled, small).
+            assert_eq!(c.retr(Mode::Pasv, "small.bin"), b"tiny");
+            c.expect("QUIT", 221);
+        }
+    }
+    gauges_settle(&metrics, 0);
+    // ABOR during a pause, then an upload on the same session.
+    let mut c = anon_login(srv.addr);
+    c.expect("TYPE I", 200);
+    let (_, mut d) = c.open_transfer(Mode::Pasv, "RETR big.bin");
+    let mut buf = [0u8; 4096];
+    d.read_exact(&mut buf).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.send("ABOR");
+    let r = c.reply();
+    assert!(r.code == 426 || r.code == 226, "{r:?}");
+    if r.code == 426 {
+        c.expect_reply_code(226);
+    }
+    drop(d);
+    let r = stor_reply(&mut c, "up.bin", b"after abor");
+    assert_eq!(r.code, 226, "{r:?}");
+    assert_eq!(fs::read(root.path().join("up.bin")).unwrap(), b"after abor");
+    c.expect("QUIT", 221);
+    gauges_settle(&metrics, 0);
+    // A paused *upload* (it left the poll) whose client vanishes entirely.
+    let mut c = anon_login(srv.addr);
+    c.expect("TYPE I", 200);
+    let (r, mut d) = c.open_transfer(Mode::Pasv, "STOR gone.bin");
+    assert_eq!(r.code, 150);
+    d.write_all(&pattern(64 * 1024, 3)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    reset(d);
+    reset(c.into_stream());
+    gauges_settle(&metrics, 0);
+}
+
+trait ExpectCode {
+    fn expect_reply_code(&mut self, code: u16);
+}
+
+impl ExpectCode for Ctl {
+    fn expect_reply_code(&mut self, code: u16) {
+        let r = self.reply();
+        assert_eq!(r.code, code, "{r:?}");
+    }
+}
+
+#[test]
+fn a_file_that_shrinks_under_a_paused_rest_retr_ends_the_transfer_and_the_session_serves() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("shrink.bin");
+    fs::write(&path, pattern(256 * 1024, 9)).unwrap();
+    let metrics = metrics_addr();
+    let srv = throttled_server(root.path(), &metrics);
+    let mut c = anon_login(srv.addr);
+    c.expect("TYPE I", 200);
+    c.expect("REST 100000", 350);
+    let (r, mut d) = c.open_transfer(Mode::Pasv, "RETR shrink.bin");
+    assert_eq!(r.code, 150);
+    let mut buf = [0u8; 1024];
+    d.read_exact(&mut buf).unwrap();
+    // The file is truncated below the restart offset while paused.
+    fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(10).unwrap();
+    let got = read_to_eof_within(&mut d, Duration::from_secs(60)).expect("the data connection ends");
+    assert!(got.len() < 256 * 1024, "{} bytes", got.len());
+    let r = c.reply();
+    assert!(matches!(r.code, 226 | 426 | 451 | 551), "{r:?}");
+    c.expect("NOOP", 200);
+    c.expect("QUIT", 221);
+    gauges_settle(&metrics, 0);
+}
+
+#[test]
+fn many_paused_downloads_do_not_starve_an_unthrottled_user() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("free")).unwrap();
+    fs::write(root.path().join("big.bin"), pattern(1 << 20, 5)).unwrap();
+    fs::write(root.path().join("free/data.bin"), pattern(4 << 20, 6)).unwrap();
+    let users = root.path().join("../red13-users");
+    let hash = openssl_passwd("-6", "s4lt", "pw");
+    fs::write(&users, format!("free:{hash}:free:r:download-rate=0\n")).unwrap();
+    let srv = Server::start(root.path(), &["--users", users.to_str().unwrap(), "--anonymous", "--max-download-rate", "1K", "--max-per-ip", "500", "--max-data-per-ip", "500", "--login-fail-delay", "0"]);
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut c = anon_login(srv.addr);
+        c.expect("TYPE I", 200);
+        let (r, d) = c.open_transfer(Mode::Pasv, "RETR big.bin");
+        assert_eq!(r.code, 150);
+        held.push((c, d));
+    }
+    let mut f = Ctl::open(srv.addr);
+    f.login("free", "pw");
+    f.expect("TYPE I", 200);
+    let got = f.retr(Mode::Pasv, "data.bin");
+    assert_eq!(sha256(&got), sha256(&pattern(4 << 20, 6)));
+    for (c, _) in &mut held {
+        c.expect("STAT", 211);
+    }
+    let _ = fs::remove_file(users);
+}
+
+// ---------------------------------------------------------------------------
+// Drop boxes: what a `w` user can learn.
+
+fn dropbox_server() -> (tempfile::TempDir, Server) {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("cam")).unwrap();
+    fs::create_dir(root.path().join("cam/olddir")).unwrap();
+    fs::write(root.path().join("cam/old.bin"), b"someone else's delivery").unwrap();
+    let users = root.path().join("cam/../users.txt");
+    let hash = openssl_passwd("-6", "s4lt", "secret");
+    fs::write(&users, format!("cam:{hash}:cam:w\n")).unwrap();
+    let srv = Server::start(root.path(), &["--users", users.to_str().unwrap(), "--login-fail-delay", "0"]);
+    (root, srv)
+}
+
+/// Replies to `cmd` for an existing file and for a missing name must be
+/// the same (code and text, with the name replaced).
+#[test]
+fn a_drop_box_answers_the_same_for_an_existing_file_and_a_missing_name() {
+    let (_root, srv) = dropbox_server();
+    let mut c = Ctl::open(srv.addr);
+    c.login("cam", "secret");
+    for cmd in ["SIZE", "MDTM", "MLST", "STAT", "DELE", "RNFR", "RMD", "NLST", "LIST", "MLSD", "APPE", "RETR", "SITE CHMOD 777", "MFMT 20200101000000"] {
+        let needs_data = matches!(cmd, "NLST" | "LIST" | "MLSD" | "APPE" | "RETR");
+        let mut ask = |name: &str| {
+            if needs_data {
+                let a = c.pasv();
+                c.send(&format!("{cmd} {name}"));
+                let r = c.reply();
+                let _ = TcpStream::connect(a);
+                r
+            } else {
+                c.cmd(&format!("{cmd} {name}"))
+            }
+        };
+        let old = ask("old.bin");
+        let missing = ask("nothere.bin");
+        assert_eq!(old.code, 550, "{cmd} old.bin: {old:?}");
+        assert_eq!((old.code, old.text().replace("old.bin", "X")), (missing.code, missing.text().replace("nothere.bin", "X")), "{cmd}");
+    }
+    // MLST without argument: the facts of the drop box itself (its
+    // modify time changes with every delivery).
+    let r = c.cmd("MLST");
+    assert_eq!(r.code, 550, "MLST of the drop box: {r:?}");
+    let r = c.cmd("MDTM .");
+    assert_eq!(r.code, 550, "{r:?}");
+    let r = c.cmd("SIZE .");
+    assert_eq!(r.code, 550, "{r:?}");
+    // RNTO without RNFR: 503, nothing learnt.
+    assert_eq!(c.cmd("RNTO x").code, 503);
+    // A glob: 550 or an empty listing, never a name.
+    let a = c.pasv();
+    c.send("NLST *.bin");
+    let r = c.reply();
+    if r.is_preliminary() {
+        let mut d = connect_data(a);
+        let got = read_to_eof_within(&mut d, IO_TIMEOUT).unwrap();
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+        assert_eq!(c.reply().code, 226);
+    } else {
+        assert_eq!(r.code, 550);
+    }
+    // STAT of the directory: no entry.
+    let r = c.cmd("STAT .");
+    assert!(!r.text().contains("old.bin") && !r.text().contains("olddir"), "{r:?}");
+    let r = c.cmd("STAT -la");
+    assert!(!r.text().contains("old.bin") && !r.text().contains("olddir"), "{r:?}");
+    // LIST with flags: still empty.
+    let got = c.listing(Mode::Pasv, "LIST -la");
+    assert!(!got.contains("old.bin") && !got.contains("olddir"), "{got}");
+    // The size of a delivery through REST: refused before any byte.
+    c.expect("REST 5", 350);
+    let r = stor_reply(&mut c, "old.bin", b"x");
+    assert_ne!(r.code, 226, "{r:?}");
+    assert_eq!(fs::read(_root.path().join("cam/old.bin")).unwrap(), b"someone else's delivery");
+    c.expect("QUIT", 221);
+}
+
+#[test]
+fn a_drop_box_stou_and_stor_into_a_file_as_a_directory_leave_the_delivery_alone() {
+    let (root, srv) = dropbox_server();
+    let mut c = Ctl::open(srv.addr);
+    c.login("cam", "secret");
+    // STOU: a fresh name each time, the delivery untouched.
+    let a = c.pasv();
+    c.send("STOU");
+    let r = c.reply();
+    assert!(r.is_preliminary(), "{r:?}");
+    let mut d = connect_data(a);
+    d.write_all(b"stou").unwrap();
+    drop(d);
+    assert_eq!(c.reply().code, 226);
+    assert!(!r.text().contains("old.bin"));
+    let r = stor_reply(&mut c, "old.bin/x", b"under a file");
+    assert!(r.code >= 400, "{r:?}");
+    let r = stor_reply(&mut c, "olddir", b"over a dir");
+    assert!(r.code >= 400, "{r:?}");
+    assert!(root.path().join("cam/olddir").is_dir());
+    assert_eq!(fs::read(root.path().join("cam/old.bin")).unwrap(), b"someone else's delivery");
+    c.expect("QUIT", 221);
+}
+
+// ---------------------------------------------------------------------------
+// The config file at its edges.
+
+fn run_bin(args: &[&str]) -> (Option<i32>, String) {
+    let out = proc::run(proc::cmd(Path::new(BIN), args), None);
+    (out.code(), out.stderr)
+}
+
+#[test]
+fn hostile_config_files_exit_2_with_one_line() {
+    let root = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("c.toml");
+    let path = file.to_str().unwrap();
+    let r = root.path().to_str().unwrap();
+    let mut cases: Vec<Vec<u8>> = vec![
+        b"max-clients = 5\nmax-clients = 6\n".to_vec(),
+        b"anonymous = true\n\xff\xfe = 1\n".to_vec(),
+        b"root = \"\xff\xfe\"\n".to_vec(),
+        b"max-clients = 99999999999999999999999\n".to_vec(),
+        b"max-clients = -1\n".to_vec(),
+        b"login-timeout = nan\n".to_vec(),
+        b"login-timeout = inf\n".to_vec(),
+        b"login-timeout = -0.0\n".to_vec(),
+        b"login-timeout = 1e-12\n".to_vec(),
+        b"idle-timeout = 1e300\n".to_vec(),
+        b"max-download-rate = \"4096M\"\n".to_vec(),
+        b"max-download-rate = \"1023\"\n".to_vec(),
+        b"workers = 0\n".to_vec(),
+        b"workers = 257\n".to_vec(),
+        b"max-line = 1\n".to_vec(),
+        b"max-hooks = 65\n".to_vec(),
+        b"hook-timeout = 86401\n".to_vec(),
+        b"listen = \"\"\n".to_vec(),
+        b"proxy-from = []\nproxy-protocol = true\n".to_vec(),
+        b"passive-ports = \"2000-1999\"\n".to_vec(),
+        b"config = \"/etc/x\"\n".to_vec(),
+        b"help = true\n".to_vec(),
+        b"users = 5\n".to_vec(),
+        b"\"max-clients\" = 5\nmax-clients = 7\n".to_vec(),
+        b"[[x]]\n".to_vec(),
+        b"a = { b = 1 }\n".to_vec(),
+    ];
+    let mut huge = b"# padding\n".repeat(110_000);
+    huge.extend_from_slice(b"max-clients = 5\n");
+    cases.push(huge);
+    for text in &cases {
+        fs::write(&file, text).unwrap();
+        let (code, stderr) = run_bin(&["--root", r, "--config", path]);
+        let shown = String::from_utf8_lossy(&text[..text.len().min(60)]).into_owned();
+        assert_eq!(code, Some(2), "{shown:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{shown:?}: {stderr}");
+        assert!(stderr.starts_with(&format!("leanftpd: {path}")), "{shown:?}: {stderr}");
+    }
+    // A symlink loop, a directory, a FIFO-free special file.
+    let lp = work.path().join("loop.toml");
+    std::os::unix::fs::symlink(&lp, &lp).unwrap();
+    for p in [lp.to_str().unwrap(), work.path().to_str().unwrap()] {
+        let (code, stderr) = run_bin(&["--root", r, "--config", p]);
+        assert_eq!(code, Some(2), "{p}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{p}: {stderr}");
+    }
+}
+
+#[test]
+fn every_limit_at_its_smallest_still_serves_and_refuses_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("f.txt"), b"hello").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("c.toml");
+    write_config(
+        &file,
+        "anonymous = true\nmax-clients = 2\nmax-per-ip = 2\nmax-passive = 1\nmax-transfers = 1\nmax-data-per-ip = 1\nmax-line = 64\nmax-login-fails = 1\nlogin-fail-delay = 0\nmax-hooks = 1\nhook-timeout = 0.001\nmax-download-rate = \"1K\"\nlogin-cache = 0\n",
+    );
+    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap()]);
+    let mut c = anon_login(srv.addr);
+    c.expect("TYPE I", 200);
+    assert_eq!(c.retr(Mode::Pasv, "f.txt"), b"hello");
+    // max-line 64: a 65-byte line is refused, the session goes on (or is
+    // closed with a reply); the server keeps serving others.
+    let long = format!("NOOP {}", "x".repeat(80));
+    c.send(&long);
+    let r = c.try_reply();
+    if let Ok(r) = r {
+        assert!(r.code >= 500, "{r:?}");
+    }
+    let mut d = anon_login(srv.addr);
+    d.expect("NOOP", 200);
+    // max-passive 1: a second session's PASV is refused while the first holds one.
+    let _held = d.pasv();
+    let mut e = anon_login(srv.addr);
+    let r = e.cmd("PASV");
+    assert_eq!(r.code, 425, "{r:?}");
+    // max-login-fails 1 does not apply to anonymous; max-clients 2 refuses a third.
+    drop(c);
+    e.expect("NOOP", 200);
+}
+
+#[test]
+fn a_sighup_storm_with_two_workers_loses_no_session_and_leaves_exact_limits() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("f.bin"), pattern(64 * 1024, 2)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("c.toml");
+    let cfg = |per_ip: u32| format!("anonymous = true\nmax-per-ip = {per_ip}\nmax-download-rate = \"{}K\"\n", per_ip * 64);
+    write_config(&file, &cfg(8));
+    let mut srv = Server::start(root.path(), &["--config", file.to_str().unwrap(), "--workers", "2"]);
+    let mut held = anon_login(srv.addr);
+    held.expect("TYPE I", 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pid = srv.pid();
+    let (f2, stop2) = (file.clone(), stop.clone());
+    let storm = std::thread::spawn(move || {
+        let mut i = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            write_config(&f2, &cfg(if i % 2 == 0 { 3 } else { 8 }));
+            let _ = std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status();
+            i += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        i
+    });
+    let t0 = Instant::now();
+    let mut rounds = 0;
+    while t0.elapsed() < Duration::from_secs(2) {
+        assert_eq!(held.retr(Mode::Pasv, "f.bin").len(), 64 * 1024);
+        held.expect("NOOP", 200);
+        rounds += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = storm.join().unwrap();
+    assert!(sent >= 50 && rounds >= 1, "{sent} SIGHUPs, {rounds} rounds");
+    assert!(srv.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the server died: {}", srv.log_text());
+    // Settle on max-per-ip = 2: with `held` one more gets in, then 421.
+    std::thread::sleep(Duration::from_millis(500));
+    write_config(&file, "anonymous = true\nmax-per-ip = 2\n");
+    srv.signal("HUP");
+    let mut second = None;
+    wait_until("max-per-ip 2 to be in force", Duration::from_secs(10), || {
+        let mut c = Ctl::connect(srv.addr);
+        let r = c.reply();
+        if r.code != 220 {
+            return false;
+        }
+        let mut c3 = Ctl::connect(srv.addr);
+        let r3 = c3.reply();
+        if r3.code == 421 {
+            second = Some(c);
+            return true;
+        }
+        false
+    });
+    held.expect("NOOP", 200);
+    drop(second);
+    let log = srv.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
