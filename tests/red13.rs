@@ -39,11 +39,12 @@ fn anon_login(addr: SocketAddr) -> Ctl {
 fn stor_reply(c: &mut Ctl, name: &str, bytes: &[u8]) -> Reply {
     let a = c.pasv();
     c.send(&format!("STOR {name}"));
+    // The server answers 150 once the data connection is there.
+    let mut d = connect_data(a);
     let r = c.reply();
     if r.code != 150 && r.code != 125 {
         return r;
     }
-    let mut d = connect_data(a);
     d.write_all(bytes).unwrap();
     drop(d);
     c.reply()
@@ -175,7 +176,7 @@ fn reset_abor_and_quit_during_a_throttle_pause_free_everything_and_the_session_g
         c.expect("TYPE I", 200);
         let (r, mut d) = c.open_transfer(Mode::Pasv, "RETR big.bin");
         assert_eq!(r.code, 150);
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; 512];
         d.read_exact(&mut buf).unwrap();
         held.push((i, c, d));
     }
@@ -199,7 +200,7 @@ fn reset_abor_and_quit_during_a_throttle_pause_free_everything_and_the_session_g
     let mut c = anon_login(srv.addr);
     c.expect("TYPE I", 200);
     let (_, mut d) = c.open_transfer(Mode::Pasv, "RETR big.bin");
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 512];
     d.read_exact(&mut buf).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     c.send("ABOR");
@@ -319,9 +320,8 @@ fn a_drop_box_answers_the_same_for_an_existing_file_and_a_missing_name() {
             if needs_data {
                 let a = c.pasv();
                 c.send(&format!("{cmd} {name}"));
-                let r = c.reply();
-                let _ = TcpStream::connect(a);
-                r
+                let _d = TcpStream::connect(a);
+                c.reply()
             } else {
                 c.cmd(&format!("{cmd} {name}"))
             }
@@ -344,9 +344,9 @@ fn a_drop_box_answers_the_same_for_an_existing_file_and_a_missing_name() {
     // A glob: 550 or an empty listing, never a name.
     let a = c.pasv();
     c.send("NLST *.bin");
+    let mut d = connect_data(a);
     let r = c.reply();
     if r.is_preliminary() {
-        let mut d = connect_data(a);
         let got = read_to_eof_within(&mut d, IO_TIMEOUT).unwrap();
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
         assert_eq!(c.reply().code, 226);
@@ -377,9 +377,9 @@ fn a_drop_box_stou_and_stor_into_a_file_as_a_directory_leave_the_delivery_alone(
     // STOU: a fresh name each time, the delivery untouched.
     let a = c.pasv();
     c.send("STOU");
+    let mut d = connect_data(a);
     let r = c.reply();
     assert!(r.is_preliminary(), "{r:?}");
-    let mut d = connect_data(a);
     d.write_all(b"stou").unwrap();
     drop(d);
     assert_eq!(c.reply().code, 226);
@@ -445,7 +445,7 @@ fn hostile_config_files_exit_2_with_one_line() {
         let shown = String::from_utf8_lossy(&text[..text.len().min(60)]).into_owned();
         assert_eq!(code, Some(2), "{shown:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{shown:?}: {stderr}");
-        assert!(stderr.starts_with(&format!("leanftpd: {path}")), "{shown:?}: {stderr}");
+        assert!(stderr.starts_with("leanftpd: ") && stderr.contains(path), "{shown:?}: {stderr}");
     }
     // A symlink loop, a directory, a FIFO-free special file.
     let lp = work.path().join("loop.toml");
