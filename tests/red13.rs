@@ -628,3 +628,102 @@ fn an_upload_completing_during_the_drain_runs_its_hook_with_a_hostile_name() {
         assert!(!root.path().join(p).exists(), "{p}");
     }
 }
+
+/// A throttled transfer longer than every timeout: neither the control
+/// connection's idle timeout nor the stall timeout may cut it (the
+/// README: "A throttled transfer is not a stalled one").
+#[test]
+fn a_throttled_transfer_longer_than_every_timeout_completes() {
+    let root = tempfile::tempdir().unwrap();
+    let body = pattern(6 * 1024, 11);
+    fs::write(root.path().join("f.bin"), &body).unwrap();
+    let srv = Server::start(
+        root.path(),
+        &["--anonymous-write", "--max-download-rate", "1K", "--max-upload-rate", "1K", "--idle-timeout", "1", "--stall-timeout", "1", "--data-timeout", "1"],
+    );
+    let mut c = anon_login(srv.addr);
+    c.expect("TYPE I", 200);
+    let t0 = Instant::now();
+    let got = c.retr(Mode::Pasv, "f.bin");
+    assert_eq!(sha256(&got), sha256(&body));
+    assert!(t0.elapsed() > Duration::from_secs(3), "the rate held: {:?}", t0.elapsed());
+    // And the upload direction.
+    let (r, mut d) = c.open_transfer(Mode::Pasv, "STOR up.bin");
+    assert_eq!(r.code, 150);
+    d.write_all(&body).unwrap();
+    drop(d);
+    let r = c.reply();
+    assert_eq!(r.code, 226, "{r:?}\n{}", srv.log_text());
+    assert_eq!(sha256(&fs::read(root.path().join("up.bin")).unwrap()), sha256(&body));
+    c.expect("QUIT", 221);
+}
+
+/// ABOR and QUIT while an upload is paused (it left the poll): answered,
+/// and nothing stays open.
+#[test]
+fn abor_and_quit_during_a_paused_upload_are_answered_and_free_everything() {
+    let root = tempfile::tempdir().unwrap();
+    let metrics = metrics_addr();
+    let srv = Server::start(root.path(), &["--anonymous-write", "--max-upload-rate", "1K", "--metrics-listen", &metrics, "--atomic-uploads"]);
+    let mut c = anon_login(srv.addr);
+    c.expect("TYPE I", 200);
+    let (r, mut d) = c.open_transfer(Mode::Pasv, "STOR a.bin");
+    assert_eq!(r.code, 150);
+    d.write_all(&pattern(32 * 1024, 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.send("ABOR");
+    let r = c.reply();
+    assert!(r.code == 426 || r.code == 226, "{r:?}");
+    if r.code == 426 {
+        c.expect_reply_code(226);
+    }
+    drop(d);
+    gauges_settle(&metrics, 1);
+    assert!(!root.path().join("a.bin").exists(), "an aborted atomic upload leaves nothing");
+    let (r, mut d) = c.open_transfer(Mode::Pasv, "STOR q.bin");
+    assert_eq!(r.code, 150);
+    d.write_all(&pattern(3 * 1024, 2)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // RFC 959 §4.1.1: QUIT during a transfer waits for its result; the
+    // client ends the file by closing the data connection.
+    c.send("QUIT");
+    drop(d);
+    let mut codes = Vec::new();
+    while let Ok(r) = c.try_reply() {
+        codes.push(r.code);
+        if r.code == 221 {
+            break;
+        }
+    }
+    assert_eq!(codes, [226, 221]);
+    assert_eq!(fs::read(root.path().join("q.bin")).unwrap(), pattern(3 * 1024, 2));
+    gauges_settle(&metrics, 0);
+}
+
+/// A non-UTF-8 name reaches the hook's environment byte for byte.
+#[test]
+fn a_non_utf8_name_reaches_the_hook_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("done")).unwrap();
+    let done = root.path().join("done");
+    let hook = format!("cp \"$LEANFTPD_PATH\" {}/", done.display());
+    let srv = Server::start(root.path(), &["--anonymous-write", "--on-upload", &hook]);
+    let mut c = anon_login(srv.addr);
+    c.expect("TYPE I", 200);
+    let a = c.pasv();
+    // (no 0xFF: that is Telnet IAC on the control connection, RFC 854)
+    let name: &[u8] = b"caf\xe9 \x80\xfe.jpg";
+    let mut line = b"STOR ".to_vec();
+    line.extend_from_slice(name);
+    line.extend_from_slice(b"\r\n");
+    c.send_raw(&line);
+    let mut d = connect_data(a);
+    assert_eq!(c.reply().code, 150);
+    d.write_all(b"latin-1 bytes").unwrap();
+    drop(d);
+    assert_eq!(c.reply().code, 226);
+    let target = done.join(std::ffi::OsStr::from_bytes(name));
+    wait_until("the hook's copy", Duration::from_secs(10), || target.exists());
+    assert_eq!(fs::read(target).unwrap(), b"latin-1 bytes");
+}
