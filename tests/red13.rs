@@ -839,3 +839,51 @@ fn sighup_with_a_renewed_certificate_in_a_new_directory_loads_it_under_the_sandb
     let log = srv.log_text();
     assert!(log.contains(&format!("SIGHUP: reloaded the TLS certificate {}", b.chain.display())), "{log}");
 }
+
+/// A `w` user under the real sandbox: MKD, STOR into it, STOU, a refused
+/// overwrite, and an interrupted upload that leaves no temporary file
+/// (its removal needs RemoveFile in the drop box), with and without
+/// --atomic-uploads.
+#[test]
+fn a_drop_box_user_under_the_sandbox_uploads_and_leaves_no_temp_file() {
+    for atomic in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("cam")).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let users = work.path().join("users");
+        fs::write(&users, format!("cam:{}:cam:w\n", openssl_passwd("-6", "s4lt", "secret"))).unwrap();
+        let mut args = vec!["--users", users.to_str().unwrap(), "--login-fail-delay", "0"];
+        if atomic {
+            args.push("--atomic-uploads");
+        }
+        let srv = Server::start(root.path(), &args);
+        assert!(srv.log_text().contains("1 upload-only tree"), "{}", srv.log_text());
+        let mut c = Ctl::open(srv.addr);
+        c.login("cam", "secret");
+        c.expect("TYPE I", 200);
+        c.expect("MKD 2026", 257);
+        assert_eq!(stor_reply(&mut c, "2026/a.jpg", b"picture").code, 226, "{}", srv.log_text());
+        assert_eq!(fs::read(root.path().join("cam/2026/a.jpg")).unwrap(), b"picture");
+        assert_eq!(stor_reply(&mut c, "2026/a.jpg", b"overwrite").code, 553);
+        let a = c.pasv();
+        c.send("STOU");
+        let mut d = connect_data(a);
+        assert!(c.reply().is_preliminary());
+        d.write_all(b"unique").unwrap();
+        drop(d);
+        assert_eq!(c.reply().code, 226, "{}", srv.log_text());
+        // Interrupted: reset of the data connection.
+        let (r, mut d) = c.open_transfer(Mode::Pasv, "STOR 2026/cut.jpg");
+        assert_eq!(r.code, 150);
+        d.write_all(&pattern(100_000, 4)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        reset(d);
+        let r = c.reply();
+        assert!(r.code >= 400, "{r:?}");
+        std::thread::sleep(Duration::from_millis(200));
+        let mut left: Vec<String> = fs::read_dir(root.path().join("cam/2026")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["a.jpg"], "atomic {atomic}\n{}", srv.log_text());
+        c.expect("QUIT", 221);
+    }
+}
