@@ -887,3 +887,58 @@ fn a_drop_box_user_under_the_sandbox_uploads_and_leaves_no_temp_file() {
         c.expect("QUIT", 221);
     }
 }
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+}
+
+/// Fifty paused downloads and fifty paused uploads (whose clients keep
+/// pushing) at 1K/s: the server sleeps between the wheel's resumes (a
+/// generous bound: under a second of CPU in four), and a SIGTERM with a
+/// one-second grace cuts them all and exits 0, leaving no temp file.
+#[test]
+fn paused_transfers_cost_no_busy_loop_and_a_drain_cuts_them() {
+    let root = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("big.bin"), pattern(1 << 20, 5)).unwrap();
+    let mut srv = Server::start(
+        root.path(),
+        &["--anonymous-write", "--atomic-uploads", "--max-download-rate", "1K", "--max-upload-rate", "1K", "--shutdown-grace", "1", "--max-data-per-ip", "200"],
+    );
+    let mut held = Vec::new();
+    let mut pushers = Vec::new();
+    for i in 0..100 {
+        let mut c = anon_login(srv.addr);
+        c.expect("TYPE I", 200);
+        if i % 2 == 0 {
+            let (r, d) = c.open_transfer(Mode::Pasv, "RETR big.bin");
+            assert_eq!(r.code, 150);
+            held.push((c, Some(d)));
+        } else {
+            let (r, mut d) = c.open_transfer(Mode::Pasv, &format!("STOR up{i}.bin"));
+            assert_eq!(r.code, 150);
+            d.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+            pushers.push(std::thread::spawn(move || {
+                let chunk = vec![7u8; 16 * 1024];
+                while d.write_all(&chunk).is_ok() {}
+            }));
+            held.push((c, None));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu0 = cpu_secs(srv.pid());
+    std::thread::sleep(Duration::from_secs(4));
+    let cpu = cpu_secs(srv.pid()) - cpu0;
+    assert!(cpu < 1.0, "{cpu} s of CPU in 4 s with 100 paused transfers");
+    srv.signal("TERM");
+    let st = srv.wait_exit(Duration::from_secs(15));
+    assert!(st.is_some_and(|s| s.success()), "{st:?}\n{}", srv.log_text());
+    for p in pushers {
+        p.join().unwrap();
+    }
+    let left: Vec<_> = fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "big.bin").collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(held);
+}
