@@ -942,3 +942,74 @@ fn paused_transfers_cost_no_busy_loop_and_a_drain_cuts_them() {
     assert!(left.is_empty(), "{left:?}");
     drop(held);
 }
+
+/// Two drop-box uploads racing for one name: the loser's transfer ends
+/// 553 after its 150, and its hook must not run (README: never for a
+/// refused upload); the winner's runs once, with the winner's size.
+#[test]
+fn the_loser_of_a_drop_box_race_runs_no_hook() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("incoming")).unwrap();
+    // Under the sandbox the hook has the server's rights: the drop box
+    // is the only place it may write.
+    fs::create_dir(root.path().join("incoming/done")).unwrap();
+    let done = root.path().join("incoming/done");
+    let hook = format!("echo \"$LEANFTPD_SIZE $LEANFTPD_VIRTUAL_PATH\" >> {}/log", done.display());
+    let srv = Server::start(root.path(), &["--anonymous-upload-dir", "/incoming", "--on-upload", &hook, "--max-hooks", "1"]);
+    let mut a = anon_login(srv.addr);
+    let mut b = anon_login(srv.addr);
+    for c in [&mut a, &mut b] {
+        c.expect("TYPE I", 200);
+        c.expect("CWD /incoming", 250);
+    }
+    let (r, mut da) = a.open_transfer(Mode::Pasv, "STOR x.bin");
+    assert_eq!(r.code, 150);
+    let (r, mut db) = b.open_transfer(Mode::Pasv, "STOR x.bin");
+    assert_eq!(r.code, 150);
+    da.write_all(b"loser's longer bytes").unwrap();
+    db.write_all(b"winner").unwrap();
+    drop(db);
+    assert_eq!(b.reply().code, 226);
+    drop(da);
+    assert_eq!(a.reply().code, 553);
+    assert_eq!(fs::read(root.path().join("incoming/x.bin")).unwrap(), b"winner");
+    wait_until("the winner's hook", Duration::from_secs(10), || fs::read_to_string(done.join("log")).is_ok_and(|l| !l.is_empty()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fs::read_to_string(done.join("log")).unwrap(), "6 /incoming/x.bin\n");
+}
+
+/// SIGHUP changing `on-upload` (set at start, so the sandbox allows the
+/// shell) with two workers: the next upload on either worker runs the new
+/// command, and removing it stops hooks.
+#[test]
+fn sighup_changing_and_removing_on_upload_reaches_every_worker() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("done")).unwrap();
+    let done = root.path().join("done");
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("c.toml");
+    let cfg = |tag: &str| format!("anonymous-write = true\non-upload = {:?}\n", format!("echo \"{tag} $LEANFTPD_VIRTUAL_PATH\" >> {}/log", done.display()));
+    write_config(&file, &cfg("old"));
+    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap(), "--workers", "2"]);
+    write_config(&file, &cfg("new"));
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: read", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..8 {
+        let mut c = anon_login(srv.addr);
+        assert_eq!(stor_reply(&mut c, &format!("f{i}"), b"x").code, 226);
+    }
+    wait_until("8 hook lines", Duration::from_secs(10), || fs::read_to_string(done.join("log")).unwrap_or_default().lines().count() >= 8);
+    let log = fs::read_to_string(done.join("log")).unwrap();
+    assert!(log.lines().all(|l| l.starts_with("new ")), "{log}");
+    write_config(&file, "anonymous-write = true\n");
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: read", 2);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..8 {
+        let mut c = anon_login(srv.addr);
+        assert_eq!(stor_reply(&mut c, &format!("g{i}"), b"x").code, 226);
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(fs::read_to_string(done.join("log")).unwrap().lines().count(), 8);
+}
