@@ -1013,3 +1013,60 @@ fn sighup_changing_and_removing_on_upload_reaches_every_worker() {
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(fs::read_to_string(done.join("log")).unwrap().lines().count(), 8);
 }
+
+/// A SIGHUP storm (users file and config re-read every 10 ms) while four
+/// clients log in over and over on two workers: every login with the
+/// right password gets 230, none is lost or refused.
+#[test]
+fn logins_during_a_sighup_storm_all_succeed() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("alice")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let users = work.path().join("users");
+    fs::write(&users, format!("alice:{}:alice:rw\n", openssl_passwd("-5", "s4lt", "secret"))).unwrap();
+    let file = work.path().join("c.toml");
+    write_config(&file, &format!("users = {:?}\nlogin-cache = 0\nlogin-fail-delay = 0\n", users.to_str().unwrap()));
+    let mut srv = Server::start(root.path(), &["--config", file.to_str().unwrap(), "--workers", "2"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pid = srv.pid();
+    let stop2 = stop.clone();
+    let storm = std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        n
+    });
+    let addr = srv.addr;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let mut done = 0;
+                while t0.elapsed() < Duration::from_secs(3) {
+                    let mut c = Ctl::open(addr);
+                    c.expect("USER alice", 331);
+                    let r = c.cmd("PASS secret");
+                    assert_eq!(r.code, 230, "login {done}: {r:?}");
+                    c.expect("PWD", 257);
+                    c.expect("QUIT", 221);
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let results: Vec<_> = clients.into_iter().map(|h| h.join()).collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let n = storm.join().unwrap();
+    assert!(srv.child.as_mut().unwrap().try_wait().unwrap().is_none(), "{}", srv.log_text());
+    for r in results {
+        match r {
+            Ok(done) => assert!(done > 0),
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+    assert!(n > 50, "{n} SIGHUPs");
+}
