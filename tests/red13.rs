@@ -1069,3 +1069,44 @@ fn logins_during_a_sighup_storm_all_succeed() {
     }
     assert!(n > 50, "{n} SIGHUPs");
 }
+
+/// PROT P: ABOR of a paused download and of a paused upload, then a
+/// transfer on the same session (the TLS data connection of a paused
+/// upload has left the poll).
+#[test]
+fn under_tls_abor_during_a_pause_then_the_session_transfers_again() {
+    use common::tls::{Order, TlsClient, TlsCtl, Version};
+    let srv = TestServer::tls_with(|cfg| {
+        cfg.max_download_rate = 16 * 1024;
+        cfg.max_upload_rate = 16 * 1024;
+        cfg.anonymous_write = true;
+    });
+    srv.put("f", &pattern(MIB, 3));
+    let mut c = TlsCtl::open(srv.addr, TlsClient::new(Version::Tls13));
+    c.login("anonymous", "x@y");
+    c.protect();
+    c.expect("TYPE I", 200);
+    let (r, mut d) = c.open_transfer(Mode::Pasv, Order::ConnectFirst, "RETR f");
+    assert!(r.is_preliminary(), "{r:?}");
+    let mut some = vec![0u8; 20 * 1024];
+    d.read_exact(&mut some).unwrap();
+    c.send("ABOR");
+    let codes: Vec<u16> = (0..2).map(|_| c.reply().code).collect();
+    assert_eq!(codes, [426, 226]);
+    drop(d);
+    let (r, mut d) = c.open_transfer(Mode::Pasv, Order::ConnectFirst, "STOR up");
+    assert!(r.is_preliminary(), "{r:?}");
+    d.write_all(&pattern(64 * 1024, 4)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.send("ABOR");
+    let r = c.reply();
+    assert!(r.code == 426 || r.code == 226, "{r:?}");
+    if r.code == 426 {
+        assert_eq!(c.reply().code, 226);
+    }
+    drop(d);
+    c.expect("NOOP", 200);
+    c.upload(Mode::Pasv, Order::ConnectFirst, "STOR small", b"small after abor");
+    assert_eq!(fs::read(srv.path("small")).unwrap(), b"small after abor");
+    assert_eq!(c.retr(Mode::Pasv, Order::ConnectFirst, "small"), b"small after abor");
+}
