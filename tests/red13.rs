@@ -1110,3 +1110,30 @@ fn under_tls_abor_during_a_pause_then_the_session_transfers_again() {
     assert_eq!(fs::read(srv.path("small")).unwrap(), b"small after abor");
     assert_eq!(c.retr(Mode::Pasv, Order::ConnectFirst, "small"), b"small after abor");
 }
+
+/// Hooks that cannot be started (here: first configured by SIGHUP, so the
+/// sandbox refuses the shell) release their slot: after ten failures the
+/// gauges are 0, the counter says 10 spawn errors, and uploads go on.
+#[test]
+fn hooks_that_cannot_start_release_their_slots_and_are_counted() {
+    let root = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("c.toml");
+    write_config(&file, "anonymous-write = true\nmax-hooks = 1\n");
+    let metrics = metrics_addr();
+    let srv = Server::start(root.path(), &["--config", file.to_str().unwrap(), "--metrics-listen", &metrics]);
+    write_config(&file, "anonymous-write = true\nmax-hooks = 1\non-upload = \"true\"\n");
+    srv.signal("HUP");
+    wait_log(&srv, "SIGHUP: read", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = anon_login(srv.addr);
+    for i in 0..10 {
+        assert_eq!(stor_reply(&mut c, &format!("f{i}"), b"x").code, 226);
+    }
+    let url = format!("http://{metrics}/metrics");
+    wait_until("10 spawn errors", Duration::from_secs(10), || scrape_url(&url).get("leanftpd_upload_hooks_dropped_total{reason=\"spawn_error\"}") == 10);
+    let m = scrape_url(&url);
+    assert_eq!(m.get("leanftpd_upload_hooks_running"), 0, "{}", m.text);
+    assert_eq!(m.get("leanftpd_upload_hooks_queued"), 0, "{}", m.text);
+    c.expect("QUIT", 221);
+}
