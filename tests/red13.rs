@@ -1199,3 +1199,56 @@ fn a_nul_byte_in_a_path_is_a_usage_error() {
 fn a_nul_byte_in_the_on_upload_command_is_a_usage_error() {
     nul_bytes_are_usage_errors(&["anonymous-write = true\non-upload = \"true\\u0000; rm -rf /\"\n"]);
 }
+
+/// Kills its child on drop (even when the test fails).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `--config c.toml` and `users = "users"`, relative to the directory the
+/// server was started in: SIGHUP reads both again there, under the
+/// sandbox too (a new user in the reloaded users file logs in).
+#[test]
+fn relative_config_and_users_paths_reload_on_sighup() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("alice")).unwrap();
+    fs::create_dir(root.path().join("bob")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let alice = format!("alice:{}:alice:r\n", openssl_passwd("-6", "s4lt", "secret"));
+    let bob = format!("bob:{}:bob:r\n", openssl_passwd("-6", "s4lt", "hunter2"));
+    fs::write(work.path().join("users"), &alice).unwrap();
+    fs::write(work.path().join("c.toml"), "users = \"users\"\nlogin-fail-delay = 0\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1".parse().unwrap()));
+    let addr: SocketAddr = listen.parse().unwrap();
+    let log = work.path().join("log");
+    let child = Child(
+        std::process::Command::new(BIN)
+            .current_dir(work.path())
+            .args(["--root", root.path().to_str().unwrap(), "--listen", &listen, "--config", "c.toml"])
+            .stdin(std::process::Stdio::null())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::OpenOptions::new().append(true).open(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the server to listen", Duration::from_secs(10), || is_listening(addr));
+    let mut c = Ctl::open(addr);
+    c.login("alice", "secret");
+    let tmp = work.path().join("users.new");
+    fs::write(&tmp, format!("{alice}{bob}")).unwrap();
+    fs::rename(&tmp, work.path().join("users")).unwrap();
+    let st = std::process::Command::new("kill").arg("-HUP").arg(child.0.id().to_string()).status().unwrap();
+    assert!(st.success());
+    wait_until("the reload", Duration::from_secs(10), || fs::read_to_string(&log).unwrap_or_default().contains("SIGHUP:"));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = Ctl::open(addr);
+    b.expect("USER bob", 331);
+    let r = b.cmd("PASS hunter2");
+    assert_eq!(r.code, 230, "{r:?}\n{}", fs::read_to_string(&log).unwrap_or_default());
+    c.expect("NOOP", 200);
+}
