@@ -256,15 +256,16 @@ impl SandboxSpec {
     }
 }
 
-/// The trees confinement allowed, for [`unreachable_homes`].
-static CONFINED: OnceLock<Vec<(PathBuf, DirAccess)>> = OnceLock::new();
+/// What confinement allowed, for [`unreachable_homes`] and [`uncovered`].
+static CONFINED: OnceLock<SandboxSpec> = OnceLock::new();
 
 /// After a SIGHUP: the users of `users` whose home the sandbox does not
 /// cover with the access their permission needs (a home added or widened
 /// after start; a restart applies it). Empty when the process is not
 /// confined.
 pub fn unreachable_homes(users: &Users) -> Vec<String> {
-    let Some(dirs) = CONFINED.get() else { return Vec::new() };
+    let Some(spec) = CONFINED.get() else { return Vec::new() };
+    let dirs = &spec.dirs;
     users
         .named_homes()
         .filter(|(_, home, perm)| {
@@ -273,6 +274,63 @@ pub fn unreachable_homes(users: &Users) -> Vec<String> {
         })
         .map(|(name, home, _)| format!("{name} ({})", home.display()))
         .collect()
+}
+
+/// After a SIGHUP: the options whose new value needs an access the
+/// sandbox, fixed at start, does not give (Landlock rules cannot be
+/// widened): anonymous write access (or anonymous reading) of a root
+/// covered for less, a new anonymous upload dir outside what is writable,
+/// an upload hook where none was configured at start (or one naming a new
+/// file), a users file or TLS file in a directory not read at start. The
+/// reload keeps their running values and says they need a restart, rather
+/// than taking values the kernel would refuse at every use. Empty when the
+/// process is not confined.
+pub fn uncovered(old: &Config, new: &Config) -> Vec<&'static str> {
+    let Some(spec) = CONFINED.get() else { return Vec::new() };
+    let tree = |p: &std::path::Path, need: DirAccess| spec.dirs.iter().any(|(d, a)| a.covers(need) && p.starts_with(d));
+    let mut out = Vec::new();
+    if new.anonymous && (new.anonymous, new.anonymous_write) != (old.anonymous, old.anonymous_write) {
+        let need = if new.anonymous_write { DirAccess::ReadWrite } else { DirAccess::Read };
+        if !tree(&new.root, need) {
+            out.push(if new.anonymous_write != old.anonymous_write { "anonymous-write" } else { "anonymous" });
+        }
+    }
+    if new.anonymous_upload_dir != old.anonymous_upload_dir {
+        if let Some(dir) = &new.anonymous_upload_dir {
+            let rel = std::ffi::OsStr::from_bytes(dir.as_bytes().strip_prefix(b"/").unwrap_or(dir.as_bytes()));
+            if !tree(&new.root.join(rel), DirAccess::UploadOnly) {
+                out.push("anonymous-upload-dir");
+            }
+        }
+    }
+    if new.on_upload != old.on_upload {
+        if let Some(cmd) = &new.on_upload {
+            let files_covered = cmd
+                .split_whitespace()
+                .filter(|w| w.starts_with('/'))
+                .map(PathBuf::from)
+                .filter(|p| p.is_file())
+                .all(|p| spec.hook_files.contains(&p) || HOOK_EXEC_DIRS.iter().any(|d| p.starts_with(d)));
+            if !spec.exec_hooks || !files_covered {
+                out.push("on-upload");
+            }
+        }
+    }
+    let readable = |f: &std::path::Path| {
+        let canonical = std::fs::canonicalize(f).ok();
+        std::iter::once(f).chain(canonical.as_deref()).all(|f| {
+            let dir = f.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            spec.read_file_dirs.iter().any(|d| d == dir)
+        })
+    };
+    for (name, new_file, old_file) in
+        [("users", &new.users, &old.users), ("tls-cert", &new.tls_cert, &old.tls_cert), ("tls-key", &new.tls_key, &old.tls_key)]
+    {
+        if new_file != old_file && new_file.as_deref().is_some_and(|f| !readable(f)) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// How [`confine`] went, for the start-up log.
@@ -411,7 +469,7 @@ pub fn confine_for(config: &Config, notify_abstract: bool) -> Result<(), String>
     let started = std::time::Instant::now();
     let confined = confine(&spec)?;
     if matches!(confined, Confined::Fully | Confined::Partially(_)) {
-        let _ = CONFINED.set(spec.dirs.clone());
+        let _ = CONFINED.set(spec.clone());
     }
     log::debug!("sandbox: rules made and applied in {} µs", started.elapsed().as_micros());
     match confined {

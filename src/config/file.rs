@@ -97,6 +97,12 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Entry>, UsageError> {
                 }
                 v
             }
+            // A number only where the option takes one (`N`, `SECS`,
+            // `BYTES`, `RATE`, `N|auto`): `users = 5` is a type error at its
+            // line, not the path `5`.
+            (Kind::Value(name), v) if !matches!(v, DeValue::String(_)) && !numeric(name) => {
+                return Err(err("expected a string"));
+            }
             (_, v) => vec![scalar(v).ok_or_else(|| err(match opt.kind {
                 Kind::List(_) => "expected a string or an array of strings",
                 _ => "expected a string or a number",
@@ -105,6 +111,12 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Entry>, UsageError> {
         out.push(Entry { opt: i, values, line, raw });
     }
     Ok(out)
+}
+
+/// Whether an option's value (named as `--help` names it) may be written
+/// as a TOML number.
+fn numeric(value_name: &str) -> bool {
+    matches!(value_name, "N" | "SECS" | "BYTES" | "RATE" | "N|auto")
 }
 
 /// A string, integer or float as the command line would give it.

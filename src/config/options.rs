@@ -180,8 +180,8 @@ pub static OPTIONS: &[Opt] = &[
                  LEANFTPD_USER, LEANFTPD_SIZE (bytes), LEANFTPD_CLIENT_ADDR,\n\
                  LEANFTPD_COMMAND and PATH as its only environment",
           set: |d, v| {
-              if v.trim().is_empty() {
-                  return Err("expected a command for /bin/sh -c".into());
+              if v.trim().is_empty() || v.contains('\0') {
+                  return Err("expected a command for /bin/sh -c (without NUL bytes)".into());
               }
               d.c.on_upload = Some(v.to_string());
               Ok(())

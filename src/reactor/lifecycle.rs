@@ -262,7 +262,7 @@ impl Server {
     /// so a changed timeout reaches a live session at its next deadline.
     /// The shared limits were set once, by `reread_config`.
     pub(super) fn adopt_config(&mut self, new: Config) {
-        let new = self.env.config.adopt(new).config;
+        let mut new = self.env.config.adopt(new).config;
         let old = &self.env.config;
         if new.log_level != old.log_level {
             log::set_max_level(new.log_level.filter());
@@ -271,13 +271,16 @@ impl Server {
             self.auth.login_cache = LoginCache::new(new.login_cache, LOGIN_CACHE_ENTRIES);
         }
         if (new.anonymous, new.anonymous_write, &new.anonymous_upload_dir) != (old.anonymous, old.anonymous_write, &old.anonymous_upload_dir) {
-            self.env.anonymous = match super::anonymous_vfs(&new) {
-                Ok(vfs) => vfs,
+            match super::anonymous_vfs(&new) {
+                Ok(vfs) => self.env.anonymous = vfs,
                 Err(e) => {
-                    error!("SIGHUP: anonymous login refused from now on: {e}");
-                    None
+                    // As for a users file that does not load: what ran
+                    // before goes on (anonymous logins too).
+                    error!("SIGHUP: keeping the running anonymous settings: {e}");
+                    (new.anonymous, new.anonymous_write) = (old.anonymous, old.anonymous_write);
+                    new.anonymous_upload_dir = old.anonymous_upload_dir.clone();
                 }
-            };
+            }
         }
         self.env.config = new;
     }
