@@ -60,6 +60,17 @@ impl Server {
         if p.pending.is_some() {
             return None;
         }
+        // A connection already in the listener's backlog came for an
+        // earlier command: a client that connects first and then sends a
+        // command that is refused (a `550` RETR) leaves it there. Reusing
+        // the port would hand that stale connection the next transfer,
+        // and the client's new one would be refused (seen under PROT P as
+        // a reset handshake and a `426`). It is closed, and a fresh
+        // listener opened instead.
+        match p.listener.accept() {
+            Err(e) if would_block(&e) => {}
+            _ => return None,
+        }
         let addr = p.listener.local_addr().ok()?;
         set_timer(&mut self.wheel, &mut p.timer, self.now + self.env.config.data_timeout, pkey);
         Some(addr)
