@@ -183,6 +183,14 @@ impl Job {
 /// applied to hooks belongs here.
 pub fn spawn(cmd: &str, job: &Job) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
+    // Test builds (cargo feature `fault-injection`): every spawn fails while
+    // `LEANFTPD_TEST_HOOK_SPAWN_FAIL` is set, as when `/bin/sh` is missing
+    // or the process table is full, so a test can show that the slot is
+    // given back and the drop counted.
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("LEANFTPD_TEST_HOOK_SPAWN_FAIL").is_some() {
+        return Err(io::Error::other("spawn refused (fault injection)"));
+    }
     Command::new(SHELL)
         .process_group(0)
         .arg("-c")

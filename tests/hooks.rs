@@ -675,3 +675,37 @@ fn under_the_sandbox_the_hook_reaches_the_served_tree_and_nothing_else() {
         drop(srv);
     }
 }
+
+/// A hook that cannot be started (test builds make every spawn fail, as a
+/// missing `/bin/sh` or a full process table would) gives its slot back at
+/// once: with `--max-hooks 1`, ten uploads give ten logged, counted spawn
+/// errors, nothing stays running or queued, and uploads go on.
+#[cfg(all(feature = "metrics", feature = "fault-injection"))]
+#[test]
+fn hooks_that_cannot_start_give_their_slot_back_and_are_counted() {
+    let (_r, root) = root_dir();
+    let metrics = format!("127.0.0.1:{}", free_port("127.0.0.1".parse().unwrap()));
+    let srv = Server::start_wrapped(
+        &["env", "LEANFTPD_TEST_HOOK_SPAWN_FAIL=1"],
+        "127.0.0.1".parse().unwrap(),
+        &root,
+        &["--anonymous-write", "--on-upload", "true", "--max-hooks", "1", "--metrics-listen", &metrics],
+    );
+    let mut c = anon(&srv);
+    for i in 0..10 {
+        upload(&mut c, &format!("STOR f{i}"), b"x");
+    }
+    c.expect("NOOP", 200);
+    let url = format!("http://{metrics}/metrics");
+    wait_until("10 spawn errors", Duration::from_secs(10), || {
+        scrape_url(&url).get("leanftpd_upload_hooks_dropped_total{reason=\"spawn_error\"}") == 10
+    });
+    let m = scrape_url(&url);
+    assert_eq!(m.get("leanftpd_upload_hooks_running"), 0, "{}", m.text);
+    assert_eq!(m.get("leanftpd_upload_hooks_queued"), 0, "{}", m.text);
+    assert_eq!(m.get("leanftpd_upload_hooks_started_total"), 0, "{}", m.text);
+    assert_eq!(srv.log_text().matches("spawn refused (fault injection)").count(), 10, "{}", srv.log_text());
+    for i in 0..10 {
+        assert_eq!(fs::read(root.join(format!("f{i}"))).unwrap(), b"x");
+    }
+}
