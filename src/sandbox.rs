@@ -172,9 +172,8 @@ impl SandboxSpec {
             // The anonymous drop box: Landlock's rules add up, so beneath
             // it the root's read rule and this one both hold; the VFS
             // (`vfs::access`) is what refuses reading there.
-            if let Some(dir) = &config.anonymous_upload_dir {
-                let rel = std::ffi::OsStr::from_bytes(dir.as_bytes().strip_prefix(b"/").unwrap_or(dir.as_bytes()));
-                s.dirs.push((config.root.join(rel), DirAccess::UploadOnly));
+            if let Some(dir) = upload_dir(config) {
+                s.dirs.push((dir, DirAccess::UploadOnly));
             }
         } else if config.users.is_some() {
             // `--root` is the base of relative homes: read-only, so that
@@ -215,7 +214,7 @@ impl SandboxSpec {
         // under the sandbox (its spawn fails, logged and counted).
         s.exec_hooks = config.on_upload.is_some();
         if let Some(cmd) = &config.on_upload {
-            s.hook_files = cmd.split_whitespace().filter(|w| w.starts_with('/')).map(PathBuf::from).filter(|p| p.is_file()).collect();
+            s.hook_files = hook_files(cmd);
         }
         s
     }
@@ -254,6 +253,18 @@ impl SandboxSpec {
             if scoped.is_empty() { "none".to_string() } else { scoped.join(", ") },
         )
     }
+}
+
+/// `--anonymous-upload-dir` as a real directory beneath `--root`.
+fn upload_dir(config: &Config) -> Option<PathBuf> {
+    let dir = config.anonymous_upload_dir.as_ref()?.as_bytes();
+    Some(config.root.join(std::ffi::OsStr::from_bytes(dir.strip_prefix(b"/").unwrap_or(dir))))
+}
+
+/// The files an `--on-upload` command names by absolute path (the words
+/// that are existing files), which a hook may read and execute.
+fn hook_files(cmd: &str) -> Vec<PathBuf> {
+    cmd.split_whitespace().filter(|w| w.starts_with('/')).map(PathBuf::from).filter(|p| p.is_file()).collect()
 }
 
 /// What confinement allowed, for [`unreachable_homes`] and [`uncovered`].
@@ -295,22 +306,13 @@ pub fn uncovered(old: &Config, new: &Config) -> Vec<&'static str> {
             out.push(if new.anonymous_write != old.anonymous_write { "anonymous-write" } else { "anonymous" });
         }
     }
-    if new.anonymous_upload_dir != old.anonymous_upload_dir {
-        if let Some(dir) = &new.anonymous_upload_dir {
-            let rel = std::ffi::OsStr::from_bytes(dir.as_bytes().strip_prefix(b"/").unwrap_or(dir.as_bytes()));
-            if !tree(&new.root.join(rel), DirAccess::UploadOnly) {
-                out.push("anonymous-upload-dir");
-            }
-        }
+    if new.anonymous_upload_dir != old.anonymous_upload_dir && upload_dir(new).is_some_and(|dir| !tree(&dir, DirAccess::UploadOnly)) {
+        out.push("anonymous-upload-dir");
     }
     if new.on_upload != old.on_upload {
         if let Some(cmd) = &new.on_upload {
-            let files_covered = cmd
-                .split_whitespace()
-                .filter(|w| w.starts_with('/'))
-                .map(PathBuf::from)
-                .filter(|p| p.is_file())
-                .all(|p| spec.hook_files.contains(&p) || HOOK_EXEC_DIRS.iter().any(|d| p.starts_with(d)));
+            let files_covered =
+                hook_files(cmd).iter().all(|p| spec.hook_files.contains(p) || HOOK_EXEC_DIRS.iter().any(|d| p.starts_with(d)));
             if !spec.exec_hooks || !files_covered {
                 out.push("on-upload");
             }

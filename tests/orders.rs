@@ -63,26 +63,6 @@ fn open(c: &mut Ctl, mode: Mode, order: Order, command: &str) -> (Reply, TcpStre
     }
 }
 
-/// Text with LF line ends (TYPE A sends it with CRLF).
-fn text(size: usize, seed: u64) -> Vec<u8> {
-    let mut t = pattern(size, seed);
-    for (i, b) in t.iter_mut().enumerate() {
-        *b = if i % 61 == 60 { b'\n' } else { b'a' + (*b % 26) };
-    }
-    t
-}
-
-fn to_crlf(lf: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lf.len() + lf.len() / 32);
-    for &b in lf {
-        if b == b'\n' {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
-}
-
 /// The file's bytes on disk and on the wire, for this TYPE.
 fn content(ty: Type, size: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
     match ty {
@@ -91,7 +71,7 @@ fn content(ty: Type, size: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
             (b.clone(), b)
         }
         Type::Ascii => {
-            let t = text(size, seed);
+            let t = lf_text(size, seed);
             let wire = to_crlf(&t);
             (t, wire)
         }

@@ -206,26 +206,6 @@ fn the_anonymous_pair_and_a_users_own_options_replace_the_general_rates() {
     }
 }
 
-/// Text with LF line ends (TYPE A sends it with CRLF).
-fn text(size: usize, seed: u64) -> Vec<u8> {
-    let mut t = pattern(size, seed);
-    for (i, b) in t.iter_mut().enumerate() {
-        *b = if i % 61 == 60 { b'\n' } else { b'a' + (*b % 26) };
-    }
-    t
-}
-
-fn to_crlf(lf: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lf.len() + lf.len() / 32);
-    for &b in lf {
-        if b == b'\n' {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Retr,
@@ -333,7 +313,7 @@ fn every_transfer_path_is_limited_plain_and_tls_ascii_and_binary_in_both_orders(
         cfg.max_upload_rate = 128 * 1024;
         cfg.stall_timeout = Duration::from_millis(500);
     });
-    let lf = text(256 * KIB, 21);
+    let lf = lf_text(256 * KIB, 21);
     srv.put("t", &lf);
     let mut cases = Vec::new();
     for tls in [false, true] {

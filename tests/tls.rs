@@ -63,26 +63,6 @@ fn sha(bytes: &[u8]) -> String {
     }
 }
 
-/// Text with LF line ends (TYPE A sends it with CRLF).
-fn text(size: usize, seed: u64) -> Vec<u8> {
-    let mut t = pattern(size, seed);
-    for (i, b) in t.iter_mut().enumerate() {
-        *b = if i % 61 == 60 { b'\n' } else { b'a' + (*b % 26) };
-    }
-    t
-}
-
-fn to_crlf(lf: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lf.len() + lf.len() / 32);
-    for &b in lf {
-        if b == b'\n' {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
-}
-
 /// Runs every case, catching each failure, and fails once at the end with
 /// all of them (at most `MAX_FAILURES`, then it stops: a broken server
 /// should not cost minutes of timeouts).
@@ -276,7 +256,7 @@ fn run(srv: &TestServer, v: Version, mode: Mode, order: Order, kind: Kind) {
             assert_eq!(listing, "", "{what}");
         }
         Kind::AsciiRetr(size) => {
-            let disk = text(size, seed);
+            let disk = lf_text(size, seed);
             srv.put(&name, &disk);
             c.expect("TYPE A", 200);
             let got = c.retr(mode, order, &name);
@@ -284,7 +264,7 @@ fn run(srv: &TestServer, v: Version, mode: Mode, order: Order, kind: Kind) {
             assert_eq!((got.len(), sha(&got)), (wire.len(), sha(&wire)), "{what}: CRLF text received");
         }
         Kind::AsciiStor(size) => {
-            let lf = text(size, seed);
+            let lf = lf_text(size, seed);
             c.expect("TYPE A", 200);
             c.stor(mode, order, &name, &to_crlf(&lf));
             let disk = std::fs::read(srv.path(&name)).unwrap();

@@ -147,17 +147,6 @@ fn lf_text() -> Vec<u8> {
     t
 }
 
-fn to_crlf(lf: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lf.len() * 2);
-    for &b in lf {
-        if b == b'\n' {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
-}
-
 #[test]
 fn type_a_retr_turns_lf_into_crlf_in_every_mode() {
     let srv = TestServer::start();

@@ -722,6 +722,18 @@ mod tests {
         SAMPLES.iter().find(|s| s.0 == o.name).unwrap_or_else(|| panic!("no sample for --{}", o.name))
     }
 
+    /// The command line that sets `o` to its sample value (with what the
+    /// sample needs beside it).
+    fn sample_cli(o: &options::Opt) -> Vec<String> {
+        let (_, value, extra) = sample(o);
+        let mut cli = vec!["--root".to_string(), "/tmp".to_string(), format!("--{}", o.name)];
+        if !matches!(o.kind, options::Kind::Flag) {
+            cli.push(value.to_string());
+        }
+        cli.extend(extra.iter().map(|e| e.to_string()));
+        cli
+    }
+
     /// Every option's value, to compare two configurations whole.
     fn shown(c: &Config) -> Vec<(&'static str, String)> {
         options::OPTIONS.iter().map(|o| (o.name, (o.get)(c))).collect()
@@ -760,12 +772,8 @@ mod tests {
     fn every_option_key_in_the_file_sets_what_its_flag_sets() {
         for o in options::OPTIONS {
             let (_, value, extra) = sample(o);
-            let flag = format!("--{}", o.name);
-            let mut cli = vec!["--root", "/tmp", flag.as_str()];
-            if !matches!(o.kind, options::Kind::Flag) {
-                cli.push(value);
-            }
-            cli.extend_from_slice(extra);
+            let cli = sample_cli(o);
+            let cli: Vec<&str> = cli.iter().map(String::as_str).collect();
             let toml_value = match o.kind {
                 options::Kind::Flag => "true".to_string(),
                 _ => format!("{value:?}"),
@@ -884,13 +892,9 @@ mod tests {
     #[test]
     fn sighup_applies_live_options_and_keeps_the_ones_that_need_a_restart() {
         for o in options::OPTIONS {
-            let (_, value, extra) = sample(o);
-            let flag = format!("--{}", o.name);
-            let mut cli = vec!["--root", "/tmp", flag.as_str()];
-            if !matches!(o.kind, options::Kind::Flag) {
-                cli.push(value);
-            }
-            cli.extend_from_slice(extra);
+            let (_, _, extra) = sample(o);
+            let cli = sample_cli(o);
+            let cli: Vec<&str> = cli.iter().map(String::as_str).collect();
             let Ok(new) = run(&cli) else { continue }; // not built in
             let old = baseline(extra);
             let adopted = old.adopt(new.clone());

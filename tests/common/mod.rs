@@ -622,6 +622,27 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Text with LF line ends, lines of 60 letters (TYPE A sends it with CRLF).
+pub fn lf_text(size: usize, seed: u64) -> Vec<u8> {
+    let mut t = pattern(size, seed);
+    for (i, b) in t.iter_mut().enumerate() {
+        *b = if i % 61 == 60 { b'\n' } else { b'a' + (*b % 26) };
+    }
+    t
+}
+
+/// `lf` as TYPE A puts it on the wire: every LF as CRLF.
+pub fn to_crlf(lf: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lf.len() + lf.len() / 32);
+    for &b in lf {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
 /// Deterministic pseudo-random bytes (xorshift64).
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
