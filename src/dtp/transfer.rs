@@ -97,6 +97,8 @@ pub enum Transfer {
         /// File bytes still to read: the size at open time less the REST
         /// offset. Reaching the end of the file before that is a truncation.
         left: u64,
+        /// The size at open time: the next byte read is at `end - left`.
+        end: u64,
     },
     /// LIST / NLST / MLSD: lines formatted a chunk at a time as the data
     /// connection takes them, so a big directory never sits formatted in
@@ -194,7 +196,7 @@ impl Transfer {
             use std::io::{Seek, SeekFrom};
             let _ = file.seek(SeekFrom::Start(offset));
             let left = size.saturating_sub(offset);
-            Transfer::AsciiOut { file, buf: Vec::new(), pos: 0, eof: left == 0, prev_cr: false, left }
+            Transfer::AsciiOut { file, buf: Vec::new(), pos: 0, eof: left == 0, prev_cr: false, left, end: size }
         } else {
             Transfer::SendFile { file, offset: offset.min(size), end: size }
         }
@@ -277,7 +279,7 @@ impl Transfer {
         match self {
             Transfer::SendFile { file, offset, end } if sock.zero_copy() => send_file(file, offset, *end, sock, budget, moved),
             Transfer::SendFile { file, offset, end } => copy_out(file, offset, *end, sock, budget, scratch, moved),
-            Transfer::AsciiOut { file, buf, pos, eof, prev_cr, left: file_left } => {
+            Transfer::AsciiOut { file, buf, pos, eof, prev_cr, left: file_left, end } => {
                 let mut left = budget;
                 loop {
                     if *pos == buf.len() {
@@ -292,8 +294,8 @@ impl Transfer {
                         debug_assert!(!scratch.is_empty(), "an empty scratch would read as the end of the file");
                         // Only what the file held at open time: bytes
                         // appended meanwhile are not part of this transfer.
-                        let n_max = (ASCII_CHUNK_BYTES.min(scratch.len()) as u64).min(*file_left) as usize;
-                        let chunk = &mut scratch[..n_max];
+                        let n_max = (ASCII_CHUNK_BYTES as u64).min(*file_left) as usize;
+                        let chunk = super::align::window(scratch, *end - *file_left, n_max);
                         let n = retry(|| file.read(chunk)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
                         if n == 0 {
                             return Err(TransferError::FileShrank);
@@ -487,13 +489,13 @@ fn copy_prefix(p: &mut Prefill, dst: &mut File, left: &mut usize, scratch: &mut 
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP)) => {
                 // No in-kernel copy here: through the scratch buffer.
-                let chunk = want.min(scratch.len());
-                let n = retry(|| p.src.read_at(&mut scratch[..chunk], p.copied))
-                    .map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
+                // Read and written at the same offset: one window serves both.
+                let chunk = super::align::window(scratch, p.copied, want);
+                let n = retry(|| p.src.read_at(chunk, p.copied)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
                 if n == 0 {
                     return Err(TransferError::Local(FsError::Io(libc::EIO)));
                 }
-                write_file(dst, &scratch[..n])?;
+                write_file(dst, &chunk[..n])?;
                 p.copied += n as u64;
                 n
             }
@@ -593,12 +595,13 @@ fn copy_out<S: Write>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(lost(&e)),
         }
-        let want = ((end - *offset) as usize).min(TLS_FILE_CHUNK_BYTES).min(scratch.len()).min(left.max(1));
-        let n = retry(|| file.read_at(&mut scratch[..want], *offset)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
+        let want = ((end - *offset) as usize).min(TLS_FILE_CHUNK_BYTES).min(left.max(1));
+        let chunk = super::align::window(scratch, *offset, want);
+        let n = retry(|| file.read_at(chunk, *offset)).map_err(|e| TransferError::Local(FsError::from_io(&e)))?;
         if n == 0 {
             return Err(TransferError::FileShrank);
         }
-        match write_some(sock, &scratch[..n], &mut left, moved)? {
+        match write_some(sock, &chunk[..n], &mut left, moved)? {
             Some(k) => *offset += k as u64,
             None => return Ok(Progress::Blocked),
         }
