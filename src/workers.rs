@@ -205,6 +205,7 @@ impl Workers {
             v.push(l);
             Ok(v)
         };
+        let shared = [inherited.control.is_some() && n > 1, inherited.implicit_tls.is_some() && config.implicit_tls_listen.is_some() && n > 1];
         let controls = match inherited.control {
             Some(l) => clones(l)?,
             None => bind_group(config.listen, n, "").map_err(RunError::Start)?,
@@ -215,7 +216,11 @@ impl Workers {
             (None, _) => (0..n).map(|_| None).collect(),
         };
         let mut metrics = crate::reactor::bind_metrics_listener(config.metrics_listen).map_err(RunError::Start)?;
-        Ok(controls.into_iter().zip(implicits).map(|(control, implicit)| Listeners { control, implicit, metrics: metrics.take() }).collect())
+        Ok(controls
+            .into_iter()
+            .zip(implicits)
+            .map(|(control, implicit)| Listeners { control, implicit, shared_queue: shared, metrics: metrics.take() })
+            .collect())
     }
 
     /// Start one worker per set of listening sockets in `sets` (bound and

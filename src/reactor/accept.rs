@@ -19,7 +19,7 @@ use super::*;
 /// - `serial` grows by one per accepted session and is never reused, so a
 ///   `(key, serial)` pair names one session even after its key is reused.
 /// - `accept_paused` is true exactly while an `ACCEPT_RETRY` timer is in
-///   the wheel.
+///   the wheel; `balance_retry`, while a `BALANCE_RETRY` timer is.
 pub(super) struct Accepting {
     /// The control listener's slab key; `None` once shutdown closed it.
     pub(super) listener_key: Option<usize>,
@@ -37,6 +37,13 @@ pub(super) struct Accepting {
     pub(super) serial: u64,
     /// `accept` failed for lack of descriptors; retried from the wheel.
     pub(super) accept_paused: bool,
+    /// The listeners (keys) whose accept queue every worker shares (socket
+    /// activation with `--workers N`): accepts from them are balanced by
+    /// session count (see `Shared::fewer_elsewhere`).
+    pub(super) shared_queues: [Option<usize>; 2],
+    /// A connection was left to the other workers; this one looks again
+    /// at `BALANCE_RETRY`.
+    pub(super) balance_retry: bool,
 }
 
 impl Server {
@@ -67,11 +74,24 @@ impl Server {
         self.shared.release_data_slot(c.session.peer().ip());
     }
 
-    pub(super) fn accept_control(&mut self, key: usize) {
+    /// Accept from the listener `key`, up to `ACCEPT_BUDGET` connections.
+    /// From a queue shared with other workers, only while no other worker
+    /// holds fewer sessions, unless `balance` is false (the retry: whatever
+    /// the others left in the queue is taken).
+    pub(super) fn accept_control(&mut self, key: usize, balance: bool) {
         if self.accept.accept_paused || self.life.shutting_down {
             return;
         }
+        let balance = balance && self.accept.shared_queues.contains(&Some(key));
         for _ in 0..ACCEPT_BUDGET {
+            if balance && self.shared.fewer_elsewhere(self.worker, self.accept.ctrl_count) {
+                self.shared.leave_to_fewer(self.worker, self.accept.ctrl_count);
+                if !self.accept.balance_retry {
+                    self.accept.balance_retry = true;
+                    self.wheel.schedule(self.now + BALANCE_RETRY_AFTER, BALANCE_RETRY);
+                }
+                return;
+            }
             let accepted = match self.slab.get(key) {
                 Some(Entry::Listener(l)) => l.accept(),
                 _ => return,
@@ -191,6 +211,7 @@ impl Server {
             self.accept.unauth.retain(|&(k, serial)| matches!(slab.get(k), Some(Entry::Ctrl(c)) if c.serial == serial && !c.session.is_logged_in()));
         }
         self.accept.ctrl_count += 1;
+        self.shared.publish_sessions(self.worker, self.accept.ctrl_count);
         self.env.metrics.session_opened();
         self.send(key, &out);
         self.ctl.out = out;

@@ -690,6 +690,7 @@ impl Server {
         }
         self.shared.release_session(c.serial, ip, c.listed);
         self.accept.ctrl_count -= 1;
+        self.shared.publish_sessions(self.worker, self.accept.ctrl_count);
         self.env.metrics.session_closed();
         // A transfer cut short by the control connection closing still ends
         // with its log line and xferlog record (incomplete).

@@ -115,6 +115,11 @@ impl Server {
             info!("stop requested again: cutting transfers now");
             self.timeout(SHUTDOWN_DEADLINE);
         }
+        if requests & REQ_ACCEPT != 0 {
+            for l in self.accept.shared_queues.into_iter().flatten() {
+                self.accept_control(l, true);
+            }
+        }
         let mut verdicts = std::mem::take(&mut self.auth.verdicts);
         self.auth.helper.drain(&mut verdicts);
         for v in verdicts.drain(..) {

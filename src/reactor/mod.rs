@@ -85,6 +85,13 @@ const ACCEPT_RETRY: usize = usize::MAX - 3;
 const SHUTDOWN_DEADLINE: usize = usize::MAX - 4;
 /// Timer payload: see whether the slab can shrink.
 const SHRINK_CHECK: usize = usize::MAX - 5;
+/// Timer payload: take what the other workers left in a shared accept
+/// queue (see `Shared::fewer_elsewhere`).
+const BALANCE_RETRY: usize = usize::MAX - 6;
+/// How long a worker leaves a connection in a shared accept queue to a
+/// worker with fewer sessions before it takes it itself: long enough for a
+/// woken worker to run, short against a login.
+const BALANCE_RETRY_AFTER: Duration = Duration::from_millis(20);
 
 /// Bytes read from one control connection per readiness event. This is
 /// also what one read can add to a paused session's queue.
@@ -185,6 +192,9 @@ const REQ_STOP: u8 = 1;
 const REQ_CUT: u8 = 2;
 /// Request bit: reload users and TLS as on SIGHUP.
 const REQ_RELOAD: u8 = 4;
+/// Request bit: another worker left connections in a shared accept queue
+/// to this one (see `Shared::fewer_elsewhere`).
+const REQ_ACCEPT: u8 = 8;
 
 /// A handle to a running server from another thread (tests, embedders,
 /// and the thread that receives signals for every worker, `--workers`).
@@ -209,6 +219,12 @@ impl StopHandle {
     /// idle sessions `421`, let transfers finish within `--shutdown-grace`.
     pub fn stop(&self) {
         self.request(REQ_STOP);
+    }
+
+    /// Accept from the accept queues shared with other workers: one of
+    /// them left connections there to this one.
+    pub(crate) fn take_shared_accepts(&self) {
+        self.request(REQ_ACCEPT);
     }
 
     /// Cut transfers now, as on a second SIGTERM (a server not yet
@@ -240,6 +256,10 @@ pub struct Listeners {
     pub control: std::net::TcpListener,
     /// The implicit FTPS listener, if any.
     pub implicit: Option<std::net::TcpListener>,
+    /// Other workers accept from these same sockets (socket activation
+    /// with `--workers N`): `[control, implicit]`. Accepts from a shared
+    /// queue are balanced by session count (`Shared::fewer_elsewhere`).
+    pub shared_queue: [bool; 2],
     /// The `--metrics-listen` listener, bound before the sandbox confines
     /// the process (`crate::sandbox`); `None`: the server binds
     /// `config.metrics_listen` itself, if set.
@@ -350,7 +370,7 @@ impl Server {
         // thread: changing the environment while another thread may read
         // it is undefined behaviour in glibc (`setenv(3)`: not MT-safe).
         let notify = crate::systemd::Notifier::from_env();
-        Ok((Listeners { control, implicit, metrics }, shared, notify))
+        Ok((Listeners { control, implicit, shared_queue: [false; 2], metrics }, shared, notify))
     }
 
     /// Give the server systemd's notifier (see [`Server::bind_listeners`]).
@@ -372,7 +392,7 @@ impl Server {
         };
         let anonymous = anonymous_vfs(&config).map_err(StartError)?;
         let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
-        let Listeners { control, implicit, metrics: metrics_listener } = listeners;
+        let Listeners { control, implicit, shared_queue, metrics: metrics_listener } = listeners;
         let _ = control.set_nonblocking(true);
         let mut listener = TcpListener::from_std(control);
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
@@ -415,7 +435,7 @@ impl Server {
         };
         let now = Instant::now();
         let has_users = !users.is_empty();
-        Ok(Server {
+        let server = Server {
             poll,
             events: Events::with_capacity(1024),
             slab,
@@ -446,6 +466,8 @@ impl Server {
                 unauth: std::collections::VecDeque::new(),
                 serial: 0,
                 accept_paused: false,
+                shared_queues: [shared_queue[0].then_some(key), implicit_key.filter(|_| shared_queue[1])],
+                balance_retry: false,
             },
             xfer: data::Transfers {
                 ports: PortPicker::new(),
@@ -477,7 +499,11 @@ impl Server {
             proxy: proxy::Proxying { awaiting: 0 },
             #[cfg(feature = "metrics")]
             scrapes,
-        })
+        };
+        // Woken when another worker leaves connections in a shared accept
+        // queue to this one (socket activation, see `Shared::fewer_elsewhere`).
+        server.shared.register_worker(worker, server.stop_handle());
+        Ok(server)
     }
 
     /// The address the control listener is bound to (useful with port 0).
@@ -638,7 +664,7 @@ impl Server {
     fn ready(&mut self, key: usize, readable: bool, writable: bool, to_eagain: bool) {
         self.new_turn();
         match self.slab.get(key) {
-            Some(Entry::Listener(_)) => self.accept_control(key),
+            Some(Entry::Listener(_)) => self.accept_control(key, true),
             Some(Entry::Ctrl(_)) => {
                 if writable {
                     self.flush(key);
@@ -690,8 +716,17 @@ impl Server {
         match key {
             ACCEPT_RETRY => {
                 self.accept.accept_paused = false;
-                if let Some(l) = self.accept.listener_key {
-                    self.accept_control(l);
+                // Both listeners: either may have connections waiting, and
+                // neither raises a new edge for them.
+                for l in [self.accept.listener_key, self.accept.implicit_key].into_iter().flatten() {
+                    self.accept_control(l, true);
+                }
+                return;
+            }
+            BALANCE_RETRY => {
+                self.accept.balance_retry = false;
+                for l in self.accept.shared_queues.into_iter().flatten() {
+                    self.accept_control(l, false);
                 }
                 return;
             }

@@ -117,6 +117,14 @@ pub struct Shared {
     /// The configuration last read again on SIGHUP (`reread_config`), with
     /// its number (from 1): each worker adopts it once, on its reload.
     reread: Mutex<(u64, Option<Arc<Config>>)>,
+    /// Control connections per worker (worker `w` at index `w - 1`), as
+    /// each worker publishes them; `usize::MAX` once a worker ended. Read
+    /// only where the workers accept from one shared queue (see
+    /// [`Shared::fewer_elsewhere`]).
+    sessions: Box<[AtomicUsize]>,
+    /// Each worker's handle (same indices), to wake a worker that a
+    /// connection was left to.
+    handles: Mutex<Vec<Option<super::StopHandle>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -196,6 +204,8 @@ impl Shared {
             #[cfg(feature = "tls")]
             tls: None,
             reread: Mutex::new((0, None)),
+            sessions: (0..if config.workers > 1 { config.workers } else { 0 }).map(|_| AtomicUsize::new(0)).collect(),
+            handles: Mutex::new(Vec::new()),
         }
     }
 
@@ -322,11 +332,64 @@ impl Shared {
         self.unauth().live.remove(&serial).is_some()
     }
 
-    /// A worker ends: none of its sockets may be touched any more.
+    /// A worker ends: none of its sockets may be touched any more, and it
+    /// takes no more connections from a shared queue.
     pub fn forget_worker(&self, worker: usize) {
         if self.cross_worker {
             self.unauth().live.retain(|_, l| l.worker != worker);
         }
+        self.publish_sessions(worker, usize::MAX);
+        if let Some(h) = worker.checked_sub(1).and_then(|i| self.handles.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i).map(Option::take)) {
+            drop(h);
+        }
+    }
+
+    /// Worker `worker` holds `n` control connections now (a no-op with one
+    /// worker: worker 0).
+    pub fn publish_sessions(&self, worker: usize, n: usize) {
+        if let Some(c) = worker.checked_sub(1).and_then(|i| self.sessions.get(i)) {
+            c.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Worker `worker` (≥ 1) is running: `handle` wakes it when another
+    /// worker leaves it connections ([`Shared::leave_to_fewer`]).
+    pub fn register_worker(&self, worker: usize, handle: super::StopHandle) {
+        let Some(i) = worker.checked_sub(1).filter(|&i| i < self.sessions.len()) else { return };
+        let mut h = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if h.len() < self.sessions.len() {
+            h.resize(self.sessions.len(), None);
+        }
+        h[i] = Some(handle);
+    }
+
+    /// Wake every other worker holding fewer control connections than
+    /// `mine`: a connection in a shared accept queue is left to them.
+    pub fn leave_to_fewer(&self, worker: usize, mine: usize) {
+        let h = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, handle) in h.iter().enumerate() {
+            if i + 1 != worker && self.sessions[i].load(Ordering::Relaxed) < mine {
+                if let Some(handle) = handle {
+                    handle.take_shared_accepts();
+                }
+            }
+        }
+    }
+
+    /// Whether another worker holds fewer control connections than `mine`.
+    ///
+    /// Under socket activation every worker accepts from the one inherited
+    /// socket, and each new connection wakes them all: the first to run
+    /// would drain the queue, and under load one worker can take every
+    /// connection. A worker for which this is true leaves the connection
+    /// to the others, wakes them ([`Shared::leave_to_fewer`]: the
+    /// connection's own wake-up may have found them past their accept) and
+    /// takes it itself a moment later if it is still there
+    /// (`BALANCE_RETRY`), so nothing waits long on a worker that is busy.
+    /// `SO_REUSEPORT` groups need none of this: the kernel
+    /// spreads their connections by a hash.
+    pub fn fewer_elsewhere(&self, worker: usize, mine: usize) -> bool {
+        self.sessions.iter().enumerate().any(|(i, c)| i + 1 != worker && c.load(Ordering::Relaxed) < mine)
     }
 
     /// A control connection from `ip` closed; `listed`: it was listed by
@@ -631,6 +694,30 @@ mod tests {
         s.forget_worker(1);
         s.forget_worker(2);
         assert!(s.unauth().live.is_empty() && s.unauth().stolen.is_empty());
+    }
+
+    /// Balancing a shared accept queue: a worker defers while another
+    /// holds fewer sessions; a worker that ended holds none it could take,
+    /// and one worker alone never defers.
+    #[test]
+    fn a_worker_defers_to_one_with_fewer_sessions_until_that_one_ends() {
+        let mut c = Config::new("/".into());
+        c.workers = 3;
+        let s = Shared::new(&c);
+        s.publish_sessions(1, 4);
+        s.publish_sessions(2, 4);
+        s.publish_sessions(3, 5);
+        assert!(!s.fewer_elsewhere(1, 4), "equal counts: both accept");
+        assert!(s.fewer_elsewhere(3, 5));
+        s.publish_sessions(2, 3);
+        assert!(s.fewer_elsewhere(1, 4));
+        s.forget_worker(2);
+        assert!(!s.fewer_elsewhere(1, 4), "a worker that ended takes nothing");
+        assert!(s.fewer_elsewhere(3, 5), "worker 1 still has fewer");
+        c.workers = 1;
+        let one = Shared::new(&c);
+        one.publish_sessions(0, 7);
+        assert!(!one.fewer_elsewhere(0, 7));
     }
 
     #[test]
