@@ -102,6 +102,42 @@ fn accept_failing_with_emfile_backs_off_without_spinning_and_recovers() {
     c.expect("NOOP", 200);
 }
 
+/// The same with the implicit FTPS port: connections that reached it while
+/// accepts were paused (their wake-up came and went) are accepted when
+/// the descriptors are back, without a new connection to either port.
+/// Before, only the control port was looked at again, and these waited
+/// until the next connection to the implicit port.
+#[test]
+fn after_emfile_connections_waiting_on_the_implicit_ftps_port_are_accepted_too() {
+    use common::tls::{binary_args, TlsClient, TlsCtl, Version};
+    need("prlimit", "util-linux");
+    let root = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (_files, mut args) = binary_args(certs.path());
+    let implicit = SocketAddr::new(LOCALHOST, common::process::free_port(LOCALHOST));
+    args.extend(["--implicit-tls-listen".to_string(), implicit.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let srv = Server::start_wrapped(&["prlimit", "--nofile=40:40"], LOCALHOST, root.path(), &args);
+    let pid = srv.pid();
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(TcpStream::connect(srv.addr).unwrap());
+    }
+    wait_until("the server to run out of descriptors", Duration::from_secs(5), || fd_count(pid) >= 39);
+    // Let the paused state settle, then queue connections on the implicit
+    // port: their wake-up finds accepts paused.
+    std::thread::sleep(Duration::from_millis(300));
+    let waiting: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(implicit).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    for tcp in waiting {
+        let mut c = TlsCtl::from_stream(tcp, TlsClient::new(Version::Tls13));
+        c.upgrade().expect("a connection that waited on the implicit port was never served");
+        let r = c.reply();
+        assert_eq!(r.code, 220, "greeting inside TLS: {r:?}");
+    }
+}
+
 #[test]
 fn disk_full_during_stor_is_452_keeps_the_old_file_and_no_temp_file() {
     need("unshare", "util-linux");
