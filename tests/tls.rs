@@ -922,6 +922,41 @@ fn a_prot_p_data_connection_offering_only_other_alpn_protocols_is_refused() {
 // ---------------------------------------------------------------------------
 // Implicit FTPS
 
+/// A client without tickets (TLS 1.2 session ids only) opens a second
+/// control connection that resumes the first one's session: that session
+/// is the second connection's too, and its data connections, which resume
+/// it, are accepted — in both orders of connecting, while the first
+/// connection still transfers. (Found by the black-box FTPS suite: every
+/// transfer of the second connection got `522`.)
+#[test]
+fn a_control_connection_resumed_by_session_id_transfers_under_prot_p() {
+    use rustls::HandshakeKind;
+    let srv = TestServer::tls();
+    let body = pattern(300_000, 29);
+    srv.put("f", &body);
+    let client = TlsClient::session_id_only();
+    let mut first = TlsCtl::open(srv.addr, client.clone());
+    assert_eq!(first.tls().handshake_kind(), Some(HandshakeKind::Full));
+    let mut second = TlsCtl::open(srv.addr, client.clone());
+    assert_eq!(second.tls().handshake_kind(), Some(HandshakeKind::Resumed), "the second control connection resumed by session id");
+    for c in [&mut first, &mut second] {
+        c.login("anonymous", "x@y");
+        c.protect();
+        c.expect("TYPE I", 200);
+    }
+    for order in [Order::CommandFirst, Order::ConnectFirst] {
+        for (i, c) in [&mut second, &mut first].into_iter().enumerate() {
+            assert_eq!(sha(&c.retr(Mode::Epsv, order, "f")), sha(&body), "control connection {} {order:?}", 2 - i);
+        }
+    }
+    // A new client (its own store): a full handshake, its own session.
+    let mut other = TlsCtl::open(srv.addr, TlsClient::session_id_only());
+    assert_eq!(other.tls().handshake_kind(), Some(HandshakeKind::Full));
+    other.login("anonymous", "x@y");
+    other.protect();
+    assert_eq!(sha(&other.retr(Mode::Pasv, Order::CommandFirst, "f")), sha(&body));
+}
+
 #[test]
 fn implicit_ftps_greets_inside_tls_and_transfers_under_prot_p() {
     let srv = TestServer::tls();

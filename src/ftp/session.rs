@@ -360,14 +360,16 @@ impl Session {
             }
         };
         let spec = table::spec(cmd.verb);
-        if spec.access == Access::LoggedIn && !self.is_logged_in() {
-            CmdError::NotLoggedIn.write(ctx.out);
-            return Action::None;
-        }
+        // A command this server does not offer is `502` whoever asks (CCC
+        // without a certificate, REIN): logging in would not change it.
         let Some(handler) = spec.handler.filter(|_| spec.is_offered(ctx.env)) else {
             CmdError::NotImplemented.write(ctx.out);
             return Action::None;
         };
+        if spec.access == Access::LoggedIn && !self.is_logged_in() {
+            CmdError::NotLoggedIn.write(ctx.out);
+            return Action::None;
+        }
         if spec.arity == Arity::Required && cmd.arg.is_empty() {
             CmdError::Syntax("Syntax error: this command needs an argument.").write(ctx.out);
             return Action::None;

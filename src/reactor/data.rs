@@ -491,7 +491,10 @@ impl Server {
         let Some(tls) = &self.tls else { return Err(TransferError::TlsRefused) };
         let Some(Entry::Ctrl(c)) = self.slab.get(d.owner) else { return Err(TransferError::CantOpen) };
         let owner = crate::tls::OwnerId(c.serial);
-        let role = crate::tls::stream::Role::Data { require_reuse: !self.env.config.insecure_tls_no_reuse };
+        let role = crate::tls::stream::Role::Data {
+            require_reuse: !self.env.config.insecure_tls_no_reuse,
+            control_resumed: c.stream.tls_kept_session_of(),
+        };
         let config = tls.data.clone();
         let Some(Entry::Data(d)) = self.slab.get_mut(dkey) else { return Ok(()) };
         if let DataState::Running(req) = &mut d.state {

@@ -122,6 +122,16 @@ impl Stream {
         }
     }
 
+    /// Under TLS, the owner of the session its handshake resumed (see
+    /// `TlsStream::kept_session_of`).
+    #[cfg(feature = "tls")]
+    pub fn tls_kept_session_of(&self) -> Option<OwnerId> {
+        match self {
+            Stream::Tls(_, t) => t.kept_session_of(),
+            _ => None,
+        }
+    }
+
     /// "TLSv1_3 TLS13_AES_128_GCM_SHA256 full" under TLS, for the log.
     pub fn describe_tls(&self) -> Option<String> {
         match self {

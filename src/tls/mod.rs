@@ -89,6 +89,9 @@ thread_local! {
     /// The owner found in the last ticket or cached session rustls opened
     /// while processing, or 0.
     static RESUMED: Cell<u64> = const { Cell::new(0) };
+    /// That session came from the TLS 1.2 session cache (a resumption by
+    /// session id), not from a ticket.
+    static RESUMED_BY_ID: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Run `f` (a call into rustls) on behalf of `owner`'s connection; returns
@@ -96,10 +99,17 @@ thread_local! {
 pub(crate) fn processing<T>(owner: OwnerId, f: impl FnOnce() -> T) -> (T, Option<OwnerId>) {
     PROCESSING.with(|p| p.set(owner.0));
     RESUMED.with(|r| r.set(0));
+    RESUMED_BY_ID.with(|r| r.set(false));
     let t = f();
     PROCESSING.with(|p| p.set(0));
     let resumed = RESUMED.with(|r| r.replace(0));
     (t, (resumed != 0).then_some(OwnerId(resumed)))
+}
+
+/// Whether the session the last [`processing`] call reported came from the
+/// TLS 1.2 session cache (by session id) rather than from a ticket.
+pub(crate) fn resumed_by_id() -> bool {
+    RESUMED_BY_ID.with(|r| r.get())
 }
 
 /// Append the processing connection's id to a session value.
@@ -156,10 +166,14 @@ impl StoresServerSessions for OwnedSessions {
         self.0.put(key, tag(value))
     }
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        untag(self.0.get(key)?)
+        let v = untag(self.0.get(key)?);
+        RESUMED_BY_ID.with(|r| r.set(v.is_some()));
+        v
     }
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        untag(self.0.take(key)?)
+        let v = untag(self.0.take(key)?);
+        RESUMED_BY_ID.with(|r| r.set(v.is_some()));
+        v
     }
     fn can_cache(&self) -> bool {
         true

@@ -87,6 +87,13 @@ pub enum Role {
     Data {
         /// Refuse a full handshake, or a session of another connection.
         require_reuse: bool,
+        /// The owner of the session the control connection itself resumed
+        /// by TLS 1.2 session id ([`TlsStream::kept_session_of`]): such a
+        /// resumption keeps that session (and its owner's id) instead of
+        /// making a new one, so it is the control connection's session
+        /// too, and its data connections resume it under that id. (A
+        /// ticket resumption gets new tickets of its own: `None`.)
+        control_resumed: Option<OwnerId>,
     },
 }
 
@@ -147,6 +154,8 @@ pub struct TlsStream {
     inflight: Option<Box<InFlight>>,
     /// The session this connection resumed belonged to this connection.
     resumed_from: Option<OwnerId>,
+    /// ... and came from the TLS 1.2 session cache (by session id).
+    resumed_by_id: bool,
     handshake_done: bool,
     peer_closed: bool,
     close_notify_queued: bool,
@@ -186,6 +195,7 @@ impl TlsStream {
             role,
             inflight: (!preface.is_empty()).then(|| Box::new(InFlight { pending_out: preface, ..InFlight::default() })),
             resumed_from: None,
+            resumed_by_id: false,
             handshake_done: false,
             peer_closed: false,
             close_notify_queued: false,
@@ -233,6 +243,14 @@ impl TlsStream {
     /// The control connection whose session this one resumed.
     pub fn resumed_from(&self) -> Option<OwnerId> {
         self.resumed_from
+    }
+
+    /// The owner of the session this connection's handshake resumed by
+    /// TLS 1.2 session id, which stays this connection's session (`None`
+    /// after a full handshake, a ticket, or a session looked up but not
+    /// taken).
+    pub fn kept_session_of(&self) -> Option<OwnerId> {
+        self.resumed_from.filter(|_| self.resumed_by_id && self.handshake_done && self.conn.handshake_kind() == Some(HandshakeKind::Resumed))
     }
 
     /// "TLSv1_3 TLS13_AES_128_GCM_SHA256 resumed", for the log.
@@ -599,6 +617,7 @@ impl TlsStream {
         }
         if resumed.is_some() {
             self.resumed_from = resumed;
+            self.resumed_by_id = super::resumed_by_id();
         }
         next
     }
@@ -667,11 +686,13 @@ impl TlsStream {
         self.clearing
     }
 
-    /// A data connection must have resumed its owner's session.
+    /// A data connection must have resumed its owner's session: one made
+    /// on its control connection, or the one that connection resumed.
     fn check_reuse(&mut self) -> io::Result<()> {
-        let Role::Data { require_reuse } = self.role else { return Ok(()) };
+        let Role::Data { require_reuse, control_resumed } = self.role else { return Ok(()) };
         let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed);
-        if require_reuse && !(resumed && self.resumed_from == Some(self.owner)) {
+        let own = self.resumed_from.is_some() && (self.resumed_from == Some(self.owner) || self.resumed_from == control_resumed);
+        if require_reuse && !(resumed && own) {
             self.failed = true;
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,

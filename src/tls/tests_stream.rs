@@ -171,7 +171,7 @@ fn data_after_control(require_reuse: bool, same_owner: bool, resume: bool, tls13
     let (mut s, c) = pair();
     let h = client(data_cfg, c, b"data".to_vec(), 4, true);
     let data_owner = if same_owner { owner } else { OwnerId::fresh() };
-    let mut data = TlsStream::new(&server.data, data_owner, Role::Data { require_reuse }, Vec::new()).unwrap();
+    let mut data = TlsStream::new(&server.data, data_owner, Role::Data { require_reuse, control_resumed: None }, Vec::new()).unwrap();
     let r = echo(&mut data, &mut s, 4);
     drop(s);
     let _ = h.join();
@@ -187,6 +187,65 @@ fn a_data_connection_must_resume_its_own_control_connections_session() {
         let e = data_after_control(true, false, true, tls13).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "another connection's session (tls13={tls13}): {e}");
         assert_eq!(data_after_control(false, false, false, tls13).unwrap(), 0, "--insecure-tls-no-reuse (tls13={tls13})");
+    }
+}
+
+/// A control connection resumed by TLS 1.2 session id (a client without
+/// tickets, e.g. Python's `ssl` with `OP_NO_TICKET`) keeps the session of
+/// the connection that made it, under that connection's id: its own data
+/// connections resume that same session and are accepted. The black-box
+/// FTPS suite found them refused (`522`) on every transfer.
+#[test]
+fn data_connections_of_a_control_connection_resumed_by_session_id_are_accepted() {
+    let server = server_config();
+    let mut cfg = (*client_config(false, &[b"ftp"])).clone();
+    cfg.resumption = rustls::client::Resumption::in_memory_sessions(8).tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);
+    let cfg = Arc::new(cfg);
+    let control = |owner: OwnerId| {
+        let (mut s, c) = pair();
+        let h = client(cfg.clone(), c, b"ctl".to_vec(), 3, true);
+        let mut ctl = TlsStream::new(&server.control, owner, Role::Control, Vec::new()).unwrap();
+        assert_eq!(echo(&mut ctl, &mut s, 3).unwrap(), 0);
+        h.join().unwrap().unwrap();
+        ctl
+    };
+    let (a, b) = (OwnerId::fresh(), OwnerId::fresh());
+    let first = control(a);
+    assert_eq!(first.kept_session_of(), None, "a full handshake");
+    let second = control(b);
+    assert_eq!(second.kept_session_of(), Some(a), "{}", second.describe());
+    let data = |owner: OwnerId, control_resumed: Option<OwnerId>| {
+        let (mut s, c) = pair();
+        let h = client(cfg.clone(), c, b"data".to_vec(), 4, true);
+        let mut d = TlsStream::new(&server.data, owner, Role::Data { require_reuse: true, control_resumed }, Vec::new()).unwrap();
+        let r = echo(&mut d, &mut s, 4);
+        drop(s);
+        let _ = h.join();
+        r
+    };
+    assert_eq!(data(b, second.kept_session_of()).unwrap(), 0, "the second control connection's own data connection");
+    let e = data(b, None).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "without the control connection's resumed owner: {e}");
+    let e = data(OwnerId::fresh(), None).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "a third control connection's data connection: {e}");
+    assert_eq!(data(a, first.kept_session_of()).unwrap(), 0, "the first control connection's own");
+
+    // Resumed from a ticket (TLS 1.2 and 1.3), a control connection gets
+    // tickets of its own: the session it resumed is not kept as its own.
+    for tls13 in [false, true] {
+        let cfg = client_config(tls13, &[b"ftp"]);
+        let mut owners = Vec::new();
+        for _ in 0..2 {
+            let owner = OwnerId::fresh();
+            let (mut s, c) = pair();
+            let h = client(cfg.clone(), c, b"ctl".to_vec(), 3, true);
+            let mut ctl = TlsStream::new(&server.control, owner, Role::Control, Vec::new()).unwrap();
+            assert_eq!(echo(&mut ctl, &mut s, 3).unwrap(), 0);
+            h.join().unwrap().unwrap();
+            owners.push((owner, ctl.resumed_from(), ctl.kept_session_of()));
+        }
+        assert_eq!(owners[1].1, Some(owners[0].0), "tls13={tls13}: the second resumed the first's ticket");
+        assert_eq!(owners[1].2, None, "tls13={tls13}: a ticket's session is not kept");
     }
 }
 
@@ -332,7 +391,7 @@ fn issue_11_a_handshake_message_split_over_records_then_a_write_does_not_panic()
     let server = server_config();
     // The fuzzer's input, as chunks a socket would deliver.
     let chunks = vec![vec![0x16], vec![0x03, 0x24, 0x00, 0x01, 0x00, 0x00, 0x01, 0x00], vec![0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]];
-    for role in [Role::Control, Role::Data { require_reuse: true }, Role::Data { require_reuse: false }] {
+    for role in [Role::Control, Role::Data { require_reuse: true, control_resumed: None }, Role::Data { require_reuse: false, control_resumed: None }] {
         let config = if role == Role::Control { &server.control } else { &server.data };
         let mut tls = TlsStream::new(config, OwnerId(7), role, Vec::new()).unwrap();
         let mut sock = MemSock { chunks: chunks.clone().into() };

@@ -314,6 +314,17 @@ impl TlsClient {
         TlsClient::build(version, &[], false)
     }
 
+    /// TLS 1.2 resuming by session id only, never by ticket (OpenSSL or
+    /// Python's `ssl` with `OP_NO_TICKET`).
+    pub fn session_id_only() -> TlsClient {
+        let mut c = TlsClient::build(Version::Tls12, &[], true);
+        let store = c.store.clone().expect("resumption is on");
+        let mut config = (*c.config).clone();
+        config.resumption = rustls::client::Resumption::store(store).tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);
+        c.config = Arc::new(config);
+        c
+    }
+
     /// `version` only, trusting `pki`'s CA instead of the usual test CA.
     pub fn trusting(version: Version, pki: &Certs) -> TlsClient {
         TlsClient::build_for(version, &[], true, &pki.ca)
