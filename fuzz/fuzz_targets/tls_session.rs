@@ -70,8 +70,8 @@ fuzz_target!(|data: &[u8]| {
     let cfg = config();
     let (config, role) = match role % 3 {
         0 => (&cfg.control, Role::Control),
-        1 => (&cfg.data, Role::Data { require_reuse: true }),
-        _ => (&cfg.data, Role::Data { require_reuse: false }),
+        1 => (&cfg.data, Role::Data { require_reuse: true, control_resumed: None }),
+        _ => (&cfg.data, Role::Data { require_reuse: false, control_resumed: None }),
     };
     let mut tls = TlsStream::new(config, OwnerId(7), role, b"234 AUTH TLS ok.\r\n".to_vec()).expect("a server connection");
     let mut sock = MemSock { chunks, next: 0, written: 0 };
