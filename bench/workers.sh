@@ -6,6 +6,10 @@
 #
 #   bench/workers.sh [BINARY=target/release/leanftpd] [ROUNDS=3] [SECONDS=8]
 #
+# LEAN_ARGS="..." adds server flags to both runs, e.g. LEAN_ARGS="--login-cache 0"
+# so that every login pays its SHA-512-crypt hash (the part a second worker's
+# password helper thread doubles) instead of hitting the login cache.
+#
 # Ports 2511/2512 on loopback, a temporary root (removed at the end); every
 # server started is stopped by its PID.
 set -euo pipefail
@@ -25,7 +29,7 @@ chmod 600 "$ROOT/users"
 
 run() { # WORKERS PORT
     "$BIN" --root "$ROOT/data" --users "$ROOT/users" --listen "127.0.0.1:$2" --workers "$1" \
-        --max-clients 20000 --max-per-ip 20000 --log-level warn &
+        --max-clients 20000 --max-per-ip 20000 --log-level error ${LEAN_ARGS:-} &
     local pid=$!
     sleep 0.5
     "$BENCH" login --addr "127.0.0.1:$2" --pid "$pid" --user bench --pass benchpw --concurrency 128 \
