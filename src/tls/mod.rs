@@ -69,7 +69,8 @@ pub const SESSION_CACHE_ENTRIES: usize = 4096;
 pub const CONTROL_TLS13_TICKETS: usize = 4;
 
 /// The id of the control connection a TLS session was made on: unique in
-/// this process (never reused, unlike a slab key).
+/// this process (never reused, unlike a slab key), and never 0, which
+/// stands for none where an id is stored bare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OwnerId(pub u64);
 

@@ -147,13 +147,20 @@ fn inflight(slot: &mut Option<Box<InFlight>>) -> &mut InFlight {
 pub struct TlsStream {
     conn: UnbufferedServerConnection,
     owner: OwnerId,
-    role: Role,
+    // The role, stored flat (`role()` puts it back together): a `Role`
+    // with its `Option<OwnerId>` would take 24 bytes of every control
+    // connection's box, counted in thousands while idle. Ids are never 0
+    // (see `OwnerId`), so 0 stands for none.
+    is_data: bool,
+    require_reuse: bool,
+    control_resumed: u64,
     /// The bytes in flight, only while there are some: an idle session
     /// keeps one pointer here instead of three empty `Vec`s (a few dozen
     /// bytes less per idle TLS session, which are counted in thousands).
     inflight: Option<Box<InFlight>>,
-    /// The session this connection resumed belonged to this connection.
-    resumed_from: Option<OwnerId>,
+    /// The session this connection resumed belonged to this connection
+    /// (0: none resumed).
+    resumed_from: u64,
     /// ... and came from the TLS 1.2 session cache (by session id).
     resumed_by_id: bool,
     handshake_done: bool,
@@ -176,7 +183,7 @@ impl Drop for TlsStream {
 
 impl std::fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TlsStream({:?}, {})", self.role, self.describe())
+        write!(f, "TlsStream({:?}, {})", self.role(), self.describe())
     }
 }
 
@@ -192,9 +199,14 @@ impl TlsStream {
         Ok(Box::new(TlsStream {
             conn: UnbufferedServerConnection::new(config.clone())?,
             owner,
-            role,
+            is_data: matches!(role, Role::Data { .. }),
+            require_reuse: matches!(role, Role::Data { require_reuse: true, .. }),
+            control_resumed: match role {
+                Role::Data { control_resumed: Some(o), .. } => o.0,
+                _ => 0,
+            },
             inflight: (!preface.is_empty()).then(|| Box::new(InFlight { pending_out: preface, ..InFlight::default() })),
-            resumed_from: None,
+            resumed_from: 0,
             resumed_by_id: false,
             handshake_done: false,
             peer_closed: false,
@@ -242,7 +254,15 @@ impl TlsStream {
 
     /// The control connection whose session this one resumed.
     pub fn resumed_from(&self) -> Option<OwnerId> {
-        self.resumed_from
+        (self.resumed_from != 0).then_some(OwnerId(self.resumed_from))
+    }
+
+    /// What the connection is for.
+    pub fn role(&self) -> Role {
+        if !self.is_data {
+            return Role::Control;
+        }
+        Role::Data { require_reuse: self.require_reuse, control_resumed: (self.control_resumed != 0).then_some(OwnerId(self.control_resumed)) }
     }
 
     /// The owner of the session this connection's handshake resumed by
@@ -250,7 +270,7 @@ impl TlsStream {
     /// after a full handshake, a ticket, or a session looked up but not
     /// taken).
     pub fn kept_session_of(&self) -> Option<OwnerId> {
-        self.resumed_from.filter(|_| self.resumed_by_id && self.handshake_done && self.conn.handshake_kind() == Some(HandshakeKind::Resumed))
+        self.resumed_from().filter(|_| self.resumed_by_id && self.handshake_done && self.conn.handshake_kind() == Some(HandshakeKind::Resumed))
     }
 
     /// "TLSv1_3 TLS13_AES_128_GCM_SHA256 resumed", for the log.
@@ -615,8 +635,8 @@ impl TlsStream {
         if win.start == win.end {
             *win = Window { start: 0, end: 0 };
         }
-        if resumed.is_some() {
-            self.resumed_from = resumed;
+        if let Some(r) = resumed {
+            self.resumed_from = r.0;
             self.resumed_by_id = super::resumed_by_id();
         }
         next
@@ -657,10 +677,7 @@ impl TlsStream {
     /// Count the handshake's end, once.
     fn count_handshake(&mut self, ok: bool) {
         if let Some(m) = self.metrics.take() {
-            let channel = match self.role {
-                Role::Control => crate::metrics::Channel::Control,
-                Role::Data { .. } => crate::metrics::Channel::Data,
-            };
+            let channel = if self.is_data { crate::metrics::Channel::Data } else { crate::metrics::Channel::Control };
             m.tls_handshake(channel, ok);
         }
     }
@@ -689,10 +706,12 @@ impl TlsStream {
     /// A data connection must have resumed its owner's session: one made
     /// on its control connection, or the one that connection resumed.
     fn check_reuse(&mut self) -> io::Result<()> {
-        let Role::Data { require_reuse, control_resumed } = self.role else { return Ok(()) };
+        if !self.is_data {
+            return Ok(());
+        }
         let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed);
-        let own = self.resumed_from.is_some() && (self.resumed_from == Some(self.owner) || self.resumed_from == control_resumed);
-        if require_reuse && !(resumed && own) {
+        let own = self.resumed_from != 0 && (self.resumed_from == self.owner.0 || self.resumed_from == self.control_resumed);
+        if self.require_reuse && !(resumed && own) {
             self.failed = true;
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
