@@ -74,6 +74,15 @@ impl Server {
         self.shared.release_data_slot(c.session.peer().ip());
     }
 
+    /// Accept from every listener whose queue other workers share: woken
+    /// by a worker that left connections to this one (`balance`), or at
+    /// `BALANCE_RETRY` (take what is left).
+    pub(super) fn accept_shared_queues(&mut self, balance: bool) {
+        for l in self.accept.shared_queues.into_iter().flatten() {
+            self.accept_control(l, balance);
+        }
+    }
+
     /// Accept from the listener `key`, up to `ACCEPT_BUDGET` connections.
     /// From a queue shared with other workers, only while no other worker
     /// holds fewer sessions, unless `balance` is false (the retry: whatever

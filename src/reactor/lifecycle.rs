@@ -116,9 +116,7 @@ impl Server {
             self.timeout(SHUTDOWN_DEADLINE);
         }
         if requests & REQ_ACCEPT != 0 {
-            for l in self.accept.shared_queues.into_iter().flatten() {
-                self.accept_control(l, true);
-            }
+            self.accept_shared_queues(true);
         }
         let mut verdicts = std::mem::take(&mut self.auth.verdicts);
         self.auth.helper.drain(&mut verdicts);

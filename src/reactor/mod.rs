@@ -725,9 +725,7 @@ impl Server {
             }
             BALANCE_RETRY => {
                 self.accept.balance_retry = false;
-                for l in self.accept.shared_queues.into_iter().flatten() {
-                    self.accept_control(l, false);
-                }
+                self.accept_shared_queues(false);
                 return;
             }
             SHRINK_CHECK => {

@@ -160,7 +160,7 @@ struct Listed {
 }
 
 /// A lock over plain counts stays usable after a panic elsewhere.
-fn lock(m: &Mutex<HashMap<IpAddr, u32>>) -> MutexGuard<'_, HashMap<IpAddr, u32>> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -205,7 +205,7 @@ impl Shared {
             tls: None,
             reread: Mutex::new((0, None)),
             sessions: (0..if config.workers > 1 { config.workers } else { 0 }).map(|_| AtomicUsize::new(0)).collect(),
-            handles: Mutex::new(Vec::new()),
+            handles: Mutex::new(vec![None; if config.workers > 1 { config.workers } else { 0 }]),
         }
     }
 
@@ -339,8 +339,14 @@ impl Shared {
             self.unauth().live.retain(|_, l| l.worker != worker);
         }
         self.publish_sessions(worker, usize::MAX);
-        if let Some(h) = worker.checked_sub(1).and_then(|i| self.handles.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i).map(Option::take)) {
-            drop(h);
+        self.set_handle(worker, None);
+    }
+
+    /// Worker `worker`'s handle (a no-op for worker 0, the only one).
+    fn set_handle(&self, worker: usize, handle: Option<super::StopHandle>) {
+        let mut handles = lock(&self.handles);
+        if let Some(slot) = worker.checked_sub(1).and_then(|i| handles.get_mut(i)) {
+            *slot = handle;
         }
     }
 
@@ -355,19 +361,13 @@ impl Shared {
     /// Worker `worker` (≥ 1) is running: `handle` wakes it when another
     /// worker leaves it connections ([`Shared::leave_to_fewer`]).
     pub fn register_worker(&self, worker: usize, handle: super::StopHandle) {
-        let Some(i) = worker.checked_sub(1).filter(|&i| i < self.sessions.len()) else { return };
-        let mut h = self.handles.lock().unwrap_or_else(|e| e.into_inner());
-        if h.len() < self.sessions.len() {
-            h.resize(self.sessions.len(), None);
-        }
-        h[i] = Some(handle);
+        self.set_handle(worker, Some(handle));
     }
 
     /// Wake every other worker holding fewer control connections than
     /// `mine`: a connection in a shared accept queue is left to them.
     pub fn leave_to_fewer(&self, worker: usize, mine: usize) {
-        let h = self.handles.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, handle) in h.iter().enumerate() {
+        for (i, handle) in lock(&self.handles).iter().enumerate() {
             if i + 1 != worker && self.sessions[i].load(Ordering::Relaxed) < mine {
                 if let Some(handle) = handle {
                     handle.take_shared_accepts();

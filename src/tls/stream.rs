@@ -257,8 +257,8 @@ impl TlsStream {
         (self.resumed_from != 0).then_some(OwnerId(self.resumed_from))
     }
 
-    /// What the connection is for.
-    pub fn role(&self) -> Role {
+    /// What the connection is for (put back together from its flat fields).
+    fn role(&self) -> Role {
         if !self.is_data {
             return Role::Control;
         }

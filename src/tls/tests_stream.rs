@@ -155,27 +155,39 @@ fn an_idle_connection_keeps_no_buffers() {
     assert_eq!(tls.buffered_bytes(), 0, "nothing in flight, nothing held");
 }
 
+/// A control connection of `owner` with a client of `cfg`, its handshake
+/// done and a few bytes echoed.
+fn control_conn(server: &TlsConfig, cfg: &Arc<ClientConfig>, owner: OwnerId) -> Box<TlsStream> {
+    let (mut s, c) = pair();
+    let h = client(cfg.clone(), c, b"ctl".to_vec(), 3, true);
+    let mut ctl = TlsStream::new(&server.control, owner, Role::Control, Vec::new()).unwrap();
+    assert_eq!(echo(&mut ctl, &mut s, 3).unwrap(), 0);
+    h.join().unwrap().unwrap();
+    ctl
+}
+
+/// A data connection of `owner` in `role` with a client of `cfg`: what
+/// the data side's check says.
+fn data_conn(server: &TlsConfig, cfg: Arc<ClientConfig>, owner: OwnerId, role: Role) -> io::Result<usize> {
+    let (mut s, c) = pair();
+    let h = client(cfg, c, b"data".to_vec(), 4, true);
+    let mut data = TlsStream::new(&server.data, owner, role, Vec::new()).unwrap();
+    let r = echo(&mut data, &mut s, 4);
+    drop(s);
+    let _ = h.join();
+    r
+}
+
 /// A control connection, then a data connection from the same client
 /// config (so it may resume): what the data side's check says.
 fn data_after_control(require_reuse: bool, same_owner: bool, resume: bool, tls13: bool) -> io::Result<usize> {
     let server = server_config();
     let cfg = client_config(tls13, &[b"ftp"]);
     let owner = OwnerId::fresh();
-    let (mut s, c) = pair();
-    let h = client(cfg.clone(), c, b"ctl".to_vec(), 3, true);
-    let mut ctl = TlsStream::new(&server.control, owner, Role::Control, Vec::new()).unwrap();
-    assert_eq!(echo(&mut ctl, &mut s, 3).unwrap(), 0);
-    h.join().unwrap().unwrap();
-
+    control_conn(&server, &cfg, owner);
     let data_cfg = if resume { cfg } else { client_config(tls13, &[b"ftp"]) };
-    let (mut s, c) = pair();
-    let h = client(data_cfg, c, b"data".to_vec(), 4, true);
     let data_owner = if same_owner { owner } else { OwnerId::fresh() };
-    let mut data = TlsStream::new(&server.data, data_owner, Role::Data { require_reuse, control_resumed: None }, Vec::new()).unwrap();
-    let r = echo(&mut data, &mut s, 4);
-    drop(s);
-    let _ = h.join();
-    r
+    data_conn(&server, data_cfg, data_owner, Role::Data { require_reuse, control_resumed: None })
 }
 
 #[test]
@@ -201,27 +213,13 @@ fn data_connections_of_a_control_connection_resumed_by_session_id_are_accepted()
     let mut cfg = (*client_config(false, &[b"ftp"])).clone();
     cfg.resumption = rustls::client::Resumption::in_memory_sessions(8).tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly);
     let cfg = Arc::new(cfg);
-    let control = |owner: OwnerId| {
-        let (mut s, c) = pair();
-        let h = client(cfg.clone(), c, b"ctl".to_vec(), 3, true);
-        let mut ctl = TlsStream::new(&server.control, owner, Role::Control, Vec::new()).unwrap();
-        assert_eq!(echo(&mut ctl, &mut s, 3).unwrap(), 0);
-        h.join().unwrap().unwrap();
-        ctl
-    };
     let (a, b) = (OwnerId::fresh(), OwnerId::fresh());
-    let first = control(a);
+    let first = control_conn(&server, &cfg, a);
     assert_eq!(first.kept_session_of(), None, "a full handshake");
-    let second = control(b);
+    let second = control_conn(&server, &cfg, b);
     assert_eq!(second.kept_session_of(), Some(a), "{}", second.describe());
     let data = |owner: OwnerId, control_resumed: Option<OwnerId>| {
-        let (mut s, c) = pair();
-        let h = client(cfg.clone(), c, b"data".to_vec(), 4, true);
-        let mut d = TlsStream::new(&server.data, owner, Role::Data { require_reuse: true, control_resumed }, Vec::new()).unwrap();
-        let r = echo(&mut d, &mut s, 4);
-        drop(s);
-        let _ = h.join();
-        r
+        data_conn(&server, cfg.clone(), owner, Role::Data { require_reuse: true, control_resumed })
     };
     assert_eq!(data(b, second.kept_session_of()).unwrap(), 0, "the second control connection's own data connection");
     let e = data(b, None).unwrap_err();
@@ -237,11 +235,7 @@ fn data_connections_of_a_control_connection_resumed_by_session_id_are_accepted()
         let mut owners = Vec::new();
         for _ in 0..2 {
             let owner = OwnerId::fresh();
-            let (mut s, c) = pair();
-            let h = client(cfg.clone(), c, b"ctl".to_vec(), 3, true);
-            let mut ctl = TlsStream::new(&server.control, owner, Role::Control, Vec::new()).unwrap();
-            assert_eq!(echo(&mut ctl, &mut s, 3).unwrap(), 0);
-            h.join().unwrap().unwrap();
+            let ctl = control_conn(&server, &cfg, owner);
             owners.push((owner, ctl.resumed_from(), ctl.kept_session_of()));
         }
         assert_eq!(owners[1].1, Some(owners[0].0), "tls13={tls13}: the second resumed the first's ticket");
